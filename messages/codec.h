@@ -1,0 +1,25 @@
+// Strict, deterministic MessagePack codec for zchat frames.
+// Encode: the same Message always yields the same bytes (fixed key order,
+// smallest integer forms). Decode: bounded by msgpack::unpack_limit, refuses
+// trailing bytes, wrong types, over-long or non-UTF-8 text and out-of-range
+// values, and names the offending field. Thread-safe (no shared state).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "messages/messages.h"
+#include "messages/status.h"
+
+namespace zchat {
+
+std::string Encode(const Message& message);
+
+// Decodes one frame. Requests are read strictly: an unknown key is an error.
+// Replies and pushes are read tolerantly (unknown keys ignored, unknown error
+// codes kept) so that a broker can add fields without breaking old clients.
+// On failure, *request_id (if given) is the frame's request id when it could
+// be read, else 0, so that the ERROR reply can echo it.
+Result<Message> Decode(std::string_view frame, uint64_t* request_id = nullptr);
+
+}  // namespace zchat

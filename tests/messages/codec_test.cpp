@@ -1,0 +1,416 @@
+#include "messages/codec.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+
+#include "messages/utf8.h"
+#include "tests/messages/samples.h"
+#include "tests/messages/test_util.h"
+
+namespace zchat {
+namespace {
+
+using testing::FromHex;
+using testing::RawFrame;
+using testing::RawPacker;
+using testing::SampleMessages;
+
+// A SEND_MESSAGE envelope with the fields the callback adds (extra counts
+// them). Used to vary one field at a time.
+std::string SendFrame(int extra, const std::function<void(RawPacker&)>& add) {
+  return RawFrame([&](RawPacker& pk) {
+    pk.pack_map(3 + extra);
+    pk.pack("v");
+    pk.pack(1);
+    pk.pack("type");
+    pk.pack(static_cast<int>(MessageType::kSendMessage));
+    pk.pack("req");
+    pk.pack(9);
+    add(pk);
+  });
+}
+
+std::string ValidSend(const std::string& recipient, const std::string& body) {
+  return SendFrame(3, [&](RawPacker& pk) {
+    pk.pack("recipient");
+    pk.pack(recipient);
+    pk.pack("body");
+    pk.pack(body);
+    pk.pack("client_msg_id");
+    pk.pack(5);
+  });
+}
+
+void ExpectRejected(const std::string& frame, ErrorCode code,
+                    const std::string& detail_part) {
+  Result<Message> r = Decode(frame);
+  ASSERT_FALSE(r.ok()) << "frame was accepted";
+  EXPECT_EQ(r.status().code(), code) << r.status().ToString();
+  EXPECT_NE(r.status().detail().find(detail_part), std::string::npos)
+      << "detail was: " << r.status().detail();
+}
+
+TEST(CodecTest, EveryMessageTypeHasASample) {
+  std::vector<bool> seen(kMessageTypeCount + 1, false);
+  for (const Message& m : SampleMessages()) {
+    seen[static_cast<size_t>(TypeOf(m.body))] = true;
+  }
+  for (size_t t = 1; t <= kMessageTypeCount; ++t) {
+    EXPECT_TRUE(seen[t]) << MessageTypeName(static_cast<MessageType>(t));
+  }
+}
+
+TEST(CodecTest, RoundTripsEveryMessageType) {
+  for (const Message& m : SampleMessages()) {
+    const std::string bytes = Encode(m);
+    Result<Message> back = Decode(bytes);
+    ASSERT_TRUE(back.ok()) << MessageTypeName(TypeOf(m.body)) << ": "
+                           << back.status().ToString();
+    EXPECT_EQ(TypeOf(back->body), TypeOf(m.body));
+    EXPECT_EQ(back->request_id, m.request_id);
+    EXPECT_EQ(Encode(*back), bytes) << MessageTypeName(TypeOf(m.body));
+  }
+}
+
+TEST(CodecTest, RoundTripKeepsFieldValues) {
+  Message m{77, SendMessage{"bob", "h\xc3\xa9llo", UINT64_MAX}};
+  Result<Message> back = Decode(Encode(m));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  const auto& send = std::get<SendMessage>(back->body);
+  EXPECT_EQ(send.recipient, "bob");
+  EXPECT_EQ(send.body, "h\xc3\xa9llo");
+  EXPECT_EQ(send.client_msg_id, UINT64_MAX);
+  EXPECT_EQ(back->request_id, 77u);
+}
+
+TEST(CodecTest, OptionalFieldsMayBeAbsentOrNil) {
+  Result<Message> absent = Decode(Encode({3, ListAccounts{}}));
+  ASSERT_TRUE(absent.ok()) << absent.status().ToString();
+  EXPECT_FALSE(std::get<ListAccounts>(absent->body).pattern.has_value());
+
+  std::string with_nil = RawFrame([](RawPacker& pk) {
+    pk.pack_map(4);
+    pk.pack("v");
+    pk.pack(1);
+    pk.pack("type");
+    pk.pack(static_cast<int>(MessageType::kListAccounts));
+    pk.pack("req");
+    pk.pack(1);
+    pk.pack("pattern");
+    pk.pack_nil();
+  });
+  Result<Message> nil = Decode(with_nil);
+  ASSERT_TRUE(nil.ok()) << nil.status().ToString();
+  EXPECT_FALSE(std::get<ListAccounts>(nil->body).pattern.has_value());
+}
+
+TEST(CodecTest, EncodingIsDeterministic) {
+  Message m{5, LoginSuccess{"alice", 1, std::string(kTokenBytes, '\1')}};
+  EXPECT_EQ(Encode(m), Encode(m));
+  // Smallest integer forms: a small request id is one byte.
+  EXPECT_EQ(Encode({1, Ping{}}), FromHex("83 a1 76 01 a4 74 79 70 65 16 a3 72 "
+                                         "65 71 01"));
+}
+
+TEST(CodecTest, AcceptsKeysInAnyOrder) {
+  std::string frame = RawFrame([](RawPacker& pk) {
+    pk.pack_map(6);
+    pk.pack("client_msg_id");
+    pk.pack(3);
+    pk.pack("body");
+    pk.pack("hi");
+    pk.pack("req");
+    pk.pack(2);
+    pk.pack("recipient");
+    pk.pack("bob");
+    pk.pack("type");
+    pk.pack(11);
+    pk.pack("v");
+    pk.pack(1);
+  });
+  Result<Message> r = Decode(frame);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(std::get<SendMessage>(r->body).recipient, "bob");
+}
+
+TEST(CodecTest, RejectsEmptyFrame) {
+  ExpectRejected("", ErrorCode::kMalformed, "empty");
+}
+
+TEST(CodecTest, RejectsTruncatedFrame) {
+  std::string frame = ValidSend("bob", "hello");
+  for (size_t n = 1; n < frame.size(); ++n) {
+    ExpectRejected(frame.substr(0, n), ErrorCode::kMalformed, "truncated");
+  }
+}
+
+TEST(CodecTest, RejectsNonMap) {
+  ExpectRejected(FromHex("93 01 02 03"), ErrorCode::kMalformed, "not a map");
+  ExpectRejected(FromHex("a3 61 62 63"), ErrorCode::kMalformed, "not a map");
+}
+
+TEST(CodecTest, RejectsNonStringKey) {
+  ExpectRejected(FromHex("81 01 02"), ErrorCode::kMalformed, "key");
+}
+
+TEST(CodecTest, RejectsDuplicateKey) {
+  std::string frame = SendFrame(4, [](RawPacker& pk) {
+    pk.pack("recipient");
+    pk.pack("bob");
+    pk.pack("recipient");
+    pk.pack("eve");
+    pk.pack("body");
+    pk.pack("x");
+    pk.pack("client_msg_id");
+    pk.pack(1);
+  });
+  ExpectRejected(frame, ErrorCode::kMalformed, "duplicate field 'recipient'");
+}
+
+TEST(CodecTest, RejectsMissingField) {
+  std::string frame = SendFrame(2, [](RawPacker& pk) {
+    pk.pack("recipient");
+    pk.pack("bob");
+    pk.pack("client_msg_id");
+    pk.pack(1);
+  });
+  ExpectRejected(frame, ErrorCode::kMalformed, "field 'body' is missing");
+}
+
+TEST(CodecTest, RejectsMissingEnvelopeField) {
+  std::string frame = RawFrame([](RawPacker& pk) {
+    pk.pack_map(2);
+    pk.pack("v");
+    pk.pack(1);
+    pk.pack("req");
+    pk.pack(1);
+  });
+  ExpectRejected(frame, ErrorCode::kMalformed, "field 'type' is missing");
+}
+
+TEST(CodecTest, RejectsWrongType) {
+  std::string frame = SendFrame(3, [](RawPacker& pk) {
+    pk.pack("recipient");
+    pk.pack(12);
+    pk.pack("body");
+    pk.pack("x");
+    pk.pack("client_msg_id");
+    pk.pack(1);
+  });
+  ExpectRejected(frame, ErrorCode::kMalformed,
+                 "field 'recipient' must be a string");
+  std::string negative = SendFrame(3, [](RawPacker& pk) {
+    pk.pack("recipient");
+    pk.pack("bob");
+    pk.pack("body");
+    pk.pack("x");
+    pk.pack("client_msg_id");
+    pk.pack(-1);
+  });
+  ExpectRejected(negative, ErrorCode::kMalformed,
+                 "field 'client_msg_id' must be a non-negative integer");
+  std::string binary_text = SendFrame(3, [](RawPacker& pk) {
+    pk.pack("recipient");
+    pk.pack_bin(3);
+    pk.pack_bin_body("bob", 3);
+    pk.pack("body");
+    pk.pack("x");
+    pk.pack("client_msg_id");
+    pk.pack(1);
+  });
+  ExpectRejected(binary_text, ErrorCode::kMalformed,
+                 "field 'recipient' must be a string");
+}
+
+TEST(CodecTest, RejectsOverLongString) {
+  ExpectRejected(ValidSend(std::string(kMaxNameBytes + 1, 'a'), "x"),
+                 ErrorCode::kMalformed, "field 'recipient' is longer than");
+}
+
+TEST(CodecTest, RejectsInvalidUtf8) {
+  ExpectRejected(ValidSend("bob", "bad \xff byte"), ErrorCode::kMalformed,
+                 "field 'body' is not valid UTF-8");
+  ExpectRejected(ValidSend("b\xc0\xafob", "x"), ErrorCode::kMalformed,
+                 "field 'recipient' is not valid UTF-8");
+}
+
+TEST(CodecTest, RejectsOutOfRangeValues) {
+  std::string zero_id = SendFrame(3, [](RawPacker& pk) {
+    pk.pack("recipient");
+    pk.pack("bob");
+    pk.pack("body");
+    pk.pack("x");
+    pk.pack("client_msg_id");
+    pk.pack(0);
+  });
+  ExpectRejected(zero_id, ErrorCode::kMalformed,
+                 "field 'client_msg_id' is out of range");
+  // An error code past the table, in a strictly read message... replies are
+  // tolerant, so build a request with a range: FETCH limit over the maximum.
+  Message fetch{1, FetchMessages{kMaxFetchLimit + 1}};
+  ExpectRejected(Encode(fetch), ErrorCode::kMalformed,
+                 "field 'limit' is out of range");
+}
+
+TEST(CodecTest, TolerantReadersKeepUnknownErrorCodes) {
+  Message err{1, Error{static_cast<ErrorCode>(999), "from the future"}};
+  Result<Message> r = Decode(Encode(err));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(static_cast<int>(std::get<Error>(r->body).code), 999);
+}
+
+TEST(CodecTest, RejectsTrailingBytes) {
+  ExpectRejected(ValidSend("bob", "x") + std::string("\x00", 1),
+                 ErrorCode::kMalformed, "trailing bytes");
+}
+
+TEST(CodecTest, RejectsSizeBombsQuickly) {
+  const char* bombs[] = {
+      "dd ff ff ff ff",           // array32 of 4 billion
+      "df ff ff ff ff",           // map32 of 4 billion
+      "db ff ff ff ff",           // str32 of 4 GiB
+      "c6 ff ff ff ff",           // bin32 of 4 GiB
+      "c9 ff ff ff ff 01",        // ext32 of 4 GiB
+      "81 a1 76 dd ff ff ff ff",  // inside the map
+  };
+  for (const char* hex : bombs) {
+    auto start = std::chrono::steady_clock::now();
+    Result<Message> r = Decode(FromHex(hex));
+    auto took = std::chrono::steady_clock::now() - start;
+    ASSERT_FALSE(r.ok()) << hex;
+    EXPECT_EQ(r.status().code(), ErrorCode::kMalformed) << hex;
+    // Not a timing assertion: a bomb that allocated would take seconds and
+    // gigabytes; this bound only catches that catastrophe.
+    EXPECT_LT(took, std::chrono::seconds(1)) << hex;
+  }
+}
+
+TEST(CodecTest, RejectsDeepNesting) {
+  std::string frame(200, '\x91');  // 200 nested one-element arrays
+  frame.push_back('\x01');
+  ExpectRejected(frame, ErrorCode::kMalformed, "nested too deeply");
+  // A map inside an array inside the frame map is one level too many.
+  std::string nested = SendFrame(1, [](RawPacker& pk) {
+    pk.pack("recipient");
+    pk.pack_array(1);
+    pk.pack_map(0);
+  });
+  ExpectRejected(nested, ErrorCode::kMalformed, "nested too deeply");
+}
+
+TEST(CodecTest, RejectsTooManyEntries) {
+  std::string frame = RawFrame([](RawPacker& pk) {
+    pk.pack_map(17);
+    for (int i = 0; i < 17; ++i) {
+      pk.pack("k" + std::to_string(i));
+      pk.pack(i);
+    }
+  });
+  ExpectRejected(frame, ErrorCode::kMalformed, "exceeds the limits");
+}
+
+TEST(CodecTest, RejectsUnknownType) {
+  std::string frame = RawFrame([](RawPacker& pk) {
+    pk.pack_map(3);
+    pk.pack("v");
+    pk.pack(1);
+    pk.pack("type");
+    pk.pack(200);
+    pk.pack("req");
+    pk.pack(31);
+  });
+  uint64_t req = 0;
+  Result<Message> r = Decode(frame, &req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kUnknownType);
+  EXPECT_EQ(req, 31u) << "the error must be able to echo the request id";
+}
+
+TEST(CodecTest, RejectsUnsupportedVersion) {
+  std::string frame = RawFrame([](RawPacker& pk) {
+    pk.pack_map(3);
+    pk.pack("v");
+    pk.pack(2);
+    pk.pack("type");
+    pk.pack(22);
+    pk.pack("req");
+    pk.pack(1);
+  });
+  ExpectRejected(frame, ErrorCode::kUnsupportedVersion, "version 2");
+}
+
+TEST(CodecTest, RejectsUnknownKeyInRequest) {
+  std::string frame = SendFrame(4, [](RawPacker& pk) {
+    pk.pack("recipient");
+    pk.pack("bob");
+    pk.pack("body");
+    pk.pack("x");
+    pk.pack("client_msg_id");
+    pk.pack(1);
+    pk.pack("recipent");
+    pk.pack("typo");
+  });
+  ExpectRejected(frame, ErrorCode::kMalformed, "unknown field 'recipent'");
+}
+
+TEST(CodecTest, IgnoresUnknownKeyInReplyAndPush) {
+  std::string frame = RawFrame([](RawPacker& pk) {
+    pk.pack_map(5);
+    pk.pack("v");
+    pk.pack(1);
+    pk.pack("type");
+    pk.pack(static_cast<int>(MessageType::kError));
+    pk.pack("req");
+    pk.pack(4);
+    pk.pack("code");
+    pk.pack(4);
+    pk.pack("reason");
+    pk.pack("x");
+  });
+  std::string with_extra = frame;
+  with_extra[0] = '\x86';
+  with_extra += RawFrame([](RawPacker& pk) {
+    pk.pack("added_later");
+    pk.pack(true);
+  });
+  Result<Message> r = Decode(with_extra);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(std::get<Error>(r->body).code, ErrorCode::kNotLoggedIn);
+}
+
+TEST(CodecTest, RequestsNeedNonzeroIdAndPushesZero) {
+  ExpectRejected(Encode({0, Ping{}}), ErrorCode::kMalformed, "'req'");
+  ExpectRejected(Encode({5, SessionEnded{ErrorCode::kSessionExpired, "x"}}),
+                 ErrorCode::kMalformed, "'req'");
+}
+
+TEST(CodecTest, LoginNeedsExactlyOneCredential) {
+  ExpectRejected(Encode({1, LoginRequest{"a", std::nullopt, std::nullopt}}),
+                 ErrorCode::kMalformed, "exactly one");
+  ExpectRejected(
+      Encode({1, LoginRequest{"a", "pw", std::string(kTokenBytes, 'x')}}),
+      ErrorCode::kMalformed, "exactly one");
+  ExpectRejected(Encode({1, LoginRequest{"a", std::nullopt, "short"}}),
+                 ErrorCode::kMalformed, "field 'token' must be 32 bytes");
+}
+
+TEST(CodecTest, RejectsOversizeFrame) {
+  ExpectRejected(std::string(kMaxFrameBytes + 1, '\xc0'), ErrorCode::kMalformed,
+                 "larger than");
+}
+
+TEST(Utf8Test, AcceptsValidAndRejectsInvalid) {
+  EXPECT_TRUE(IsValidUtf8(""));
+  EXPECT_TRUE(IsValidUtf8("plain"));
+  EXPECT_TRUE(IsValidUtf8("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"));
+  EXPECT_FALSE(IsValidUtf8("\x80"));              // lone continuation
+  EXPECT_FALSE(IsValidUtf8("\xc3"));              // truncated
+  EXPECT_FALSE(IsValidUtf8("\xe0\x80\xaf"));      // overlong
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // above U+10FFFF
+  EXPECT_FALSE(IsValidUtf8("\xfe"));
+}
+
+}  // namespace
+}  // namespace zchat
