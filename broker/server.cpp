@@ -1,0 +1,160 @@
+#include "broker/server.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "broker/log.h"
+
+namespace zchat {
+namespace {
+
+int64_t UnixMillis() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t SteadyMillis() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
+  Result<std::unique_ptr<Store>> store =
+      Store::Open(options.db_path, options.store);
+  if (!store.ok()) return store.status();
+  std::unique_ptr<Server> server(new Server(options, std::move(*store)));
+  try {
+    server->router_.bind(options.bind);
+    server->endpoint_ = server->router_.get(zmq::sockopt::last_endpoint);
+  } catch (const zmq::error_t& e) {
+    return Status(ErrorCode::kInvalidArgument,
+                  "bind " + options.bind + ": " + e.what());
+  }
+  return server;
+}
+
+Server::Server(const ServerOptions& options, std::unique_ptr<Store> store)
+    : options_(options),
+      store_(std::move(store)),
+      hashes_(options.hash_threads, options.hash_queue, options.hash_cost),
+      core_(std::make_unique<BrokerCore>(*store_, hashes_, options.broker,
+                                         UnixMillis)),
+      context_(1),
+      router_(context_, zmq::socket_type::router) {
+  stop_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  // A send to a peer that is gone fails (EHOSTUNREACH) instead of vanishing.
+  router_.set(zmq::sockopt::router_mandatory, 1);
+  // Frames larger than this make libzmq drop the connection before we see
+  // them (the codec would refuse them anyway).
+  router_.set(zmq::sockopt::maxmsgsize,
+              static_cast<int64_t>(kMaxFrameBytes + 64));
+  router_.set(zmq::sockopt::linger, 500);
+  router_.set(zmq::sockopt::sndhwm, options.send_hwm);
+  router_.set(zmq::sockopt::rcvhwm, options.send_hwm);
+  // ZMTP heartbeats close dead TCP connections; the session timeout in the
+  // core is what ends a login.
+  router_.set(zmq::sockopt::heartbeat_ivl, 10'000);
+  router_.set(zmq::sockopt::heartbeat_timeout, 30'000);
+}
+
+Server::~Server() {
+  if (stop_fd_ >= 0) close(stop_fd_);
+}
+
+void Server::Stop() {
+  uint64_t one = 1;
+  (void)!write(stop_fd_, &one, sizeof one);
+}
+
+void Server::Run() {
+  Log(LogLevel::kInfo, "listening on " + endpoint_);
+  int64_t next_tick = SteadyMillis() + options_.tick_ms;
+  for (;;) {
+    zmq::pollitem_t items[] = {
+        {router_.handle(), 0, ZMQ_POLLIN, 0},
+        {nullptr, hashes_.wake_fd(), ZMQ_POLLIN, 0},
+        {nullptr, stop_fd_, ZMQ_POLLIN, 0},
+    };
+    const int64_t timeout = std::max<int64_t>(0, next_tick - SteadyMillis());
+    try {
+      zmq::poll(items, 3, std::chrono::milliseconds(timeout));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) {
+        Log(LogLevel::kError, std::string("poll: ") + e.what());
+        break;
+      }
+      continue;
+    }
+    const bool stopping = items[2].revents & ZMQ_POLLIN;
+    const bool tick = SteadyMillis() >= next_tick;
+    core_->BeginBatch();
+    if (items[0].revents & ZMQ_POLLIN) ReadBatch();
+    if (items[1].revents & ZMQ_POLLIN) core_->OnHashResults();
+    if (tick) {
+      core_->OnTick();
+      next_tick = SteadyMillis() + options_.tick_ms;
+    }
+    Flush(core_->EndBatch());
+    if (stopping) break;
+  }
+  Log(LogLevel::kInfo, "stopped; " + std::to_string(dropped_sends_) +
+                           " sends dropped at the high-water mark");
+}
+
+void Server::ReadBatch() {
+  for (int n = 0; n < options_.max_batch; ++n) {
+    zmq::message_t id;
+    zmq::message_t frame;
+    try {
+      if (!router_.recv(id, zmq::recv_flags::dontwait)) return;
+      if (!id.more()) continue;  // cannot happen with a ROUTER
+      (void)router_.recv(frame);
+      if (!frame.more()) {
+        core_->OnFrame(id.to_string_view(), frame.to_string_view());
+        continue;
+      }
+      // Several parts: drain the rest and refuse the whole message.
+      size_t parts = 1;
+      zmq::message_t extra;
+      do {
+        (void)router_.recv(extra);
+        ++parts;
+      } while (extra.more());
+      core_->OnTransportError(
+          id.to_string_view(),
+          "a message must be exactly one frame; got " + std::to_string(parts));
+    } catch (const zmq::error_t& e) {
+      Log(LogLevel::kError, std::string("recv: ") + e.what());
+      return;
+    }
+  }
+}
+
+void Server::Flush(std::vector<OutFrame> frames) {
+  for (OutFrame& out : frames) {
+    try {
+      zmq::message_t id(out.routing_id.data(), out.routing_id.size());
+      zmq::message_t body(out.frame.data(), out.frame.size());
+      if (!router_.send(id,
+                        zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+        ++dropped_sends_;  // the peer's queue is full: it is not reading
+        continue;
+      }
+      (void)router_.send(body, zmq::send_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EHOSTUNREACH) {
+        core_->OnPeerGone(out.routing_id);
+      } else {
+        Log(LogLevel::kWarn, std::string("send: ") + e.what());
+      }
+    }
+  }
+}
+
+}  // namespace zchat

@@ -1,0 +1,62 @@
+// Server: the broker's transport loop. One ROUTER socket, polled beside the
+// hash pool's eventfd and a stop eventfd with a timeout equal to the time to
+// the next tick (session expiry, pruning). Each wake-up handles a batch of
+// up to `max_batch` frames in one transaction, commits, then sends the
+// replies and pushes (group commit). Run() on one thread; Stop() from any
+// thread or a signal handler.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <zmq.hpp>
+
+#include "broker/broker_core.h"
+#include "broker/hash_pool.h"
+#include "broker/store.h"
+#include "messages/status.h"
+
+namespace zchat {
+
+struct ServerOptions {
+  std::string bind = "tcp://127.0.0.1:5555";
+  std::string db_path;
+  StoreOptions store;
+  BrokerConfig broker;
+  int hash_threads = 2;
+  size_t hash_queue = 64;
+  HashCost hash_cost;
+  int max_batch = 256;
+  int send_hwm = 10'000;  // frames queued per peer before sends are dropped
+  int64_t tick_ms = 1000;
+};
+
+class Server {
+ public:
+  static Result<std::unique_ptr<Server>> Create(const ServerOptions& options);
+  ~Server();
+
+  // The bound endpoint, with the real port when the bind used '*' or 0.
+  const std::string& endpoint() const { return endpoint_; }
+  void Run();
+  void Stop();  // async-signal-safe
+
+  const BrokerCore& core() const { return *core_; }
+
+ private:
+  Server(const ServerOptions& options, std::unique_ptr<Store> store);
+  void ReadBatch();
+  void Flush(std::vector<OutFrame> frames);
+
+  ServerOptions options_;
+  std::unique_ptr<Store> store_;
+  HashPool hashes_;
+  std::unique_ptr<BrokerCore> core_;
+  zmq::context_t context_;
+  zmq::socket_t router_;
+  std::string endpoint_;
+  int stop_fd_ = -1;
+  uint64_t dropped_sends_ = 0;
+};
+
+}  // namespace zchat

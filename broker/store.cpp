@@ -1,0 +1,524 @@
+#include "broker/store.h"
+
+#include <utility>
+
+namespace zchat {
+
+// A prepared statement, reset and unbound each time it is handed out.
+class Store::Statement {
+ public:
+  explicit Statement(sqlite3_stmt* stmt) : stmt_(stmt) {}
+  ~Statement() { sqlite3_finalize(stmt_); }
+
+  Statement& Start() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    return *this;
+  }
+  Statement& Bind(int index, int64_t value) {
+    sqlite3_bind_int64(stmt_, index, value);
+    return *this;
+  }
+  Statement& Bind(int index, std::string_view text) {
+    sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()),
+                      SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& BindBlob(int index, std::string_view bytes) {
+    sqlite3_bind_blob(stmt_, index, bytes.data(),
+                      static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  // SQLITE_ROW, SQLITE_DONE, or an error code.
+  int Step() { return sqlite3_step(stmt_); }
+  // Runs a statement that returns no rows; resets it.
+  int Run() {
+    int rc = sqlite3_step(stmt_);
+    sqlite3_reset(stmt_);
+    return rc == SQLITE_ROW ? SQLITE_DONE : rc;
+  }
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  std::string_view Text(int col) const {
+    const auto* p =
+        reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p ? std::string_view(p, sqlite3_column_bytes(stmt_, col))
+             : std::string_view();
+  }
+  void Reset() { sqlite3_reset(stmt_); }
+
+ private:
+  sqlite3_stmt* stmt_;
+};
+
+namespace {
+
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE accounts(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL,
+  name_key TEXT NOT NULL UNIQUE,
+  password_hash TEXT NOT NULL,
+  created_at INTEGER NOT NULL);
+CREATE TABLE messages(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  sender_id INTEGER NOT NULL,
+  sender_name TEXT NOT NULL,
+  recipient_id INTEGER NOT NULL,
+  recipient_name TEXT NOT NULL,
+  client_msg_id INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  sent_at INTEGER NOT NULL);
+CREATE INDEX messages_by_recipient ON messages(recipient_id, id);
+CREATE TABLE sends(
+  sender_id INTEGER NOT NULL,
+  client_msg_id INTEGER NOT NULL,
+  message_id INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY(sender_id, client_msg_id)) WITHOUT ROWID;
+CREATE INDEX sends_by_age ON sends(created_at);
+CREATE TABLE notices(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  account_id INTEGER NOT NULL,
+  kind INTEGER NOT NULL,
+  message_id INTEGER NOT NULL,
+  peer_name TEXT NOT NULL,
+  client_msg_id INTEGER NOT NULL);
+CREATE INDEX notices_by_account ON notices(account_id, id);
+CREATE TABLE tokens(
+  hash BLOB PRIMARY KEY,
+  account_id INTEGER NOT NULL,
+  created_at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX tokens_by_account ON tokens(account_id);
+)sql";
+
+// client_msg_id is a uint64 on the wire; SQLite integers are signed 64-bit.
+// The bit pattern is stored as is.
+int64_t ToSql(uint64_t v) { return static_cast<int64_t>(v); }
+uint64_t FromSql(int64_t v) { return static_cast<uint64_t>(v); }
+
+}  // namespace
+
+Store::Store(sqlite3* db) : db_(db) {}
+
+Store::~Store() {
+  statements_.clear();
+  sqlite3_close_v2(db_);
+}
+
+Status Store::Error(std::string_view what) const {
+  return Status(ErrorCode::kStorage,
+                std::string(what) + ": " + sqlite3_errmsg(db_));
+}
+
+Status Store::Exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string message = err ? err : "unknown error";
+    sqlite3_free(err);
+    return Status(ErrorCode::kStorage, message);
+  }
+  return Status::Ok();
+}
+
+Store::Statement& Store::Prepare(const char* sql) {
+  auto it = statements_.find(sql);
+  if (it == statements_.end()) {
+    sqlite3_stmt* stmt = nullptr;
+    int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt,
+                                nullptr);
+    // The SQL is ours and fixed: failing to prepare it is a programming error.
+    assert(rc == SQLITE_OK && "bad SQL in store.cpp");
+    (void)rc;
+    it = statements_.emplace(sql, std::make_unique<Statement>(stmt)).first;
+  }
+  return it->second->Start();
+}
+
+Result<std::unique_ptr<Store>> Store::Open(const std::string& path,
+                                           const StoreOptions& options) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+      nullptr);
+  if (rc != SQLITE_OK) {
+    std::string message = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close_v2(db);
+    return Status(ErrorCode::kStorage, "open " + path + ": " + message);
+  }
+  std::unique_ptr<Store> store(new Store(db));
+  sqlite3_busy_timeout(db, 5000);
+  std::string pragmas = "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=OFF;";
+  pragmas += options.sync == SyncMode::kFull ? "PRAGMA synchronous=FULL;"
+                                             : "PRAGMA synchronous=NORMAL;";
+  if (options.max_pages > 0) {
+    pragmas +=
+        "PRAGMA max_page_count=" + std::to_string(options.max_pages) + ";";
+  }
+  if (Status s = store->Exec(pragmas.c_str()); !s.ok()) return s;
+  if (Status s = store->Migrate(); !s.ok()) return s;
+  return store;
+}
+
+Status Store::Migrate() {
+  int64_t version = 0;
+  {
+    sqlite3_stmt* stmt = nullptr;
+    sqlite3_prepare_v2(db_, "PRAGMA user_version", -1, &stmt, nullptr);
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+      version = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+  }
+  if (version > kSchemaVersion) {
+    return Status(ErrorCode::kStorage,
+                  "database schema version " + std::to_string(version) +
+                      " is newer than this broker's (" +
+                      std::to_string(kSchemaVersion) + ")");
+  }
+  // Each step takes the schema from version N to N+1 in one transaction.
+  static const char* const kMigrations[] = {kSchemaV1};
+  for (int64_t v = version; v < kSchemaVersion; ++v) {
+    if (Status s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+    Status s = Exec(kMigrations[v]);
+    if (s.ok()) {
+      s = Exec(("PRAGMA user_version=" + std::to_string(v + 1)).c_str());
+    }
+    if (!s.ok()) {
+      Exec("ROLLBACK");
+      return Status(
+          ErrorCode::kStorage,
+          "migration to schema " + std::to_string(v + 1) + ": " + s.detail());
+    }
+    if (Status c = Exec("COMMIT"); !c.ok()) return c;
+  }
+  return Status::Ok();
+}
+
+Status Store::Begin() { return Exec("BEGIN IMMEDIATE"); }
+
+Status Store::Commit() {
+  Status s = Exec("COMMIT");
+  if (!s.ok() && InTransaction()) Rollback();
+  return s;
+}
+
+void Store::Rollback() {
+  if (InTransaction()) Exec("ROLLBACK");
+}
+
+bool Store::InTransaction() const { return !sqlite3_get_autocommit(db_); }
+
+Status Store::Savepoint() { return Exec("SAVEPOINT request"); }
+Status Store::Release() { return Exec("RELEASE request"); }
+void Store::RollbackToSavepoint() {
+  // After some errors (SQLITE_FULL, IOERR) SQLite has already rolled back the
+  // whole transaction, and the savepoint is gone with it.
+  if (InTransaction()) {
+    Exec("ROLLBACK TO request");
+    Exec("RELEASE request");
+  }
+}
+
+Result<int64_t> Store::CreateAccount(std::string_view name,
+                                     std::string_view key,
+                                     std::string_view password_hash,
+                                     int64_t now_ms) {
+  Statement& st = Prepare(
+      "INSERT INTO accounts(name, name_key, password_hash, created_at) "
+      "VALUES(?, ?, ?, ?)");
+  st.Bind(1, name).Bind(2, key).Bind(3, password_hash).Bind(4, now_ms);
+  int rc = st.Run();
+  if (rc == SQLITE_CONSTRAINT) {
+    return Status(ErrorCode::kUsernameTaken, "username is taken");
+  }
+  if (rc != SQLITE_DONE) return Error("create account");
+  return sqlite3_last_insert_rowid(db_);
+}
+
+Result<std::optional<Account>> Store::FindAccount(std::string_view key) {
+  Statement& st = Prepare(
+      "SELECT id, name, password_hash FROM accounts WHERE name_key = ?");
+  st.Bind(1, key);
+  int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<Account>();
+  if (rc != SQLITE_ROW) return Error("find account");
+  Account a{st.Int(0), std::string(st.Text(1)), std::string(st.Text(2))};
+  st.Reset();
+  return std::optional<Account>(std::move(a));
+}
+
+Result<std::optional<Account>> Store::FindAccountById(int64_t id) {
+  Statement& st =
+      Prepare("SELECT id, name, password_hash FROM accounts WHERE id = ?");
+  st.Bind(1, id);
+  int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<Account>();
+  if (rc != SQLITE_ROW) return Error("find account");
+  Account a{st.Int(0), std::string(st.Text(1)), std::string(st.Text(2))};
+  st.Reset();
+  return std::optional<Account>(std::move(a));
+}
+
+Result<std::vector<QueuedMessage>> Store::DeleteAccount(int64_t id) {
+  std::vector<QueuedMessage> purged;
+  {
+    Statement& st = Prepare(
+        "SELECT id, sender_id, sender_name, recipient_name, client_msg_id "
+        "FROM messages WHERE recipient_id = ? ORDER BY id");
+    st.Bind(1, id);
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      QueuedMessage m;
+      m.id = st.Int(0);
+      m.sender_id = st.Int(1);
+      m.sender_name = st.Text(2);
+      m.recipient_id = id;
+      m.recipient_name = st.Text(3);
+      m.client_msg_id = FromSql(st.Int(4));
+      purged.push_back(std::move(m));
+    }
+    st.Reset();
+    if (rc != SQLITE_DONE) return Error("delete account");
+  }
+  const char* const kDeletes[] = {
+      "DELETE FROM messages WHERE recipient_id = ?",
+      "DELETE FROM notices WHERE account_id = ?",
+      "DELETE FROM tokens WHERE account_id = ?",
+      "DELETE FROM sends WHERE sender_id = ?",
+      "DELETE FROM accounts WHERE id = ?",
+  };
+  for (const char* sql : kDeletes) {
+    if (Prepare(sql).Bind(1, id).Run() != SQLITE_DONE) {
+      return Error("delete account");
+    }
+  }
+  return purged;
+}
+
+Result<std::string> Store::ScanAccounts(
+    std::string_view prefix, std::string_view after, int64_t max_rows,
+    const std::function<bool(std::string_view, std::string_view)>& visit) {
+  // Keys are ASCII; `after` (the cursor) excludes itself, `prefix` includes.
+  Statement& st = Prepare(
+      "SELECT name_key, name FROM accounts WHERE name_key >= ? AND name_key > ?"
+      " ORDER BY name_key LIMIT ?");
+  st.Bind(1, prefix).Bind(2, after).Bind(3, max_rows);
+  std::string last;
+  int64_t examined = 0;
+  bool stopped = false;  // by the visitor, or at the end of the prefix range
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    std::string_view key = st.Text(0);
+    if (key.substr(0, prefix.size()) != prefix) {
+      rc = SQLITE_DONE;
+      last.clear();  // past the prefix: nothing more can match
+      stopped = true;
+      break;
+    }
+    last.assign(key);
+    ++examined;
+    if (!visit(key, st.Text(1))) {
+      stopped = true;
+      break;
+    }
+  }
+  st.Reset();
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return Error("list accounts");
+  // Fewer rows than asked for and no stop: the table is exhausted.
+  if (!stopped && examined < max_rows) last.clear();
+  return last;
+}
+
+Result<std::optional<int64_t>> Store::FindSend(int64_t sender_id,
+                                               uint64_t client_msg_id) {
+  Statement& st = Prepare(
+      "SELECT message_id FROM sends WHERE sender_id = ? AND client_msg_id = ?");
+  st.Bind(1, sender_id).Bind(2, ToSql(client_msg_id));
+  int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<int64_t>();
+  if (rc != SQLITE_ROW) return Error("find send");
+  int64_t id = st.Int(0);
+  st.Reset();
+  return std::optional<int64_t>(id);
+}
+
+Result<int64_t> Store::Enqueue(const QueuedMessage& m) {
+  Statement& st = Prepare(
+      "INSERT INTO messages(sender_id, sender_name, recipient_id, "
+      "recipient_name, client_msg_id, body, sent_at) "
+      "VALUES(?, ?, ?, ?, ?, ?, ?)");
+  st.Bind(1, m.sender_id)
+      .Bind(2, m.sender_name)
+      .Bind(3, m.recipient_id)
+      .Bind(4, m.recipient_name)
+      .Bind(5, ToSql(m.client_msg_id))
+      .Bind(6, m.body)
+      .Bind(7, m.sent_at_ms);
+  if (st.Run() != SQLITE_DONE) return Error("enqueue");
+  const int64_t id = sqlite3_last_insert_rowid(db_);
+  Statement& dedup = Prepare(
+      "INSERT INTO sends(sender_id, client_msg_id, message_id, created_at) "
+      "VALUES(?, ?, ?, ?)");
+  dedup.Bind(1, m.sender_id)
+      .Bind(2, ToSql(m.client_msg_id))
+      .Bind(3, id)
+      .Bind(4, m.sent_at_ms);
+  if (dedup.Run() != SQLITE_DONE) return Error("enqueue");
+  return id;
+}
+
+Result<int64_t> Store::CountPending(int64_t recipient_id) {
+  Statement& st =
+      Prepare("SELECT count(*) FROM messages WHERE recipient_id = ?");
+  st.Bind(1, recipient_id);
+  if (st.Step() != SQLITE_ROW) return Error("count pending");
+  int64_t n = st.Int(0);
+  st.Reset();
+  return n;
+}
+
+Result<std::vector<QueuedMessage>> Store::FetchPending(int64_t recipient_id,
+                                                       int64_t limit) {
+  Statement& st = Prepare(
+      "SELECT id, sender_id, sender_name, recipient_name, client_msg_id, "
+      "body, sent_at FROM messages WHERE recipient_id = ? ORDER BY id "
+      "LIMIT ?");
+  st.Bind(1, recipient_id).Bind(2, limit);
+  std::vector<QueuedMessage> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    QueuedMessage m;
+    m.id = st.Int(0);
+    m.sender_id = st.Int(1);
+    m.sender_name = st.Text(2);
+    m.recipient_id = recipient_id;
+    m.recipient_name = st.Text(3);
+    m.client_msg_id = FromSql(st.Int(4));
+    m.body = st.Text(5);
+    m.sent_at_ms = st.Int(6);
+    out.push_back(std::move(m));
+  }
+  st.Reset();
+  if (rc != SQLITE_DONE) return Error("fetch");
+  return out;
+}
+
+Result<ReceiptResult> Store::ConfirmDelivery(int64_t recipient_id,
+                                             int64_t message_id) {
+  ReceiptResult result;
+  Statement& st = Prepare(
+      "SELECT recipient_id, sender_id, sender_name, recipient_name, "
+      "client_msg_id FROM messages WHERE id = ?");
+  st.Bind(1, message_id);
+  int rc = st.Step();
+  if (rc == SQLITE_ROW) {
+    if (st.Int(0) != recipient_id) {
+      st.Reset();
+      result.outcome = ReceiptOutcome::kNotYours;
+      return result;
+    }
+    result.message.id = message_id;
+    result.message.recipient_id = recipient_id;
+    result.message.sender_id = st.Int(1);
+    result.message.sender_name = st.Text(2);
+    result.message.recipient_name = st.Text(3);
+    result.message.client_msg_id = FromSql(st.Int(4));
+    st.Reset();
+    if (Prepare("DELETE FROM messages WHERE id = ?")
+            .Bind(1, message_id)
+            .Run() != SQLITE_DONE) {
+      return Error("confirm delivery");
+    }
+    result.outcome = ReceiptOutcome::kConfirmed;
+    return result;
+  }
+  if (rc != SQLITE_DONE) return Error("confirm delivery");
+  // Not queued: already confirmed, or never assigned. AUTOINCREMENT ids are
+  // never reused, so sqlite_sequence says which.
+  Statement& seq =
+      Prepare("SELECT seq FROM sqlite_sequence WHERE name = 'messages'");
+  int64_t highest = seq.Step() == SQLITE_ROW ? seq.Int(0) : 0;
+  seq.Reset();
+  result.outcome = message_id <= highest ? ReceiptOutcome::kAlreadyConfirmed
+                                         : ReceiptOutcome::kUnknown;
+  return result;
+}
+
+Status Store::AddNotice(int64_t account_id, const Notice& n) {
+  Statement& st = Prepare(
+      "INSERT INTO notices(account_id, kind, message_id, peer_name, "
+      "client_msg_id) VALUES(?, ?, ?, ?, ?)");
+  st.Bind(1, account_id)
+      .Bind(2, static_cast<int64_t>(n.kind))
+      .Bind(3, n.message_id)
+      .Bind(4, n.peer_name)
+      .Bind(5, ToSql(n.client_msg_id));
+  if (st.Run() != SQLITE_DONE) return Error("add notice");
+  return Status::Ok();
+}
+
+Result<std::vector<Notice>> Store::TakeNotices(int64_t account_id) {
+  Statement& st = Prepare(
+      "SELECT kind, message_id, peer_name, client_msg_id FROM notices "
+      "WHERE account_id = ? ORDER BY id");
+  st.Bind(1, account_id);
+  std::vector<Notice> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    out.push_back(Notice{static_cast<NoticeKind>(st.Int(0)), st.Int(1),
+                         std::string(st.Text(2)), FromSql(st.Int(3))});
+  }
+  st.Reset();
+  if (rc != SQLITE_DONE) return Error("take notices");
+  if (!out.empty() && Prepare("DELETE FROM notices WHERE account_id = ?")
+                              .Bind(1, account_id)
+                              .Run() != SQLITE_DONE) {
+    return Error("take notices");
+  }
+  return out;
+}
+
+Status Store::AddToken(std::string_view token_hash, int64_t account_id,
+                       int64_t now_ms) {
+  Statement& st = Prepare(
+      "INSERT INTO tokens(hash, account_id, created_at) VALUES(?, ?, ?)");
+  st.BindBlob(1, token_hash).Bind(2, account_id).Bind(3, now_ms);
+  if (st.Run() != SQLITE_DONE) return Error("add token");
+  return Status::Ok();
+}
+
+Result<std::optional<int64_t>> Store::FindToken(std::string_view token_hash,
+                                                int64_t not_before_ms) {
+  Statement& st = Prepare(
+      "SELECT account_id FROM tokens WHERE hash = ? AND created_at >= ?");
+  st.BindBlob(1, token_hash).Bind(2, not_before_ms);
+  int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<int64_t>();
+  if (rc != SQLITE_ROW) return Error("find token");
+  int64_t id = st.Int(0);
+  st.Reset();
+  return std::optional<int64_t>(id);
+}
+
+Status Store::RevokeToken(std::string_view token_hash) {
+  if (Prepare("DELETE FROM tokens WHERE hash = ?")
+          .BindBlob(1, token_hash)
+          .Run() != SQLITE_DONE) {
+    return Error("revoke token");
+  }
+  return Status::Ok();
+}
+
+Status Store::Prune(int64_t sends_before_ms, int64_t tokens_before_ms) {
+  if (Prepare("DELETE FROM sends WHERE created_at < ?")
+              .Bind(1, sends_before_ms)
+              .Run() != SQLITE_DONE ||
+      Prepare("DELETE FROM tokens WHERE created_at < ?")
+              .Bind(1, tokens_before_ms)
+              .Run() != SQLITE_DONE) {
+    return Error("prune");
+  }
+  return Status::Ok();
+}
+
+}  // namespace zchat
