@@ -17,7 +17,7 @@ struct DispatchTable {
     Set(MessageType::kCreateAccount, &BrokerCore::HandleCreateAccount, true,
         true);
     Set(MessageType::kLoginRequest, &BrokerCore::HandleLoginRequest, true,
-        true);
+        false);
     Set(MessageType::kPing, &BrokerCore::HandlePing, true, true);
     Set(MessageType::kLogout, &BrokerCore::HandleLogout, false, true);
     Set(MessageType::kListAccounts, &BrokerCore::HandleListAccounts, false,
@@ -63,11 +63,10 @@ void BrokerCore::BeginBatch() {
   assert(!in_batch_);
   in_batch_ = true;
   outbox_.clear();
+  refusals_.clear();
   batch_requests_.clear();
-  if (Status s = store_.Begin(); !s.ok()) {
-    // Requests will fail one by one in RunRequest with this same error.
-    (void)s;
-  }
+  // If BEGIN fails, each request fails alone in RunRequest (no transaction).
+  (void)store_.Begin();
 }
 
 std::vector<OutFrame> BrokerCore::EndBatch() {
@@ -82,14 +81,26 @@ std::vector<OutFrame> BrokerCore::EndBatch() {
 
 void BrokerCore::FailBatch(const Status& status) {
   store_.Rollback();
-  outbox_.clear();
+  // Refusals that never touched the database still stand.
+  std::vector<OutFrame> kept;
+  for (size_t i : refusals_) kept.push_back(std::move(outbox_[i]));
+  refusals_.clear();
+  for (size_t i = 0; i < kept.size(); ++i) refusals_.push_back(i);
+  outbox_ = std::move(kept);
   queue_sizes_.clear();  // counts may include rolled-back writes
   Status failure(ErrorCode::kStorage,
                  "the database refused the write: " + status.detail());
   for (const LoggedRequest& r : batch_requests_) {
     Message reply{r.request_id, FailureReply(r.type, r.client_msg_id, failure)};
+    refusals_.push_back(outbox_.size());
     outbox_.push_back({r.routing_id, Encode(reply)});
   }
+  batch_requests_.clear();
+}
+
+void BrokerCore::Refuse(const Peer& peer, uint64_t request_id, Error error) {
+  refusals_.push_back(outbox_.size());
+  Reply(peer, request_id, std::move(error));
 }
 
 void BrokerCore::Reply(const Peer& peer, uint64_t request_id, Body body) {
@@ -172,28 +183,28 @@ void BrokerCore::OnFrame(std::string_view routing_id, std::string_view frame) {
 void BrokerCore::OnTransportError(std::string_view routing_id,
                                   std::string detail) {
   Peer& peer = sessions_.Touch(routing_id, Now());
-  Reply(peer, 0, Error{ErrorCode::kMalformed, std::move(detail)});
+  Refuse(peer, 0, Error{ErrorCode::kMalformed, std::move(detail)});
 }
 
 void BrokerCore::Dispatch(Peer& peer, const Message& message) {
   const MessageType type = TypeOf(message.body);
   const auto& entry = Table().Get(type);
   if (!entry.handler) {
-    Reply(peer, message.request_id,
-          Error{ErrorCode::kInvalidArgument,
-                std::string(MessageTypeName(type)) +
-                    " is not a request a client may send"});
+    Refuse(peer, message.request_id,
+           Error{ErrorCode::kInvalidArgument,
+                 std::string(MessageTypeName(type)) +
+                     " is not a request a client may send"});
     return;
   }
   if (peer.logged_in() ? !entry.after_login : !entry.before_login) {
     if (peer.logged_in()) {
-      Reply(peer, message.request_id,
-            Error{ErrorCode::kAlreadyLoggedIn,
-                  "this connection is already logged in; LOGOUT first"});
+      Refuse(peer, message.request_id,
+             Error{ErrorCode::kAlreadyLoggedIn,
+                   "this connection is already logged in; LOGOUT first"});
     } else {
-      Reply(peer, message.request_id,
-            Error{ErrorCode::kNotLoggedIn,
-                  std::string(MessageTypeName(type)) + " requires login"});
+      Refuse(peer, message.request_id,
+             Error{ErrorCode::kNotLoggedIn,
+                   std::string(MessageTypeName(type)) + " requires login"});
     }
     return;
   }

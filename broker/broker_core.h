@@ -96,6 +96,9 @@ class BrokerCore {
 
   void Dispatch(Peer& peer, const Message& message);
   void Reply(const Peer& peer, uint64_t request_id, Body body);
+  // An ERROR that does not depend on the batch's commit (bad frame, wrong
+  // state): it is sent even if the commit fails.
+  void Refuse(const Peer& peer, uint64_t request_id, Error error);
   void Push(std::string_view routing_id, Body body);
   void PushToAccount(int64_t account_id, const Body& body);
   // One place that turns a failed request into the reply the client sees.
@@ -142,6 +145,7 @@ class BrokerCore {
   bool in_batch_ = false;
   std::vector<OutFrame> outbox_;
   std::vector<LoggedRequest> batch_requests_;
+  std::vector<size_t> refusals_;  // outbox indexes of Refuse() frames
 };
 
 // Username rules: kMin..kMaxUsernameLength characters from [A-Za-z0-9_.-],

@@ -21,7 +21,7 @@ inline constexpr uint64_t kProtocolVersion = 1;
 // Limits enforced by the codec. Semantic limits (username characters, the
 // minimum password length) are the broker's and live in broker/limits.h.
 inline constexpr size_t kMaxFrameBytes = 128 * 1024;
-inline constexpr size_t kMaxNameBytes = 64;       // username/recipient field
+inline constexpr size_t kMaxNameBytes = 64;        // username/recipient field
 inline constexpr size_t kMaxPasswordBytes = 1024;  // password field
 inline constexpr size_t kMaxBodyBytes = 16 * 1024;
 inline constexpr size_t kMaxPatternBytes = 128;

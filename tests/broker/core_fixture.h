@@ -1,0 +1,186 @@
+// A BrokerCore over a real SQLite file, driven without sockets. Call() sends
+// one request and returns its reply, running the hash pool to completion for
+// create/login; pushes and other frames collect in per-peer inboxes.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <poll.h>
+
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "broker/broker_core.h"
+#include "messages/codec.h"
+
+namespace zchat::testing {
+
+// A fresh directory under the system temp dir, removed at destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "zchat-test-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string File(const std::string& name) const {
+    return (std::filesystem::path(path_) / name).string();
+  }
+
+ private:
+  std::string path_;
+};
+
+class CoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Restart(); }
+
+  // Opens (or reopens: a broker restart) the store and a fresh core.
+  void Restart(StoreOptions options = {}) {
+    core_.reset();
+    store_.reset();
+    auto store = Store::Open(dir_.File("broker.db"), options);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(*store);
+    core_ = std::make_unique<BrokerCore>(*store_, pool_, config_,
+                                         [this] { return now_; });
+    inbox_.clear();
+  }
+
+  // Sends `body` from `peer`; returns the reply to it (nullopt if none came,
+  // e.g. an accepted MESSAGE_RECEIPT). Pushes go to the peer inboxes.
+  std::optional<Message> Call(const std::string& peer, Body body) {
+    const uint64_t req = next_req_++;
+    Deliver(peer, Encode(Message{req, std::move(body)}));
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (pool_.in_flight() > 0 &&
+           std::chrono::steady_clock::now() < deadline) {
+      pollfd fd{pool_.wake_fd(), POLLIN, 0};
+      ::poll(&fd, 1, 100);
+      Batch([&] { core_->OnHashResults(); });
+    }
+    auto& box = inbox_[peer];
+    for (auto it = box.begin(); it != box.end(); ++it) {
+      if (it->request_id == req) {
+        Message reply = std::move(*it);
+        box.erase(it);
+        return reply;
+      }
+    }
+    return std::nullopt;
+  }
+
+  // Call() that expects a reply of type T.
+  template <class T>
+  T Expect(const std::string& peer, Body body) {
+    std::optional<Message> reply = Call(peer, std::move(body));
+    if (!reply) {
+      ADD_FAILURE() << "no reply";
+      return T{};
+    }
+    if (!std::holds_alternative<T>(reply->body)) {
+      ADD_FAILURE() << "expected " << MessageTypeName(T::kType) << ", got "
+                    << MessageTypeName(TypeOf(reply->body)) << Describe(*reply);
+      return T{};
+    }
+    return std::get<T>(reply->body);
+  }
+
+  ErrorCode ExpectError(const std::string& peer, Body body) {
+    return Expect<Error>(peer, std::move(body)).code;
+  }
+
+  // A raw frame, as a client would send it.
+  void Deliver(const std::string& peer, const std::string& frame) {
+    Batch([&] { core_->OnFrame(peer, frame); });
+  }
+
+  void Tick() {
+    Batch([&] { core_->OnTick(); });
+  }
+
+  void Batch(const std::function<void()>& work) {
+    core_->BeginBatch();
+    work();
+    for (OutFrame& out : core_->EndBatch()) {
+      Result<Message> m = Decode(out.frame);
+      ASSERT_TRUE(m.ok()) << "broker sent an undecodable frame: "
+                          << m.status().ToString();
+      inbox_[out.routing_id].push_back(std::move(*m));
+    }
+  }
+
+  // Removes and returns the pushes (request id 0) queued for `peer`.
+  std::vector<Message> Pushes(const std::string& peer) {
+    std::vector<Message> out;
+    auto& box = inbox_[peer];
+    for (auto it = box.begin(); it != box.end();) {
+      if (it->request_id == 0) {
+        out.push_back(std::move(*it));
+        it = box.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return out;
+  }
+
+  template <class T>
+  std::vector<T> PushesOf(const std::string& peer) {
+    std::vector<T> out;
+    for (Message& m : Pushes(peer)) {
+      if (auto* p = std::get_if<T>(&m.body)) out.push_back(std::move(*p));
+    }
+    return out;
+  }
+
+  static std::string Describe(const Message& m) {
+    if (const auto* e = std::get_if<Error>(&m.body)) {
+      return " (" + std::string(ErrorCodeName(e->code)) + ": " + e->reason +
+             ")";
+    }
+    return "";
+  }
+
+  void CreateUser(const std::string& peer, const std::string& name,
+                  const std::string& password = "password123") {
+    auto ok = Expect<CreateSuccess>(peer, CreateAccount{name, password});
+    ASSERT_EQ(ok.username, name);
+  }
+
+  LoginSuccess Login(const std::string& peer, const std::string& name,
+                     const std::string& password = "password123") {
+    return Expect<LoginSuccess>(peer,
+                                LoginRequest{name, password, std::nullopt});
+  }
+
+  // Creates `name` and logs it in on connection `peer`.
+  void Join(const std::string& peer, const std::string& name) {
+    CreateUser(peer, name);
+    Login(peer, name);
+  }
+
+  uint64_t SendText(const std::string& peer, const std::string& to,
+                    const std::string& body) {
+    return Expect<MessagePending>(peer, SendMessage{to, body, next_cmid_++})
+        .message_id;
+  }
+
+  TempDir dir_;
+  BrokerConfig config_;
+  HashPool pool_{1, 64, HashCost{1, 8192}};
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<BrokerCore> core_;
+  int64_t now_ = 1'800'000'000'000;
+  uint64_t next_req_ = 1;
+  uint64_t next_cmid_ = 1000;
+  std::map<std::string, std::deque<Message>> inbox_;
+};
+
+}  // namespace zchat::testing

@@ -1,0 +1,275 @@
+// Handler tests for the message workflows: send, fetch, receipt, list.
+#include "tests/broker/core_fixture.h"
+
+namespace zchat {
+namespace {
+
+using testing::CoreTest;
+
+TEST_F(CoreTest, SendToUnknownRecipientFails) {
+  Join("a", "alice");
+  auto fail = Expect<MessageFailure>("a", SendMessage{"nobody", "hi", 5});
+  EXPECT_EQ(fail.code, ErrorCode::kUnknownRecipient);
+  EXPECT_EQ(fail.client_msg_id, 5u);
+}
+
+TEST_F(CoreTest, SendToOnlineRecipientPushesAtOnce) {
+  Join("a", "alice");
+  Join("b", "bob");
+  auto pending = Expect<MessagePending>("a", SendMessage{"BOB", "hello", 7});
+  EXPECT_EQ(pending.client_msg_id, 7u);
+  auto got = PushesOf<DistributeMessage>("b");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].message_id, pending.message_id);
+  EXPECT_EQ(got[0].sender, "alice");
+  EXPECT_EQ(got[0].body, "hello");
+  EXPECT_EQ(got[0].sent_at_ms, static_cast<uint64_t>(now_));
+}
+
+TEST_F(CoreTest, SendToOfflineRecipientQueuesUntilFetch) {
+  Join("a", "alice");
+  CreateUser("b", "bob");
+  uint64_t id = SendText("a", "bob", "while you were out");
+  EXPECT_TRUE(Pushes("b").empty());
+  EXPECT_EQ(Login("b", "bob").pending, 1u);
+  EXPECT_TRUE(PushesOf<DistributeMessage>("b").empty())
+      << "queued messages wait until asked for";
+  auto result = Expect<FetchResult>("b", FetchMessages{});
+  EXPECT_EQ(result.count, 1u);
+  EXPECT_EQ(result.remaining, 0u);
+  auto got = PushesOf<DistributeMessage>("b");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].message_id, id);
+  EXPECT_EQ(got[0].body, "while you were out");
+}
+
+TEST_F(CoreTest, QueuedMessagesSurviveRestart) {
+  Join("a", "alice");
+  CreateUser("b", "bob");
+  uint64_t id = SendText("a", "bob", "durable");
+  Restart();
+  EXPECT_EQ(Login("b", "bob").pending, 1u);
+  Expect<FetchResult>("b", FetchMessages{});
+  auto got = PushesOf<DistributeMessage>("b");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].message_id, id);
+}
+
+TEST_F(CoreTest, RetriedSendReturnsSameIdEvenAfterRestartAndDelivery) {
+  Join("a", "alice");
+  Join("b", "bob");
+  auto first = Expect<MessagePending>("a", SendMessage{"bob", "once", 77});
+  auto again = Expect<MessagePending>("a", SendMessage{"bob", "once", 77});
+  EXPECT_EQ(again.message_id, first.message_id);
+  Pushes("b");
+  EXPECT_FALSE(Call("b", MessageReceipt{first.message_id}).has_value());
+  Restart();
+  Login("a", "alice");
+  Login("b", "bob");
+  auto after = Expect<MessagePending>("a", SendMessage{"bob", "once", 77});
+  EXPECT_EQ(after.message_id, first.message_id);
+  EXPECT_EQ(Expect<FetchResult>("b", FetchMessages{}).count, 0u)
+      << "the retry must not make a second message";
+}
+
+TEST_F(CoreTest, ClientMessageIdsArePerSender) {
+  Join("a", "alice");
+  Join("c", "carol");
+  CreateUser("b", "bob");
+  auto from_a = Expect<MessagePending>("a", SendMessage{"bob", "x", 1});
+  auto from_c = Expect<MessagePending>("c", SendMessage{"bob", "y", 1});
+  EXPECT_NE(from_a.message_id, from_c.message_id);
+}
+
+TEST_F(CoreTest, OversizeBodyIsRefused) {
+  Join("a", "alice");
+  Join("b", "bob");
+  auto fail = Expect<MessageFailure>(
+      "a", SendMessage{"bob", std::string(kMaxBodyBytes + 1, 'x'), 3});
+  EXPECT_EQ(fail.code, ErrorCode::kBodyTooLarge);
+  EXPECT_TRUE(Pushes("b").empty());
+  SendText("a", "bob", std::string(kMaxBodyBytes, 'x'));  // the limit is fine
+}
+
+TEST_F(CoreTest, FullQueueRefusesSends) {
+  config_.max_queue_per_user = 2;
+  Restart();
+  Join("a", "alice");
+  CreateUser("b", "bob");
+  SendText("a", "bob", "1");
+  SendText("a", "bob", "2");
+  EXPECT_EQ(Expect<MessageFailure>("a", SendMessage{"bob", "3", 3}).code,
+            ErrorCode::kQueueFull);
+  // Draining makes room.
+  Login("b", "bob");
+  Expect<FetchResult>("b", FetchMessages{1});
+  auto got = PushesOf<DistributeMessage>("b");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_FALSE(Call("b", MessageReceipt{got[0].message_id}).has_value());
+  SendText("a", "bob", "3");
+}
+
+TEST_F(CoreTest, SendToSelfIsAllowed) {
+  Join("a", "alice");
+  uint64_t id = SendText("a", "alice", "note to self");
+  auto got = PushesOf<DistributeMessage>("a");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].message_id, id);
+}
+
+TEST_F(CoreTest, FetchIsOldestFirstAndBounded) {
+  Join("a", "alice");
+  CreateUser("b", "bob");
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 5; ++i)
+    ids.push_back(SendText("a", "bob", std::to_string(i)));
+  Login("b", "bob");
+  auto first = Expect<FetchResult>("b", FetchMessages{3});
+  EXPECT_EQ(first.count, 3u);
+  EXPECT_EQ(first.remaining, 2u);
+  auto got = PushesOf<DistributeMessage>("b");
+  ASSERT_EQ(got.size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(got[i].message_id, ids[i]);
+}
+
+TEST_F(CoreTest, UnconfirmedMessagesComeAgain) {
+  Join("a", "alice");
+  Join("b", "bob");
+  uint64_t id = SendText("a", "bob", "again");
+  ASSERT_EQ(PushesOf<DistributeMessage>("b").size(), 1u);  // live push
+  Expect<FetchResult>("b", FetchMessages{});
+  auto got = PushesOf<DistributeMessage>("b");
+  ASSERT_EQ(got.size(), 1u) << "pushed but not confirmed: still undelivered";
+  EXPECT_EQ(got[0].message_id, id);
+  EXPECT_FALSE(Call("b", MessageReceipt{id}).has_value());
+  EXPECT_EQ(Expect<FetchResult>("b", FetchMessages{}).count, 0u);
+}
+
+TEST_F(CoreTest, ReceiptTellsOnlineSenderAtOnce) {
+  Join("a", "alice");
+  Join("b", "bob");
+  auto pending = Expect<MessagePending>("a", SendMessage{"bob", "hi", 11});
+  Pushes("b");
+  EXPECT_FALSE(Call("b", MessageReceipt{pending.message_id}).has_value());
+  auto success = PushesOf<MessageSuccess>("a");
+  ASSERT_EQ(success.size(), 1u);
+  EXPECT_EQ(success[0].message_id, pending.message_id);
+  EXPECT_EQ(success[0].recipient, "bob");
+  EXPECT_EQ(success[0].client_msg_id, 11u);
+  // A second receipt is a harmless no-op: no reply, no second success.
+  EXPECT_FALSE(Call("b", MessageReceipt{pending.message_id}).has_value());
+  EXPECT_TRUE(PushesOf<MessageSuccess>("a").empty());
+}
+
+TEST_F(CoreTest, ReceiptForOfflineSenderIsKeptUntilLogin) {
+  Join("a", "alice");
+  Join("b", "bob");
+  uint64_t id = SendText("a", "bob", "hi");
+  Expect<LogoutSuccess>("a", Logout{});
+  EXPECT_FALSE(Call("b", MessageReceipt{id}).has_value());
+  Restart();  // the notice is durable
+  Login("a", "alice");
+  auto success = PushesOf<MessageSuccess>("a");
+  ASSERT_EQ(success.size(), 1u);
+  EXPECT_EQ(success[0].message_id, id);
+  // Delivered once only.
+  Expect<LogoutSuccess>("a", Logout{});
+  Login("a", "alice");
+  EXPECT_TRUE(PushesOf<MessageSuccess>("a").empty());
+}
+
+TEST_F(CoreTest, ReceiptOnlyFromTheRecipient) {
+  Join("a", "alice");
+  Join("b", "bob");
+  Join("e", "eve");
+  uint64_t id = SendText("a", "bob", "private");
+  EXPECT_EQ(ExpectError("e", MessageReceipt{id}), ErrorCode::kNotYours);
+  EXPECT_EQ(ExpectError("a", MessageReceipt{id}), ErrorCode::kNotYours);
+  EXPECT_EQ(ExpectError("e", MessageReceipt{id + 1000}),
+            ErrorCode::kUnknownMessage);
+  EXPECT_TRUE(PushesOf<MessageSuccess>("a").empty());
+  // Still queued for bob.
+  Expect<FetchResult>("b", FetchMessages{});
+  EXPECT_EQ(PushesOf<DistributeMessage>("b").back().message_id, id);
+}
+
+class ListTest : public CoreTest {
+ protected:
+  void SetUp() override {
+    CoreTest::SetUp();
+    for (const char* name : {"Alice", "anna", "bob", "carol", "abba", "zed"}) {
+      ASSERT_TRUE(store_->CreateAccount(name, UsernameKey(name), "x", 0).ok());
+    }
+    Join("me", "me");
+  }
+  AccountList List(std::optional<std::string> pattern,
+                   std::optional<uint64_t> limit = std::nullopt,
+                   std::optional<std::string> cursor = std::nullopt) {
+    return Expect<AccountList>("me", ListAccounts{pattern, limit, cursor});
+  }
+};
+
+TEST_F(ListTest, ListsEveryoneInOrder) {
+  auto page = List(std::nullopt);
+  EXPECT_EQ(page.accounts,
+            (std::vector<std::string>{"abba", "Alice", "anna", "bob", "carol",
+                                      "me", "zed"}));
+  EXPECT_EQ(page.cursor, "");
+}
+
+TEST_F(ListTest, WildcardsAreCaseInsensitive) {
+  EXPECT_EQ(List("A*").accounts,
+            (std::vector<std::string>{"abba", "Alice", "anna"}));
+  EXPECT_EQ(List("*b*").accounts, (std::vector<std::string>{"abba", "bob"}));
+  EXPECT_EQ(List("?nna").accounts, (std::vector<std::string>{"anna"}));
+  EXPECT_EQ(List("*a").accounts, (std::vector<std::string>{"abba", "anna"}));
+  EXPECT_EQ(List("BOB").accounts, (std::vector<std::string>{"bob"}));
+  EXPECT_TRUE(List("b").accounts.empty());
+  EXPECT_TRUE(List("\\*").accounts.empty()) << "escaped star is literal";
+}
+
+TEST_F(ListTest, PagesWithCursor) {
+  std::vector<std::string> all;
+  std::optional<std::string> cursor;
+  int pages = 0;
+  do {
+    auto page = List(std::nullopt, 3, cursor);
+    EXPECT_LE(page.accounts.size(), 3u);
+    all.insert(all.end(), page.accounts.begin(), page.accounts.end());
+    cursor = page.cursor;
+    ASSERT_LT(++pages, 10);
+  } while (!cursor->empty());
+  EXPECT_EQ(all, (std::vector<std::string>{"abba", "Alice", "anna", "bob",
+                                           "carol", "me", "zed"}));
+}
+
+TEST_F(ListTest, InfixScanIsBoundedPerRequest) {
+  for (int i = 0; i < kListScanBudget + 500; ++i) {
+    std::string name = "user" + std::to_string(100000 + i);
+    ASSERT_TRUE(store_->CreateAccount(name, name, "x", 0).ok());
+  }
+  // Only "zed" matches, far past the budget: the first page comes back
+  // empty with a cursor, and paging on finds it.
+  auto first = List("*ze*", 10);
+  EXPECT_TRUE(first.accounts.empty());
+  ASSERT_FALSE(first.cursor.empty());
+  auto second = List("*ze*", 10, first.cursor);
+  EXPECT_EQ(second.accounts, (std::vector<std::string>{"zed"}));
+}
+
+TEST(WildcardTest, Matches) {
+  EXPECT_TRUE(WildcardMatch("*", ""));
+  EXPECT_TRUE(WildcardMatch("a*c", "abbbc"));
+  EXPECT_TRUE(WildcardMatch("a?c", "abc"));
+  EXPECT_FALSE(WildcardMatch("a?c", "ac"));
+  EXPECT_TRUE(WildcardMatch("*a*b*", "xxaxxbxx"));
+  EXPECT_FALSE(WildcardMatch("*a*b", "xxbxxa"));
+  EXPECT_TRUE(WildcardMatch("a\\*", "a*"));
+  EXPECT_FALSE(WildcardMatch("a\\*", "ab"));
+  EXPECT_EQ(WildcardPrefix("ab*c"), "ab");
+  EXPECT_EQ(WildcardPrefix("a\\*b?"), "a*b");
+  EXPECT_EQ(WildcardPrefix("*ab"), "");
+}
+
+}  // namespace
+}  // namespace zchat
