@@ -142,10 +142,13 @@ void BrokerCore::RunRequest(const LoggedRequest& logged,
                             const std::function<Status()>& work) {
   batch_requests_.push_back(logged);
   const size_t outbox_mark = outbox_.size();
-  Status s = store_.InTransaction() ? store_.Savepoint()
-                                    : Status(ErrorCode::kStorage,
-                                             "no transaction (database busy?)");
-  if (s.ok()) {
+  // Without a transaction (BEGIN failed: read-only or locked database) the
+  // handler still runs: its reads work and the store refuses its writes.
+  const bool in_transaction = store_.InTransaction();
+  Status s;
+  if (!in_transaction) {
+    s = work();
+  } else if (s = store_.Savepoint(); s.ok()) {
     s = work();
     if (s.ok()) {
       s = store_.Release();
@@ -154,7 +157,7 @@ void BrokerCore::RunRequest(const LoggedRequest& logged,
     }
   }
   if (s.ok()) return;
-  if (!store_.InTransaction()) {
+  if (in_transaction && !store_.InTransaction()) {
     // SQLite dropped the whole transaction (disk full, I/O error): every
     // earlier request of this batch is undone too.
     FailBatch(s);

@@ -194,6 +194,12 @@ Status Store::Migrate() {
   return Status::Ok();
 }
 
+Status Store::RequireTransaction() const {
+  // Writes outside a transaction would commit piecemeal: refuse them.
+  if (InTransaction()) return Status::Ok();
+  return Status(ErrorCode::kStorage, "the database is not writable now");
+}
+
 Status Store::Begin() { return Exec("BEGIN IMMEDIATE"); }
 
 Status Store::Commit() {
@@ -223,6 +229,7 @@ Result<int64_t> Store::CreateAccount(std::string_view name,
                                      std::string_view key,
                                      std::string_view password_hash,
                                      int64_t now_ms) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
   Statement& st = Prepare(
       "INSERT INTO accounts(name, name_key, password_hash, created_at) "
       "VALUES(?, ?, ?, ?)");
@@ -260,6 +267,7 @@ Result<std::optional<Account>> Store::FindAccountById(int64_t id) {
 }
 
 Result<std::vector<QueuedMessage>> Store::DeleteAccount(int64_t id) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
   std::vector<QueuedMessage> purged;
   {
     Statement& st = Prepare(
@@ -343,6 +351,7 @@ Result<std::optional<int64_t>> Store::FindSend(int64_t sender_id,
 }
 
 Result<int64_t> Store::Enqueue(const QueuedMessage& m) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
   Statement& st = Prepare(
       "INSERT INTO messages(sender_id, sender_name, recipient_id, "
       "recipient_name, client_msg_id, body, sent_at) "
@@ -424,6 +433,7 @@ Result<ReceiptResult> Store::ConfirmDelivery(int64_t recipient_id,
     result.message.recipient_name = st.Text(3);
     result.message.client_msg_id = FromSql(st.Int(4));
     st.Reset();
+    if (Status s = RequireTransaction(); !s.ok()) return s;
     if (Prepare("DELETE FROM messages WHERE id = ?")
             .Bind(1, message_id)
             .Run() != SQLITE_DONE) {
@@ -445,6 +455,7 @@ Result<ReceiptResult> Store::ConfirmDelivery(int64_t recipient_id,
 }
 
 Status Store::AddNotice(int64_t account_id, const Notice& n) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
   Statement& st = Prepare(
       "INSERT INTO notices(account_id, kind, message_id, peer_name, "
       "client_msg_id) VALUES(?, ?, ?, ?, ?)");
@@ -480,6 +491,7 @@ Result<std::vector<Notice>> Store::TakeNotices(int64_t account_id) {
 
 Status Store::AddToken(std::string_view token_hash, int64_t account_id,
                        int64_t now_ms) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
   Statement& st = Prepare(
       "INSERT INTO tokens(hash, account_id, created_at) VALUES(?, ?, ?)");
   st.BindBlob(1, token_hash).Bind(2, account_id).Bind(3, now_ms);
@@ -501,6 +513,7 @@ Result<std::optional<int64_t>> Store::FindToken(std::string_view token_hash,
 }
 
 Status Store::RevokeToken(std::string_view token_hash) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
   if (Prepare("DELETE FROM tokens WHERE hash = ?")
           .BindBlob(1, token_hash)
           .Run() != SQLITE_DONE) {
@@ -510,6 +523,7 @@ Status Store::RevokeToken(std::string_view token_hash) {
 }
 
 Status Store::Prune(int64_t sends_before_ms, int64_t tokens_before_ms) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
   if (Prepare("DELETE FROM sends WHERE created_at < ?")
               .Bind(1, sends_before_ms)
               .Run() != SQLITE_DONE ||

@@ -2,7 +2,8 @@
 // undelivered messages, send dedup ids, stored notices for offline senders,
 // and session token hashes. Not thread-safe: owned and used by the broker
 // loop only. Writes happen inside a transaction that the caller opens with
-// Begin() and ends with Commit() (group commit of a whole batch).
+// Begin() and ends with Commit() (group commit of a whole batch); outside
+// one, reads work and writes are refused with kStorage.
 #pragma once
 
 #include <sqlite3.h>
@@ -135,6 +136,7 @@ class Store {
   class Statement;
   explicit Store(sqlite3* db);
   Status Exec(const char* sql);
+  Status RequireTransaction() const;
   Status Migrate();
   Statement& Prepare(const char* sql);
   Status Error(std::string_view what) const;

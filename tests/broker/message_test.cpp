@@ -197,9 +197,11 @@ class ListTest : public CoreTest {
  protected:
   void SetUp() override {
     CoreTest::SetUp();
+    ASSERT_TRUE(store_->Begin().ok());
     for (const char* name : {"Alice", "anna", "bob", "carol", "abba", "zed"}) {
       ASSERT_TRUE(store_->CreateAccount(name, UsernameKey(name), "x", 0).ok());
     }
+    ASSERT_TRUE(store_->Commit().ok());
     Join("me", "me");
   }
   AccountList List(std::optional<std::string> pattern,
@@ -244,10 +246,12 @@ TEST_F(ListTest, PagesWithCursor) {
 }
 
 TEST_F(ListTest, InfixScanIsBoundedPerRequest) {
+  ASSERT_TRUE(store_->Begin().ok());
   for (int i = 0; i < kListScanBudget + 500; ++i) {
     std::string name = "user" + std::to_string(100000 + i);
     ASSERT_TRUE(store_->CreateAccount(name, name, "x", 0).ok());
   }
+  ASSERT_TRUE(store_->Commit().ok());
   // Only "zed" matches, far past the budget: the first page comes back
   // empty with a cursor, and paging on finds it.
   auto first = List("*ze*", 10);
@@ -269,6 +273,45 @@ TEST(WildcardTest, Matches) {
   EXPECT_EQ(WildcardPrefix("ab*c"), "ab");
   EXPECT_EQ(WildcardPrefix("a\\*b?"), "a*b");
   EXPECT_EQ(WildcardPrefix("*ab"), "");
+}
+
+}  // namespace
+}  // namespace zchat
+
+namespace zchat {
+namespace {
+
+using testing::CoreTest;
+
+// A full disk: SQLite's max_page_count stops growth. Sends fail with a clear
+// error and no MESSAGE_PENDING; reads go on; space returning heals it.
+TEST_F(CoreTest, FullDiskRefusesSendsButServesReads) {
+  Join("a", "alice");
+  Join("b", "bob");
+  SendText("a", "bob", "before");
+  Pushes("b");
+  // Cap the database at its current size.
+  Restart(StoreOptions{SyncMode::kFull, /*max_pages=*/1});
+  Login("a", "alice");
+  Login("b", "bob");
+  const std::string big(kMaxBodyBytes, 'x');
+  bool refused = false;
+  for (int i = 0; i < 50 && !refused; ++i) {
+    std::optional<Message> r = Call("a", SendMessage{"bob", big, 5000u + i});
+    ASSERT_TRUE(r.has_value());
+    if (auto* f = std::get_if<MessageFailure>(&r->body)) {
+      EXPECT_EQ(f->code, ErrorCode::kStorage) << f->reason;
+      refused = true;
+    }
+  }
+  ASSERT_TRUE(refused) << "the capped database kept accepting messages";
+  // Reads still work.
+  EXPECT_GE(Expect<FetchResult>("b", FetchMessages{}).count, 1u);
+  Expect<Pong>("a", Ping{});
+  // Space returns: sends work again.
+  Restart();
+  Login("a", "alice");
+  SendText("a", "bob", "after");
 }
 
 }  // namespace

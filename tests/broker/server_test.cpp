@@ -1,0 +1,353 @@
+// Integration tests: the real Server over TCP loopback.
+#include "broker/server.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "tests/broker/core_fixture.h"
+#include "tests/broker/raw_client.h"
+#include "tests/messages/test_util.h"
+
+extern char** environ;
+
+namespace zchat {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::RawClient;
+using testing::TempDir;
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Start(); }
+  void TearDown() override { StopServer(); }
+
+  void Start() {
+    ServerOptions options;
+    options.bind = "tcp://127.0.0.1:*";
+    options.db_path = dir_.File("broker.db");
+    options.hash_threads = 1;
+    options.hash_cost = HashCost{1, 8192};
+    auto server = Server::Create(options);
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(*server);
+    endpoint_ = server_->endpoint();
+    runner_ = std::thread([this] { server_->Run(); });
+  }
+
+  void StopServer() {
+    if (!server_) return;
+    server_->Stop();
+    runner_.join();
+    server_.reset();
+  }
+
+  std::unique_ptr<RawClient> Connect() {
+    return std::make_unique<RawClient>(ctx_, endpoint_);
+  }
+
+  std::unique_ptr<RawClient> Join(const std::string& name) {
+    auto c = Connect();
+    c->Call<CreateSuccess>(CreateAccount{name, "password123"});
+    c->Call<LoginSuccess>(LoginRequest{name, "password123", std::nullopt});
+    return c;
+  }
+
+  TempDir dir_;
+  zmq::context_t ctx_;
+  std::unique_ptr<Server> server_;
+  std::thread runner_;
+  std::string endpoint_;
+};
+
+TEST_F(ServerTest, BindsEphemeralPortAndAnswersPing) {
+  EXPECT_EQ(endpoint_.rfind("tcp://127.0.0.1:", 0), 0u) << endpoint_;
+  EXPECT_NE(endpoint_, "tcp://127.0.0.1:*");
+  auto c = Connect();
+  c->Call<Pong>(Ping{});
+}
+
+TEST_F(ServerTest, MultiFrameMessageIsRefusedAndClientStillServed) {
+  auto c = Connect();
+  std::string ping = Encode({1, Ping{}});
+  c->socket().send(zmq::buffer(ping), zmq::send_flags::sndmore);
+  c->socket().send(zmq::buffer(ping), zmq::send_flags::none);
+  // The error cannot echo a request id (the message was refused whole), so
+  // it carries 0 and arrives beside the pushes.
+  std::optional<Error> err = c->AwaitPush<Error>();
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->code, ErrorCode::kMalformed);
+  EXPECT_NE(err->reason.find("exactly one frame"), std::string::npos);
+  c->Call<Pong>(Ping{});
+}
+
+TEST_F(ServerTest, GarbageDoesNotDisturbOtherClients) {
+  auto alice = Join("alice");
+  auto bob = Join("bob");
+  auto junk = Connect();
+  for (const char* hex : {"dd ff ff ff ff", "c1", "", "81 a1 76"}) {
+    junk->SendRaw(testing::FromHex(hex));
+  }
+  alice->Call<MessagePending>(SendMessage{"bob", "still here", 1});
+  auto got = bob->AwaitPush<DistributeMessage>();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->body, "still here");
+}
+
+TEST_F(ServerTest, QueuedMessageSurvivesRestart) {
+  auto alice = Join("alice");
+  auto bob = Connect();
+  bob->Call<CreateSuccess>(CreateAccount{"bob", "password123"});
+  auto pending =
+      alice->Call<MessagePending>(SendMessage{"bob", "kept on disk", 5});
+  alice.reset();
+  bob.reset();
+  StopServer();
+  Start();
+  auto again = Connect();
+  auto login = again->Call<LoginSuccess>(
+      LoginRequest{"bob", "password123", std::nullopt});
+  EXPECT_EQ(login.pending, 1u);
+  auto fetched = again->Call<FetchResult>(FetchMessages{});
+  EXPECT_EQ(fetched.count, 1u);
+  auto got = again->AwaitPush<DistributeMessage>();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->message_id, pending.message_id);
+  EXPECT_EQ(got->body, "kept on disk");
+}
+
+// Many clients exchange messages while recipients go off- and online (by
+// logging out, or by dropping the connection without a word). Afterwards:
+// every message acknowledged with MESSAGE_PENDING reached its recipient
+// exactly once after dedup, each sender's messages kept their order, and
+// every confirmed message produced exactly one MESSAGE_SUCCESS.
+// Senders only ever log out politely: a MESSAGE_SUCCESS pushed to a
+// connection that died silently is not retried (docs/semantics.md).
+TEST_F(ServerTest, ManyClientsExchangeWithRecipientsComingAndGoing) {
+  constexpr int kSenders = 30;
+  constexpr int kRecipients = 30;
+  constexpr int kUsers = kSenders + kRecipients;
+  constexpr int kRounds = 15;
+  std::mt19937 rng(12345);
+  std::uniform_int_distribution<int> pick_recipient(kSenders, kUsers - 1);
+  std::bernoulli_distribution toggle(0.2);
+  std::bernoulli_distribution abrupt(0.5);
+
+  struct User {
+    std::string name;
+    std::unique_ptr<RawClient> client;  // null while offline
+    std::string token;                  // valid unless logged out politely
+    std::map<std::string, std::vector<uint64_t>> first_seen;  // by sender
+    std::set<uint64_t> seen;
+    size_t duplicates = 0;
+    std::vector<uint64_t> sent;         // acknowledged ids, in send order
+    std::map<uint64_t, int> successes;  // MESSAGE_SUCCESS count per id
+    std::vector<uint64_t> awaiting;     // request ids of unanswered sends
+  };
+  std::vector<User> users(kUsers);
+  std::map<uint64_t, int> recipient_of;
+  uint64_t next_cmid = 1;
+
+  auto pump = [&](User& u) {
+    if (!u.client) return;
+    u.client->Poll();
+    auto& pushes = u.client->pushes();
+    while (!pushes.empty()) {
+      Message m = std::move(pushes.front());
+      pushes.pop_front();
+      if (auto* d = std::get_if<DistributeMessage>(&m.body)) {
+        if (u.seen.insert(d->message_id).second) {
+          u.first_seen[d->sender].push_back(d->message_id);
+        } else {
+          ++u.duplicates;
+        }
+        u.client->Send(MessageReceipt{d->message_id});
+      } else if (auto* s = std::get_if<MessageSuccess>(&m.body)) {
+        ++u.successes[s->message_id];
+      }
+    }
+    for (auto it = u.awaiting.begin(); it != u.awaiting.end();) {
+      std::optional<Message> r = u.client->Await(*it, 0ms);
+      if (!r) {
+        ++it;
+        continue;
+      }
+      auto* p = std::get_if<MessagePending>(&r->body);
+      ASSERT_NE(p, nullptr) << MessageTypeName(TypeOf(r->body));
+      u.sent.push_back(p->message_id);
+      it = u.awaiting.erase(it);
+    }
+  };
+  auto login = [&](User& u) {
+    u.client = Connect();
+    LoginSuccess ok = u.token.empty()
+                          ? u.client->Call<LoginSuccess>(LoginRequest{
+                                u.name, "password123", std::nullopt})
+                          : u.client->Call<LoginSuccess>(
+                                LoginRequest{u.name, std::nullopt, u.token});
+    ASSERT_EQ(ok.username, u.name);
+    u.token = ok.token;
+    for (;;) {  // fetch until the queue is drained
+      FetchResult r = u.client->Call<FetchResult>(FetchMessages{});
+      pump(u);
+      if (r.remaining == 0) break;
+    }
+  };
+  auto pump_until = [&](const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      zmq::pollitem_t items[kUsers];
+      int n = 0;
+      for (auto& u : users) {
+        if (u.client)
+          items[n++] = {u.client->socket().handle(), 0, ZMQ_POLLIN, 0};
+      }
+      zmq::poll(items, n, 50ms);
+      for (auto& u : users) pump(u);
+    }
+  };
+
+  for (int i = 0; i < kUsers; ++i) {
+    users[i].name = "user" + std::to_string(i);
+    auto c = Connect();
+    c->Call<CreateSuccess>(CreateAccount{users[i].name, "password123"});
+    login(users[i]);
+  }
+
+  for (int round = 0; round < kRounds; ++round) {
+    for (int i = 0; i < kSenders; ++i) {
+      User& u = users[i];
+      if (!u.client) continue;
+      for (int k = 0; k < 3; ++k) {
+        int to = pick_recipient(rng);
+        u.awaiting.push_back(u.client->Send(SendMessage{
+            users[to].name, "round " + std::to_string(round), next_cmid++}));
+      }
+    }
+    pump_until([&] {
+      for (auto& u : users) {
+        if (!u.awaiting.empty()) return false;
+      }
+      return true;
+    });
+    for (int i = 0; i < kSenders; ++i) {
+      for (uint64_t id : users[i].sent) recipient_of.try_emplace(id, -1);
+    }
+    // Some users leave, some come back.
+    for (int i = 0; i < kUsers; ++i) {
+      User& u = users[i];
+      if (!toggle(rng)) continue;
+      if (!u.client) {
+        login(u);
+      } else if (i >= kSenders && abrupt(rng)) {
+        u.client.reset();  // gone without a word; the token stays valid
+      } else {
+        u.client->Call<LogoutSuccess>(Logout{});
+        pump(u);  // pushes that came before LOGOUT_SUCCESS
+        u.client.reset();
+        u.token.clear();  // logout revoked it
+      }
+    }
+  }
+  for (auto& u : users) {
+    if (!u.client) login(u);
+  }
+
+  size_t total_sent = 0;
+  for (int i = 0; i < kSenders; ++i) total_sent += users[i].sent.size();
+  auto delivered_and_confirmed = [&] {
+    size_t seen = 0, confirmed = 0;
+    for (int i = 0; i < kUsers; ++i) {
+      seen += users[i].seen.size();
+      confirmed += users[i].successes.size();
+    }
+    return seen == total_sent && confirmed == total_sent;
+  };
+  pump_until(delivered_and_confirmed);
+
+  ASSERT_GT(total_sent, 500u);
+  std::set<uint64_t> all_seen;
+  for (int i = kSenders; i < kUsers; ++i) {
+    for (uint64_t id : users[i].seen) {
+      EXPECT_TRUE(all_seen.insert(id).second) << "delivered to two users";
+    }
+    for (auto& [sender, ids] : users[i].first_seen) {
+      EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()))
+          << users[i].name << " saw " << sender << "'s messages out of order";
+    }
+  }
+  size_t lost = 0, success_missing = 0, success_dup = 0;
+  for (int i = 0; i < kSenders; ++i) {
+    const User& u = users[i];
+    EXPECT_TRUE(std::is_sorted(u.sent.begin(), u.sent.end()));
+    for (uint64_t id : u.sent) {
+      lost += all_seen.count(id) == 0;
+      auto it = u.successes.find(id);
+      success_missing += it == u.successes.end();
+      success_dup += it != u.successes.end() && it->second > 1;
+    }
+    EXPECT_TRUE(u.seen.empty()) << "senders receive nothing";
+  }
+  EXPECT_EQ(all_seen.size(), total_sent) << "unexpected deliveries";
+  EXPECT_EQ(lost, 0u);
+  EXPECT_EQ(success_missing, 0u);
+  EXPECT_EQ(success_dup, 0u);
+}
+
+// The binary: flags, endpoint file, and a clean exit 0 on SIGTERM.
+TEST(BrokerProcessTest, ExitsCleanlyOnSigterm) {
+  TempDir dir;
+  const std::string endpoint_file = dir.File("endpoint");
+  std::vector<std::string> args = {ZCHAT_BROKER_BINARY,
+                                   "--bind",
+                                   "tcp://127.0.0.1:*",
+                                   "--db",
+                                   dir.File("b.db"),
+                                   "--pwhash-cost",
+                                   "min",
+                                   "--log-level",
+                                   "warn",
+                                   "--endpoint-file",
+                                   endpoint_file};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid;
+  ASSERT_EQ(posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ),
+            0);
+  std::string endpoint;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (endpoint.empty() && std::chrono::steady_clock::now() < deadline) {
+    std::ifstream(endpoint_file) >> endpoint;
+    if (endpoint.empty()) std::this_thread::yield();
+  }
+  ASSERT_FALSE(endpoint.empty()) << "broker never wrote its endpoint";
+  zmq::context_t ctx;
+  RawClient client(ctx, endpoint);
+  client.Call<Pong>(Ping{});
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  int status = 0;
+  pid_t done = 0;
+  while (done == 0 && std::chrono::steady_clock::now() < deadline + 10s) {
+    done = waitpid(pid, &status, WNOHANG);
+    if (done == 0) {
+      zmq::pollitem_t none{nullptr, -1, 0, 0};
+      zmq::poll(&none, 0, 20ms);  // a bounded wait between checks
+    }
+  }
+  if (done == 0) kill(pid, SIGKILL);
+  ASSERT_EQ(done, pid) << "broker did not exit after SIGTERM";
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+}  // namespace
+}  // namespace zchat
