@@ -3,6 +3,7 @@
 #include <array>
 #include <utility>
 
+#include "broker/log.h"
 #include "messages/codec.h"
 
 namespace zchat {
@@ -170,9 +171,10 @@ void BrokerCore::RunRequest(const LoggedRequest& logged,
   outbox_.push_back({logged.routing_id, Encode(reply)});
 }
 
-void BrokerCore::OnFrame(std::string_view routing_id, std::string_view frame) {
+void BrokerCore::OnFrame(std::string_view routing_id, std::string_view frame,
+                         int connection) {
   assert(in_batch_);
-  Peer& peer = sessions_.Touch(routing_id, Now());
+  Peer& peer = sessions_.Touch(routing_id, connection, Now());
   uint64_t request_id = 0;
   Result<Message> decoded = Decode(frame, &request_id);
   if (!decoded.ok()) {
@@ -183,10 +185,12 @@ void BrokerCore::OnFrame(std::string_view routing_id, std::string_view frame) {
   Dispatch(peer, *decoded);
 }
 
-void BrokerCore::OnTransportError(std::string_view routing_id,
+void BrokerCore::OnTransportError(std::string_view routing_id, ErrorCode code,
                                   std::string detail) {
-  Peer& peer = sessions_.Touch(routing_id, Now());
-  Refuse(peer, 0, Error{ErrorCode::kMalformed, std::move(detail)});
+  // No session is looked up or created: the frame is not a request.
+  refusals_.push_back(outbox_.size());
+  outbox_.push_back({std::string(routing_id),
+                     Encode(Message{0, Error{code, std::move(detail)}})});
 }
 
 void BrokerCore::Dispatch(Peer& peer, const Message& message) {
@@ -226,11 +230,18 @@ Status BrokerCore::HandlePing(Peer& peer, const Message& m) {
 
 void BrokerCore::EndSession(Peer& peer, ErrorCode code, std::string reason) {
   if (!peer.logged_in()) return;
+  Log(LogLevel::kInfo, "session ended: " + peer.username + " (" +
+                           std::string(ErrorCodeName(code)) + ")");
   Push(peer.routing_id, SessionEnded{code, std::move(reason)});
   sessions_.Logout(peer);
 }
 
 void BrokerCore::OnPeerGone(std::string_view routing_id) {
+  if (const Peer* peer = sessions_.Find(routing_id);
+      peer && peer->logged_in()) {
+    Log(LogLevel::kInfo,
+        "session ended: " + peer->username + " (connection gone)");
+  }
   sessions_.Remove(routing_id);
 }
 

@@ -51,9 +51,15 @@ class BrokerCore {
   BrokerCore(Store& store, HashPool& hashes, BrokerConfig config, Clock clock);
 
   void BeginBatch();
-  void OnFrame(std::string_view routing_id, std::string_view frame);
-  // A frame the transport refused before decoding (e.g. several parts).
-  void OnTransportError(std::string_view routing_id, std::string detail);
+  // One frame from a peer. `connection` identifies the transport connection
+  // it came on (the socket descriptor; -1 if unknown): a routing id that
+  // shows up on another connection is a new peer, not the old session.
+  void OnFrame(std::string_view routing_id, std::string_view frame,
+               int connection = -1);
+  // A message the transport refused before decoding (several parts, a
+  // client-chosen routing id): answered with ERROR, request id 0.
+  void OnTransportError(std::string_view routing_id, ErrorCode code,
+                        std::string detail);
   // Finishes password work that the hash pool completed.
   void OnHashResults();
   // Ends sessions silent past the timeout; prunes old dedup ids and tokens.

@@ -2,6 +2,7 @@
 #include <sodium.h>
 
 #include "broker/broker_core.h"
+#include "broker/log.h"
 
 namespace zchat {
 namespace {
@@ -139,6 +140,7 @@ void BrokerCore::FinishLogin(const PendingHash& pending,
         }
         if (!account) {
           throttle_.RecordFailure(pending.key, Now());
+          Log(LogLevel::kInfo, "login failed: " + pending.username);
           Reply(*peer, pending.request_id,
                 LoginFailure{ErrorCode::kBadCredentials, kBadCredentials, 0});
           return Status::Ok();
@@ -166,6 +168,12 @@ Status BrokerCore::StartSession(Peer& peer, const Account& account,
   Result<std::vector<Notice>> notices = store_.TakeNotices(account.id);
   if (!notices.ok()) return notices.status();
   sessions_.Login(peer, account.id, account.name, std::move(token_hash));
+  if (LogEnabled(LogLevel::kInfo)) {
+    Log(LogLevel::kInfo,
+        "login: " + account.name + " (" +
+            std::to_string(sessions_.SessionsOf(account.id).size()) +
+            " sessions, " + std::to_string(*pending) + " waiting)");
+  }
   Reply(peer, request_id,
         LoginSuccess{account.name, static_cast<uint64_t>(*pending),
                      std::move(token)});
@@ -190,6 +198,7 @@ Status BrokerCore::HandleLogout(Peer& peer, const Message& m) {
   if (!peer.token_hash.empty()) {
     if (Status s = store_.RevokeToken(peer.token_hash); !s.ok()) return s;
   }
+  Log(LogLevel::kInfo, "logout: " + peer.username);
   sessions_.Logout(peer);
   Reply(peer, m.request_id, LogoutSuccess{});
   return Status::Ok();
@@ -232,6 +241,9 @@ Status BrokerCore::HandleDeletionRequest(Peer& peer, const Message& m) {
       return s;
     }
   }
+  Log(LogLevel::kInfo, "account deleted: " + peer.username + " (" +
+                           std::to_string(purged->size()) +
+                           " undelivered messages discarded)");
   Reply(peer, m.request_id,
         DeletionSuccess{static_cast<uint64_t>(purged->size())});
   for (const std::string& other : sessions_.SessionsOf(id)) {

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 
 #include "broker/log.h"
 
@@ -116,7 +117,19 @@ void Server::ReadBatch() {
       if (!id.more()) continue;  // cannot happen with a ROUTER
       (void)router_.recv(frame);
       if (!frame.more()) {
-        core_->OnFrame(id.to_string_view(), frame.to_string_view());
+        // Routing ids must be the ROUTER's own: a peer that chose its own
+        // (ZMQ_ROUTING_ID, sent in its handshake as "Identity") could pick a
+        // departed client's id and inherit its session. Such peers are
+        // refused outright.
+        const char* chosen = zmq_msg_gets(frame.handle(), "Identity");
+        if (chosen && *chosen) {
+          core_->OnTransportError(
+              id.to_string_view(), ErrorCode::kInvalidArgument,
+              "clients must not set a routing id (ZMQ_ROUTING_ID)");
+          continue;
+        }
+        core_->OnFrame(id.to_string_view(), frame.to_string_view(),
+                       zmq_msg_get(frame.handle(), ZMQ_SRCFD));
         continue;
       }
       // Several parts: drain the rest and refuse the whole message.
@@ -127,7 +140,7 @@ void Server::ReadBatch() {
         ++parts;
       } while (extra.more());
       core_->OnTransportError(
-          id.to_string_view(),
+          id.to_string_view(), ErrorCode::kMalformed,
           "a message must be exactly one frame; got " + std::to_string(parts));
     } catch (const zmq::error_t& e) {
       Log(LogLevel::kError, std::string("recv: ") + e.what());

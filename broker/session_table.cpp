@@ -2,9 +2,28 @@
 
 namespace zchat {
 
-Peer& SessionTable::Touch(std::string_view routing_id, int64_t now_ms) {
-  auto [it, inserted] = peers_.try_emplace(std::string(routing_id));
-  if (inserted) it->second.routing_id = it->first;
+Peer& SessionTable::Touch(std::string_view routing_id, int connection,
+                          int64_t now_ms) {
+  auto it = peers_.find(std::string(routing_id));
+  if (it != peers_.end() && it->second.connection != connection) {
+    Remove(routing_id);
+    it = peers_.end();
+  }
+  if (it == peers_.end()) {
+    it = peers_.try_emplace(std::string(routing_id)).first;
+    it->second.routing_id = it->first;
+    it->second.connection = connection;
+    if (connection >= 0) {
+      // Descriptors are unique among open connections: a peer still mapped
+      // to this one belongs to a connection that has closed. Drop it.
+      auto old = by_connection_.find(connection);
+      if (old != by_connection_.end() && old->second != it->first) {
+        std::string stale = old->second;
+        Remove(stale);
+      }
+      by_connection_[connection] = it->first;
+    }
+  }
   it->second.last_seen_ms = now_ms;
   return it->second;
 }
@@ -41,6 +60,10 @@ void SessionTable::Remove(std::string_view routing_id) {
   auto it = peers_.find(std::string(routing_id));
   if (it == peers_.end()) return;
   Logout(it->second);
+  if (auto c = by_connection_.find(it->second.connection);
+      c != by_connection_.end() && c->second == it->first) {
+    by_connection_.erase(c);
+  }
   peers_.erase(it);
 }
 

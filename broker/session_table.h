@@ -14,6 +14,7 @@ namespace zchat {
 
 struct Peer {
   std::string routing_id;
+  int connection = -1;     // the transport's connection (socket fd), or -1
   int64_t account_id = 0;  // 0: connected, not logged in
   std::string username;    // as registered, when logged in
   std::string token_hash;  // of the token this session logged in with
@@ -25,7 +26,9 @@ struct Peer {
 class SessionTable {
  public:
   // The peer for a routing id, created on first contact; refreshes liveness.
-  Peer& Touch(std::string_view routing_id, int64_t now_ms);
+  // A routing id seen on a different connection than before is a new peer:
+  // the old one (and its session) is dropped first.
+  Peer& Touch(std::string_view routing_id, int connection, int64_t now_ms);
   Peer* Find(std::string_view routing_id);
 
   void Login(Peer& peer, int64_t account_id, std::string username,
@@ -46,6 +49,7 @@ class SessionTable {
  private:
   std::unordered_map<std::string, Peer> peers_;
   std::unordered_multimap<int64_t, std::string> by_account_;
+  std::unordered_map<int, std::string> by_connection_;
 };
 
 }  // namespace zchat

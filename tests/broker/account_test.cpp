@@ -285,6 +285,36 @@ TEST_F(CoreTest, NewAccountWithDeletedNameInheritsNothing) {
   EXPECT_TRUE(Pushes("n").empty());
 }
 
+// The session belongs to the connection, not to the routing id: the same
+// routing id arriving on another connection is a stranger.
+TEST_F(CoreTest, RoutingIdOnAnotherConnectionIsANewPeer) {
+  CreateUser("x", "alice");
+  Deliver("r1", Encode({1, LoginRequest{"alice", "password123", std::nullopt}}),
+          /*connection=*/7);
+  Call("x", Ping{});  // lets the login finish
+  ASSERT_TRUE(std::holds_alternative<LoginSuccess>(inbox_["r1"].back().body));
+  inbox_.clear();
+  Deliver("r1", Encode({2, FetchMessages{}}), /*connection=*/8);
+  ASSERT_EQ(inbox_["r1"].size(), 1u);
+  EXPECT_EQ(std::get<Error>(inbox_["r1"].front().body).code,
+            ErrorCode::kNotLoggedIn);
+}
+
+// A descriptor is reused only after its connection closed: whoever was on
+// it before is gone, and so is their session.
+TEST_F(CoreTest, ReusedDescriptorEndsTheOldSession) {
+  CreateUser("x", "alice");
+  Join("b", "bob");
+  Deliver("r1", Encode({1, LoginRequest{"alice", "password123", std::nullopt}}),
+          /*connection=*/7);
+  Call("x", Ping{});
+  inbox_.clear();
+  Deliver("r2", Encode({1, Ping{}}), /*connection=*/7);
+  SendText("b", "alice", "nobody is there");
+  EXPECT_TRUE(Pushes("r1").empty());
+  EXPECT_TRUE(Pushes("r2").empty());
+}
+
 TEST_F(CoreTest, SilentSessionsExpire) {
   Join("a", "alice");
   now_ += config_.session_timeout_ms + 1;

@@ -96,9 +96,11 @@ class CoreTest : public ::testing::Test {
     return Expect<Error>(peer, std::move(body)).code;
   }
 
-  // A raw frame, as a client would send it.
-  void Deliver(const std::string& peer, const std::string& frame) {
-    Batch([&] { core_->OnFrame(peer, frame); });
+  // A raw frame, as a client would send it, on transport connection
+  // `connection` (-1: unknown).
+  void Deliver(const std::string& peer, const std::string& frame,
+               int connection = -1) {
+    Batch([&] { core_->OnFrame(peer, frame, connection); });
   }
 
   void Tick() {

@@ -19,7 +19,7 @@ class RawClient {
   RawClient(zmq::context_t& ctx, const std::string& endpoint)
       : socket_(ctx, zmq::socket_type::dealer) {
     socket_.set(zmq::sockopt::linger, 0);
-    socket_.connect(endpoint);
+    if (!endpoint.empty()) socket_.connect(endpoint);  // "": connect later
   }
 
   zmq::socket_t& socket() { return socket_; }

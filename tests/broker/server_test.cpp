@@ -102,6 +102,26 @@ TEST_F(ServerTest, GarbageDoesNotDisturbOtherClients) {
   EXPECT_EQ(got->body, "still here");
 }
 
+// A peer that picks its own routing id (here one shaped like the ids the
+// ROUTER assigns) is refused: it cannot step into anyone's session.
+TEST_F(ServerTest, ClientChosenRoutingIdIsRefused) {
+  auto alice = Connect();
+  alice->Call<CreateSuccess>(CreateAccount{"alice", "password123"});
+  auto bob = Join("bob");
+  RawClient impostor(ctx_, "");
+  impostor.socket().set(zmq::sockopt::routing_id,
+                        zmq::buffer(std::string("evil")));
+  impostor.socket().connect(endpoint_);
+  impostor.Send(LoginRequest{"alice", "password123", std::nullopt});
+  std::optional<Error> refused = impostor.AwaitPush<Error>();
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->code, ErrorCode::kInvalidArgument);
+  // Nothing sent to alice reaches it.
+  bob->Call<MessagePending>(SendMessage{"alice", "not for the impostor", 1});
+  impostor.Pump(200ms);
+  EXPECT_TRUE(impostor.pushes().empty());
+}
+
 TEST_F(ServerTest, QueuedMessageSurvivesRestart) {
   auto alice = Join("alice");
   auto bob = Connect();
