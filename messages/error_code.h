@@ -13,7 +13,7 @@ enum class ErrorCode : uint16_t {
   kUnknownType = 2,         // message type number not known
   kUnsupportedVersion = 3,  // protocol version not spoken by this peer
   kNotLoggedIn = 4,         // request needs a logged-in session
-  kAlreadyLoggedIn = 5,     // LOGIN_REQUEST/CREATE on a logged-in session
+  kAlreadyLoggedIn = 5,     // LOGIN_REQUEST on a logged-in connection
   kUsernameTaken = 6,       // CREATE_ACCOUNT: name exists (case-insensitive)
   kInvalidUsername = 7,     // CREATE_ACCOUNT: characters or length
   kWeakPassword = 8,        // CREATE_ACCOUNT: shorter than the minimum
@@ -33,10 +33,11 @@ enum class ErrorCode : uint16_t {
   kAccountDeleted = 22,     // SESSION_ENDED: the account was deleted
   kSessionExpired = 23,     // SESSION_ENDED: silent past the timeout
   kInternal = 24,           // a broker bug; the request changed nothing
-  kShuttingDown = 25,       // broker is stopping
+  kShuttingDown = 25,       // reserved: broker is stopping (not sent yet)
+  kTimeout = 26,            // client libraries only: no reply in time
 };
 
-inline constexpr uint16_t kMaxErrorCode = 25;
+inline constexpr uint16_t kMaxErrorCode = 26;
 
 // Stable lower_snake_case name of a code ("unknown_recipient").
 std::string_view ErrorCodeName(ErrorCode code);

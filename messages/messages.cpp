@@ -63,6 +63,7 @@ constexpr std::array<std::string_view, kMaxErrorCode + 1> kCodeNames = {
     "session_expired",
     "internal",
     "shutting_down",
+    "timeout",
 };
 
 template <size_t... I>

@@ -1,5 +1,5 @@
 // Handler tests for the account workflows: create, login, logout, delete.
-#include "tests/broker/core_fixture.h"
+#include "tests/support/core_fixture.h"
 
 namespace zchat {
 bool HasDispatchEntry(MessageType type);

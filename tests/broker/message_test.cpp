@@ -1,5 +1,5 @@
 // Handler tests for the message workflows: send, fetch, receipt, list.
-#include "tests/broker/core_fixture.h"
+#include "tests/support/core_fixture.h"
 
 namespace zchat {
 namespace {

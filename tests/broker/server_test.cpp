@@ -12,9 +12,10 @@
 #include <set>
 #include <thread>
 
-#include "tests/broker/core_fixture.h"
-#include "tests/broker/raw_client.h"
-#include "tests/messages/test_util.h"
+#include "tests/support/core_fixture.h"
+#include "tests/support/raw_client.h"
+#include "tests/support/test_broker.h"
+#include "tests/support/test_util.h"
 
 extern char** environ;
 
@@ -27,27 +28,10 @@ using testing::TempDir;
 
 class ServerTest : public ::testing::Test {
  protected:
-  void SetUp() override { Start(); }
-  void TearDown() override { StopServer(); }
-
+  void StopServer() { broker_.Stop(); }
   void Start() {
-    ServerOptions options;
-    options.bind = "tcp://127.0.0.1:*";
-    options.db_path = dir_.File("broker.db");
-    options.hash_threads = 1;
-    options.hash_cost = HashCost{1, 8192};
-    auto server = Server::Create(options);
-    ASSERT_TRUE(server.ok()) << server.status().ToString();
-    server_ = std::move(*server);
-    endpoint_ = server_->endpoint();
-    runner_ = std::thread([this] { server_->Run(); });
-  }
-
-  void StopServer() {
-    if (!server_) return;
-    server_->Stop();
-    runner_.join();
-    server_.reset();
+    broker_.Start("tcp://127.0.0.1:*");
+    endpoint_ = broker_.endpoint();
   }
 
   std::unique_ptr<RawClient> Connect() {
@@ -61,11 +45,9 @@ class ServerTest : public ::testing::Test {
     return c;
   }
 
-  TempDir dir_;
+  testing::TestBroker broker_;
   zmq::context_t ctx_;
-  std::unique_ptr<Server> server_;
-  std::thread runner_;
-  std::string endpoint_;
+  std::string endpoint_ = broker_.endpoint();
 };
 
 TEST_F(ServerTest, BindsEphemeralPortAndAnswersPing) {

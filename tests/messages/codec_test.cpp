@@ -5,8 +5,8 @@
 #include <chrono>
 
 #include "messages/utf8.h"
-#include "tests/messages/samples.h"
-#include "tests/messages/test_util.h"
+#include "tests/support/samples.h"
+#include "tests/support/test_util.h"
 
 namespace zchat {
 namespace {

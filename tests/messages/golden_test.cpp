@@ -10,8 +10,8 @@
 #include <sstream>
 
 #include "messages/codec.h"
-#include "tests/messages/samples.h"
-#include "tests/messages/test_util.h"
+#include "tests/support/samples.h"
+#include "tests/support/test_util.h"
 
 namespace zchat {
 namespace {

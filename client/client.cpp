@@ -1,0 +1,402 @@
+#include "client/client.h"
+
+#include <cstring>
+#include <random>
+
+#include "messages/codec.h"
+
+namespace zchat {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr int kMonitorEvents =
+    ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED;
+
+uint64_t RandomStart() {
+  // Unique per sender account across client restarts (docs/protocol.md):
+  // a random 62-bit start, then a counter.
+  std::random_device rd;
+  uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  return (v >> 2) | 1;
+}
+
+}  // namespace
+
+Client::Client(ClientOptions options)
+    : options_(std::move(options)),
+      own_context_(std::make_unique<zmq::context_t>(1)),
+      context_(*own_context_),
+      next_client_msg_id_(RandomStart()) {
+  Connect();
+}
+
+Client::Client(zmq::context_t& context, ClientOptions options)
+    : options_(std::move(options)),
+      context_(context),
+      next_client_msg_id_(RandomStart()) {
+  Connect();
+}
+
+Client::~Client() {
+  if (socket_) zmq_socket_monitor(socket_.handle(), nullptr, 0);
+  monitor_.close();
+  socket_.close();
+}
+
+void Client::Connect() {
+  socket_ = zmq::socket_t(context_, zmq::socket_type::dealer);
+  socket_.set(zmq::sockopt::linger, 0);
+  // Nothing is queued for a connection that is not up: requests wait in
+  // in_flight_ and go out once the session is back.
+  socket_.set(zmq::sockopt::immediate, 1);
+  socket_.set(zmq::sockopt::reconnect_ivl,
+              static_cast<int>(options_.reconnect_min.count()));
+  socket_.set(zmq::sockopt::reconnect_ivl_max,
+              static_cast<int>(options_.reconnect_max.count()));
+  socket_.set(zmq::sockopt::heartbeat_ivl, 10'000);
+  socket_.set(zmq::sockopt::heartbeat_timeout, 30'000);
+  const std::string monitor_endpoint =
+      "inproc://zchat-client-" +
+      std::to_string(reinterpret_cast<uintptr_t>(this));
+  zmq_socket_monitor(socket_.handle(), monitor_endpoint.c_str(),
+                     kMonitorEvents);
+  monitor_ = zmq::socket_t(context_, zmq::socket_type::pair);
+  monitor_.set(zmq::sockopt::linger, 0);
+  monitor_.connect(monitor_endpoint);
+  socket_.connect(options_.endpoint);
+  last_send_ = Clock::now();
+}
+
+void Client::SendFrame(uint64_t request_id, const Body& body) {
+  auto it = in_flight_.find(request_id);
+  if (!connected_) return;  // sent when the connection comes up
+  const std::string frame = Encode(Message{request_id, body});
+  try {
+    if (socket_.send(zmq::buffer(frame), zmq::send_flags::dontwait)) {
+      if (it != in_flight_.end()) it->second.sent = true;
+      last_send_ = Clock::now();
+    }
+  } catch (const zmq::error_t&) {
+    // Left unsent; ResendInFlight tries again after the next connect.
+  }
+}
+
+uint64_t Client::Start(Body request) {
+  const uint64_t id = next_request_id_++;
+  in_flight_[id] = InFlight{request, false, false};
+  if (!session_lost_) SendFrame(id, request);
+  return id;
+}
+
+Result<Message> Client::Wait(uint64_t request_id) {
+  const auto deadline = Clock::now() + options_.request_timeout;
+  for (;;) {
+    Drain();
+    if (auto it = replies_.find(request_id); it != replies_.end()) {
+      Message reply = std::move(it->second);
+      replies_.erase(it);
+      return reply;
+    }
+    if (!in_flight_.count(request_id)) {
+      return Status(ErrorCode::kInvalidArgument,
+                    "no request " + std::to_string(request_id) + " waiting");
+    }
+    if (Clock::now() >= deadline) {
+      in_flight_.erase(request_id);
+      return Status(ErrorCode::kTimeout,
+                    "no reply from " + options_.endpoint + " within " +
+                        std::to_string(options_.request_timeout.count()) +
+                        " ms");
+    }
+    MaybePing();
+    WaitReadable(deadline);
+  }
+}
+
+template <class T>
+Result<T> Client::Call(Body request) {
+  Result<Message> reply = Wait(Start(std::move(request)));
+  if (!reply.ok()) return reply.status();
+  if (auto* value = std::get_if<T>(&reply->body)) return std::move(*value);
+  return FailureOf(*reply);
+}
+
+Status Client::FailureOf(const Message& reply) const {
+  return std::visit(
+      [](const auto& body) -> Status {
+        using T = std::decay_t<decltype(body)>;
+        if constexpr (std::is_same_v<T, CreateFailure> ||
+                      std::is_same_v<T, LoginFailure> ||
+                      std::is_same_v<T, MessageFailure> ||
+                      std::is_same_v<T, DeletionFailure> ||
+                      std::is_same_v<T, Error>) {
+          return Status(body.code, body.reason);
+        } else {
+          return Status(
+              ErrorCode::kInternal,
+              "unexpected reply " + std::string(MessageTypeName(T::kType)));
+        }
+      },
+      reply.body);
+}
+
+Result<CreateSuccess> Client::CreateAccount(const std::string& username,
+                                            const std::string& password) {
+  return Call<CreateSuccess>(zchat::CreateAccount{username, password});
+}
+
+Result<LoginSuccess> Client::Login(const std::string& username,
+                                   const std::string& password) {
+  Result<LoginSuccess> ok =
+      Call<LoginSuccess>(LoginRequest{username, password, std::nullopt});
+  if (ok.ok()) {
+    logged_in_ = true;
+    username_ = ok->username;
+    token_ = ok->token;
+  }
+  return ok;
+}
+
+Result<LoginSuccess> Client::Resume(const std::string& username,
+                                    const std::string& token) {
+  Result<LoginSuccess> ok =
+      Call<LoginSuccess>(LoginRequest{username, std::nullopt, token});
+  if (ok.ok()) {
+    logged_in_ = true;
+    username_ = ok->username;
+    token_ = ok->token;
+  }
+  return ok;
+}
+
+Status Client::Logout() {
+  Result<LogoutSuccess> ok = Call<LogoutSuccess>(zchat::Logout{});
+  if (!ok.ok()) return ok.status();
+  logged_in_ = false;
+  token_.clear();
+  return Status::Ok();
+}
+
+Result<AccountList> Client::ListAccounts(std::optional<std::string> pattern,
+                                         std::optional<uint64_t> limit,
+                                         std::optional<std::string> cursor) {
+  return Call<AccountList>(
+      zchat::ListAccounts{std::move(pattern), limit, std::move(cursor)});
+}
+
+Result<MessagePending> Client::Send(const std::string& recipient,
+                                    const std::string& body) {
+  return Call<MessagePending>(
+      SendMessage{recipient, body, next_client_msg_id_++});
+}
+
+Result<FetchResult> Client::Fetch(std::optional<uint64_t> limit) {
+  return Call<FetchResult>(FetchMessages{limit});
+}
+
+void Client::Confirm(uint64_t message_id) {
+  const uint64_t id = next_request_id_++;
+  in_flight_[id] = InFlight{MessageReceipt{message_id}, true, false};
+  SendFrame(id, in_flight_[id].body);
+}
+
+Result<DeletionSuccess> Client::DeleteAccount(bool force, uint64_t* pending) {
+  Result<Message> reply = Wait(Start(DeletionRequest{force}));
+  if (!reply.ok()) return reply.status();
+  if (auto* ok = std::get_if<DeletionSuccess>(&reply->body)) {
+    logged_in_ = false;
+    token_.clear();
+    return *ok;
+  }
+  if (auto* fail = std::get_if<DeletionFailure>(&reply->body);
+      fail && pending) {
+    *pending = fail->pending;
+  }
+  return FailureOf(*reply);
+}
+
+Status Client::Ping() {
+  Result<Pong> ok = Call<Pong>(zchat::Ping{});
+  return ok.ok() ? Status::Ok() : ok.status();
+}
+
+std::optional<Event> Client::NextEvent(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    Drain();
+    if (!events_.empty()) {
+      Event event = std::move(events_.front());
+      events_.pop_front();
+      // The application has the message now: confirm it.
+      if (auto* m = std::get_if<DistributeMessage>(&event)) {
+        if (auto it = seen_.find(m->message_id); it != seen_.end()) {
+          it->second = true;
+        }
+        if (options_.auto_receipt) Confirm(m->message_id);
+      }
+      return event;
+    }
+    if (Clock::now() >= deadline) return std::nullopt;
+    MaybePing();
+    WaitReadable(deadline);
+  }
+}
+
+std::array<zmq::pollitem_t, 2> Client::poll_items() {
+  return {zmq::pollitem_t{socket_.handle(), 0, ZMQ_POLLIN, 0},
+          zmq::pollitem_t{monitor_.handle(), 0, ZMQ_POLLIN, 0}};
+}
+
+void Client::Pump() {
+  Drain();
+  MaybePing();
+}
+
+void Client::WaitReadable(Clock::time_point deadline) {
+  auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::min(deadline, last_send_ + options_.ping_interval) - Clock::now());
+  if (wait.count() < 0) wait = std::chrono::milliseconds(0);
+  auto items = poll_items();
+  try {
+    zmq::poll(items.data(), items.size(), wait);
+  } catch (const zmq::error_t&) {
+    // EINTR: the caller's loop comes round again.
+  }
+}
+
+void Client::Drain() {
+  for (;;) {
+    zmq::message_t event;
+    zmq::message_t address;
+    if (!monitor_.recv(event, zmq::recv_flags::dontwait)) break;
+    if (event.more()) (void)monitor_.recv(address);
+    if (event.size() >= 2) {
+      uint16_t what;
+      std::memcpy(&what, event.data(), sizeof what);
+      HandleMonitorEvent(what);
+    }
+  }
+  zmq::message_t frame;
+  while (socket_.recv(frame, zmq::recv_flags::dontwait)) {
+    Result<Message> m = Decode(frame.to_string_view());
+    if (m.ok()) HandleFrame(std::move(*m));
+    // An undecodable frame from the broker is dropped: nothing to answer.
+  }
+}
+
+void Client::HandleMonitorEvent(uint16_t event) {
+  if (event == ZMQ_EVENT_DISCONNECTED) {
+    connected_ = false;
+    for (auto& [id, request] : in_flight_) request.sent = false;
+    if (logged_in_) {
+      logged_in_ = false;
+      session_lost_ = true;
+      events_.push_back(
+          ConnectionEvent{ConnectionEvent::Kind::kLost, "connection lost"});
+    }
+  } else if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+    connected_ = true;
+    if (session_lost_) {
+      Relogin();
+    } else {
+      ResendInFlight();
+    }
+  }
+}
+
+void Client::Relogin() {
+  if (token_.empty()) {
+    session_lost_ = false;
+    events_.push_back(ConnectionEvent{ConnectionEvent::Kind::kRestoreFailed,
+                                      "no session token to resume with"});
+    ResendInFlight();
+    return;
+  }
+  relogin_request_ = next_request_id_++;
+  in_flight_[relogin_request_] =
+      InFlight{LoginRequest{username_, std::nullopt, token_}, true, false};
+  SendFrame(relogin_request_, in_flight_[relogin_request_].body);
+}
+
+void Client::ResendInFlight() {
+  for (auto& [id, request] : in_flight_) {
+    if (!request.sent) SendFrame(id, request.body);
+  }
+}
+
+void Client::MaybePing() {
+  if (!connected_ || Clock::now() - last_send_ < options_.ping_interval) {
+    return;
+  }
+  const uint64_t id = next_request_id_++;
+  in_flight_[id] = InFlight{zchat::Ping{}, true, false};
+  SendFrame(id, in_flight_[id].body);
+}
+
+bool Client::Remember(uint64_t message_id) {
+  if (!seen_.emplace(message_id, false).second) return false;
+  seen_order_.push_back(message_id);
+  if (seen_order_.size() > options_.dedup_window) {
+    seen_.erase(seen_order_.front());
+    seen_order_.pop_front();
+  }
+  return true;
+}
+
+void Client::HandleFrame(Message m) {
+  if (m.request_id == 0) {
+    if (auto* d = std::get_if<DistributeMessage>(&m.body)) {
+      if (Remember(d->message_id)) {
+        events_.push_back(std::move(*d));
+      } else if (options_.auto_receipt && seen_[d->message_id]) {
+        // Handed over before, so confirmed before: that receipt was lost.
+        Confirm(d->message_id);
+      }
+    } else if (auto* s = std::get_if<MessageSuccess>(&m.body)) {
+      events_.push_back(std::move(*s));
+    } else if (auto* u = std::get_if<MessageUndeliverable>(&m.body)) {
+      events_.push_back(std::move(*u));
+    } else if (auto* e = std::get_if<SessionEnded>(&m.body)) {
+      logged_in_ = false;
+      if (e->code == ErrorCode::kAccountDeleted) token_.clear();
+      events_.push_back(std::move(*e));
+    }
+    return;  // ERROR with request id 0: nothing to match it to
+  }
+  auto it = in_flight_.find(m.request_id);
+  if (it == in_flight_.end()) return;  // answered before (a resend's twin)
+  if (m.request_id == relogin_request_) {
+    in_flight_.erase(it);
+    relogin_request_ = 0;
+    session_lost_ = false;
+    if (auto* ok = std::get_if<LoginSuccess>(&m.body)) {
+      logged_in_ = true;
+      token_ = ok->token;
+      events_.push_back(
+          ConnectionEvent{ConnectionEvent::Kind::kRestored, "logged in again"});
+    } else {
+      token_.clear();
+      events_.push_back(ConnectionEvent{ConnectionEvent::Kind::kRestoreFailed,
+                                        FailureOf(m).ToString()});
+    }
+    ResendInFlight();
+    return;
+  }
+  // The broker forgot us (it restarted while we looked away): log in again
+  // and resend, instead of surfacing not_logged_in.
+  if (auto* e = std::get_if<Error>(&m.body);
+      e && e->code == ErrorCode::kNotLoggedIn && logged_in_ &&
+      !token_.empty()) {
+    logged_in_ = false;
+    session_lost_ = true;
+    for (auto& [id, request] : in_flight_) request.sent = false;
+    Relogin();
+    return;
+  }
+  const bool internal = it->second.internal;
+  in_flight_.erase(it);
+  if (!internal) replies_.emplace(m.request_id, std::move(m));
+}
+
+}  // namespace zchat

@@ -1,0 +1,162 @@
+// Client: one connection to a zchat broker over a ZeroMQ DEALER socket.
+//
+// Every request of the protocol is a blocking call that returns the reply or
+// the broker's refusal as a Status (errors are values, never exceptions);
+// Start()/Wait() pipeline many requests without waiting for each. Pushes
+// (incoming messages, delivery notices, session ends) and connection changes
+// queue up as Events, read with NextEvent(). The client PINGs when idle, and
+// when the broker restarts or the connection drops it reconnects (ZeroMQ
+// backoff), logs in again with its session token and resends the requests
+// still unanswered (sends are idempotent by client_msg_id). Incoming
+// messages are de-duplicated by message id and confirmed with a receipt once
+// NextEvent has handed them to the application.
+//
+// Thread-safety: none. A Client, like the ZeroMQ socket inside it, must be
+// used from one thread at a time.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <variant>
+#include <zmq.hpp>
+
+#include "messages/messages.h"
+#include "messages/status.h"
+
+namespace zchat {
+
+struct ClientOptions {
+  std::string endpoint = "tcp://127.0.0.1:5555";
+  std::chrono::milliseconds request_timeout{10'000};
+  std::chrono::milliseconds ping_interval{20'000};  // PING after this idle
+  std::chrono::milliseconds reconnect_min{100};     // ZeroMQ backoff bounds
+  std::chrono::milliseconds reconnect_max{5'000};
+  bool auto_receipt = true;       // confirm messages as NextEvent returns them
+  size_t dedup_window = 100'000;  // message ids remembered for dedup
+};
+
+// A change in the connection, as seen by the client.
+struct ConnectionEvent {
+  enum class Kind {
+    kLost,          // the connection dropped; requests wait for it
+    kRestored,      // reconnected and logged in again; requests resent
+    kRestoreFailed  // reconnected, but the session could not be resumed
+  };
+  Kind kind = Kind::kLost;
+  std::string detail;
+};
+
+using Event = std::variant<DistributeMessage, MessageSuccess,
+                           MessageUndeliverable, SessionEnded, ConnectionEvent>;
+
+class Client {
+ public:
+  // Uses its own ZeroMQ context.
+  explicit Client(ClientOptions options);
+  // Shares `context` (which must outlive the client): many clients in one
+  // process then share its I/O thread.
+  Client(zmq::context_t& context, ClientOptions options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // --- Requests (each waits up to request_timeout) ---
+  Result<CreateSuccess> CreateAccount(const std::string& username,
+                                      const std::string& password);
+  Result<LoginSuccess> Login(const std::string& username,
+                             const std::string& password);
+  // Logs in with a token from an earlier LOGIN_SUCCESS.
+  Result<LoginSuccess> Resume(const std::string& username,
+                              const std::string& token);
+  Status Logout();
+  Result<AccountList> ListAccounts(std::optional<std::string> pattern = {},
+                                   std::optional<uint64_t> limit = {},
+                                   std::optional<std::string> cursor = {});
+  // Picks a fresh client_msg_id; a resend after a reconnect reuses it.
+  Result<MessagePending> Send(const std::string& recipient,
+                              const std::string& body);
+  // The messages come as DistributeMessage events.
+  Result<FetchResult> Fetch(std::optional<uint64_t> limit = {});
+  // Explicit receipt (when auto_receipt is off). Fire and forget: a refusal
+  // comes back later and is dropped.
+  void Confirm(uint64_t message_id);
+  // With has_pending, *pending (if given) is how many messages wait.
+  Result<DeletionSuccess> DeleteAccount(bool force,
+                                        uint64_t* pending = nullptr);
+  Status Ping();
+
+  // --- Pipelining ---
+  // Sends a request now; its reply is collected by Wait.
+  uint64_t Start(Body request);
+  // The reply (whatever its type) to a Start()ed request.
+  Result<Message> Wait(uint64_t request_id);
+
+  // --- Events ---
+  // The next push or connection event, waiting up to `timeout`.
+  std::optional<Event> NextEvent(std::chrono::milliseconds timeout);
+  // For callers with their own poll loop: when one of these is readable (or
+  // at least every ping_interval), call Pump(), then NextEvent(0ms).
+  std::array<zmq::pollitem_t, 2> poll_items();
+  void Pump();
+
+  bool logged_in() const { return logged_in_; }
+  const std::string& username() const { return username_; }
+  const std::string& token() const { return token_; }
+  const std::string& endpoint() const { return options_.endpoint; }
+
+ private:
+  // A request sent and not yet answered; kept for resending.
+  struct InFlight {
+    Body body;
+    bool internal = false;  // PING, receipts, the re-login
+    bool sent = false;      // handed to the socket since the last connect
+  };
+
+  void Connect();
+  void SendFrame(uint64_t request_id, const Body& body);
+  // Reads what is waiting on the socket (and the monitor) without blocking.
+  void Drain();
+  void HandleFrame(Message message);
+  void HandleMonitorEvent(uint16_t event);
+  void Relogin();
+  void ResendInFlight();
+  void MaybePing();
+  // Waits until something arrives or `deadline` passes.
+  void WaitReadable(std::chrono::steady_clock::time_point deadline);
+  template <class T>
+  Result<T> Call(Body request);
+  Status FailureOf(const Message& reply) const;
+  bool Remember(uint64_t message_id);  // false if seen before
+
+  ClientOptions options_;
+  std::unique_ptr<zmq::context_t> own_context_;
+  zmq::context_t& context_;
+  zmq::socket_t socket_;
+  zmq::socket_t monitor_;
+  bool connected_ = false;
+
+  uint64_t next_request_id_ = 1;
+  uint64_t next_client_msg_id_;
+  std::map<uint64_t, InFlight> in_flight_;
+  std::map<uint64_t, Message> replies_;
+  std::deque<Event> events_;
+  // Message ids seen -> whether NextEvent has handed the message over.
+  std::unordered_map<uint64_t, bool> seen_;
+  std::deque<uint64_t> seen_order_;
+  std::chrono::steady_clock::time_point last_send_;
+
+  bool logged_in_ = false;
+  bool session_lost_ = false;
+  uint64_t relogin_request_ = 0;
+  std::string username_;
+  std::string token_;
+};
+
+}  // namespace zchat

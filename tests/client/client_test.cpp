@@ -1,0 +1,201 @@
+// The client library against the real broker over TCP loopback.
+#include "client/client.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "tests/support/test_broker.h"
+
+namespace zchat {
+namespace {
+
+using namespace std::chrono_literals;
+
+class ClientTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Client> NewClient() {
+    ClientOptions options;
+    options.endpoint = broker_.endpoint();
+    options.request_timeout = 10s;
+    return std::make_unique<Client>(ctx_, options);
+  }
+  // A client logged in as a new user `name`.
+  std::unique_ptr<Client> Join(const std::string& name) {
+    auto c = NewClient();
+    EXPECT_TRUE(c->CreateAccount(name, "password123").ok());
+    EXPECT_TRUE(c->Login(name, "password123").ok());
+    return c;
+  }
+  // The next event of type T, skipping none (fails on another type).
+  template <class T>
+  std::optional<T> NextOf(Client& c, std::chrono::milliseconds wait = 10s) {
+    std::optional<Event> e = c.NextEvent(wait);
+    if (!e) return std::nullopt;
+    if (auto* v = std::get_if<T>(&*e)) return *v;
+    ADD_FAILURE() << "unexpected event index " << e->index();
+    return std::nullopt;
+  }
+
+  testing::TestBroker broker_;
+  zmq::context_t ctx_;
+};
+
+TEST_F(ClientTest, EveryCallReturnsItsReply) {
+  auto alice = NewClient();
+  Result<CreateSuccess> created = alice->CreateAccount("alice", "password123");
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  Result<LoginSuccess> login = alice->Login("alice", "password123");
+  ASSERT_TRUE(login.ok()) << login.status().ToString();
+  EXPECT_TRUE(alice->logged_in());
+  EXPECT_EQ(alice->username(), "alice");
+  EXPECT_TRUE(alice->Ping().ok());
+
+  auto bob = Join("bob");
+  Result<AccountList> list = alice->ListAccounts("*");
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->accounts, (std::vector<std::string>{"alice", "bob"}));
+
+  Result<MessagePending> sent = alice->Send("bob", "hello");
+  ASSERT_TRUE(sent.ok()) << sent.status().ToString();
+  Result<FetchResult> fetched = bob->Fetch();
+  ASSERT_TRUE(fetched.ok());
+  EXPECT_EQ(fetched->count, 1u);
+
+  ASSERT_TRUE(alice->Logout().ok());
+  EXPECT_FALSE(alice->logged_in());
+  // The token of a new login resumes on another connection.
+  auto again = NewClient();
+  Result<LoginSuccess> first = again->Login("alice", "password123");
+  ASSERT_TRUE(first.ok());
+  auto third = NewClient();
+  Result<LoginSuccess> resumed = third->Resume("alice", first->token);
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+
+  uint64_t pending = 0;
+  Result<DeletionSuccess> deleted = bob->DeleteAccount(false, &pending);
+  ASSERT_FALSE(deleted.ok()) << "bob still has a message waiting";
+  EXPECT_EQ(deleted.status().code(), ErrorCode::kHasPending);
+  EXPECT_EQ(pending, 1u);
+  deleted = bob->DeleteAccount(true);
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(deleted->purged, 1u);
+}
+
+TEST_F(ClientTest, ErrorsComeBackAsValues) {
+  auto alice = NewClient();
+  Result<MessagePending> before_login = alice->Send("bob", "x");
+  ASSERT_FALSE(before_login.ok());
+  EXPECT_EQ(before_login.status().code(), ErrorCode::kNotLoggedIn);
+  ASSERT_TRUE(alice->CreateAccount("alice", "password123").ok());
+  Result<CreateSuccess> taken = alice->CreateAccount("ALICE", "password123");
+  EXPECT_EQ(taken.status().code(), ErrorCode::kUsernameTaken);
+  Result<LoginSuccess> wrong = alice->Login("alice", "not-the-password");
+  EXPECT_EQ(wrong.status().code(), ErrorCode::kBadCredentials);
+  ASSERT_TRUE(alice->Login("alice", "password123").ok());
+  Result<MessagePending> unknown = alice->Send("nobody", "x");
+  EXPECT_EQ(unknown.status().code(), ErrorCode::kUnknownRecipient);
+  EXPECT_FALSE(unknown.status().detail().empty());
+}
+
+TEST_F(ClientTest, TimesOutWhenNoBrokerAnswers) {
+  broker_.Stop();
+  ClientOptions options;
+  options.endpoint = broker_.endpoint();
+  options.request_timeout = 300ms;
+  Client lonely(ctx_, options);
+  Status s = lonely.Ping();
+  EXPECT_EQ(s.code(), ErrorCode::kTimeout) << s.ToString();
+}
+
+TEST_F(ClientTest, PushesArriveAsEventsAndReceiptTellsSender) {
+  auto alice = Join("alice");
+  auto bob = Join("bob");
+  Result<MessagePending> sent = alice->Send("bob", "are you there?");
+  ASSERT_TRUE(sent.ok());
+  auto got = NextOf<DistributeMessage>(*bob);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->message_id, sent->message_id);
+  EXPECT_EQ(got->sender, "alice");
+  EXPECT_EQ(got->body, "are you there?");
+  // bob's client confirmed it on handing it over: alice hears of it.
+  auto delivered = NextOf<MessageSuccess>(*alice);
+  ASSERT_TRUE(delivered.has_value());
+  EXPECT_EQ(delivered->message_id, sent->message_id);
+  EXPECT_EQ(delivered->recipient, "bob");
+}
+
+TEST_F(ClientTest, DuplicateDeliveriesAreDropped) {
+  auto alice = Join("alice");
+  auto bob = Join("bob");
+  ASSERT_TRUE(alice->Send("bob", "once").ok());
+  // Not yet taken (so not confirmed): the fetch pushes it a second time.
+  Result<FetchResult> fetched = bob->Fetch();
+  ASSERT_TRUE(fetched.ok());
+  EXPECT_EQ(fetched->count, 1u);
+  ASSERT_TRUE(NextOf<DistributeMessage>(*bob).has_value());
+  EXPECT_FALSE(bob->NextEvent(300ms).has_value()) << "shown twice";
+}
+
+TEST_F(ClientTest, PipelinesManyRequests) {
+  auto alice = Join("alice");
+  auto bob = Join("bob");
+  std::vector<uint64_t> requests;
+  for (int i = 0; i < 200; ++i) {
+    requests.push_back(
+        alice->Start(SendMessage{"bob", std::to_string(i), 1000u + i}));
+  }
+  std::vector<uint64_t> ids;
+  for (uint64_t r : requests) {
+    Result<Message> reply = alice->Wait(r);
+    ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+    ids.push_back(std::get<MessagePending>(reply->body).message_id);
+  }
+  EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+  EXPECT_EQ(std::set<uint64_t>(ids.begin(), ids.end()).size(), 200u);
+  for (int i = 0; i < 200; ++i) {
+    auto got = NextOf<DistributeMessage>(*bob);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(got->body, std::to_string(i));
+  }
+}
+
+// The broker restarts under two logged-in clients. They reconnect, log in
+// again with their tokens, and a send made while it was down goes through;
+// nothing is lost and nothing is shown twice.
+TEST_F(ClientTest, SurvivesBrokerRestart) {
+  auto alice = Join("alice");
+  auto bob = Join("bob");
+  ASSERT_TRUE(alice->Send("bob", "before").ok());
+  auto before = NextOf<DistributeMessage>(*bob);
+  ASSERT_TRUE(before.has_value());
+
+  broker_.Restart();
+
+  Result<MessagePending> during = alice->Send("bob", "after the restart");
+  ASSERT_TRUE(during.ok()) << during.status().ToString();
+  std::vector<std::string> bodies;
+  const auto deadline = std::chrono::steady_clock::now() + 15s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::optional<Event> e = bob->NextEvent(200ms);
+    if (!e) {
+      // The live push may have reached bob before his session was back:
+      // the message then waits in the queue.
+      if (bob->logged_in()) {
+        ASSERT_TRUE(bob->Fetch().ok());
+      }
+      continue;
+    }
+    if (auto* m = std::get_if<DistributeMessage>(&*e)) {
+      bodies.push_back(m->body);
+      if (m->body == "after the restart") break;
+    }
+  }
+  EXPECT_EQ(bodies, (std::vector<std::string>{"after the restart"}))
+      << "lost, or shown twice";
+  EXPECT_TRUE(alice->logged_in());
+  EXPECT_TRUE(bob->logged_in());
+}
+
+}  // namespace
+}  // namespace zchat

@@ -1,0 +1,56 @@
+// TestBroker: a real Server on a loopback port chosen by the system, running
+// on its own thread over a database in a temporary directory. Restart() stops
+// it and starts a new one on the same endpoint and database (a broker
+// restart, as clients see it).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "broker/server.h"
+#include "tests/support/core_fixture.h"
+
+namespace zchat::testing {
+
+class TestBroker {
+ public:
+  TestBroker() { Start("tcp://127.0.0.1:*"); }
+  ~TestBroker() { Stop(); }
+
+  const std::string& endpoint() const { return endpoint_; }
+  std::string db_path() const { return dir_.File("broker.db"); }
+
+  void Stop() {
+    if (!server_) return;
+    server_->Stop();
+    runner_.join();
+    server_.reset();
+  }
+  void Restart() {
+    Stop();
+    Start(endpoint_);
+  }
+  void Start(const std::string& bind) {
+    ServerOptions options;
+    options.bind = bind;
+    options.db_path = db_path();
+    options.hash_threads = 1;
+    options.hash_cost = HashCost{1, 8192};
+    auto server = Server::Create(options);
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(*server);
+    endpoint_ = server_->endpoint();
+    runner_ = std::thread([this] { server_->Run(); });
+  }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<Server> server_;
+  std::thread runner_;
+  std::string endpoint_;
+};
+
+}  // namespace zchat::testing
