@@ -1,0 +1,204 @@
+// zchat: the terminal client. Interactive on a terminal, line-by-line
+// commands when stdin is not one, and one-shot subcommands for scripts.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+
+#include "client/client.h"
+#include "client/printer.h"
+#include "client/shell.h"
+#include "client/terminal.h"
+
+namespace {
+
+using zchat::Outcome;
+
+struct Options {
+  std::string endpoint = "tcp://127.0.0.1:5555";
+  bool json = false;
+  double timeout_s = 10;
+  std::string user;
+  std::string password_file;
+};
+
+// Password: --password-file, else $ZCHAT_PASSWORD, else the terminal.
+std::optional<std::string> ReadSecret(const Options& o,
+                                      const std::string& prompt) {
+  if (!o.password_file.empty()) {
+    std::ifstream in(o.password_file);
+    std::string line;
+    if (in && std::getline(in, line)) return line;
+    return std::nullopt;
+  }
+  if (const char* env = std::getenv("ZCHAT_PASSWORD"); env && *env) {
+    return std::string(env);
+  }
+  return zchat::ReadHiddenLine(prompt);
+}
+
+int Status(Outcome o) { return static_cast<int>(o); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (const char* env = std::getenv("ZCHAT_ENDPOINT")) o.endpoint = env;
+
+  CLI::App app{
+      "zchat: a terminal client for the zchat broker.\n"
+      "Without a subcommand: an interactive prompt on a terminal, or the\n"
+      "same /commands read line by line from stdin. Passwords come from\n"
+      "--password-file, $ZCHAT_PASSWORD, or the terminal (no echo).\n"
+      "Exit status: 0 ok, 1 refused by the broker, 2 usage, 3 no answer."};
+  app.set_version_flag("--version", std::string("zchat 0.1.0"));
+  app.add_option("--connect", o.endpoint, "broker endpoint ($ZCHAT_ENDPOINT)")
+      ->capture_default_str();
+  app.add_flag("--json", o.json, "print one JSON object per event");
+  app.add_option("--timeout", o.timeout_s, "seconds to wait for a reply")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--password-file", o.password_file,
+                 "read the password from this file's first line");
+  app.add_option("--user", o.user, "log in as this user first");
+
+  std::string to, pattern = "*";
+  std::vector<std::string> words;
+  bool wait = false, force = false;
+  uint64_t limit = 0;
+  double listen_s = 0;
+  auto* reg = app.add_subcommand("register", "create an account");
+  reg->add_option("--user", o.user, "the new username")->required();
+  auto* send = app.add_subcommand("send", "send one message");
+  send->add_option("--user", o.user, "log in as")->required();
+  send->add_option("recipient", to, "who gets it")->required();
+  send->add_option("text", words, "the message")->required();
+  send->add_flag("--wait", wait,
+                 "wait until the recipient confirms it (exit 3 on timeout)");
+  auto* fetch =
+      app.add_subcommand("fetch", "print and confirm waiting messages");
+  fetch->add_option("--user", o.user, "log in as")->required();
+  fetch->add_option("--limit", limit, "at most this many (default all)");
+  auto* users = app.add_subcommand("users", "list accounts");
+  users->add_option("--user", o.user, "log in as")->required();
+  users->add_option("pattern", pattern, "wildcard: * any run, ? one char")
+      ->capture_default_str();
+  auto* del = app.add_subcommand("delete", "delete your account");
+  del->add_option("--user", o.user, "the account")->required();
+  del->add_flag("--force", force, "even if messages wait (they are lost)");
+  auto* listen = app.add_subcommand("listen", "print incoming messages");
+  listen->add_option("--user", o.user, "log in as")->required();
+  listen->add_option("--for", listen_s, "stop after this many seconds");
+  CLI11_PARSE(app, argc, argv);
+
+  const bool interactive =
+      app.get_subcommands().empty() && isatty(STDIN_FILENO);
+  zchat::Printer printer(
+      o.json,
+      [&](const std::string& line) {
+        if (interactive) {
+          zchat::PrintAbovePrompt(line, false);
+        } else {
+          std::cout << line << std::endl;
+        }
+      },
+      [&](const std::string& line) {
+        if (interactive) {
+          zchat::PrintAbovePrompt(line, true);
+        } else {
+          std::cerr << line << std::endl;
+        }
+      });
+  zchat::ClientOptions copts;
+  copts.endpoint = o.endpoint;
+  copts.request_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000));
+  zchat::Client client(copts);
+  zchat::ShellIo io{
+      [&](const std::string& prompt) { return ReadSecret(o, prompt); },
+      [](const std::string& q) { return zchat::AskYesNo(q); }};
+  zchat::Shell shell(client, printer, io);
+
+  if (*reg) return Status(shell.Register(o.user));
+  const bool one_shot = !app.get_subcommands().empty();
+  if (one_shot) {
+    // Quietly: a one-shot command prints only its own result.
+    std::optional<std::string> password = ReadSecret(o, "password: ");
+    if (!password) {
+      printer.Error(zchat::Status(zchat::ErrorCode::kInvalidArgument,
+                                  "no password given"));
+      return 2;
+    }
+    zchat::Result<zchat::LoginSuccess> ok = client.Login(o.user, *password);
+    if (!ok.ok()) {
+      printer.Error(ok.status());
+      return ok.status().code() == zchat::ErrorCode::kTimeout ? 3 : 1;
+    }
+  } else if (!o.user.empty()) {
+    if (Outcome r = shell.Login(o.user); r != Outcome::kOk) return Status(r);
+  }
+  if (*send) {
+    std::string text;
+    for (const auto& w : words) text += (text.empty() ? "" : " ") + w;
+    std::optional<uint64_t> id;
+    if (Outcome r = shell.Send(to, text, &id); r != Outcome::kOk || !wait) {
+      return Status(r);
+    }
+    const auto deadline =
+        std::chrono::steady_clock::now() + copts.request_timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      std::optional<zchat::Event> e = client.NextEvent(left);
+      if (!e) break;
+      printer.Event(*e);
+      if (auto* s = std::get_if<zchat::MessageSuccess>(&*e);
+          s && s->message_id == *id) {
+        return 0;
+      }
+      if (auto* u = std::get_if<zchat::MessageUndeliverable>(&*e);
+          u && u->message_id == *id) {
+        return 1;
+      }
+    }
+    printer.Error(zchat::Status(zchat::ErrorCode::kTimeout,
+                                "not confirmed by the recipient in time"));
+    return 3;
+  }
+  if (*fetch) {
+    Outcome r =
+        shell.Fetch(limit ? std::optional<uint64_t>(limit) : std::nullopt);
+    // A PING answered means the receipts before it were processed.
+    client.Ping();
+    return Status(r);
+  }
+  if (*users) return Status(shell.Users(pattern));
+  if (*del) return Status(shell.Delete(force));
+  if (*listen) {
+    const auto end = std::chrono::steady_clock::now() +
+                     std::chrono::milliseconds(static_cast<int64_t>(
+                         (listen_s > 0 ? listen_s : 1e9) * 1000));
+    while (std::chrono::steady_clock::now() < end) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          end - std::chrono::steady_clock::now());
+      if (auto e = client.NextEvent(
+              std::min(left, std::chrono::milliseconds(1000)))) {
+        printer.Event(*e);
+      }
+    }
+    client.Ping();
+    return 0;
+  }
+
+  if (interactive) return zchat::RunInteractive(client, shell, printer);
+  // Script mode: the same commands, one per line.
+  for (std::string line; std::getline(std::cin, line);) {
+    if (!shell.Execute(line)) break;
+    shell.ShowEvents();
+  }
+  client.Ping();  // receipts sent before it are processed
+  shell.ShowEvents();
+  return Status(shell.worst());
+}

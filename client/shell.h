@@ -1,0 +1,65 @@
+// Shell: the terminal client's commands (/register, /login, /msg, ...), run
+// against a Client and shown through a Printer. The interactive front end
+// and script mode (stdin not a terminal) feed it the same lines.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "client/client.h"
+#include "client/printer.h"
+
+namespace zchat {
+
+struct ShellIo {
+  // A password, read without echo on a terminal (or from the environment or
+  // a file); nullopt when none can be had.
+  std::function<std::optional<std::string>(const std::string& prompt)>
+      read_secret;
+  // A yes/no question; false when nobody can answer (scripts).
+  std::function<bool(const std::string& question)> confirm;
+};
+
+// How a command ended, for exit codes: 0 ok, 1 refused, 2 usage, 3 no answer.
+enum class Outcome { kOk = 0, kRefused = 1, kUsage = 2, kNoAnswer = 3 };
+
+class Shell {
+ public:
+  Shell(Client& client, Printer& printer, ShellIo io);
+
+  // Runs one line; false when it asks to quit.
+  bool Execute(const std::string& line);
+  // Prints the pushes the client holds (messages, notices), confirming
+  // incoming messages as they are shown.
+  void ShowEvents();
+  // The worst outcome so far (for the exit status).
+  Outcome worst() const { return worst_; }
+  std::string Prompt() const;
+
+  // Individual commands, also used by the one-shot subcommands.
+  Outcome Register(const std::string& user);
+  Outcome Login(const std::string& user);
+  Outcome Logout();
+  Outcome Users(const std::string& pattern);
+  Outcome Send(const std::string& to, const std::string& body,
+               std::optional<uint64_t>* sent_id = nullptr);
+  Outcome Fetch(std::optional<uint64_t> limit);
+  Outcome Delete(bool force);
+
+  static std::string Help(const std::string& command);
+  static std::vector<std::string> CommandNames();
+
+ private:
+  Outcome Record(Outcome o);
+  Outcome Refused(const Status& s);
+
+  Client& client_;
+  Printer& printer_;
+  ShellIo io_;
+  std::string default_to_;  // /to: where plain lines go
+  Outcome worst_ = Outcome::kOk;
+};
+
+}  // namespace zchat
