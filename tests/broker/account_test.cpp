@@ -338,3 +338,36 @@ TEST_F(CoreTest, TrafficKeepsSessionAlive) {
 
 }  // namespace
 }  // namespace zchat
+
+namespace zchat {
+namespace {
+
+using testing::CoreTest;
+
+// Password hashing is bounded: past the queue's capacity, requests are
+// refused with busy at once instead of piling up. (A pool with no workers
+// keeps every accepted job queued, so the count is exact.)
+TEST_F(CoreTest, HashingQueueOverflowIsRefusedWithBusy) {
+  HashPool stalled(/*threads=*/0, /*max_queued=*/64, HashCost{1, 8192});
+  BrokerCore core(*store_, stalled, config_, [this] { return now_; });
+  core.BeginBatch();
+  for (int i = 0; i < 100; ++i) {
+    core.OnFrame(
+        "p" + std::to_string(i),
+        Encode({1, CreateAccount{"user" + std::to_string(i), "password123"}}));
+  }
+  int busy = 0;
+  for (const OutFrame& out : core.EndBatch()) {
+    Result<Message> m = Decode(out.frame);
+    ASSERT_TRUE(m.ok());
+    auto* f = std::get_if<CreateFailure>(&m->body);
+    ASSERT_NE(f, nullptr);
+    EXPECT_EQ(f->code, ErrorCode::kBusy);
+    ++busy;
+  }
+  EXPECT_EQ(busy, 100 - 64);
+  EXPECT_EQ(stalled.in_flight(), 64u);
+}
+
+}  // namespace
+}  // namespace zchat

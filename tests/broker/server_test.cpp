@@ -134,10 +134,10 @@ TEST_F(ServerTest, QueuedMessageSurvivesRestart) {
 // Senders only ever log out politely: a MESSAGE_SUCCESS pushed to a
 // connection that died silently is not retried (docs/semantics.md).
 TEST_F(ServerTest, ManyClientsExchangeWithRecipientsComingAndGoing) {
-  constexpr int kSenders = 30;
-  constexpr int kRecipients = 30;
+  constexpr int kSenders = 100;
+  constexpr int kRecipients = 100;
   constexpr int kUsers = kSenders + kRecipients;
-  constexpr int kRounds = 15;
+  constexpr int kRounds = 10;
   std::mt19937 rng(12345);
   std::uniform_int_distribution<int> pick_recipient(kSenders, kUsers - 1);
   std::bernoulli_distribution toggle(0.2);
