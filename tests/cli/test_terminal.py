@@ -87,7 +87,7 @@ class Terminal:
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
         env = {k: v for k, v in os.environ.items()
-               if k not in ("ZCHAT_PASSWORD", "ZCHAT_ENDPOINT")}
+               if k not in ("ZCHAT_PASSWORD", "ZCHAT_ENDPOINT", "EDITRC")}
         env.update(HOME=str(home), TERM="xterm", LC_ALL="C.UTF-8")
         self.proc = subprocess.Popen(
             [zchat, "--connect", endpoint], stdin=slave, stdout=slave, stderr=slave,
@@ -122,21 +122,28 @@ class Terminal:
     def type(self, keys):
         os.write(self.master, keys.encode("utf-8"))
 
-    def expect(self, pattern, timeout=WAIT, regex=False):
-        """Wait until `pattern` (text, or a regex) appears after `pos`.
-        Returns the match (re.Match) or None; moves `pos` past it."""
+    def mark(self):
+        """Everything read so far, then the current end of the output."""
+        self.drain()
+        return len(self.screen)
+
+    def expect(self, pattern, timeout=WAIT, regex=False, since=None):
+        """Wait until `pattern` (text, or a regex) appears after `pos` (or
+        after `since`, for output whose order against other output is not
+        fixed). Returns the match (re.Match) or None; moves `pos` past it."""
         rx = re.compile(pattern if regex else re.escape(pattern))
+        start = self.pos if since is None else since
         deadline = time.monotonic() + timeout
         while True:
-            m = rx.search(self.screen, self.pos)
+            m = rx.search(self.screen, start)
             if m:
-                self.pos = m.end()
+                self.pos = max(self.pos, m.end())
                 return m
             left = deadline - time.monotonic()
             if left <= 0 or not self._read(min(left, 0.5)):
-                m = rx.search(self.screen, self.pos)
+                m = rx.search(self.screen, start)
                 if m:
-                    self.pos = m.end()
+                    self.pos = max(self.pos, m.end())
                 return m
 
     def recent(self, chars=1500):
@@ -176,9 +183,9 @@ class Scenario:
         self.terms.append(t)
         return t
 
-    def see(self, t, name, pattern, regex=False, timeout=WAIT, must=False):
+    def see(self, t, name, pattern, regex=False, timeout=WAIT, must=False, since=None):
         """Check that `t` shows `pattern` within the deadline."""
-        m = t.expect(pattern, timeout=timeout, regex=regex)
+        m = t.expect(pattern, timeout=timeout, regex=regex, since=since)
         (self.r.require if must else self.r.check)(
             name, m is not None,
             f"expected on {t.name}'s screen within {timeout} s: {pattern!r}\n{t.recent()}")
@@ -202,8 +209,9 @@ class Scenario:
                      password not in t.screen[mark:], t.recent())
         self.login(t, user, password, pending=0)
 
-    def login(self, t, user, password, pending):
-        self.see(t, f"{user}: prompt before /login", "zchat> ", must=True)
+    def login(self, t, user, password, pending, prompt=True):
+        if prompt:
+            self.see(t, f"{user}: prompt before /login", "zchat> ", must=True)
         t.type(f"/login {user}\r")
         mark = self.password(t, user, password, f"{user}: /login")
         if pending:
@@ -226,7 +234,7 @@ class Scenario:
         # /help, an unknown command, /delete answered "n".
         alice.type("/help\r")
         self.see(alice, "/help lists every command",
-                 r"/register NAME.*?/login NAME.*?/logout.*?/users \[PATTERN\].*?"
+                 r"(?s)/register NAME.*?/login NAME.*?/logout.*?/users \[PATTERN\].*?"
                  r"/msg NAME TEXT.*?/to \[NAME\].*?/fetch \[N\].*?/delete \[force\].*?"
                  r"/help \[COMMAND\].*?/quit", regex=True)
         self.see(alice, "/help ends with the /to note",
@@ -251,10 +259,10 @@ class Scenario:
         self.see(alice, "/users: both accounts (alice still exists)", "* 2 user(s): alice bob")
 
         # A message arrives while bob has half a line typed.
-        bob.drain()
-        bob.pos = len(bob.screen)
+        bob.pos = bob.mark()
         bob.type("/ms")
         self.see(bob, "bob: half a line echoed", "/ms", must=True)
+        a_mark = alice.mark()
         alice.type("/msg bob hello bob, how are you?\r")
         m = self.see(alice, "alice: pending shown",
                      r"\] -> bob: hello bob, how are you\?   \(pending #(\d+)\)", regex=True)
@@ -262,18 +270,20 @@ class Scenario:
         self.see(bob, "bob: incoming line shown above the prompt",
                  CLOCK + r"alice: hello bob, how are you\?\n", regex=True, must=True)
         self.see(bob, "bob: prompt and half line redrawn after it", "bob> /ms")
+        b_mark = bob.mark()
         bob.type("g alice reply\r")
         m = self.see(bob, "bob: whole line sent (/ms + g alice reply)",
-                     r"\] -> alice: reply   \(pending #(\d+)\)", regex=True)
-        reply_id = m.group(1) if m else None
-        self.see(alice, "alice: sees 'bob: reply'", CLOCK + r"bob: reply\n", regex=True)
+                     r"\] -> alice: reply   \(pending #(\d+)\)", regex=True, must=True)
+        reply_id = m.group(1)
+        # The notices and the reply may come in either order: search from marks.
+        self.see(alice, "alice: sees 'bob: reply'", CLOCK + r"bob: reply\n", regex=True,
+                 since=a_mark)
         if hello_id:
             self.see(alice, "alice: delivered notice for her message",
                      rf"\] ok bob received #{hello_id} \"hello bob, how are you\?\"",
-                     regex=True)
-        if reply_id:
-            self.see(bob, "bob: delivered notice for his reply",
-                     rf"\] ok alice received #{reply_id} \"reply\"", regex=True)
+                     regex=True, since=a_mark)
+        self.see(bob, "bob: delivered notice for his reply",
+                 rf"\] ok alice received #{reply_id} \"reply\"", regex=True, since=b_mark)
 
         # bob leaves; alice sends twice while he is offline.
         bob.type("/quit\r")
@@ -282,8 +292,9 @@ class Scenario:
         history = self.tmp / "home-bob" / ".zchat_history"
         text = history.read_text(errors="replace") if history.exists() else ""
         lines = [ln.replace("\\040", " ") for ln in text.splitlines()]
-        r.check("bob: history file written with whole lines",
-                "/msg alice reply" in lines and "/login bob" in lines, f"{history}: {text!r}")
+        r.check("bob: history file holds the whole lines typed",
+                lines[-3:] == ["/login bob", "/msg alice reply", "/quit"],
+                f"{history}: {text!r}")
         r.check("bob: password not in the history file", BOB_PASSWORD not in text, repr(text))
 
         offline_ids = []
@@ -293,28 +304,30 @@ class Scenario:
                          rf"\] -> bob: {body}   \(pending #(\d+)\)", regex=True)
             if m:
                 offline_ids.append(m.group(1))
+        a_mark = alice.mark()
 
         bob = self.start("bob")
         self.see(bob, "bob again: banner", "zchat: connected to", must=True)
-        # History from the first session: Up recalls its last line.
+        self.see(bob, "bob again: prompt", "zchat> ", must=True)
+        # The history file of the first session is loaded: Up recalls its last line.
         bob.type("\x1b[A")
         self.see(bob, "bob again: Up recalls /quit from the history file", "/quit")
-        bob.type("\x1b[B")      # back down to the empty line
-        self.login(bob, "bob", BOB_PASSWORD, pending=2)
+        bob.type("\x1b[B")      # Down: back to the empty line
+        self.login(bob, "bob", BOB_PASSWORD, pending=2, prompt=False)
         alice.drain()
-        undelivered = [i for i in offline_ids
-                       if re.search(rf"received #{i}\b", alice.screen[alice.pos:])]
+        early = [i for i in offline_ids if re.search(rf"received #{i}\b", alice.screen[a_mark:])]
         r.check("alice: no delivered notice while bob has not fetched",
-                len(offline_ids) == 2 and not undelivered, alice.recent())
+                len(offline_ids) == 2 and not early, alice.recent())
 
         bob.type("/fetch\r")
-        m = self.see(bob, "bob: /fetch shows both, in order",
-                     CLOCK + r"alice: first while you were away\n(?:.*\n)*?"
-                     + CLOCK + r"alice: second while you were away\n", regex=True)
+        self.see(bob, "bob: /fetch shows both, in order",
+                 CLOCK + r"alice: first while you were away\n(?:.*\n)*?"
+                 + CLOCK + r"alice: second while you were away\n", regex=True)
         self.see(bob, "bob: fetched 2", "* fetched 2 message(s)\n")
         for i, body in zip(offline_ids, ("first", "second")):
             self.see(alice, f"alice: delivered notice for the {body} offline message",
-                     rf"ok bob received #{i} \"{body} while you were away\"", regex=True)
+                     rf"\] ok bob received #{i} \"{body} while you were away\"", regex=True,
+                     since=a_mark)
         # Up + Enter repeats the last line.
         bob.type("\x1b[A")
         self.see(bob, "bob: Up recalls /fetch", "bob> /fetch")

@@ -1,0 +1,106 @@
+#include "bench/forwarder.h"
+
+#include <signal.h>
+
+#include <atomic>
+#include <fstream>
+#include <unordered_map>
+#include <zmq.hpp>
+
+#include "messages/codec.h"
+
+namespace zchat::bench {
+namespace {
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+struct Sent {
+  std::string sender_route;
+  std::string recipient;
+  uint64_t client_msg_id;
+};
+
+}  // namespace
+
+int RunForwarder(const std::string& bind, const std::string& endpoint_file) {
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+
+  zmq::context_t ctx(1);
+  ctx.set(zmq::ctxopt::max_sockets, 64);
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  router.set(zmq::sockopt::router_mandatory, 1);
+  router.set(zmq::sockopt::sndhwm, 10'000);
+  router.set(zmq::sockopt::rcvhwm, 10'000);
+  router.set(zmq::sockopt::linger, 0);
+  router.bind(bind);
+  std::ofstream(endpoint_file)
+      << router.get(zmq::sockopt::last_endpoint) << "\n";
+
+  std::unordered_map<std::string, std::string> route_of;  // name -> route
+  std::unordered_map<std::string, std::string> name_of;   // route -> name
+  std::unordered_map<uint64_t, Sent> sent;                // id -> origin
+  uint64_t next_id = 1;
+
+  auto send = [&](const std::string& route, const Message& m) {
+    std::string frame = Encode(m);
+    try {
+      router.send(zmq::buffer(route), zmq::send_flags::sndmore);
+      router.send(zmq::buffer(frame), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t&) {
+    }
+  };
+
+  while (!g_stop) {
+    zmq::pollitem_t item{router.handle(), 0, ZMQ_POLLIN, 0};
+    try {
+      zmq::poll(&item, 1, std::chrono::milliseconds(200));
+    } catch (const zmq::error_t&) {
+      continue;
+    }
+    for (int n = 0; n < 256; ++n) {
+      zmq::message_t id, frame;
+      if (!router.recv(id, zmq::recv_flags::dontwait)) break;
+      (void)router.recv(frame);
+      std::string route = id.to_string();
+      Result<Message> m = Decode(frame.to_string_view());
+      if (!m.ok()) continue;
+      const uint64_t req = m->request_id;
+      if (auto* login = std::get_if<LoginRequest>(&m->body)) {
+        route_of[login->username] = route;
+        name_of[route] = login->username;
+        send(route, {req, LoginSuccess{login->username, 0,
+                                       std::string(kTokenBytes, 't')}});
+      } else if (auto* create = std::get_if<CreateAccount>(&m->body)) {
+        send(route, {req, CreateSuccess{create->username}});
+      } else if (auto* s = std::get_if<SendMessage>(&m->body)) {
+        const uint64_t msg_id = next_id++;
+        send(route, {req, MessagePending{msg_id, s->client_msg_id}});
+        auto to = route_of.find(s->recipient);
+        if (to != route_of.end()) {
+          sent[msg_id] = Sent{route, s->recipient, s->client_msg_id};
+          send(to->second,
+               {0, DistributeMessage{msg_id, name_of[route], s->body, 0}});
+        }
+      } else if (auto* r = std::get_if<MessageReceipt>(&m->body)) {
+        auto it = sent.find(r->message_id);
+        if (it != sent.end()) {
+          send(it->second.sender_route,
+               {0, MessageSuccess{r->message_id, it->second.recipient,
+                                  it->second.client_msg_id}});
+          sent.erase(it);
+        }
+      } else if (std::holds_alternative<Ping>(m->body)) {
+        send(route, {req, Pong{}});
+      } else {
+        send(route, {req, Error{ErrorCode::kInvalidArgument, "baseline"}});
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace zchat::bench

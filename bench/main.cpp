@@ -1,0 +1,309 @@
+// zchat-bench: drives a zchat broker and the built-in baseline forwarder with
+// many DEALER clients on loopback and prints a table (and JSON with --json).
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "bench/forwarder.h"
+#include "bench/load.h"
+#include "bench/process.h"
+
+namespace fs = std::filesystem;
+using namespace zchat::bench;
+using Json = nlohmann::json;
+
+namespace {
+
+struct Settings {
+  std::string broker;
+  std::string sync = "full";
+  double seconds = 5;
+  bool quick = false;
+  std::string json_path;
+  std::string dir;
+};
+
+// A fresh broker (or baseline) process on an ephemeral loopback port.
+struct Running {
+  Child child;
+  Target target;
+};
+
+Running StartBroker(const Settings& s, const std::string& db,
+                    const std::string& cost,
+                    const std::string& bind = "tcp://127.0.0.1:*") {
+  Running r;
+  r.child = Spawn({s.broker, "--bind", bind, "--db", db, "--log-level", "warn",
+                   "--pwhash-cost", cost, "--sync", s.sync},
+                  s.dir + "/endpoint");
+  r.target = Target{"zchat", r.child.pid, r.child.endpoint};
+  return r;
+}
+
+Running StartBaseline(const Settings& s) {
+  Running r;
+  r.child = Spawn({SelfPath(), "forwarder", "--bind", "tcp://127.0.0.1:*"},
+                  s.dir + "/endpoint");
+  r.target = Target{"baseline", r.child.pid, r.child.endpoint};
+  return r;
+}
+
+std::string Fmt(double v, int decimals = 1) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+Json LatencyJson(const Latency& l) {
+  return {{"p50_us", l.p50_us},
+          {"p99_us", l.p99_us},
+          {"p999_us", l.p999_us},
+          {"samples", l.samples}};
+}
+
+void PrintCycle(const std::string& title, const CycleFigures& z,
+                const CycleFigures& b) {
+  std::printf("\n%s\n", title.c_str());
+  std::printf("  %-10s %12s %10s %28s %28s\n", "", "chat msg/s", "cpu us/msg",
+              "send->delivered p50/p99/p99.9", "send->success p50/p99/p99.9");
+  for (const auto* f : {&z, &b}) {
+    std::printf(
+        "  %-10s %12s %10s %28s %28s\n", f == &z ? "zchat" : "baseline",
+        Fmt(f->messages_per_s, 0).c_str(),
+        Fmt(f->cpu_us_per_message, 2).c_str(),
+        (Fmt(f->delivered.p50_us, 0) + "/" + Fmt(f->delivered.p99_us, 0) + "/" +
+         Fmt(f->delivered.p999_us, 0) + " us")
+            .c_str(),
+        (Fmt(f->confirmed.p50_us, 0) + "/" + Fmt(f->confirmed.p99_us, 0) + "/" +
+         Fmt(f->confirmed.p999_us, 0) + " us")
+            .c_str());
+  }
+  std::printf("  zchat/baseline: throughput %.2f, p50 delivered %.2fx\n",
+              b.messages_per_s ? z.messages_per_s / b.messages_per_s : 0,
+              b.delivered.p50_us ? z.delivered.p50_us / b.delivered.p50_us : 0);
+}
+
+Json CycleJson(const CycleFigures& f) {
+  return {{"messages_per_s", f.messages_per_s},
+          {"cpu_us_per_message", f.cpu_us_per_message},
+          {"messages", f.messages},
+          {"delivered", LatencyJson(f.delivered)},
+          {"confirmed", LatencyJson(f.confirmed)}};
+}
+
+// Scenarios 1-2 (and the pairs scaling table): zchat then the baseline.
+Json Cycle(const Settings& s, const std::string& title, int pairs, int window) {
+  static int run = 0;
+  Running z =
+      StartBroker(s, s.dir + "/cycle" + std::to_string(++run) + ".db", "min");
+  CycleFigures zf = RunCycle(z.target, pairs, window, s.seconds, "c");
+  Stop(z.child);
+  Running b = StartBaseline(s);
+  CycleFigures bf = RunCycle(b.target, pairs, window, s.seconds, "c");
+  Stop(b.child);
+  PrintCycle(title, zf, bf);
+  return {{"pairs", pairs},
+          {"window", window},
+          {"zchat", CycleJson(zf)},
+          {"baseline", CycleJson(bf)},
+          {"throughput_ratio",
+           bf.messages_per_s ? zf.messages_per_s / bf.messages_per_s : 0}};
+}
+
+Json Offline(const Settings& s, uint64_t messages) {
+  const std::string db = s.dir + "/offline.db";
+  Running z = StartBroker(s, db, "min");
+  QueueFigures q = RunOfflineQueue(z.target, messages, 10, db);
+  Stop(z.child);
+  std::printf("\nOffline queue: %llu messages to 10 offline recipients\n",
+              static_cast<unsigned long long>(q.messages));
+  std::printf(
+      "  enqueue %s msg/s (%s us broker CPU each), drain %s msg/s (%s us "
+      "each), database %s MiB\n",
+      Fmt(q.enqueue_per_s, 0).c_str(), Fmt(q.enqueue_cpu_us, 2).c_str(),
+      Fmt(q.drain_per_s, 0).c_str(), Fmt(q.drain_cpu_us, 2).c_str(),
+      Fmt(q.db_bytes / 1048576.0, 1).c_str());
+  std::printf("  enqueue rate by queue depth:");
+  Json depth = Json::array();
+  for (auto& [d, rate] : q.enqueue_by_depth) {
+    std::printf("  <=%llu: %s/s", static_cast<unsigned long long>(d),
+                Fmt(rate, 0).c_str());
+    depth.push_back({{"up_to", d}, {"per_s", rate}});
+  }
+  std::printf("\n");
+  return {{"messages", q.messages},
+          {"enqueue_per_s", q.enqueue_per_s},
+          {"enqueue_cpu_us", q.enqueue_cpu_us},
+          {"drain_per_s", q.drain_per_s},
+          {"drain_cpu_us", q.drain_cpu_us},
+          {"db_bytes", q.db_bytes},
+          {"enqueue_by_depth", depth}};
+}
+
+Json Listing(const Settings& s, uint64_t accounts) {
+  const std::string db = s.dir + "/listing.db";
+  if (!PrefillAccounts(db, accounts)) {
+    std::cerr << "bench: prefill failed\n";
+    return {};
+  }
+  Running z = StartBroker(s, db, "min");
+  ListFigures l = RunListing(z.target, accounts, 200);
+  Stop(z.child);
+  std::printf("\nListing: pages of 100 from %llu accounts\n",
+              static_cast<unsigned long long>(accounts));
+  Json rows = Json::array();
+  for (auto& r : l.rows) {
+    std::printf(
+        "  %-8s broker %8s us/request, wall p50 %8s us, %5s names/page\n",
+        r.pattern.c_str(), Fmt(r.broker_us, 1).c_str(),
+        Fmt(r.wall_p50_us, 0).c_str(), Fmt(r.names_per_page, 1).c_str());
+    rows.push_back({{"pattern", r.pattern},
+                    {"broker_us", r.broker_us},
+                    {"wall_p50_us", r.wall_p50_us},
+                    {"names_per_page", r.names_per_page}});
+  }
+  return {{"accounts", accounts}, {"rows", rows}};
+}
+
+Json Login(const Settings& s, int accounts, int rounds) {
+  Running z = StartBroker(s, s.dir + "/login.db", "interactive");
+  LoginFigures f = RunLogins(z.target, accounts, rounds);
+  Stop(z.child);
+  std::printf(
+      "\nLogin with argon2id (interactive cost): %d logins, %s/s, p50 %s ms\n",
+      f.logins, Fmt(f.per_s, 1).c_str(), Fmt(f.p50_ms, 1).c_str());
+  return {{"logins", f.logins}, {"per_s", f.per_s}, {"p50_ms", f.p50_ms}};
+}
+
+Json Connections(const Settings& s, int clients) {
+  rlimit lim{};
+  getrlimit(RLIMIT_NOFILE, &lim);
+  lim.rlim_cur = lim.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &lim);  // inherited by the broker we start
+  const std::string db = s.dir + "/conn.db";
+  Running z = StartBroker(s, db, "min");
+  const std::string endpoint = z.target.endpoint;
+  ConnectionFigures zf = RunConnections(z.target, clients, [&]() {
+    Stop(z.child);
+    z = StartBroker(s, db, "min", endpoint);
+    return z.child.pid;
+  });
+  Stop(z.child);
+  Running b = StartBaseline(s);
+  ConnectionFigures bf = RunConnections(b.target, clients, nullptr);
+  Stop(b.child);
+  std::printf("\nConnections: %d clients logged in\n", clients);
+  std::printf(
+      "  zchat    RSS %s MiB, ping p50/p99 %s/%s us, all logged in again %s s "
+      "after a restart\n",
+      Fmt(zf.rss_kib / 1024.0).c_str(), Fmt(zf.ping.p50_us, 0).c_str(),
+      Fmt(zf.ping.p99_us, 0).c_str(), Fmt(zf.relogin_s, 2).c_str());
+  std::printf("  baseline RSS %s MiB, ping p50/p99 %s/%s us\n",
+              Fmt(bf.rss_kib / 1024.0).c_str(), Fmt(bf.ping.p50_us, 0).c_str(),
+              Fmt(bf.ping.p99_us, 0).c_str());
+  std::printf("  zchat/baseline RSS: %.2f\n",
+              bf.rss_kib ? static_cast<double>(zf.rss_kib) / bf.rss_kib : 0);
+  return {
+      {"clients", clients},
+      {"zchat",
+       {{"rss_kib", zf.rss_kib},
+        {"ping", LatencyJson(zf.ping)},
+        {"relogin_s", zf.relogin_s}}},
+      {"baseline", {{"rss_kib", bf.rss_kib}, {"ping", LatencyJson(bf.ping)}}}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Settings s;
+  s.broker = (fs::path(SelfPath()).parent_path().parent_path() / "broker" /
+              "zchat-broker")
+                 .string();
+  CLI::App app{
+      "zchat-bench: throughput, latency, queue, connection, listing "
+      "and login figures for zchat, beside a baseline forwarder."};
+  app.add_option("--broker", s.broker, "the zchat-broker binary")
+      ->capture_default_str();
+  app.add_option("--seconds", s.seconds, "measuring time per throughput run")
+      ->capture_default_str();
+  app.add_option("--sync", s.sync, "broker --sync mode")
+      ->check(CLI::IsMember({"full", "normal"}))
+      ->capture_default_str();
+  app.add_flag("--quick", s.quick, "tiny sizes: proves the bench works (CI)");
+  app.add_option("--json", s.json_path, "also write the figures as JSON here");
+  std::string only;
+  app.add_option(
+      "--only", only,
+      "one scenario: online, latency, offline, connections, listing, "
+      "login, scaling");
+
+  std::string bind, endpoint_file, endpoint;
+  int first = 0, count = 0;
+  auto* fwd = app.add_subcommand("forwarder", "(internal) run the baseline");
+  fwd->add_option("--bind", bind)->required();
+  fwd->add_option("--endpoint-file", endpoint_file)->required();
+  auto* conn = app.add_subcommand("connector", "(internal) hold connections");
+  conn->add_option("--endpoint", endpoint)->required();
+  conn->add_option("--first", first);
+  conn->add_option("--count", count);
+  CLI11_PARSE(app, argc, argv);
+
+  if (*fwd) {
+    rlimit lim{};
+    getrlimit(RLIMIT_NOFILE, &lim);
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+    return RunForwarder(bind, endpoint_file);
+  }
+  if (*conn) return RunConnector(endpoint, first, count);
+
+  char tmpl[] = "/tmp/zchat-bench-XXXXXX";
+  s.dir = mkdtemp(tmpl);
+  if (s.quick) s.seconds = std::min(s.seconds, 1.0);
+  const bool all = only.empty();
+  Json report;
+  std::printf("zchat-bench: broker %s, --sync %s, %s s per throughput run%s\n",
+              s.broker.c_str(), s.sync.c_str(), Fmt(s.seconds, 1).c_str(),
+              s.quick ? " (quick)" : "");
+  if (all || only == "online") {
+    report["online_1"] =
+        Cycle(s, "Online full cycle, 1 pair, window 64", 1, 64);
+    report["online_50"] =
+        Cycle(s, "Online full cycle, 50 pairs, window 16", 50, 16);
+  }
+  if (all || only == "latency") {
+    report["latency"] =
+        Cycle(s, "Light load: 1 pair, one message in flight", 1, 1);
+  }
+  if (all || only == "offline") {
+    report["offline"] = Offline(s, s.quick ? 10'000 : 1'000'000);
+  }
+  if (all || only == "connections") {
+    report["connections"] = Connections(s, s.quick ? 200 : 10'000);
+  }
+  if (all || only == "listing") {
+    report["listing"] = Listing(s, s.quick ? 20'000 : 1'000'000);
+  }
+  if (all || only == "login") {
+    report["login"] = Login(s, 8, s.quick ? 1 : 4);
+  }
+  if (only == "scaling") {
+    Json rows = Json::array();
+    for (int pairs : {1, 10, 100, 1000}) {
+      rows.push_back(
+          Cycle(s, "Scaling: " + std::to_string(pairs) + " pairs, window 8",
+                pairs, 8));
+    }
+    report["scaling_pairs"] = rows;
+  }
+  if (!s.json_path.empty())
+    std::ofstream(s.json_path) << report.dump(2) << "\n";
+  fs::remove_all(s.dir);
+  return 0;
+}
