@@ -22,7 +22,8 @@ namespace {
 
 struct Settings {
   std::string broker;
-  std::string sync = "full";
+  std::string sync = "normal";
+  std::string log_level = "warn";
   double seconds = 5;
   bool quick = false;
   std::string json_path;
@@ -39,8 +40,8 @@ Running StartBroker(const Settings& s, const std::string& db,
                     const std::string& cost,
                     const std::string& bind = "tcp://127.0.0.1:*") {
   Running r;
-  r.child = Spawn({s.broker, "--bind", bind, "--db", db, "--log-level", "warn",
-                   "--pwhash-cost", cost, "--sync", s.sync},
+  r.child = Spawn({s.broker, "--bind", bind, "--db", db, "--log-level",
+                   s.log_level, "--pwhash-cost", cost, "--sync", s.sync},
                   s.dir + "/endpoint");
   r.target = Target{"zchat", r.child.pid, r.child.endpoint};
   return r;
@@ -236,6 +237,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"full", "normal"}))
       ->capture_default_str();
   app.add_flag("--quick", s.quick, "tiny sizes: proves the bench works (CI)");
+  app.add_option("--broker-log-level", s.log_level, "the broker's --log-level")
+      ->capture_default_str();
   app.add_option("--json", s.json_path, "also write the figures as JSON here");
   std::string only;
   app.add_option(

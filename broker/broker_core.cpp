@@ -64,10 +64,10 @@ void BrokerCore::BeginBatch() {
   assert(!in_batch_);
   in_batch_ = true;
   outbox_.clear();
-  refusals_.clear();
+  owners_.clear();
   batch_requests_.clear();
-  // If BEGIN fails, each request fails alone in RunRequest (no transaction).
-  (void)store_.Begin();
+  // If BEGIN fails, requests still run: reads work, writes are refused.
+  in_transaction_at_start_ = store_.Begin().ok();
 }
 
 std::vector<OutFrame> BrokerCore::EndBatch() {
@@ -82,43 +82,62 @@ std::vector<OutFrame> BrokerCore::EndBatch() {
 
 void BrokerCore::FailBatch(const Status& status) {
   store_.Rollback();
-  // Refusals that never touched the database still stand.
+  // Frames that do not depend on the commit (refusals, replies of requests
+  // that wrote nothing) still stand; requests that wrote get storage errors.
   std::vector<OutFrame> kept;
-  for (size_t i : refusals_) kept.push_back(std::move(outbox_[i]));
-  refusals_.clear();
-  for (size_t i = 0; i < kept.size(); ++i) refusals_.push_back(i);
+  for (size_t i = 0; i < outbox_.size(); ++i) {
+    if (owners_[i] < 0) kept.push_back(std::move(outbox_[i]));
+  }
   outbox_ = std::move(kept);
-  queue_sizes_.clear();  // counts may include rolled-back writes
+  owners_.assign(outbox_.size(), -1);
+  queue_sizes_.clear();  // counts and cached accounts may include
+  accounts_.clear();     // rolled-back writes
   Status failure(ErrorCode::kStorage,
                  "the database refused the write: " + status.detail());
   for (const LoggedRequest& r : batch_requests_) {
+    if (!r.wrote) continue;
     Message reply{r.request_id, FailureReply(r.type, r.client_msg_id, failure)};
-    refusals_.push_back(outbox_.size());
     outbox_.push_back({r.routing_id, Encode(reply)});
+    owners_.push_back(-1);
   }
   batch_requests_.clear();
 }
 
 void BrokerCore::Refuse(const Peer& peer, uint64_t request_id, Error error) {
-  refusals_.push_back(outbox_.size());
-  Reply(peer, request_id, std::move(error));
+  Emit(peer.routing_id, Encode(Message{request_id, std::move(error)}));
+}
+
+void BrokerCore::Emit(std::string routing_id, std::string frame) {
+  outbox_.push_back({std::move(routing_id), std::move(frame)});
+  owners_.push_back(current_request_);
 }
 
 void BrokerCore::Reply(const Peer& peer, uint64_t request_id, Body body) {
-  outbox_.push_back(
-      {peer.routing_id, Encode(Message{request_id, std::move(body)})});
+  Emit(peer.routing_id, Encode(Message{request_id, std::move(body)}));
 }
 
 void BrokerCore::Push(std::string_view routing_id, Body body) {
-  outbox_.push_back(
-      {std::string(routing_id), Encode(Message{0, std::move(body)})});
+  Emit(std::string(routing_id), Encode(Message{0, std::move(body)}));
 }
 
 void BrokerCore::PushToAccount(int64_t account_id, const Body& body) {
   std::vector<std::string> targets = sessions_.SessionsOf(account_id);
   if (targets.empty()) return;
   const std::string frame = Encode(Message{0, body});
-  for (auto& id : targets) outbox_.push_back({std::move(id), frame});
+  for (auto& id : targets) Emit(std::move(id), frame);
+}
+
+Result<std::optional<Account>> BrokerCore::FindAccountCached(
+    const std::string& key) {
+  if (auto it = accounts_.find(key); it != accounts_.end()) {
+    return std::optional<Account>(it->second);
+  }
+  Result<std::optional<Account>> found = store_.FindAccount(key);
+  if (found.ok() && found->has_value()) {
+    if (accounts_.size() >= kAccountCacheSize) accounts_.clear();
+    accounts_.emplace(key, **found);
+  }
+  return found;
 }
 
 Body BrokerCore::FailureReply(MessageType type, uint64_t client_msg_id,
@@ -141,34 +160,37 @@ Body BrokerCore::FailureReply(MessageType type, uint64_t client_msg_id,
 
 void BrokerCore::RunRequest(const LoggedRequest& logged,
                             const std::function<Status()>& work) {
+  // No savepoint per request (they cost more than the request): handlers
+  // check everything before their first write, so a failure after a write
+  // can only be the database's, and that fails the batch.
+  const auto index = static_cast<int>(batch_requests_.size());
   batch_requests_.push_back(logged);
   const size_t outbox_mark = outbox_.size();
-  // Without a transaction (BEGIN failed: read-only or locked database) the
-  // handler still runs: its reads work and the store refuses its writes.
-  const bool in_transaction = store_.InTransaction();
-  Status s;
-  if (!in_transaction) {
-    s = work();
-  } else if (s = store_.Savepoint(); s.ok()) {
-    s = work();
-    if (s.ok()) {
-      s = store_.Release();
-    } else {
-      store_.RollbackToSavepoint();
-    }
+  const int64_t changes_before = store_.TotalChanges();
+  current_request_ = index;
+  Status s = work();
+  current_request_ = -1;
+  const bool wrote = store_.TotalChanges() != changes_before;
+  if (wrote) batch_requests_[index].wrote = true;
+  if (s.ok()) {
+    // Replies of a request that wrote nothing stand even if the commit fails.
+    if (!wrote) std::fill(owners_.begin() + outbox_mark, owners_.end(), -1);
+    return;
   }
-  if (s.ok()) return;
-  if (in_transaction && !store_.InTransaction()) {
-    // SQLite dropped the whole transaction (disk full, I/O error): every
-    // earlier request of this batch is undone too.
+  const bool had_transaction = in_transaction_at_start_;
+  if (wrote || (had_transaction && !store_.InTransaction())) {
+    // A partial write, or SQLite dropped the whole transaction (disk full,
+    // I/O error): undo the batch so far.
+    batch_requests_[index].wrote = true;
     FailBatch(s);
-    store_.Begin();
+    in_transaction_at_start_ = store_.Begin().ok();
     return;
   }
   outbox_.resize(outbox_mark);
+  owners_.resize(outbox_mark);
   Message reply{logged.request_id,
                 FailureReply(logged.type, logged.client_msg_id, s)};
-  outbox_.push_back({logged.routing_id, Encode(reply)});
+  Emit(logged.routing_id, Encode(reply));
 }
 
 void BrokerCore::OnFrame(std::string_view routing_id, std::string_view frame,
@@ -188,9 +210,8 @@ void BrokerCore::OnFrame(std::string_view routing_id, std::string_view frame,
 void BrokerCore::OnTransportError(std::string_view routing_id, ErrorCode code,
                                   std::string detail) {
   // No session is looked up or created: the frame is not a request.
-  refusals_.push_back(outbox_.size());
-  outbox_.push_back({std::string(routing_id),
-                     Encode(Message{0, Error{code, std::move(detail)}})});
+  Emit(std::string(routing_id),
+       Encode(Message{0, Error{code, std::move(detail)}}));
 }
 
 void BrokerCore::Dispatch(Peer& peer, const Message& message) {

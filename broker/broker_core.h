@@ -30,6 +30,7 @@ inline constexpr size_t kMinPasswordBytes = 8;
 inline constexpr size_t kMaxPasswordLength = 256;
 inline constexpr uint64_t kDefaultListLimit = 100;
 inline constexpr int64_t kListScanBudget = 10000;
+inline constexpr size_t kAccountCacheSize = 100'000;
 
 struct BrokerConfig {
   int64_t session_timeout_ms = 60'000;
@@ -82,6 +83,7 @@ class BrokerCore {
     uint64_t request_id;
     MessageType type;
     uint64_t client_msg_id;
+    bool wrote = false;  // its effects are part of the batch's transaction
   };
   // A request waiting for the hash pool.
   struct PendingHash {
@@ -105,6 +107,10 @@ class BrokerCore {
   // An ERROR that does not depend on the batch's commit (bad frame, wrong
   // state): it is sent even if the commit fails.
   void Refuse(const Peer& peer, uint64_t request_id, Error error);
+  // Appends a frame to the outbox, owned by the request running (if any).
+  void Emit(std::string routing_id, std::string frame);
+  // Account lookup by key through a small cache (sends look up recipients).
+  Result<std::optional<Account>> FindAccountCached(const std::string& key);
   void Push(std::string_view routing_id, Body body);
   void PushToAccount(int64_t account_id, const Body& body);
   // One place that turns a failed request into the reply the client sees.
@@ -151,7 +157,12 @@ class BrokerCore {
   bool in_batch_ = false;
   std::vector<OutFrame> outbox_;
   std::vector<LoggedRequest> batch_requests_;
-  std::vector<size_t> refusals_;  // outbox indexes of Refuse() frames
+  // For each outbox frame: the index in batch_requests_ of the request whose
+  // writes it reports, or -1 if it stands whether or not the batch commits.
+  std::vector<int> owners_;
+  int current_request_ = -1;
+  bool in_transaction_at_start_ = false;
+  std::unordered_map<std::string, Account> accounts_;
 };
 
 // Username rules: kMin..kMaxUsernameLength characters from [A-Za-z0-9_.-],

@@ -221,6 +221,7 @@ Status BrokerCore::HandleDeletionRequest(Peer& peer, const Message& m) {
   Result<std::vector<QueuedMessage>> purged = store_.DeleteAccount(id);
   if (!purged.ok()) return purged.status();
   queue_sizes_.erase(id);
+  accounts_.erase(UsernameKey(peer.username));
   // Every sender of a discarded message learns it will never arrive.
   for (const QueuedMessage& q : *purged) {
     if (q.sender_id == id) continue;

@@ -20,7 +20,7 @@ Status BrokerCore::HandleSendMessage(Peer& peer, const Message& m) {
     return Status::Ok();
   }
   Result<std::optional<Account>> recipient =
-      store_.FindAccount(UsernameKey(req.recipient));
+      FindAccountCached(UsernameKey(req.recipient));
   if (!recipient.ok()) return recipient.status();
   if (!recipient->has_value()) {
     return Status(ErrorCode::kUnknownRecipient,

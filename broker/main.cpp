@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
   zchat::ServerOptions options;
   options.db_path = DefaultDbPath();
   std::string log_level = "info";
-  std::string sync = "full";
+  std::string sync = "normal";
   std::string hash_cost = "interactive";
   std::string endpoint_file;
   int64_t session_timeout_s = options.broker.session_timeout_ms / 1000;

@@ -95,6 +95,7 @@ void Server::Run() {
     const bool stopping = items[2].revents & ZMQ_POLLIN;
     const bool tick = SteadyMillis() >= next_tick;
     core_->BeginBatch();
+    ++batches_;
     if (items[0].revents & ZMQ_POLLIN) ReadBatch();
     if (items[1].revents & ZMQ_POLLIN) core_->OnHashResults();
     if (tick) {
@@ -104,7 +105,9 @@ void Server::Run() {
     Flush(core_->EndBatch());
     if (stopping) break;
   }
-  Log(LogLevel::kInfo, "stopped; " + std::to_string(dropped_sends_) +
+  Log(LogLevel::kInfo, "stopped; " + std::to_string(frames_in_) +
+                           " frames in " + std::to_string(batches_) +
+                           " batches, " + std::to_string(dropped_sends_) +
                            " sends dropped at the high-water mark");
 }
 
@@ -114,6 +117,7 @@ void Server::ReadBatch() {
     zmq::message_t frame;
     try {
       if (!router_.recv(id, zmq::recv_flags::dontwait)) return;
+      ++frames_in_;
       if (!id.more()) continue;  // cannot happen with a ROUTER
       (void)router_.recv(frame);
       if (!frame.more()) {

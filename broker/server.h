@@ -26,7 +26,7 @@ struct ServerOptions {
   int hash_threads = 2;
   size_t hash_queue = 64;
   HashCost hash_cost;
-  int max_batch = 256;
+  int max_batch = 1024;
   int send_hwm = 10'000;  // frames queued per peer before sends are dropped
   int64_t tick_ms = 1000;
 };
@@ -57,6 +57,8 @@ class Server {
   std::string endpoint_;
   int stop_fd_ = -1;
   uint64_t dropped_sends_ = 0;
+  uint64_t frames_in_ = 0;
+  uint64_t batches_ = 0;
 };
 
 }  // namespace zchat

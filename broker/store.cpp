@@ -214,16 +214,7 @@ void Store::Rollback() {
 
 bool Store::InTransaction() const { return !sqlite3_get_autocommit(db_); }
 
-Status Store::Savepoint() { return Exec("SAVEPOINT request"); }
-Status Store::Release() { return Exec("RELEASE request"); }
-void Store::RollbackToSavepoint() {
-  // After some errors (SQLITE_FULL, IOERR) SQLite has already rolled back the
-  // whole transaction, and the savepoint is gone with it.
-  if (InTransaction()) {
-    Exec("ROLLBACK TO request");
-    Exec("RELEASE request");
-  }
-}
+int64_t Store::TotalChanges() const { return sqlite3_total_changes64(db_); }
 
 Result<int64_t> Store::CreateAccount(std::string_view name,
                                      std::string_view key,

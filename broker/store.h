@@ -24,7 +24,7 @@ namespace zchat {
 enum class SyncMode { kFull, kNormal };
 
 struct StoreOptions {
-  SyncMode sync = SyncMode::kFull;
+  SyncMode sync = SyncMode::kNormal;  // see docs/semantics.md
   // SQLite's max_page_count, 0 = unlimited (tests use it to simulate a full
   // disk).
   int64_t max_pages = 0;
@@ -85,11 +85,9 @@ class Store {
   void Rollback();
   bool InTransaction() const;
 
-  // A savepoint around one request, so that a failing request undoes only
-  // its own writes.
-  Status Savepoint();
-  Status Release();
-  void RollbackToSavepoint();
+  // Rows changed since the database was opened: a request that leaves it
+  // unchanged wrote nothing.
+  int64_t TotalChanges() const;
 
   // Accounts. `key` is the case-folded username.
   Result<int64_t> CreateAccount(std::string_view name, std::string_view key,
