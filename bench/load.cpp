@@ -140,20 +140,48 @@ Latency Percentiles(std::vector<int64_t>& ns) {
 // Sends make(i) on every connection, at most 32 at a time (the broker's
 // password-hashing queue refuses more than it holds), and checks that every
 // reply is a T.
+bool IsBusy(const Message& m) {
+  if (auto* f = std::get_if<CreateFailure>(&m.body))
+    return f->code == ErrorCode::kBusy;
+  if (auto* f = std::get_if<LoginFailure>(&m.body))
+    return f->code == ErrorCode::kBusy;
+  return false;
+}
+
+// Sends make(i) on every connection, at most 32 at a time, and checks that
+// every reply is a T. Requests refused as busy (the broker's password-hashing
+// queue is full: other processes load it too) are sent again.
 template <class T>
 bool InChunks(std::vector<std::unique_ptr<Conn>>& conns,
               const std::function<Body(size_t)>& make,
               std::vector<Message>* replies = nullptr) {
   constexpr size_t kChunk = 32;
   for (size_t from = 0; from < conns.size(); from += kChunk) {
-    std::vector<std::unique_ptr<Conn>> part;
     const size_t to = std::min(conns.size(), from + kChunk);
-    for (size_t i = from; i < to; ++i) part.push_back(std::move(conns[i]));
-    std::vector<Message> got =
-        RequestAll(part, [&](size_t i) { return make(from + i); });
-    for (size_t i = from; i < to; ++i) conns[i] = std::move(part[i - from]);
-    if (!AllAre<T>(got)) return false;
-    if (replies) replies->insert(replies->end(), got.begin(), got.end());
+    std::vector<std::optional<Message>> got(to - from);
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      std::vector<size_t> todo;
+      for (size_t i = from; i < to; ++i) {
+        if (!got[i - from] || IsBusy(*got[i - from])) todo.push_back(i);
+      }
+      if (todo.empty()) break;
+      std::vector<std::unique_ptr<Conn>> part;
+      for (size_t i : todo) part.push_back(std::move(conns[i]));
+      std::vector<Message> answers =
+          RequestAll(part, [&](size_t k) { return make(todo[k]); });
+      for (size_t k = 0; k < todo.size(); ++k) {
+        conns[todo[k]] = std::move(part[k]);
+        if (!answers.empty()) got[todo[k] - from] = std::move(answers[k]);
+      }
+      if (answers.empty()) return false;  // timed out
+    }
+    std::vector<Message> chunk;
+    for (auto& g : got) {
+      if (!g) return false;
+      chunk.push_back(std::move(*g));
+    }
+    if (!AllAre<T>(chunk)) return false;
+    if (replies) replies->insert(replies->end(), chunk.begin(), chunk.end());
   }
   return true;
 }

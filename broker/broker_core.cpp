@@ -68,6 +68,9 @@ void BrokerCore::BeginBatch() {
   batch_requests_.clear();
   // If BEGIN fails, requests still run: reads work, writes are refused.
   in_transaction_at_start_ = store_.Begin().ok();
+  if (Status s = StoreBouncedNotices(); !s.ok()) {
+    Log(LogLevel::kWarn, "notices for gone senders lost: " + s.ToString());
+  }
 }
 
 std::vector<OutFrame> BrokerCore::EndBatch() {
@@ -108,8 +111,47 @@ void BrokerCore::Refuse(const Peer& peer, uint64_t request_id, Error error) {
 }
 
 void BrokerCore::Emit(std::string routing_id, std::string frame) {
-  outbox_.push_back({std::move(routing_id), std::move(frame)});
+  outbox_.push_back({std::move(routing_id), std::move(frame), current_group_});
   owners_.push_back(current_request_);
+}
+
+static Body NoticeBody(const Notice& n) {
+  if (n.kind == NoticeKind::kDelivered) {
+    return MessageSuccess{static_cast<uint64_t>(n.message_id), n.peer_name,
+                          n.client_msg_id};
+  }
+  return MessageUndeliverable{static_cast<uint64_t>(n.message_id), n.peer_name,
+                              n.client_msg_id, ErrorCode::kRecipientDeleted,
+                              "recipient account was deleted"};
+}
+
+Status BrokerCore::PushNotice(int64_t account_id, const Notice& notice) {
+  const std::vector<std::string> sessions = sessions_.SessionsOf(account_id);
+  if (sessions.empty()) return store_.AddNotice(account_id, notice);
+  const uint64_t group = next_notice_group_++;
+  notice_groups_[group] =
+      NoticeGroup{account_id, notice, static_cast<int>(sessions.size()), 0};
+  current_group_ = group;
+  PushToAccount(account_id, NoticeBody(notice));
+  current_group_ = 0;
+  return Status::Ok();
+}
+
+void BrokerCore::OnNoticeBounced(uint64_t group) {
+  if (auto it = notice_groups_.find(group); it != notice_groups_.end()) {
+    ++it->second.bounced;
+  }
+}
+
+Status BrokerCore::StoreBouncedNotices() {
+  Status result;
+  for (const auto& [group, g] : notice_groups_) {
+    if (g.bounced < g.frames) continue;  // someone got it
+    Status s = store_.AddNotice(g.account_id, g.notice);
+    if (!s.ok()) result = s;
+  }
+  notice_groups_.clear();
+  return result;
 }
 
 void BrokerCore::Reply(const Peer& peer, uint64_t request_id, Body body) {

@@ -43,6 +43,10 @@ struct BrokerConfig {
 struct OutFrame {
   std::string routing_id;
   std::string frame;
+  // Nonzero for a sender notice (MESSAGE_SUCCESS, MESSAGE_UNDELIVERABLE):
+  // if every frame of its group bounces (the peer is gone), the notice is
+  // stored for the sender's next login instead of being lost.
+  uint64_t notice_group = 0;
 };
 
 class BrokerCore {
@@ -73,6 +77,8 @@ class BrokerCore {
   // The transport could not deliver to this peer (it is gone): its session
   // ends. Queued messages stay queued.
   void OnPeerGone(std::string_view routing_id);
+  // A frame of a notice group bounced (see OutFrame::notice_group).
+  void OnNoticeBounced(uint64_t group);
 
   const SessionTable& sessions() const { return sessions_; }
 
@@ -113,6 +119,9 @@ class BrokerCore {
   Result<std::optional<Account>> FindAccountCached(const std::string& key);
   void Push(std::string_view routing_id, Body body);
   void PushToAccount(int64_t account_id, const Body& body);
+  // PushToAccount for a sender notice: stored if no session can take it.
+  Status PushNotice(int64_t account_id, const Notice& notice);
+  Status StoreBouncedNotices();
   // One place that turns a failed request into the reply the client sees.
   Body FailureReply(MessageType type, uint64_t client_msg_id,
                     const Status& status) const;
@@ -163,6 +172,16 @@ class BrokerCore {
   int current_request_ = -1;
   bool in_transaction_at_start_ = false;
   std::unordered_map<std::string, Account> accounts_;
+  struct NoticeGroup {
+    int64_t account_id = 0;
+    Notice notice;
+    int frames = 0;
+    int bounced = 0;
+  };
+  // Notice groups sent by the last batch, checked at the next BeginBatch.
+  std::unordered_map<uint64_t, NoticeGroup> notice_groups_;
+  uint64_t next_notice_group_ = 1;
+  uint64_t current_group_ = 0;
 };
 
 // Username rules: kMin..kMaxUsernameLength characters from [A-Za-z0-9_.-],

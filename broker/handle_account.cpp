@@ -179,17 +179,7 @@ Status BrokerCore::StartSession(Peer& peer, const Account& account,
                      std::move(token)});
   // Notices stored while this user had no session, oldest first.
   for (const Notice& n : *notices) {
-    if (n.kind == NoticeKind::kDelivered) {
-      PushToAccount(account.id,
-                    MessageSuccess{static_cast<uint64_t>(n.message_id),
-                                   n.peer_name, n.client_msg_id});
-    } else {
-      PushToAccount(
-          account.id,
-          MessageUndeliverable{static_cast<uint64_t>(n.message_id), n.peer_name,
-                               n.client_msg_id, ErrorCode::kRecipientDeleted,
-                               "recipient account was deleted"});
-    }
+    if (Status s = PushNotice(account.id, n); !s.ok()) return s;
   }
   return Status::Ok();
 }
@@ -225,22 +215,16 @@ Status BrokerCore::HandleDeletionRequest(Peer& peer, const Message& m) {
   // Every sender of a discarded message learns it will never arrive.
   for (const QueuedMessage& q : *purged) {
     if (q.sender_id == id) continue;
-    MessageUndeliverable notice{static_cast<uint64_t>(q.id), q.recipient_name,
-                                q.client_msg_id, ErrorCode::kRecipientDeleted,
-                                "recipient account was deleted"};
-    if (sessions_.IsOnline(q.sender_id)) {
-      PushToAccount(q.sender_id, notice);
-      continue;
+    if (!sessions_.IsOnline(q.sender_id)) {
+      Result<std::optional<Account>> sender =
+          store_.FindAccountById(q.sender_id);
+      if (!sender.ok()) return sender.status();
+      if (!sender->has_value()) continue;  // the sender is gone too
     }
-    Result<std::optional<Account>> sender = store_.FindAccountById(q.sender_id);
-    if (!sender.ok()) return sender.status();
-    if (!sender->has_value()) continue;  // the sender is gone too
-    if (Status s = store_.AddNotice(q.sender_id,
-                                    Notice{NoticeKind::kUndeliverable, q.id,
-                                           q.recipient_name, q.client_msg_id});
-        !s.ok()) {
-      return s;
-    }
+    Status s =
+        PushNotice(q.sender_id, Notice{NoticeKind::kUndeliverable, q.id,
+                                       q.recipient_name, q.client_msg_id});
+    if (!s.ok()) return s;
   }
   Log(LogLevel::kInfo, "account deleted: " + peer.username + " (" +
                            std::to_string(purged->size()) +

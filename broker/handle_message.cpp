@@ -96,19 +96,14 @@ Status BrokerCore::HandleMessageReceipt(Peer& peer, const Message& m) {
   }
   AdjustQueueSize(peer.account_id, -1);
   const QueuedMessage& q = r->message;
-  MessageSuccess success{static_cast<uint64_t>(q.id), q.recipient_name,
-                         q.client_msg_id};
-  if (sessions_.IsOnline(q.sender_id)) {
-    PushToAccount(q.sender_id, success);
-    return Status::Ok();
+  // The sender hears of it now, or at its next login (unless it is gone).
+  if (!sessions_.IsOnline(q.sender_id)) {
+    Result<std::optional<Account>> sender = store_.FindAccountById(q.sender_id);
+    if (!sender.ok()) return sender.status();
+    if (!sender->has_value()) return Status::Ok();
   }
-  // Kept for the sender's next login, unless the sender's account is gone.
-  Result<std::optional<Account>> sender = store_.FindAccountById(q.sender_id);
-  if (!sender.ok()) return sender.status();
-  if (!sender->has_value()) return Status::Ok();
-  return store_.AddNotice(
-      q.sender_id,
-      Notice{NoticeKind::kDelivered, q.id, q.recipient_name, q.client_msg_id});
+  return PushNotice(q.sender_id, Notice{NoticeKind::kDelivered, q.id,
+                                        q.recipient_name, q.client_msg_id});
 }
 
 }  // namespace zchat

@@ -56,6 +56,9 @@ Server::Server(const ServerOptions& options, std::unique_ptr<Store> store)
   router_.set(zmq::sockopt::maxmsgsize,
               static_cast<int64_t>(kMaxFrameBytes + 64));
   router_.set(zmq::sockopt::linger, 500);
+  // After a restart every client reconnects at once: a short accept queue
+  // drops their SYNs and TCP retries them seconds later.
+  router_.set(zmq::sockopt::backlog, 4096);
   router_.set(zmq::sockopt::sndhwm, options.send_hwm);
   router_.set(zmq::sockopt::rcvhwm, options.send_hwm);
   // ZMTP heartbeats close dead TCP connections; the session timeout in the
@@ -161,11 +164,13 @@ void Server::Flush(std::vector<OutFrame> frames) {
       if (!router_.send(id,
                         zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
         ++dropped_sends_;  // the peer's queue is full: it is not reading
+        if (out.notice_group) core_->OnNoticeBounced(out.notice_group);
         continue;
       }
       (void)router_.send(body, zmq::send_flags::dontwait);
     } catch (const zmq::error_t& e) {
       if (e.num() == EHOSTUNREACH) {
+        if (out.notice_group) core_->OnNoticeBounced(out.notice_group);
         core_->OnPeerGone(out.routing_id);
       } else {
         Log(LogLevel::kWarn, std::string("send: ") + e.what());

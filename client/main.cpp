@@ -91,7 +91,13 @@ int main(int argc, char** argv) {
   auto* listen = app.add_subcommand("listen", "print incoming messages");
   listen->add_option("--user", o.user, "log in as")->required();
   listen->add_option("--for", listen_s, "stop after this many seconds");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; any other flag or argument error is a
+    // usage error, exit status 2.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
 
   const bool interactive =
       app.get_subcommands().empty() && isatty(STDIN_FILENO);
@@ -118,7 +124,9 @@ int main(int argc, char** argv) {
   zchat::Client client(copts);
   zchat::ShellIo io{
       [&](const std::string& prompt) { return ReadSecret(o, prompt); },
-      [](const std::string& q) { return zchat::AskYesNo(q); }};
+      nullptr};
+  if (interactive)
+    io.confirm = [](const std::string& q) { return zchat::AskYesNo(q); };
   zchat::Shell shell(client, printer, io);
 
   if (*reg) return Status(shell.Register(o.user));
@@ -139,12 +147,26 @@ int main(int argc, char** argv) {
   } else if (!o.user.empty()) {
     if (Outcome r = shell.Login(o.user); r != Outcome::kOk) return Status(r);
   }
+  // Notices pushed at login (MESSAGE_SUCCESS, MESSAGE_UNDELIVERABLE stored
+  // while this user was away) are printed too, never dropped.
+  // A one-shot command ends its session: LOGOUT (answered after every
+  // receipt sent before it) makes the broker keep later notices for the
+  // next login instead of pushing them to a connection about to close.
+  auto finish = [&](Outcome r) {
+    if (client.logged_in()) {
+      client.Logout();
+    } else {
+      client.Ping();
+    }
+    shell.ShowEvents();
+    return Status(r);
+  };
   if (*send) {
     std::string text;
     for (const auto& w : words) text += (text.empty() ? "" : " ") + w;
     std::optional<uint64_t> id;
     if (Outcome r = shell.Send(to, text, &id); r != Outcome::kOk || !wait) {
-      return Status(r);
+      return finish(r);
     }
     const auto deadline =
         std::chrono::steady_clock::now() + copts.request_timeout;
@@ -156,26 +178,24 @@ int main(int argc, char** argv) {
       printer.Event(*e);
       if (auto* s = std::get_if<zchat::MessageSuccess>(&*e);
           s && s->message_id == *id) {
-        return 0;
+        return finish(Outcome::kOk);
       }
       if (auto* u = std::get_if<zchat::MessageUndeliverable>(&*e);
           u && u->message_id == *id) {
-        return 1;
+        return finish(Outcome::kRefused);
       }
     }
     printer.Error(zchat::Status(zchat::ErrorCode::kTimeout,
                                 "not confirmed by the recipient in time"));
-    return 3;
+    return finish(Outcome::kNoAnswer);
   }
   if (*fetch) {
     Outcome r =
         shell.Fetch(limit ? std::optional<uint64_t>(limit) : std::nullopt);
-    // A PING answered means the receipts before it were processed.
-    client.Ping();
-    return Status(r);
+    return finish(r);
   }
-  if (*users) return Status(shell.Users(pattern));
-  if (*del) return Status(shell.Delete(force));
+  if (*users) return finish(shell.Users(pattern));
+  if (*del) return finish(shell.Delete(force));
   if (*listen) {
     const auto end = std::chrono::steady_clock::now() +
                      std::chrono::milliseconds(static_cast<int64_t>(
@@ -188,8 +208,7 @@ int main(int argc, char** argv) {
         printer.Event(*e);
       }
     }
-    client.Ping();
-    return 0;
+    return finish(Outcome::kOk);
   }
 
   if (interactive) return zchat::RunInteractive(client, shell, printer);

@@ -156,6 +156,7 @@ bool Shell::Execute(const std::string& raw) {
       } catch (const std::exception&) {
         return usage();
       }
+      if (*limit == 0) return usage();
     }
     Fetch(limit);
   } else if (cmd == "delete") {
@@ -171,12 +172,15 @@ bool Shell::Execute(const std::string& raw) {
   return true;
 }
 
+Outcome Shell::NoPassword() {
+  printer_.Error(Status(ErrorCode::kInvalidArgument, "no password given"));
+  return Record(Outcome::kUsage);
+}
+
 Outcome Shell::Register(const std::string& user) {
   std::optional<std::string> password =
       io_.read_secret("password for " + user + ": ");
-  if (!password) {
-    return Refused(Status(ErrorCode::kInvalidArgument, "no password given"));
-  }
+  if (!password) return NoPassword();
   Result<CreateSuccess> ok = client_.CreateAccount(user, *password);
   if (!ok.ok()) return Refused(ok.status());
   printer_.Registered(ok->username);
@@ -189,9 +193,7 @@ Outcome Shell::Login(const std::string& user) {
   }
   std::optional<std::string> password =
       io_.read_secret("password for " + user + ": ");
-  if (!password) {
-    return Refused(Status(ErrorCode::kInvalidArgument, "no password given"));
-  }
+  if (!password) return NoPassword();
   Result<LoginSuccess> ok = client_.Login(user, *password);
   if (!ok.ok()) return Refused(ok.status());
   printer_.LoggedIn(*ok);
@@ -256,15 +258,18 @@ Outcome Shell::Delete(bool force) {
   if (!client_.logged_in()) {
     return Refused(Status(ErrorCode::kNotLoggedIn, "log in first"));
   }
-  const std::string who = client_.username();
-  if (!force && !io_.confirm("Delete the account " + who +
-                             "? This cannot be undone. [y/N] ")) {
+  // A person is asked first; a script's /delete is its own confirmation
+  // (and, without force, is refused while messages wait).
+  const bool ask = static_cast<bool>(io_.confirm);
+  if (ask && !force &&
+      !io_.confirm("Delete the account " + client_.username() +
+                   "? This cannot be undone. [y/N] ")) {
     printer_.Info("* not deleted");
     return Outcome::kOk;
   }
   uint64_t pending = 0;
   Result<DeletionSuccess> ok = client_.DeleteAccount(force, &pending);
-  if (!ok.ok() && ok.status().code() == ErrorCode::kHasPending &&
+  if (!ok.ok() && ok.status().code() == ErrorCode::kHasPending && ask &&
       io_.confirm(std::to_string(pending) +
                   " undelivered message(s) would be lost. Delete anyway? "
                   "[y/N] ")) {

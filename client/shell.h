@@ -18,7 +18,8 @@ struct ShellIo {
   // a file); nullopt when none can be had.
   std::function<std::optional<std::string>(const std::string& prompt)>
       read_secret;
-  // A yes/no question; false when nobody can answer (scripts).
+  // A yes/no question for a person at a terminal; empty when nobody is
+  // there to answer (scripts): then commands do not ask.
   std::function<bool(const std::string& question)> confirm;
 };
 
@@ -53,6 +54,7 @@ class Shell {
 
  private:
   Outcome Record(Outcome o);
+  Outcome NoPassword();
   Outcome Refused(const Status& s);
 
   Client& client_;

@@ -5,11 +5,12 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <iostream>
+#include <optional>
 
 namespace zchat {
 namespace {
@@ -19,6 +20,7 @@ namespace {
 Shell* g_shell = nullptr;
 bool g_quit = false;
 bool g_prompt_active = false;
+std::string g_prompt;
 
 std::string HistoryPath() {
   const char* home = std::getenv("HOME");
@@ -61,9 +63,8 @@ void OnLine(char* line) {
 }
 
 void InstallPrompt() {
-  static std::string prompt;
-  prompt = g_shell->Prompt();
-  rl_callback_handler_install(prompt.c_str(), OnLine);
+  g_prompt = g_shell->Prompt();
+  rl_callback_handler_install(g_prompt.c_str(), OnLine);
   g_prompt_active = true;
 }
 
@@ -76,51 +77,72 @@ void PrintAbovePrompt(const std::string& line, bool to_stderr) {
     std::fflush(out);
     return;
   }
-  // Take the typed text off the screen, print, and put it back.
-  std::string typed = rl_line_buffer ? rl_line_buffer : "";
-  int point = rl_point;
-  rl_replace_line("", 0);
-  rl_redisplay();
+  // Clear the prompt line, print, then draw the prompt and the typed text
+  // again exactly as they were, cursor included, so libedit's picture of
+  // the screen stays true. (libedit's rl_redisplay pushes a ^R into the
+  // input, which starts a history search: not usable here.)
+  const std::string typed = rl_line_buffer ? rl_line_buffer : "";
+  const int point = std::min<int>(rl_point, static_cast<int>(typed.size()));
   std::fprintf(stdout, "\r\033[K");
   std::fflush(stdout);
   std::fprintf(out, "%s\n", line.c_str());
   std::fflush(out);
-  rl_replace_line(typed.c_str(), 0);
-  rl_point = point;
-  rl_forced_update_display();
+  std::fprintf(stdout, "%s%s", g_prompt.c_str(), typed.c_str());
+  if (point < static_cast<int>(typed.size())) {
+    std::fprintf(stdout, "\033[%dD", static_cast<int>(typed.size()) - point);
+  }
+  std::fflush(stdout);
 }
+
+namespace {
+
+// Reads one line straight from the descriptor, byte by byte, so that text
+// typed ahead stays in the terminal for the line editor.
+std::optional<std::string> ReadRawLine() {
+  std::string line;
+  for (;;) {
+    char c;
+    ssize_t n = read(STDIN_FILENO, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return line.empty() ? std::nullopt : std::optional(line);
+    if (c == '\n' || c == '\r') return line;
+    line.push_back(c);
+  }
+}
+
+}  // namespace
 
 std::optional<std::string> ReadHiddenLine(const std::string& prompt) {
   if (!isatty(STDIN_FILENO)) return std::nullopt;
-  std::fprintf(stderr, "%s", prompt.c_str());
-  std::fflush(stderr);
+  // Echo goes off before the prompt appears: nothing typed after the
+  // prompt can be shown.
   termios old{};
   tcgetattr(STDIN_FILENO, &old);
   termios quiet = old;
   quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
   quiet.c_lflag |= ICANON;
   tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
-  std::string line;
-  bool got = static_cast<bool>(std::getline(std::cin, line));
+  std::fprintf(stderr, "%s", prompt.c_str());
+  std::fflush(stderr);
+  std::optional<std::string> line = ReadRawLine();
   tcsetattr(STDIN_FILENO, TCSANOW, &old);
   std::fprintf(stderr, "\n");
-  if (!got) {
-    std::cin.clear();
-    return std::nullopt;
-  }
   return line;
 }
 
 bool AskYesNo(const std::string& question) {
   if (!isatty(STDIN_FILENO)) return false;
+  termios old{};
+  tcgetattr(STDIN_FILENO, &old);
+  termios cooked = old;
+  cooked.c_lflag |= ICANON | ECHO;
+  tcsetattr(STDIN_FILENO, TCSANOW, &cooked);
   std::fprintf(stderr, "%s", question.c_str());
   std::fflush(stderr);
-  std::string answer;
-  if (!std::getline(std::cin, answer)) {
-    std::cin.clear();
-    return false;
-  }
-  return answer == "y" || answer == "Y" || answer == "yes";
+  std::optional<std::string> answer = ReadRawLine();
+  tcsetattr(STDIN_FILENO, TCSANOW, &old);
+  std::fprintf(stderr, "\n");
+  return answer && (*answer == "y" || *answer == "Y" || *answer == "yes");
 }
 
 int RunInteractive(Client& client, Shell& shell, Printer& printer) {

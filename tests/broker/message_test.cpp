@@ -178,6 +178,49 @@ TEST_F(CoreTest, ReceiptForOfflineSenderIsKeptUntilLogin) {
   EXPECT_TRUE(PushesOf<MessageSuccess>("a").empty());
 }
 
+// The sender's connection died without a word: the MESSAGE_SUCCESS pushed
+// to it bounces, and the broker keeps it for the sender's next login.
+TEST_F(CoreTest, BouncedNoticeIsKeptForNextLogin) {
+  Join("a", "alice");
+  Join("b", "bob");
+  uint64_t id = SendText("a", "bob", "hi");
+  Pushes("b");
+  EXPECT_FALSE(Call("b", MessageReceipt{id}).has_value());
+  uint64_t group = 0;
+  for (const OutFrame& f : last_frames_) {
+    if (f.routing_id == "a") group = f.notice_group;
+  }
+  ASSERT_NE(group, 0u) << "the success push belongs to a notice group";
+  // The transport reports the bounce (EHOSTUNREACH): the peer is gone.
+  core_->OnNoticeBounced(group);
+  core_->OnPeerGone("a");
+  Tick();  // the next batch stores it
+  Login("a2", "alice");
+  auto success = PushesOf<MessageSuccess>("a2");
+  ASSERT_EQ(success.size(), 1u);
+  EXPECT_EQ(success[0].message_id, id);
+}
+
+TEST_F(CoreTest, NoticeTakenByOneSessionIsNotKept) {
+  Join("a", "alice");
+  Login("a2", "alice");
+  Join("b", "bob");
+  uint64_t id = SendText("a", "bob", "hi");
+  Pushes("b");
+  EXPECT_FALSE(Call("b", MessageReceipt{id}).has_value());
+  uint64_t group = 0;
+  for (const OutFrame& f : last_frames_) {
+    if (f.routing_id == "a") group = f.notice_group;
+  }
+  core_->OnNoticeBounced(group);  // a bounced, a2 got it
+  core_->OnPeerGone("a");
+  Tick();
+  Pushes("a2");
+  Expect<LogoutSuccess>("a2", Logout{});
+  Login("a3", "alice");
+  EXPECT_TRUE(PushesOf<MessageSuccess>("a3").empty());
+}
+
 TEST_F(CoreTest, ReceiptOnlyFromTheRecipient) {
   Join("a", "alice");
   Join("b", "bob");

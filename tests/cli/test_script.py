@@ -503,12 +503,25 @@ def delete_checks(r, z):
     r.check("send to the deleted carol: exit 1, unknown_recipient",
             run.rc == 1 and len(run.events) == 1
             and is_error(run.events[0], "unknown_recipient", to="carol"), str(run))
+    # A script's /delete is its own confirmation: refused while messages
+    # wait (exit 1, has_pending), done when none do.
+    run = z.run(["--json", "send", "--user", "alice", "bob", "wait for me"], user="alice")
+    r.require("alice leaves a message for bob", run.rc == 0, str(run))
     run = z.run(["--json", "--user", "bob"], user="bob", stdin="/delete\n")
-    r.check("script /delete: nobody can confirm, not deleted, exit 0",
-            run.rc == 0 and run.events == [{"event": "logged_in", "user": "bob",
-                                            "pending": 0}], str(run))
+    r.check("script /delete with a message waiting: refused, has_pending, exit 1",
+            run.rc == 1 and run.events[0].get("event") == "logged_in"
+            and is_error(run.events[-1], "has_pending"), str(run))
     run = z.run(["--json", "users", "--user", "bob"], user="bob")
     r.check("bob still exists", run.rc == 0, str(run))
+    run = z.run(["--json", "fetch", "--user", "bob"], user="bob")
+    r.require("bob reads it", run.rc == 0, str(run))
+    run = z.run(["--json", "--user", "bob"], user="bob", stdin="/delete\n")
+    r.check("script /delete with nothing waiting: deleted, exit 0",
+            run.rc == 0 and run.events[-1] == {"event": "deleted", "discarded": 0},
+            str(run))
+    run = z.run(["--json", "users", "--user", "bob"], user="bob")
+    r.check("bob is gone: his login fails with bad_credentials",
+            run.rc == 1 and is_error(run.events[0], "bad_credentials"), str(run))
 
 
 def start_broker(broker, tmp):

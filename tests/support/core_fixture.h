@@ -110,7 +110,8 @@ class CoreTest : public ::testing::Test {
   void Batch(const std::function<void()>& work) {
     core_->BeginBatch();
     work();
-    for (OutFrame& out : core_->EndBatch()) {
+    last_frames_ = core_->EndBatch();
+    for (OutFrame& out : last_frames_) {
       Result<Message> m = Decode(out.frame);
       ASSERT_TRUE(m.ok()) << "broker sent an undecodable frame: "
                           << m.status().ToString();
@@ -183,6 +184,7 @@ class CoreTest : public ::testing::Test {
   uint64_t next_req_ = 1;
   uint64_t next_cmid_ = 1000;
   std::map<std::string, std::deque<Message>> inbox_;
+  std::vector<OutFrame> last_frames_;  // of the latest batch, as sent
 };
 
 }  // namespace zchat::testing
