@@ -29,7 +29,7 @@ inline constexpr size_t kMaxUsernameLength = 32;
 inline constexpr size_t kMinPasswordBytes = 8;
 inline constexpr size_t kMaxPasswordLength = 256;
 inline constexpr uint64_t kDefaultListLimit = 100;
-inline constexpr int64_t kListScanBudget = 10000;
+inline constexpr int64_t kListScanBudget = 2000;
 inline constexpr size_t kAccountCacheSize = 100'000;
 
 struct BrokerConfig {

@@ -1,5 +1,7 @@
 // zchat-broker: parses flags and runs the Server until SIGINT/SIGTERM.
 #include <signal.h>
+#include <sys/resource.h>
+#include <zmq.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdlib>
@@ -29,6 +31,38 @@ std::string DefaultDbPath() {
     base = ".";
   }
   return (base / "zchat" / "zchat.db").string();
+}
+
+// Writes a new CurveZMQ key pair: FILE (secret, 0600) and FILE.pub.
+int GenerateKeys(const std::string& file) {
+  char public_key[41];
+  char secret_key[41];
+  if (zmq_curve_keypair(public_key, secret_key) != 0) {
+    std::cerr << "keygen: this libzmq has no CurveZMQ support\n";
+    return 1;
+  }
+  {
+    std::ofstream out(file, std::ios::trunc);
+    if (!out) {
+      std::cerr << "keygen: cannot write " << file << "\n";
+      return 1;
+    }
+    std::filesystem::permissions(file, std::filesystem::perms::owner_read |
+                                           std::filesystem::perms::owner_write);
+    out << secret_key << "\n";
+  }
+  std::ofstream(file + ".pub") << public_key << "\n";
+  std::cout << public_key << std::endl;
+  return 0;
+}
+
+void RaiseDescriptorLimit() {
+  // One descriptor per client connection: use all the system allows.
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
 }
 
 }  // namespace
@@ -74,7 +108,28 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--endpoint-file", endpoint_file,
                  "write the bound endpoint to this file once listening");
+  std::string curve_secret_file;
+  app.add_option("--curve-secret", curve_secret_file,
+                 "encrypt with CurveZMQ using the secret key in this file "
+                 "(made by 'zchat-broker keygen')");
+  std::string keygen_file;
+  auto* keygen = app.add_subcommand(
+      "keygen",
+      "make a CurveZMQ key pair: the secret key goes to FILE (mode 0600), "
+      "the public key to FILE.pub and to stdout, for clients' --server-key");
+  keygen->add_option("file", keygen_file, "where to write the secret key")
+      ->required();
   CLI11_PARSE(app, argc, argv);
+
+  if (*keygen) return GenerateKeys(keygen_file);
+  if (!curve_secret_file.empty()) {
+    std::ifstream in(curve_secret_file);
+    if (!(in >> options.curve_secret_key)) {
+      std::cerr << "--curve-secret: cannot read a key from "
+                << curve_secret_file << "\n";
+      return 2;
+    }
+  }
 
   zchat::LogLevel level;
   if (!zchat::ParseLogLevel(log_level, &level)) {
@@ -82,6 +137,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   zchat::SetLogLevel(level);
+  RaiseDescriptorLimit();
   options.broker.session_timeout_ms = session_timeout_s * 1000;
   options.store.sync =
       sync == "full" ? zchat::SyncMode::kFull : zchat::SyncMode::kNormal;

@@ -31,6 +31,15 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
   if (!store.ok()) return store.status();
   std::unique_ptr<Server> server(new Server(options, std::move(*store)));
   try {
+    if (!options.curve_secret_key.empty()) {
+      if (options.curve_secret_key.size() != 40) {
+        return Status(ErrorCode::kInvalidArgument,
+                      "the CurveZMQ secret key must be 40 Z85 characters");
+      }
+      server->router_.set(zmq::sockopt::curve_server, 1);
+      server->router_.set(zmq::sockopt::curve_secretkey,
+                          options.curve_secret_key);
+    }
     server->router_.bind(options.bind);
     server->endpoint_ = server->router_.get(zmq::sockopt::last_endpoint);
   } catch (const zmq::error_t& e) {

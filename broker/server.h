@@ -29,6 +29,10 @@ struct ServerOptions {
   int max_batch = 1024;
   int send_hwm = 10'000;  // frames queued per peer before sends are dropped
   int64_t tick_ms = 1000;
+  // CurveZMQ: the broker's secret key (40 Z85 characters). When set, every
+  // connection is encrypted and a client must know the broker's public key;
+  // plain peers cannot complete the handshake.
+  std::string curve_secret_key;
 };
 
 class Server {

@@ -56,6 +56,15 @@ void Client::Connect() {
               static_cast<int>(options_.reconnect_max.count()));
   socket_.set(zmq::sockopt::heartbeat_ivl, 10'000);
   socket_.set(zmq::sockopt::heartbeat_timeout, 30'000);
+  if (!options_.server_key.empty()) {
+    char public_key[41];
+    char secret_key[41];
+    if (zmq_curve_keypair(public_key, secret_key) == 0) {
+      socket_.set(zmq::sockopt::curve_serverkey, options_.server_key);
+      socket_.set(zmq::sockopt::curve_publickey, std::string(public_key));
+      socket_.set(zmq::sockopt::curve_secretkey, std::string(secret_key));
+    }
+  }
   const std::string monitor_endpoint =
       "inproc://zchat-client-" +
       std::to_string(reinterpret_cast<uintptr_t>(this));

@@ -40,6 +40,10 @@ struct ClientOptions {
   std::chrono::milliseconds reconnect_max{5'000};
   bool auto_receipt = true;       // confirm messages as NextEvent returns them
   size_t dedup_window = 100'000;  // message ids remembered for dedup
+  // CurveZMQ: the broker's public key (40 Z85 characters, from
+  // 'zchat-broker keygen'). Empty: plain text. The client's own key pair is
+  // made fresh for each connection.
+  std::string server_key;
 };
 
 // A change in the connection, as seen by the client.

@@ -63,6 +63,10 @@ int main(int argc, char** argv) {
   app.add_option("--password-file", o.password_file,
                  "read the password from this file's first line");
   app.add_option("--user", o.user, "log in as this user first");
+  std::string server_key;
+  app.add_option("--server-key", server_key,
+                 "encrypt with CurveZMQ: the broker's public key, or a file "
+                 "holding it (from 'zchat-broker keygen')");
 
   std::string to, pattern = "*";
   std::vector<std::string> words;
@@ -119,6 +123,11 @@ int main(int argc, char** argv) {
       });
   zchat::ClientOptions copts;
   copts.endpoint = o.endpoint;
+  if (!server_key.empty()) {
+    std::ifstream in(server_key);
+    std::string from_file;
+    copts.server_key = (in >> from_file) ? from_file : server_key;
+  }
   copts.request_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000));
   zchat::Client client(copts);

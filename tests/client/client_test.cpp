@@ -199,3 +199,51 @@ TEST_F(ClientTest, SurvivesBrokerRestart) {
 
 }  // namespace
 }  // namespace zchat
+
+namespace zchat {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct KeyPair {
+  std::string public_key, secret_key;
+};
+KeyPair NewKeys() {
+  char pub[41], sec[41];
+  EXPECT_EQ(zmq_curve_keypair(pub, sec), 0);
+  return {pub, sec};
+}
+
+// With CurveZMQ on, a client that knows the broker's public key talks to it
+// (encrypted); a plain client, or one with another key, gets no answer.
+TEST(CurveTest, OnlyClientsWithTheServerKeyGetIn) {
+  const KeyPair broker_keys = NewKeys();
+  testing::TestBroker broker(
+      [&](ServerOptions& o) { o.curve_secret_key = broker_keys.secret_key; });
+  zmq::context_t ctx;
+  ClientOptions options;
+  options.endpoint = broker.endpoint();
+  options.request_timeout = 5s;
+
+  options.server_key = broker_keys.public_key;
+  Client secure(ctx, options);
+  ASSERT_TRUE(secure.CreateAccount("alice", "password123").ok());
+  ASSERT_TRUE(secure.Login("alice", "password123").ok());
+  ASSERT_TRUE(secure.Send("alice", "over curve").ok());
+  std::optional<Event> e = secure.NextEvent(5s);
+  ASSERT_TRUE(e.has_value());
+  ASSERT_TRUE(std::holds_alternative<DistributeMessage>(*e));
+  EXPECT_EQ(std::get<DistributeMessage>(*e).body, "over curve");
+
+  options.request_timeout = 500ms;
+  options.server_key.clear();
+  Client plain(ctx, options);
+  EXPECT_EQ(plain.Ping().code(), ErrorCode::kTimeout);
+
+  options.server_key = NewKeys().public_key;
+  Client wrong_key(ctx, options);
+  EXPECT_EQ(wrong_key.Ping().code(), ErrorCode::kTimeout);
+}
+
+}  // namespace
+}  // namespace zchat

@@ -16,25 +16,9 @@
 
 #include "broker/broker_core.h"
 #include "messages/codec.h"
+#include "tests/support/temp_dir.h"
 
 namespace zchat::testing {
-
-// A fresh directory under the system temp dir, removed at destruction.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "zchat-test-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string File(const std::string& name) const {
-    return (std::filesystem::path(path_) / name).string();
-  }
-
- private:
-  std::string path_;
-};
 
 class CoreTest : public ::testing::Test {
  protected:

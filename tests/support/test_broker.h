@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -18,6 +19,11 @@ namespace zchat::testing {
 class TestBroker {
  public:
   TestBroker() { Start("tcp://127.0.0.1:*"); }
+  // `tweak` adjusts the options of every start (CurveZMQ keys, limits...).
+  explicit TestBroker(std::function<void(ServerOptions&)> tweak)
+      : tweak_(std::move(tweak)) {
+    Start("tcp://127.0.0.1:*");
+  }
   ~TestBroker() { Stop(); }
 
   const std::string& endpoint() const { return endpoint_; }
@@ -39,6 +45,7 @@ class TestBroker {
     options.db_path = db_path();
     options.hash_threads = 1;
     options.hash_cost = HashCost{1, 8192};
+    if (tweak_) tweak_(options);
     auto server = Server::Create(options);
     ASSERT_TRUE(server.ok()) << server.status().ToString();
     server_ = std::move(*server);
@@ -47,6 +54,7 @@ class TestBroker {
   }
 
  private:
+  std::function<void(ServerOptions&)> tweak_;
   TempDir dir_;
   std::unique_ptr<Server> server_;
   std::thread runner_;

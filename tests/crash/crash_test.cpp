@@ -1,0 +1,350 @@
+// Crash consistency: the broker runs as a separate process under load and is
+// killed with SIGKILL at random moments, then restarted on the same
+// database. The oracle is the clients' own records: every message a sender
+// was told MESSAGE_PENDING for reaches its recipient; no retried send makes
+// a second message; nothing arrives that was never acknowledged; no
+// MESSAGE_SUCCESS comes without a receipt; and a receipt the broker answered
+// (a PONG after it) is never undone by a crash. Recipients also "die"
+// between a push and its receipt: those messages must come again.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+#include <zmq.hpp>
+
+#include "messages/codec.h"
+#include "tests/support/temp_dir.h"
+
+extern char** environ;
+
+namespace zchat {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kSenders = 6;
+constexpr int kRecipients = 6;
+constexpr int kCrashes = 12;
+constexpr int kWindow = 20;
+
+class BrokerProcess {
+ public:
+  BrokerProcess(std::string db, std::string dir)
+      : db_(std::move(db)), dir_(std::move(dir)) {}
+  ~BrokerProcess() { Kill(); }
+
+  // Starts on `bind`; returns the endpoint, or "" on failure.
+  std::string Start(const std::string& bind) {
+    const std::string file = dir_ + "/endpoint";
+    std::remove(file.c_str());
+    std::vector<std::string> args = {ZCHAT_BROKER_BINARY,
+                                     "--bind",
+                                     bind,
+                                     "--db",
+                                     db_,
+                                     "--pwhash-cost",
+                                     "min",
+                                     "--log-level",
+                                     "warn",
+                                     "--endpoint-file",
+                                     file};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) !=
+        0)
+      return "";
+    const auto deadline = Clock::now() + 10s;
+    std::string endpoint;
+    while (endpoint.empty() && Clock::now() < deadline) {
+      std::ifstream(file) >> endpoint;
+      if (endpoint.empty()) {
+        zmq::pollitem_t none{nullptr, -1, 0, 0};
+        zmq::poll(&none, 0, 5ms);  // a bounded wait for the file
+      }
+    }
+    return endpoint;
+  }
+  void Kill() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ private:
+  std::string db_, dir_;
+  pid_t pid_ = -1;
+};
+
+struct Peer {
+  std::string name;
+  std::string token;
+  std::unique_ptr<zmq::socket_t> socket;
+  uint64_t next_req = 1;
+  uint64_t Send(const Body& body) {
+    const uint64_t req = next_req++;
+    const std::string frame = Encode(Message{req, body});
+    socket->send(zmq::buffer(frame), zmq::send_flags::dontwait);
+    return req;
+  }
+};
+
+// What each side saw: the oracle's inputs.
+struct Records {
+  // sender -> client_msg_id -> message ids acknowledged for it
+  std::map<int, std::map<uint64_t, std::set<uint64_t>>> acked;
+  std::map<int, std::set<uint64_t>> unacked;    // cmids in flight
+  std::map<uint64_t, int> addressee;            // message id -> recipient
+  std::map<int, std::set<uint64_t>> delivered;  // recipient -> ids
+  std::set<uint64_t> receipted;                 // receipts sent
+  std::set<uint64_t> receipt_confirmed;         // a PONG came after
+  std::map<uint64_t, int> successes;            // id -> count
+  uint64_t redelivered_after_confirmed_receipt = 0;
+};
+
+class CrashTest : public ::testing::Test {
+ protected:
+  void Connect(Peer& p) {
+    p.socket = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+    p.socket->set(zmq::sockopt::linger, 0);
+    p.socket->connect(endpoint_);
+    p.next_req = 1;
+  }
+  // Waits for the reply to `req` on `p`, handling pushes meanwhile.
+  std::optional<Message> Await(int who, Peer& p, uint64_t req,
+                               std::chrono::milliseconds wait) {
+    const auto deadline = Clock::now() + wait;
+    for (;;) {
+      zmq::message_t frame;
+      while (p.socket->recv(frame, zmq::recv_flags::dontwait)) {
+        Result<Message> m = Decode(frame.to_string_view());
+        if (!m.ok()) continue;
+        if (m->request_id == req) return std::move(*m);
+        Handle(who, p, *m);
+      }
+      if (Clock::now() >= deadline) return std::nullopt;
+      zmq::pollitem_t item{p.socket->handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1,
+                std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - Clock::now()));
+    }
+  }
+  // Logs in (token if we have one); true on success.
+  bool Login(int who, Peer& p) {
+    LoginRequest login{p.name, std::nullopt, std::nullopt};
+    if (p.token.empty()) {
+      login.password = "password123";
+    } else {
+      login.token = p.token;
+    }
+    std::optional<Message> r = Await(who, p, p.Send(login), 10s);
+    if (!r) return false;
+    auto* ok = std::get_if<LoginSuccess>(&r->body);
+    if (ok) p.token = ok->token;
+    return ok != nullptr;
+  }
+  // Index < kSenders: a sender; else a recipient.
+  void Handle(int who, Peer& p, const Message& m) {
+    if (auto* pending = std::get_if<MessagePending>(&m.body)) {
+      rec_.acked[who][pending->client_msg_id].insert(pending->message_id);
+      rec_.unacked[who].erase(pending->client_msg_id);
+      rec_.addressee[pending->message_id] = target_of_[pending->client_msg_id];
+    } else if (auto* s = std::get_if<MessageSuccess>(&m.body)) {
+      ++rec_.successes[s->message_id];
+    } else if (auto* d = std::get_if<DistributeMessage>(&m.body)) {
+      const int r = who - kSenders;
+      if (rec_.receipt_confirmed.count(d->message_id)) {
+        ++rec_.redelivered_after_confirmed_receipt;
+      }
+      rec_.delivered[r].insert(d->message_id);
+      // Sometimes the recipient "dies" before confirming: no receipt now,
+      // the message must come again later.
+      if (drop_(rng_) && !final_phase_) return;
+      p.Send(MessageReceipt{d->message_id});
+      rec_.receipted.insert(d->message_id);
+      unconfirmed_receipts_[who].push_back(d->message_id);
+    } else if (std::holds_alternative<Pong>(m.body)) {
+      // Receipts sent before this PING were handled by the broker.
+      auto it = awaiting_pong_[who].find(m.request_id);
+      if (it == awaiting_pong_[who].end()) return;
+      for (uint64_t id : it->second) rec_.receipt_confirmed.insert(id);
+      awaiting_pong_[who].erase(it);
+    }
+  }
+  void SendOne(int s) {
+    const uint64_t cmid = next_cmid_++;
+    const int r = kSenders + static_cast<int>(rng_() % kRecipients);
+    target_of_[cmid] = r;
+    rec_.unacked[s].insert(cmid);
+    peers_[s].Send(
+        SendMessage{peers_[r].name, "m" + std::to_string(cmid), cmid});
+  }
+  // After a restart: new connections, log in again, resend what is unacked.
+  bool Reconnect() {
+    for (int i = 0; i < kSenders + kRecipients; ++i) {
+      unconfirmed_receipts_[i].clear();
+      awaiting_pong_[i].clear();
+      Connect(peers_[i]);
+      if (!Login(i, peers_[i])) return false;
+    }
+    for (int s = 0; s < kSenders; ++s) {
+      for (uint64_t cmid : rec_.unacked[s]) {
+        const int r = target_of_[cmid];
+        peers_[s].Send(
+            SendMessage{peers_[r].name, "m" + std::to_string(cmid), cmid});
+      }
+    }
+    for (int r = kSenders; r < kSenders + kRecipients; ++r) {
+      peers_[r].Send(FetchMessages{});
+    }
+    return true;
+  }
+  void Pump(std::chrono::milliseconds wait) {
+    std::vector<zmq::pollitem_t> items;
+    for (auto& p : peers_)
+      items.push_back({p.socket->handle(), 0, ZMQ_POLLIN, 0});
+    zmq::poll(items.data(), items.size(), wait);
+    for (int i = 0; i < kSenders + kRecipients; ++i) {
+      zmq::message_t frame;
+      while (peers_[i].socket->recv(frame, zmq::recv_flags::dontwait)) {
+        Result<Message> m = Decode(frame.to_string_view());
+        if (!m.ok()) continue;
+        Handle(i, peers_[i], *m);
+        if (std::holds_alternative<FetchResult>(m->body) &&
+            std::get<FetchResult>(m->body).remaining > 0) {
+          peers_[i].Send(FetchMessages{});
+        }
+      }
+    }
+  }
+
+  zmq::context_t ctx_;
+  std::string endpoint_;
+  std::vector<Peer> peers_{kSenders + kRecipients};
+  Records rec_;
+  std::map<uint64_t, int> target_of_;
+  std::map<int, std::vector<uint64_t>> unconfirmed_receipts_;
+  // Per peer: PING request id -> receipts sent before that PING.
+  std::map<int, std::map<uint64_t, std::vector<uint64_t>>> awaiting_pong_;
+  uint64_t next_cmid_ = 1;
+  std::mt19937 rng_{20261127};
+  std::bernoulli_distribution drop_{0.1};
+  bool final_phase_ = false;
+};
+
+TEST_F(CrashTest, AcknowledgedMessagesSurviveRepeatedKills) {
+  testing::TempDir dir;
+  BrokerProcess broker(dir.File("crash.db"), dir.File(""));
+  endpoint_ = broker.Start("tcp://127.0.0.1:*");
+  ASSERT_FALSE(endpoint_.empty());
+  for (int i = 0; i < kSenders + kRecipients; ++i) {
+    peers_[i].name = (i < kSenders ? "s" : "r") + std::to_string(i);
+    Connect(peers_[i]);
+    std::optional<Message> created = Await(
+        i, peers_[i],
+        peers_[i].Send(CreateAccount{peers_[i].name, "password123"}), 10s);
+    ASSERT_TRUE(created &&
+                std::holds_alternative<CreateSuccess>(created->body));
+    ASSERT_TRUE(Login(i, peers_[i]));
+  }
+
+  std::uniform_int_distribution<int> run_ms(150, 600);
+  for (int crash = 0; crash < kCrashes; ++crash) {
+    const auto until = Clock::now() + std::chrono::milliseconds(run_ms(rng_));
+    int pings = 0;
+    while (Clock::now() < until) {
+      for (int s = 0; s < kSenders; ++s) {
+        while (rec_.unacked[s].size() < kWindow) SendOne(s);
+      }
+      if (++pings % 5 == 0) {
+        for (int r = kSenders; r < kSenders + kRecipients; ++r) {
+          const uint64_t req = peers_[r].Send(Ping{});
+          awaiting_pong_[r][req] = std::move(unconfirmed_receipts_[r]);
+          unconfirmed_receipts_[r].clear();
+        }
+      }
+      Pump(5ms);
+    }
+    broker.Kill();  // SIGKILL, mid-traffic
+    ASSERT_EQ(broker.Start(endpoint_), endpoint_) << "restart " << crash;
+    ASSERT_TRUE(Reconnect()) << "logging in again after crash " << crash;
+  }
+
+  // Final phase: no more crashes. Everything unacked is resent; recipients
+  // fetch and confirm until nothing is left.
+  final_phase_ = true;
+  const auto deadline = Clock::now() + 30s;
+  auto settled = [&] {
+    for (int s = 0; s < kSenders; ++s) {
+      if (!rec_.unacked[s].empty()) return false;
+    }
+    for (const auto& [sender, by_cmid] : rec_.acked) {
+      for (const auto& [cmid, ids] : by_cmid) {
+        for (uint64_t id : ids) {
+          if (!rec_.delivered[rec_.addressee[id] - kSenders].count(id))
+            return false;
+        }
+      }
+    }
+    return true;
+  };
+  while (!settled() && Clock::now() < deadline) {
+    Pump(20ms);
+    for (int r = kSenders; r < kSenders + kRecipients; ++r)
+      peers_[r].Send(FetchMessages{});
+  }
+
+  // The oracle.
+  uint64_t acked = 0, lost = 0, duplicated = 0, unexpected = 0;
+  std::set<uint64_t> acked_ids;
+  for (const auto& [sender, by_cmid] : rec_.acked) {
+    for (const auto& [cmid, ids] : by_cmid) {
+      ++acked;
+      if (ids.size() > 1) ++duplicated;  // one send, two messages
+      for (uint64_t id : ids) {
+        acked_ids.insert(id);
+        if (!rec_.delivered[rec_.addressee[id] - kSenders].count(id)) ++lost;
+      }
+    }
+  }
+  for (const auto& [r, ids] : rec_.delivered) {
+    for (uint64_t id : ids) {
+      if (!acked_ids.count(id) || rec_.addressee[id] - kSenders != r)
+        ++unexpected;
+    }
+  }
+  uint64_t success_without_receipt = 0;
+  for (const auto& [id, n] : rec_.successes) {
+    if (!rec_.receipted.count(id)) ++success_without_receipt;
+  }
+  std::printf(
+      "crash test: %d kills, %llu acknowledged, lost=%llu duplicated=%llu "
+      "unexpected=%llu success_without_receipt=%llu "
+      "redelivered_after_confirmed_receipt=%llu\n",
+      kCrashes, static_cast<unsigned long long>(acked),
+      static_cast<unsigned long long>(lost),
+      static_cast<unsigned long long>(duplicated),
+      static_cast<unsigned long long>(unexpected),
+      static_cast<unsigned long long>(success_without_receipt),
+      static_cast<unsigned long long>(
+          rec_.redelivered_after_confirmed_receipt));
+  EXPECT_GT(acked, 500u) << "too little traffic to mean anything";
+  EXPECT_EQ(lost, 0u);
+  EXPECT_EQ(duplicated, 0u);
+  EXPECT_EQ(unexpected, 0u);
+  EXPECT_EQ(success_without_receipt, 0u);
+  EXPECT_EQ(rec_.redelivered_after_confirmed_receipt, 0u);
+}
+
+}  // namespace
+}  // namespace zchat
