@@ -5,6 +5,7 @@
 
 #include "broker/log.h"
 #include "messages/codec.h"
+#include "messages/utf8.h"
 
 namespace zchat {
 
@@ -107,6 +108,7 @@ void BrokerCore::FailBatch(const Status& status) {
 }
 
 void BrokerCore::Refuse(const Peer& peer, uint64_t request_id, Error error) {
+  TruncateUtf8(error.reason, kMaxReasonBytes);
   Emit(peer.routing_id, Encode(Message{request_id, std::move(error)}));
 }
 
@@ -185,7 +187,7 @@ Result<std::optional<Account>> BrokerCore::FindAccountCached(
 Body BrokerCore::FailureReply(MessageType type, uint64_t client_msg_id,
                               const Status& s) const {
   std::string reason = s.detail();
-  if (reason.size() > kMaxReasonBytes) reason.resize(kMaxReasonBytes);
+  TruncateUtf8(reason, kMaxReasonBytes);
   switch (type) {
     case MessageType::kCreateAccount:
       return CreateFailure{s.code(), reason};

@@ -110,6 +110,25 @@ Status Malformed(std::string detail) {
   return Status(ErrorCode::kMalformed, std::move(detail));
 }
 
+// A key quoted in an error reason: the reason is a text field of the reply,
+// so it must be valid UTF-8 (and short) whatever the key held. Printable
+// ASCII is kept, anything else becomes \xHH.
+std::string Printable(std::string_view key) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : key.substr(0, 64)) {
+    if (c >= 0x20 && c < 0x7f) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  if (key.size() > 64) out += "...";
+  return out;
+}
+
 std::string_view AsView(const msgpack::object_str& s) {
   return std::string_view(s.ptr, s.size);
 }
@@ -192,7 +211,7 @@ class FieldReader {
       for (uint32_t i = 0; i < map_.size; ++i) {
         if (!used_[i]) {
           return Malformed("unknown field '" +
-                           std::string(AsView(map_.ptr[i].key.via.str)) + "'");
+                           Printable(AsView(map_.ptr[i].key.via.str)) + "'");
         }
       }
     }
@@ -298,7 +317,7 @@ Result<Message> DecodeObject(const msgpack::object& root,
     for (uint32_t j = 0; j < i; ++j) {
       if (AsView(map.ptr[j].key.via.str) == AsView(map.ptr[i].key.via.str)) {
         return Malformed("duplicate field '" +
-                         std::string(AsView(map.ptr[i].key.via.str)) + "'");
+                         Printable(AsView(map.ptr[i].key.via.str)) + "'");
       }
     }
   }

@@ -38,4 +38,12 @@ bool IsValidUtf8(std::string_view text) {
   return true;
 }
 
+void TruncateUtf8(std::string& text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return;
+  size_t cut = max_bytes;
+  // Step back over continuation bytes to the start of the character.
+  while (cut > 0 && (static_cast<uint8_t>(text[cut]) & 0xC0) == 0x80) --cut;
+  text.resize(cut);
+}
+
 }  // namespace zchat

@@ -400,6 +400,18 @@ TEST(CodecTest, RejectsOversizeFrame) {
                  "larger than");
 }
 
+TEST(Utf8Test, TruncatesOnCharacterBoundaries) {
+  std::string text = "ab\xc3\xa9\xe2\x82\xac";  // a b é €
+  TruncateUtf8(text, 3);
+  EXPECT_EQ(text, "ab");
+  text = "ab\xc3\xa9\xe2\x82\xac";
+  TruncateUtf8(text, 6);
+  EXPECT_EQ(text, "ab\xc3\xa9");
+  text = "short";
+  TruncateUtf8(text, 100);
+  EXPECT_EQ(text, "short");
+}
+
 TEST(Utf8Test, AcceptsValidAndRejectsInvalid) {
   EXPECT_TRUE(IsValidUtf8(""));
   EXPECT_TRUE(IsValidUtf8("plain"));
@@ -410,6 +422,37 @@ TEST(Utf8Test, AcceptsValidAndRejectsInvalid) {
   EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));      // surrogate
   EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // above U+10FFFF
   EXPECT_FALSE(IsValidUtf8("\xfe"));
+}
+
+}  // namespace
+}  // namespace zchat
+
+namespace zchat {
+namespace {
+
+// Found by the dispatcher fuzzer: an unknown key that is not UTF-8 was
+// quoted as is in the error, making the broker's own ERROR undecodable.
+TEST(CodecTest, ErrorsQuoteKeysAsValidText) {
+  std::string frame = testing::RawFrame([](testing::RawPacker& pk) {
+    pk.pack_map(4);
+    pk.pack("v");
+    pk.pack(1);
+    pk.pack("type");
+    pk.pack(static_cast<int>(MessageType::kPing));
+    pk.pack("req");
+    pk.pack(6);
+    pk.pack_str(5);
+    pk.pack_str_body("lim\xff\xfe", 5);
+    pk.pack(-1);
+  });
+  Result<Message> r = Decode(frame);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(IsValidUtf8(r.status().detail())) << r.status().detail();
+  EXPECT_NE(r.status().detail().find("lim\\xff\\xfe"), std::string::npos)
+      << r.status().detail();
+  // And the ERROR built from it encodes and decodes.
+  Message error{6, Error{r.status().code(), r.status().detail()}};
+  EXPECT_TRUE(Decode(Encode(error)).ok());
 }
 
 }  // namespace
