@@ -108,6 +108,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--endpoint-file", endpoint_file,
                  "write the bound endpoint to this file once listening");
+  app.add_option("--max-connections", options.max_connections,
+                 "client connections admitted at once (0: the descriptor "
+                 "limit less a reserve); past it new peers are refused")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   std::string curve_secret_file;
   app.add_option("--curve-secret", curve_secret_file,
                  "encrypt with CurveZMQ using the secret key in this file "

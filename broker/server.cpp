@@ -58,6 +58,8 @@ Server::Server(const ServerOptions& options, std::unique_ptr<Store> store)
       context_(1),
       router_(context_, zmq::socket_type::router) {
   stop_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  admission_ =
+      std::make_unique<Admission>(context_, router_, options.max_connections);
   // A send to a peer that is gone fails (EHOSTUNREACH) instead of vanishing.
   router_.set(zmq::sockopt::router_mandatory, 1);
   // Frames larger than this make libzmq drop the connection before we see
@@ -68,6 +70,9 @@ Server::Server(const ServerOptions& options, std::unique_ptr<Store> store)
   // After a restart every client reconnects at once: a short accept queue
   // drops their SYNs and TCP retries them seconds later.
   router_.set(zmq::sockopt::backlog, 4096);
+  // A peer that connects and never completes the handshake is closed after
+  // this long (it holds a descriptor meanwhile).
+  router_.set(zmq::sockopt::handshake_ivl, 10'000);
   router_.set(zmq::sockopt::sndhwm, options.send_hwm);
   router_.set(zmq::sockopt::rcvhwm, options.send_hwm);
   // ZMTP heartbeats close dead TCP connections; the session timeout in the
@@ -93,10 +98,12 @@ void Server::Run() {
         {router_.handle(), 0, ZMQ_POLLIN, 0},
         {nullptr, hashes_.wake_fd(), ZMQ_POLLIN, 0},
         {nullptr, stop_fd_, ZMQ_POLLIN, 0},
+        admission_->poll_items()[0],
+        admission_->poll_items()[1],
     };
     const int64_t timeout = std::max<int64_t>(0, next_tick - SteadyMillis());
     try {
-      zmq::poll(items, 3, std::chrono::milliseconds(timeout));
+      zmq::poll(items, 5, std::chrono::milliseconds(timeout));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) {
         Log(LogLevel::kError, std::string("poll: ") + e.what());
@@ -105,6 +112,7 @@ void Server::Run() {
       continue;
     }
     const bool stopping = items[2].revents & ZMQ_POLLIN;
+    if ((items[3].revents | items[4].revents) & ZMQ_POLLIN) admission_->Pump();
     const bool tick = SteadyMillis() >= next_tick;
     core_->BeginBatch();
     ++batches_;

@@ -11,6 +11,7 @@
 #include <string>
 #include <zmq.hpp>
 
+#include "broker/admission.h"
 #include "broker/broker_core.h"
 #include "broker/hash_pool.h"
 #include "broker/store.h"
@@ -33,6 +34,9 @@ struct ServerOptions {
   // connection is encrypted and a client must know the broker's public key;
   // plain peers cannot complete the handshake.
   std::string curve_secret_key;
+  // Client connections admitted at once; 0: the descriptor limit less a
+  // reserve. Past it, new peers are refused during their handshake.
+  int max_connections = 0;
 };
 
 class Server {
@@ -46,6 +50,7 @@ class Server {
   void Stop();  // async-signal-safe
 
   const BrokerCore& core() const { return *core_; }
+  const Admission& admission() const { return *admission_; }
 
  private:
   Server(const ServerOptions& options, std::unique_ptr<Store> store);
@@ -58,6 +63,7 @@ class Server {
   std::unique_ptr<BrokerCore> core_;
   zmq::context_t context_;
   zmq::socket_t router_;
+  std::unique_ptr<Admission> admission_;
   std::string endpoint_;
   int stop_fd_ = -1;
   uint64_t dropped_sends_ = 0;

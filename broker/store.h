@@ -28,6 +28,9 @@ struct StoreOptions {
   // SQLite's max_page_count, 0 = unlimited (tests use it to simulate a full
   // disk).
   int64_t max_pages = 0;
+  // Open the database read-only (a read-only file system or file): reads
+  // are served, every write is refused with kStorage.
+  bool read_only = false;
 };
 
 struct Account {

@@ -174,7 +174,8 @@ int main(int argc, char** argv) {
     std::string text;
     for (const auto& w : words) text += (text.empty() ? "" : " ") + w;
     std::optional<uint64_t> id;
-    if (Outcome r = shell.Send(to, text, &id); r != Outcome::kOk || !wait) {
+    if (Outcome r = shell.Send(to, text, &id, /*show_events=*/!wait);
+        r != Outcome::kOk || !wait) {
       return finish(r);
     }
     const auto deadline =

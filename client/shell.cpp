@@ -222,7 +222,7 @@ Outcome Shell::Users(const std::string& pattern) {
 }
 
 Outcome Shell::Send(const std::string& to, const std::string& body,
-                    std::optional<uint64_t>* sent_id) {
+                    std::optional<uint64_t>* sent_id, bool show_events) {
   Result<MessagePending> ok = client_.Send(to, body);
   if (!ok.ok()) {
     printer_.SendFailed(to, ok.status());
@@ -232,7 +232,7 @@ Outcome Shell::Send(const std::string& to, const std::string& body,
   }
   printer_.Pending(*ok, to, body);
   if (sent_id) *sent_id = ok->message_id;
-  ShowEvents();
+  if (show_events) ShowEvents();
   return Outcome::kOk;
 }
 

@@ -44,8 +44,11 @@ class Shell {
   Outcome Login(const std::string& user);
   Outcome Logout();
   Outcome Users(const std::string& pattern);
+  // `show_events`: print the pushes that arrived meanwhile (not when the
+  // caller waits for this message's own notice).
   Outcome Send(const std::string& to, const std::string& body,
-               std::optional<uint64_t>* sent_id = nullptr);
+               std::optional<uint64_t>* sent_id = nullptr,
+               bool show_events = true);
   Outcome Fetch(std::optional<uint64_t> limit);
   Outcome Delete(bool force);
 

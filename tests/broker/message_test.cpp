@@ -357,5 +357,33 @@ TEST_F(CoreTest, FullDiskRefusesSendsButServesReads) {
   SendText("a", "bob", "after");
 }
 
+// A read-only database (a read-only file system, a locked file): reads are
+// served, writes get a clear storage error and change nothing.
+TEST_F(CoreTest, ReadOnlyDatabaseServesReads) {
+  Join("a", "alice");
+  CreateUser("b", "bob");
+  SendText("a", "alice", "kept");
+  std::string token = Login("a2", "alice").token;
+  Restart(StoreOptions{SyncMode::kNormal, 0, /*read_only=*/true});
+  // A token login only reads.
+  EXPECT_EQ(
+      Expect<LoginSuccess>("a", LoginRequest{"alice", std::nullopt, token})
+          .pending,
+      1u);
+  EXPECT_EQ(Expect<FetchResult>("a", FetchMessages{}).count, 1u);
+  EXPECT_EQ(Expect<AccountList>("a", ListAccounts{}).accounts.size(), 2u);
+  Expect<Pong>("a", Ping{});
+  auto refused = Expect<MessageFailure>("a", SendMessage{"bob", "x", 99});
+  EXPECT_EQ(refused.code, ErrorCode::kStorage) << refused.reason;
+  EXPECT_EQ(
+      Expect<CreateFailure>("c", CreateAccount{"carol", "password123"}).code,
+      ErrorCode::kStorage);
+  // Writable again: nothing of the refused requests happened.
+  Restart();
+  Login("b", "bob");
+  EXPECT_EQ(Expect<FetchResult>("b", FetchMessages{}).count, 0u);
+  CreateUser("c", "carol");
+}
+
 }  // namespace
 }  // namespace zchat
