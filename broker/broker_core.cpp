@@ -240,6 +240,16 @@ void BrokerCore::RunRequest(const LoggedRequest& logged,
 void BrokerCore::OnFrame(std::string_view routing_id, std::string_view frame,
                          int connection) {
   assert(in_batch_);
+  if (LogEnabled(LogLevel::kDebug) && !sessions_.Find(routing_id)) {
+    // Local diagnostics only: routing ids never go to clients.
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string hex;
+    for (unsigned char c : routing_id) {
+      hex.push_back(kHex[c >> 4]);
+      hex.push_back(kHex[c & 15]);
+    }
+    Log(LogLevel::kDebug, "new peer " + hex);
+  }
   Peer& peer = sessions_.Touch(routing_id, connection, Now());
   uint64_t request_id = 0;
   Result<Message> decoded = Decode(frame, &request_id);

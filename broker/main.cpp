@@ -1,9 +1,14 @@
 // zchat-broker: parses flags and runs the Server until SIGINT/SIGTERM.
 #include <signal.h>
+#include <sodium.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +23,26 @@ zchat::Server* g_server = nullptr;
 
 void OnSignal(int) {
   if (g_server) g_server->Stop();
+}
+
+volatile sig_atomic_t g_child = 0;
+volatile sig_atomic_t g_stopping = 0;
+
+void OnSupervisorSignal(int sig) {
+  g_stopping = 1;
+  if (g_child > 0) kill(g_child, sig);
+}
+
+// libzmq picks the first routing id its ROUTER assigns with rand(), which
+// nothing seeds: unseeded, every broker's first id is 00 6b 8b 45 67 and the
+// next ones follow, so an attacker knows which id to claim (see
+// docs/security.md). Seeding from the system's randomness, before any
+// socket exists, makes the sequence unguessable.
+void SeedRoutingIds() {
+  if (sodium_init() < 0) return;
+  unsigned seed;
+  randombytes_buf(&seed, sizeof seed);
+  srand(seed);
 }
 
 std::string DefaultDbPath() {
@@ -65,6 +90,83 @@ void RaiseDescriptorLimit() {
   }
 }
 
+// Runs the broker in this process until SIGINT/SIGTERM.
+int RunBroker(const zchat::ServerOptions& options,
+              const std::string& endpoint_file) {
+  SeedRoutingIds();  // in each process: a restarted broker gets new ids
+  auto server = zchat::Server::Create(options);
+  if (!server.ok()) {
+    zchat::Log(zchat::LogLevel::kError, server.status().ToString());
+    return 1;
+  }
+  zchat::Log(zchat::LogLevel::kInfo, "database " + options.db_path);
+  if (!endpoint_file.empty()) {
+    std::ofstream(endpoint_file) << (*server)->endpoint() << "\n";
+  }
+  g_server = server->get();
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  (*server)->Run();
+  g_server = nullptr;
+  return 0;
+}
+
+// Runs the broker in a child process, and starts it again, on the same
+// endpoint and database, if it dies of a signal: libzmq 4.3.4 aborts the
+// process when a peer's chosen routing id collides with the next one the
+// ROUTER assigns (docs/security.md). Everything acknowledged is on disk and
+// clients resume with their tokens, so a restart costs seconds. SIGINT and
+// SIGTERM are passed on; a clean exit ends the supervisor with its status.
+int Supervise(zchat::ServerOptions options, std::string endpoint_file) {
+  if (endpoint_file.empty()) {
+    endpoint_file = "/tmp/zchat-supervisor-" + std::to_string(getpid()) + ".ep";
+  }
+  struct sigaction sa {};
+  sa.sa_handler = OnSupervisorSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  std::vector<std::chrono::steady_clock::time_point> restarts;
+  for (;;) {
+    pid_t pid = fork();
+    if (pid < 0) return 1;
+    if (pid == 0) {
+      signal(SIGINT, SIG_DFL);
+      signal(SIGTERM, SIG_DFL);
+      _exit(RunBroker(options, endpoint_file));
+    }
+    g_child = pid;
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    g_child = 0;
+    if (g_stopping || WIFEXITED(status)) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+    }
+    // Died of a signal: restart on the endpoint it had (a port chosen by
+    // the system stays the same), unless it keeps dying.
+    const auto now = std::chrono::steady_clock::now();
+    std::erase_if(restarts,
+                  [&](auto t) { return now - t > std::chrono::minutes(1); });
+    if (restarts.size() >= 5) {
+      zchat::Log(zchat::LogLevel::kError,
+                 "supervisor: the broker died 5 times in a minute; giving up");
+      return 1;
+    }
+    restarts.push_back(now);
+    std::string endpoint;
+    std::ifstream(endpoint_file) >> endpoint;
+    if (!endpoint.empty()) options.bind = endpoint;
+    zchat::Log(zchat::LogLevel::kWarn,
+               "supervisor: the broker died of signal " +
+                   std::to_string(WTERMSIG(status)) + "; restarting on " +
+                   options.bind);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -106,6 +208,10 @@ int main(int argc, char** argv) {
                  "insecure)")
       ->check(CLI::IsMember({"interactive", "moderate", "min"}))
       ->capture_default_str();
+  bool supervise = false;
+  app.add_flag("--supervise", supervise,
+               "run the broker in a child process and restart it if it dies "
+               "of a signal");
   app.add_option("--endpoint-file", endpoint_file,
                  "write the bound endpoint to this file once listening");
   app.add_option("--max-connections", options.max_connections,
@@ -157,22 +263,6 @@ int main(int argc, char** argv) {
       std::filesystem::path(options.db_path).parent_path();
   if (!db_dir.empty()) std::filesystem::create_directories(db_dir, ec);
 
-  auto server = zchat::Server::Create(options);
-  if (!server.ok()) {
-    zchat::Log(zchat::LogLevel::kError, server.status().ToString());
-    return 1;
-  }
-  zchat::Log(zchat::LogLevel::kInfo, "database " + options.db_path);
-  if (!endpoint_file.empty()) {
-    std::ofstream(endpoint_file) << (*server)->endpoint() << "\n";
-  }
-  g_server = server->get();
-  struct sigaction sa {};
-  sa.sa_handler = OnSignal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  (*server)->Run();
-  g_server = nullptr;
-  return 0;
+  if (supervise) return Supervise(options, endpoint_file);
+  return RunBroker(options, endpoint_file);
 }

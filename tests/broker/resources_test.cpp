@@ -1,11 +1,13 @@
 // Bounded resources, measured on the broker binary (its RSS from /proc):
 // a recipient that never reads while many messages arrive for it, and a
 // flood of password logins.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <fstream>
 #include <thread>
 
@@ -22,24 +24,34 @@ using testing::RawClient;
 
 class BrokerChild {
  public:
-  explicit BrokerChild(std::vector<std::string> extra = {}) {
+  explicit BrokerChild(std::vector<std::string> extra = {},
+                       bool capture_log = false) {
     std::vector<std::string> args = {ZCHAT_BROKER_BINARY,
                                      "--bind",
                                      "tcp://127.0.0.1:*",
                                      "--db",
                                      dir_.File("b.db"),
-                                     "--log-level",
-                                     "error",
                                      "--pwhash-cost",
                                      "min",
                                      "--endpoint-file",
                                      dir_.File("ep")};
+    if (std::find(extra.begin(), extra.end(), "--log-level") == extra.end()) {
+      extra.insert(extra.end(), {"--log-level", "error"});
+    }
     args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    if (capture_log) {
+      posix_spawn_file_actions_addopen(&actions, 2, log_path().c_str(),
+                                       O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    }
     EXPECT_EQ(
-        posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ), 0);
+        posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ),
+        0);
+    posix_spawn_file_actions_destroy(&actions);
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     while (endpoint_.empty() && std::chrono::steady_clock::now() < deadline) {
       std::ifstream(dir_.File("ep")) >> endpoint_;
@@ -51,6 +63,11 @@ class BrokerChild {
     waitpid(pid_, nullptr, 0);
   }
   const std::string& endpoint() const { return endpoint_; }
+  std::string log_path() const { return dir_.File("broker.log"); }
+  std::string Log() const {
+    std::ifstream in(log_path());
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  }
   int64_t RssKib() const {
     std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
     for (std::string line; std::getline(in, line);) {
@@ -103,9 +120,15 @@ TEST(ResourcesTest, NeverReadingRecipientCostsNoMemory) {
   const int64_t rss_after = broker.RssKib();
   // Not a timing claim: a broker that kept the traffic in memory would grow
   // by the bodies' 100 MB; the socket's high-water mark and SQLite's page
-  // cache bound it far below that.
+  // cache bound it far below that. (Under AddressSanitizer freed memory sits
+  // in its quarantine, so RSS says nothing there; the messages are still
+  // checked below.)
+#ifndef ZCHAT_SANITIZED
   EXPECT_LT(rss_after - rss_before, 60 * 1024)
       << "RSS grew from " << rss_before << " to " << rss_after << " KiB";
+#else
+  (void)rss_after;
+#endif
   // Now it reads: everything is there.
   auto reader = std::make_unique<RawClient>(ctx, broker.endpoint());
   LoginSuccess login = reader->Call<LoginSuccess>(
@@ -143,6 +166,54 @@ TEST(ResourcesTest, LoginFloodIsBoundedAndOthersAreServed) {
   EXPECT_EQ(answered, kAttempts);
   EXPECT_GT(busy, 0) << "2000 logins at once should overflow the hashing queue";
   EXPECT_LT(broker.RssKib(), 200 * 1024);
+}
+
+// libzmq 4.3.4 aborts when a peer that chose the routing id the ROUTER
+// will assign next is followed by an anonymous peer. Here the attack is
+// carried out for real, with the id read from the broker's own debug log (a
+// remote attacker would have to guess it: the broker seeds the sequence).
+// The supervisor restarts the broker on the same endpoint, the data is
+// there, and clients carry on.
+TEST(ResourcesTest, SupervisorOutlivesTheRoutingIdCollisionAbort) {
+  BrokerChild broker({"--supervise", "--log-level", "debug"},
+                     /*capture_log=*/true);
+  ASSERT_FALSE(broker.endpoint().empty());
+  zmq::context_t ctx;
+  auto alice = Join(ctx, broker.endpoint(), "alice");
+  // The id the broker gave alice, from its log; the next one follows it.
+  const std::string log = broker.Log();
+  const size_t at = log.rfind("new peer ");
+  ASSERT_NE(at, std::string::npos) << log;
+  const std::string hex = log.substr(at + 9, 10);
+  ASSERT_EQ(hex.substr(0, 2), "00") << hex;
+  EXPECT_NE(hex, "006b8b4567") << "the routing id sequence was not seeded";
+  const uint32_t assigned =
+      static_cast<uint32_t>(std::stoul(hex.substr(2), nullptr, 16));
+  const uint32_t next = assigned + 1;
+  std::string claim(5, '\0');
+  for (int i = 0; i < 4; ++i) {
+    claim[1 + i] = static_cast<char>((next >> (8 * (3 - i))) & 0xff);
+  }
+  RawClient attacker(ctx, "");
+  attacker.socket().set(zmq::sockopt::routing_id, zmq::buffer(claim));
+  attacker.socket().connect(broker.endpoint());
+  attacker.Call<Pong>(Ping{});
+  RawClient victim(ctx, broker.endpoint());  // the next anonymous peer
+  victim.Send(Ping{});
+  // The broker process aborts and its supervisor starts it again: a new
+  // client is served on the same endpoint, and alice's account is there.
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  bool served = false;
+  while (!served && std::chrono::steady_clock::now() < deadline) {
+    RawClient probe(ctx, broker.endpoint());
+    auto r = probe.Await(
+        probe.Send(LoginRequest{"alice", "password123", std::nullopt}), 1s);
+    served = r && std::holds_alternative<LoginSuccess>(r->body);
+  }
+  EXPECT_TRUE(served) << broker.Log();
+  EXPECT_NE(broker.Log().find("supervisor: the broker died of signal"),
+            std::string::npos)
+      << "the attack did not crash the broker: was it fixed? " << broker.Log();
 }
 
 }  // namespace

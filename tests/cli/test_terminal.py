@@ -344,6 +344,9 @@ class Scenario:
         self.see(alice, "/to: alice gets the plain line", CLOCK + r"bob: see you later\n",
                  regex=True)
 
+        # Ctrl-U empties the line first: Ctrl-D ends input only on an empty
+        # line (on a non-empty one it deletes a character, as in a shell).
+        bob.type("\x15")
         bob.type("\x04")        # Ctrl-D
         rc = bob.wait_exit()
         r.check("bob: Ctrl-D exits 0", rc == 0, f"exit code {rc}\n{bob.recent()}")
