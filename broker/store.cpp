@@ -238,10 +238,7 @@ Result<int64_t> Store::CreateAccount(std::string_view name,
   return sqlite3_last_insert_rowid(db_);
 }
 
-Result<std::optional<Account>> Store::FindAccount(std::string_view key) {
-  Statement& st = Prepare(
-      "SELECT id, name, password_hash FROM accounts WHERE name_key = ?");
-  st.Bind(1, key);
+Result<std::optional<Account>> Store::ReadAccount(Statement& st) {
   int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<Account>();
   if (rc != SQLITE_ROW) return Error("find account");
@@ -250,16 +247,16 @@ Result<std::optional<Account>> Store::FindAccount(std::string_view key) {
   return std::optional<Account>(std::move(a));
 }
 
+Result<std::optional<Account>> Store::FindAccount(std::string_view key) {
+  return ReadAccount(
+      Prepare("SELECT id, name, password_hash FROM accounts WHERE name_key = ?")
+          .Bind(1, key));
+}
+
 Result<std::optional<Account>> Store::FindAccountById(int64_t id) {
-  Statement& st =
-      Prepare("SELECT id, name, password_hash FROM accounts WHERE id = ?");
-  st.Bind(1, id);
-  int rc = st.Step();
-  if (rc == SQLITE_DONE) return std::optional<Account>();
-  if (rc != SQLITE_ROW) return Error("find account");
-  Account a{st.Int(0), std::string(st.Text(1)), std::string(st.Text(2))};
-  st.Reset();
-  return std::optional<Account>(std::move(a));
+  return ReadAccount(
+      Prepare("SELECT id, name, password_hash FROM accounts WHERE id = ?")
+          .Bind(1, id));
 }
 
 Result<std::vector<QueuedMessage>> Store::DeleteAccount(int64_t id) {

@@ -140,6 +140,8 @@ class Store {
   Status RequireTransaction() const;
   Status Migrate();
   Statement& Prepare(const char* sql);
+  // The single account row a prepared, bound statement selects, if any.
+  Result<std::optional<Account>> ReadAccount(Statement& st);
   Status Error(std::string_view what) const;
 
   sqlite3* db_;

@@ -29,6 +29,19 @@ std::string HistoryPath() {
 
 void InstallPrompt();
 
+// Non-canonical input, one byte at a time, with or without echo. Input
+// flags (CR to NL) stay as they are.
+void SetTerminalMode(bool echo) {
+  if (!isatty(STDIN_FILENO)) return;
+  termios t{};
+  tcgetattr(STDIN_FILENO, &t);
+  t.c_lflag &= ~static_cast<tcflag_t>(ICANON | ECHO);
+  if (echo) t.c_lflag |= ECHO;
+  t.c_cc[VMIN] = 1;
+  t.c_cc[VTIME] = 0;
+  tcsetattr(STDIN_FILENO, TCSANOW, &t);
+}
+
 // One byte per call straight from the descriptor: libedit must not buffer
 // input behind poll()'s back, or typed keys wait for the next keypress.
 int ReadOneByte(FILE*) {
@@ -53,8 +66,11 @@ void OnLine(char* line) {
   std::free(line);
   if (!text.empty()) add_history(text.c_str());
   // Commands may ask questions on the terminal: step out of the editor.
+  // Meanwhile keys typed ahead must neither be echoed nor cooked by the
+  // terminal: they wait, raw, for the editor (or a question) to read them.
   rl_callback_handler_remove();
   g_prompt_active = false;
+  SetTerminalMode(/*echo=*/false);
   if (!g_shell->Execute(text)) {
     g_quit = true;
     return;
@@ -106,6 +122,10 @@ std::optional<std::string> ReadRawLine() {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return line.empty() ? std::nullopt : std::optional(line);
     if (c == '\n' || c == '\r') return line;
+    if (c == 0x7f || c == '\b') {  // backspace: this is not cooked input
+      if (!line.empty()) line.pop_back();
+      continue;
+    }
     line.push_back(c);
   }
 }
@@ -118,10 +138,7 @@ std::optional<std::string> ReadHiddenLine(const std::string& prompt) {
   // prompt can be shown.
   termios old{};
   tcgetattr(STDIN_FILENO, &old);
-  termios quiet = old;
-  quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-  quiet.c_lflag |= ICANON;
-  tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+  SetTerminalMode(/*echo=*/false);
   std::fprintf(stderr, "%s", prompt.c_str());
   std::fflush(stderr);
   std::optional<std::string> line = ReadRawLine();
@@ -134,9 +151,7 @@ bool AskYesNo(const std::string& question) {
   if (!isatty(STDIN_FILENO)) return false;
   termios old{};
   tcgetattr(STDIN_FILENO, &old);
-  termios cooked = old;
-  cooked.c_lflag |= ICANON | ECHO;
-  tcsetattr(STDIN_FILENO, TCSANOW, &cooked);
+  SetTerminalMode(/*echo=*/true);
   std::fprintf(stderr, "%s", question.c_str());
   std::fflush(stderr);
   std::optional<std::string> answer = ReadRawLine();

@@ -3,18 +3,13 @@
 // flood of password logins.
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <fstream>
 #include <thread>
 
+#include "tests/support/broker_process.h"
 #include "tests/support/raw_client.h"
-#include "tests/support/temp_dir.h"
-
-extern char** environ;
 
 namespace zchat {
 namespace {
@@ -22,64 +17,14 @@ namespace {
 using namespace std::chrono_literals;
 using testing::RawClient;
 
-class BrokerChild {
+// The broker binary as a child process, started at once.
+class BrokerChild : public testing::BrokerProcess {
  public:
   explicit BrokerChild(std::vector<std::string> extra = {},
-                       bool capture_log = false) {
-    std::vector<std::string> args = {ZCHAT_BROKER_BINARY,
-                                     "--bind",
-                                     "tcp://127.0.0.1:*",
-                                     "--db",
-                                     dir_.File("b.db"),
-                                     "--pwhash-cost",
-                                     "min",
-                                     "--endpoint-file",
-                                     dir_.File("ep")};
-    if (std::find(extra.begin(), extra.end(), "--log-level") == extra.end()) {
-      extra.insert(extra.end(), {"--log-level", "error"});
-    }
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    if (capture_log) {
-      posix_spawn_file_actions_addopen(&actions, 2, log_path().c_str(),
-                                       O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    }
-    EXPECT_EQ(
-        posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ),
-        0);
-    posix_spawn_file_actions_destroy(&actions);
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (endpoint_.empty() && std::chrono::steady_clock::now() < deadline) {
-      std::ifstream(dir_.File("ep")) >> endpoint_;
-      if (endpoint_.empty()) std::this_thread::yield();
-    }
+                       bool capture_log = false)
+      : BrokerProcess(std::move(extra), capture_log) {
+    Start();
   }
-  ~BrokerChild() {
-    kill(pid_, SIGTERM);
-    waitpid(pid_, nullptr, 0);
-  }
-  const std::string& endpoint() const { return endpoint_; }
-  std::string log_path() const { return dir_.File("broker.log"); }
-  std::string Log() const {
-    std::ifstream in(log_path());
-    return std::string((std::istreambuf_iterator<char>(in)), {});
-  }
-  int64_t RssKib() const {
-    std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
-    for (std::string line; std::getline(in, line);) {
-      if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
-    }
-    return -1;
-  }
-
- private:
-  testing::TempDir dir_;
-  pid_t pid_ = -1;
-  std::string endpoint_;
 };
 
 std::unique_ptr<RawClient> Join(zmq::context_t& ctx, const std::string& ep,

@@ -2,9 +2,6 @@
 #include "broker/server.h"
 
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 
 #include <fstream>
 #include <map>
@@ -12,12 +9,11 @@
 #include <set>
 #include <thread>
 
+#include "tests/support/broker_process.h"
 #include "tests/support/core_fixture.h"
 #include "tests/support/raw_client.h"
 #include "tests/support/test_broker.h"
 #include "tests/support/test_util.h"
-
-extern char** environ;
 
 namespace zchat {
 namespace {
@@ -306,49 +302,13 @@ TEST_F(ServerTest, ManyClientsExchangeWithRecipientsComingAndGoing) {
 
 // The binary: flags, endpoint file, and a clean exit 0 on SIGTERM.
 TEST(BrokerProcessTest, ExitsCleanlyOnSigterm) {
-  TempDir dir;
-  const std::string endpoint_file = dir.File("endpoint");
-  std::vector<std::string> args = {ZCHAT_BROKER_BINARY,
-                                   "--bind",
-                                   "tcp://127.0.0.1:*",
-                                   "--db",
-                                   dir.File("b.db"),
-                                   "--pwhash-cost",
-                                   "min",
-                                   "--log-level",
-                                   "warn",
-                                   "--endpoint-file",
-                                   endpoint_file};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid;
-  ASSERT_EQ(posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ),
-            0);
-  std::string endpoint;
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (endpoint.empty() && std::chrono::steady_clock::now() < deadline) {
-    std::ifstream(endpoint_file) >> endpoint;
-    if (endpoint.empty()) std::this_thread::yield();
-  }
+  testing::BrokerProcess broker;
+  const std::string endpoint = broker.Start();
   ASSERT_FALSE(endpoint.empty()) << "broker never wrote its endpoint";
   zmq::context_t ctx;
   RawClient client(ctx, endpoint);
   client.Call<Pong>(Ping{});
-  ASSERT_EQ(kill(pid, SIGTERM), 0);
-  int status = 0;
-  pid_t done = 0;
-  while (done == 0 && std::chrono::steady_clock::now() < deadline + 10s) {
-    done = waitpid(pid, &status, WNOHANG);
-    if (done == 0) {
-      zmq::pollitem_t none{nullptr, -1, 0, 0};
-      zmq::poll(&none, 0, 20ms);  // a bounded wait between checks
-    }
-  }
-  if (done == 0) kill(pid, SIGKILL);
-  ASSERT_EQ(done, pid) << "broker did not exit after SIGTERM";
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(broker.Stop(), 0);
 }
 
 }  // namespace

@@ -7,9 +7,6 @@
 // (a PONG after it) is never undone by a crash. Recipients also "die"
 // between a push and its receipt: those messages must come again.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -21,9 +18,7 @@
 #include <zmq.hpp>
 
 #include "messages/codec.h"
-#include "tests/support/temp_dir.h"
-
-extern char** environ;
+#include "tests/support/broker_process.h"
 
 namespace zchat {
 namespace {
@@ -35,56 +30,6 @@ constexpr int kSenders = 6;
 constexpr int kRecipients = 6;
 constexpr int kCrashes = 12;
 constexpr int kWindow = 20;
-
-class BrokerProcess {
- public:
-  BrokerProcess(std::string db, std::string dir)
-      : db_(std::move(db)), dir_(std::move(dir)) {}
-  ~BrokerProcess() { Kill(); }
-
-  // Starts on `bind`; returns the endpoint, or "" on failure.
-  std::string Start(const std::string& bind) {
-    const std::string file = dir_ + "/endpoint";
-    std::remove(file.c_str());
-    std::vector<std::string> args = {ZCHAT_BROKER_BINARY,
-                                     "--bind",
-                                     bind,
-                                     "--db",
-                                     db_,
-                                     "--pwhash-cost",
-                                     "min",
-                                     "--log-level",
-                                     "warn",
-                                     "--endpoint-file",
-                                     file};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) !=
-        0)
-      return "";
-    const auto deadline = Clock::now() + 10s;
-    std::string endpoint;
-    while (endpoint.empty() && Clock::now() < deadline) {
-      std::ifstream(file) >> endpoint;
-      if (endpoint.empty()) {
-        zmq::pollitem_t none{nullptr, -1, 0, 0};
-        zmq::poll(&none, 0, 5ms);  // a bounded wait for the file
-      }
-    }
-    return endpoint;
-  }
-  void Kill() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-
- private:
-  std::string db_, dir_;
-  pid_t pid_ = -1;
-};
 
 struct Peer {
   std::string name;
@@ -243,9 +188,8 @@ class CrashTest : public ::testing::Test {
 };
 
 TEST_F(CrashTest, AcknowledgedMessagesSurviveRepeatedKills) {
-  testing::TempDir dir;
-  BrokerProcess broker(dir.File("crash.db"), dir.File(""));
-  endpoint_ = broker.Start("tcp://127.0.0.1:*");
+  testing::BrokerProcess broker({"--log-level", "warn"});
+  endpoint_ = broker.Start();
   ASSERT_FALSE(endpoint_.empty());
   for (int i = 0; i < kSenders + kRecipients; ++i) {
     peers_[i].name = (i < kSenders ? "s" : "r") + std::to_string(i);
