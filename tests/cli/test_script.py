@@ -17,46 +17,24 @@ Every wait has a deadline; nothing sleeps to synchronise. The last line is
 only.
 """
 
-import argparse
 import json
 import os
 import re
 import select
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+sys.dont_write_bytecode = True   # keep tests/support free of __pycache__
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from zchat_testkit import Results, argument_parser, run_with_broker  # noqa: E402
 
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-22",
              "carol": "carol-password-3", "dave": "dave-password-44"}
 RUN_TIMEOUT = 30     # seconds any zchat invocation may take
 WAIT = 15            # seconds to wait for a line of output
-
-
-class Abort(Exception):
-    """A check failed (and was counted) that later steps depend on."""
-
-
-class Results:
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def check(self, name, ok, detail=""):
-        """Record one check; print it. Returns ok."""
-        if ok:
-            self.passed += 1
-            print(f"ok   {name}", flush=True)
-        else:
-            self.failed += 1
-            print(f"FAIL {name}\n     {detail}", flush=True)
-        return ok
-
-    def require(self, name, ok, detail=""):
-        if not self.check(name, ok, detail):
-            raise Abort(name)
 
 
 class Run:
@@ -524,84 +502,28 @@ def delete_checks(r, z):
             run.rc == 1 and is_error(run.events[0], "bad_credentials"), str(run))
 
 
-def start_broker(broker, tmp):
-    """Start zchat-broker on a free port; return (process, endpoint)."""
-    ep_file = tmp / "ep"
-    log = open(tmp / "broker.log", "wb")
-    proc = subprocess.Popen(
-        [broker, "--bind", "tcp://127.0.0.1:*", "--db", str(tmp / "b.db"),
-         "--pwhash-cost", "min", "--log-level", "warn", "--endpoint-file", str(ep_file)],
-        stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"broker exited with {proc.returncode} before listening")
-        if ep_file.exists():
-            text = ep_file.read_text()
-            if text.endswith("\n") and text.strip():
-                return proc, text.strip()
-        time.sleep(0.02)        # polling interval, not synchronisation
-    proc.kill()
-    proc.wait()
-    raise RuntimeError("broker did not write its endpoint file within 10 s")
-
-
-def stop_broker(proc, r):
-    """SIGTERM the broker and expect a clean exit within 10 s."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        rc = proc.wait(timeout=10)
-        r.check("broker exits 0 on SIGTERM", rc == 0, f"exit code {rc}")
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        r.check("broker exits 0 on SIGTERM", False, "still running after 10 s")
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--broker", required=True, help="path to zchat-broker")
-    ap.add_argument("--zchat", required=True, help="path to the zchat terminal client")
-    args = ap.parse_args()
-    r = Results()
-    with tempfile.TemporaryDirectory(prefix="zchat-script-") as tmpdir:
-        tmp = Path(tmpdir)
+    args = argument_parser(__doc__).parse_args()
+    r = Results(fail_sep="\n     ")
+
+    def body(ep, tmp):
         (tmp / "home").mkdir()
-        broker = None
-        try:
-            r.require("broker binary exists", os.access(args.broker, os.X_OK), args.broker)
-            r.require("zchat binary exists", os.access(args.zchat, os.X_OK), args.zchat)
-            try:
-                broker, ep = start_broker(args.broker, tmp)
-            except RuntimeError as e:
-                r.require("start broker", False, str(e))
-            z = Zchat(args.zchat, ep, tmp / "home")
-            help_checks(r, z)
-            usage_checks(r, z)
-            no_broker_checks(r, z)
-            account_checks(r, z, tmp)
-            script_checks(r, z)
-            fetch_checks(r, z)
-            wait_checks(r, z)
-            listen_checks(r, z)
-            stored_notice_checks(r, z)
-            delete_checks(r, z)
-            r.check(f"every stdout line of the {z.json_runs} --json runs is a JSON object",
-                    z.json_runs > 30 and not z.unparsed,
-                    "\n     ".join(f"{line!r} from {run}" for run, line in z.unparsed))
-        except Abort as e:
-            print(f"stopping after: {e}")
-        except Exception as e:  # noqa: BLE001 - report it and still print the summary
-            r.check("unexpected error", False, repr(e))
-        finally:
-            if broker is not None:
-                stop_broker(broker, r)
-                if r.failed:
-                    print("--- broker log ---\n"
-                          + (tmp / "broker.log").read_text(errors="replace"))
-    print(f"{r.passed} passed, {r.failed} failed")
-    return 1 if r.failed else 0
+        z = Zchat(args.zchat, ep, tmp / "home")
+        help_checks(r, z)
+        usage_checks(r, z)
+        no_broker_checks(r, z)
+        account_checks(r, z, tmp)
+        script_checks(r, z)
+        fetch_checks(r, z)
+        wait_checks(r, z)
+        listen_checks(r, z)
+        stored_notice_checks(r, z)
+        delete_checks(r, z)
+        r.check(f"every stdout line of the {z.json_runs} --json runs is a JSON object",
+                z.json_runs > 30 and not z.unparsed,
+                "\n     ".join(f"{line!r} from {run}" for run, line in z.unparsed))
+
+    return run_with_broker(args, r, "zchat-script-", body)
 
 
 if __name__ == "__main__":

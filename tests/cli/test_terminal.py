@@ -18,19 +18,20 @@ The last line is "N passed, M failed"; exit status 0 only if nothing failed.
 Standard library only.
 """
 
-import argparse
 import fcntl
 import os
 import re
 import select
-import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import termios
 import time
 from pathlib import Path
+
+sys.dont_write_bytecode = True   # keep tests/support free of __pycache__
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from zchat_testkit import Results, argument_parser, run_with_broker  # noqa: E402
 
 ALICE_PASSWORD = "alice-secret-1"
 BOB_PASSWORD = "bob-secret-22"
@@ -46,30 +47,6 @@ CLOCK = r"\[\d\d:\d\d:\d\d\] "
 def strip_ansi(text):
     """Screen text without escape sequences, carriage returns or bells."""
     return ANSI.sub("", text).replace("\r", "").replace("\x07", "")
-
-
-class Abort(Exception):
-    """A check failed (and was counted) that later steps depend on."""
-
-
-class Results:
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def check(self, name, ok, detail=""):
-        """Record one check; print it. Returns ok."""
-        if ok:
-            self.passed += 1
-            print(f"ok   {name}", flush=True)
-        else:
-            self.failed += 1
-            print(f"FAIL {name}\n{detail}", flush=True)
-        return ok
-
-    def require(self, name, ok, detail=""):
-        """Like check, but stop the test on failure."""
-        if not self.check(name, ok, detail):
-            raise Abort(name)
 
 
 class Terminal:
@@ -359,73 +336,18 @@ class Scenario:
             t.close()
 
 
-def start_broker(broker, tmp):
-    """Start zchat-broker on a free port; return (process, endpoint)."""
-    ep_file = tmp / "ep"
-    log = open(tmp / "broker.log", "wb")
-    proc = subprocess.Popen(
-        [broker, "--bind", "tcp://127.0.0.1:*", "--db", str(tmp / "b.db"),
-         "--pwhash-cost", "min", "--log-level", "warn", "--endpoint-file", str(ep_file)],
-        stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"broker exited with {proc.returncode} before listening")
-        if ep_file.exists():
-            text = ep_file.read_text()
-            if text.endswith("\n") and text.strip():
-                return proc, text.strip()
-        time.sleep(0.02)        # polling interval, not synchronisation
-    proc.kill()
-    proc.wait()
-    raise RuntimeError("broker did not write its endpoint file within 10 s")
-
-
-def stop_broker(proc, r):
-    """SIGTERM the broker and expect a clean exit within 10 s."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        rc = proc.wait(timeout=10)
-        r.check("broker exits 0 on SIGTERM", rc == 0, f"exit code {rc}")
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        r.check("broker exits 0 on SIGTERM", False, "still running after 10 s")
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--broker", required=True, help="path to zchat-broker")
-    ap.add_argument("--zchat", required=True, help="path to the zchat terminal client")
-    args = ap.parse_args()
-    r = Results()
-    with tempfile.TemporaryDirectory(prefix="zchat-tty-") as tmpdir:
-        tmp = Path(tmpdir)
-        broker = scenario = None
+    args = argument_parser(__doc__).parse_args()
+    r = Results(fail_sep="\n")
+
+    def body(ep, tmp):
+        scenario = Scenario(r, args.zchat, ep, tmp)
         try:
-            r.require("broker binary exists", os.access(args.broker, os.X_OK), args.broker)
-            r.require("zchat binary exists", os.access(args.zchat, os.X_OK), args.zchat)
-            try:
-                broker, ep = start_broker(args.broker, tmp)
-            except RuntimeError as e:
-                r.require("start broker", False, str(e))
-            scenario = Scenario(r, args.zchat, ep, tmp)
             scenario.run()
-        except Abort as e:
-            print(f"stopping after: {e}")
-        except Exception as e:  # noqa: BLE001 - report it and still print the summary
-            r.check("unexpected error", False, repr(e))
         finally:
-            if scenario is not None:
-                scenario.close()
-            if broker is not None:
-                stop_broker(broker, r)
-                if r.failed:
-                    print("--- broker log ---\n"
-                          + (tmp / "broker.log").read_text(errors="replace"))
-    print(f"{r.passed} passed, {r.failed} failed")
-    return 1 if r.failed else 0
+            scenario.close()
+
+    return run_with_broker(args, r, "zchat-tty-", body)
 
 
 if __name__ == "__main__":

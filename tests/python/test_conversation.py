@@ -12,83 +12,24 @@ deadline; the last line is "N passed, M failed"; exit status 0 only if
 nothing failed.
 """
 
-import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.dont_write_bytecode = True   # keep examples/python free of __pycache__
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "python"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 import zchat_client as zc  # noqa: E402
 from zchat_client import ZchatClient, ZchatError  # noqa: E402
+from zchat_testkit import Results, argument_parser, run_with_broker  # noqa: E402
 
 ALICE_PASSWORD = "alice-password-1"
 BOB_PASSWORD = "bob-password-1"
 CLI_TIMEOUT = 30      # seconds any zchat invocation may take
 PUSH_TIMEOUT = 15     # seconds to wait for a push
-
-
-class Abort(Exception):
-    """A check failed (and was counted) that later steps depend on."""
-
-
-class Results:
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def check(self, name, ok, detail=""):
-        """Record one check; print it. Returns ok."""
-        if ok:
-            self.passed += 1
-            print(f"ok   {name}")
-        else:
-            self.failed += 1
-            print(f"FAIL {name}: {detail}")
-        return ok
-
-    def require(self, name, ok, detail=""):
-        """Like check, but stop the test on failure."""
-        if not self.check(name, ok, detail):
-            raise Abort(name)
-
-
-def start_broker(broker, tmp):
-    """Start zchat-broker on a free port; return (process, endpoint)."""
-    ep_file = tmp / "ep"
-    log = open(tmp / "broker.log", "wb")
-    proc = subprocess.Popen(
-        [broker, "--bind", "tcp://127.0.0.1:*", "--db", str(tmp / "b.db"),
-         "--pwhash-cost", "min", "--log-level", "warn", "--endpoint-file", str(ep_file)],
-        stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"broker exited with {proc.returncode} before listening")
-        if ep_file.exists():
-            text = ep_file.read_text()
-            if text.endswith("\n") and text.strip():
-                return proc, text.strip()
-        time.sleep(0.02)        # polling interval, not synchronisation
-    proc.kill()
-    proc.wait()
-    raise RuntimeError("broker did not write its endpoint file within 10 s")
-
-
-def stop_broker(proc, results):
-    """SIGTERM the broker and expect a clean exit within 10 s."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        rc = proc.wait(timeout=10)
-        results.check("broker exits 0 on SIGTERM", rc == 0, f"exit code {rc}")
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        results.check("broker exits 0 on SIGTERM", False, "still running after 10 s")
 
 
 def wait_push(client, want, timeout=PUSH_TIMEOUT):
@@ -252,41 +193,20 @@ def cross_checks(r, cli, alice):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--broker", required=True, help="path to zchat-broker")
-    ap.add_argument("--zchat", help="path to the zchat terminal client")
+    ap = argument_parser(__doc__, zchat_required=False)
     ap.add_argument("--python-only", action="store_true", help="skip the zchat parts")
     args = ap.parse_args()
-    r = Results()
-    with tempfile.TemporaryDirectory(prefix="zchat-py-") as tmpdir:
-        tmp = Path(tmpdir)
-        broker = None
-        try:
-            r.require("broker binary exists", os.access(args.broker, os.X_OK), args.broker)
+    r = Results(fail_sep=": ")
+
+    def body(ep, tmp):
+        with ZchatClient(timeout=15) as alice:
+            alice.connect(ep)
+            python_checks(r, ep, alice)
             if not args.python_only:
-                r.require("zchat binary exists",
-                          args.zchat is not None and os.access(args.zchat, os.X_OK),
-                          f"{args.zchat} (use --python-only to skip the zchat parts)")
-            try:
-                broker, ep = start_broker(args.broker, tmp)
-            except RuntimeError as e:
-                r.require("start broker", False, str(e))
-            with ZchatClient(timeout=15) as alice:
-                alice.connect(ep)
-                python_checks(r, ep, alice)
-                if not args.python_only:
-                    cross_checks(r, Cli(args.zchat, ep), alice)
-        except Abort as e:
-            print(f"stopping after: {e}")
-        except Exception as e:  # noqa: BLE001 - report it and still print the summary
-            r.check("unexpected error", False, repr(e))
-        finally:
-            if broker is not None:
-                stop_broker(broker, r)
-                if r.failed:
-                    print("--- broker log ---\n" + (tmp / "broker.log").read_text(errors="replace"))
-    print(f"{r.passed} passed, {r.failed} failed")
-    return 1 if r.failed else 0
+                cross_checks(r, Cli(args.zchat, ep), alice)
+
+    return run_with_broker(args, r, "zchat-py-", body, need_zchat=not args.python_only,
+                           zchat_hint=" (use --python-only to skip the zchat parts)")
 
 
 if __name__ == "__main__":
