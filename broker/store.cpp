@@ -408,36 +408,39 @@ Result<std::vector<QueuedMessage>> Store::FetchPending(int64_t recipient_id,
 Result<ReceiptResult> Store::ConfirmDelivery(int64_t recipient_id,
                                              int64_t message_id) {
   ReceiptResult result;
-  Statement& st = Prepare(
-      "SELECT recipient_id, sender_id, sender_name, recipient_name, "
-      "client_msg_id FROM messages WHERE id = ?");
-  st.Bind(1, message_id);
-  int rc = st.Step();
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  // The common case in one statement: the recipient's own queued message.
+  Statement& del = Prepare(
+      "DELETE FROM messages WHERE id = ? AND recipient_id = ? "
+      "RETURNING sender_id, sender_name, recipient_name, client_msg_id");
+  del.Bind(1, message_id).Bind(2, recipient_id);
+  int rc = del.Step();
   if (rc == SQLITE_ROW) {
-    if (st.Int(0) != recipient_id) {
-      st.Reset();
-      result.outcome = ReceiptOutcome::kNotYours;
-      return result;
-    }
     result.message.id = message_id;
     result.message.recipient_id = recipient_id;
-    result.message.sender_id = st.Int(1);
-    result.message.sender_name = st.Text(2);
-    result.message.recipient_name = st.Text(3);
-    result.message.client_msg_id = FromSql(st.Int(4));
-    st.Reset();
-    if (Status s = RequireTransaction(); !s.ok()) return s;
-    if (Prepare("DELETE FROM messages WHERE id = ?")
-            .Bind(1, message_id)
-            .Run() != SQLITE_DONE) {
-      return Error("confirm delivery");
-    }
+    result.message.sender_id = del.Int(0);
+    result.message.sender_name = del.Text(1);
+    result.message.recipient_name = del.Text(2);
+    result.message.client_msg_id = FromSql(del.Int(3));
+    rc = del.Step();  // runs the statement to its end
+    del.Reset();
+    if (rc != SQLITE_DONE) return Error("confirm delivery");
     result.outcome = ReceiptOutcome::kConfirmed;
     return result;
   }
+  del.Reset();
   if (rc != SQLITE_DONE) return Error("confirm delivery");
-  // Not queued: already confirmed, or never assigned. AUTOINCREMENT ids are
-  // never reused, so sqlite_sequence says which.
+  // Nothing deleted: someone else's message, already confirmed, or never
+  // assigned (AUTOINCREMENT ids are never reused: sqlite_sequence says).
+  Statement& other = Prepare("SELECT 1 FROM messages WHERE id = ?");
+  other.Bind(1, message_id);
+  rc = other.Step();
+  other.Reset();
+  if (rc == SQLITE_ROW) {
+    result.outcome = ReceiptOutcome::kNotYours;
+    return result;
+  }
+  if (rc != SQLITE_DONE) return Error("confirm delivery");
   Statement& seq =
       Prepare("SELECT seq FROM sqlite_sequence WHERE name = 'messages'");
   int64_t highest = seq.Step() == SQLITE_ROW ? seq.Int(0) : 0;
