@@ -238,6 +238,24 @@ Result<int64_t> Store::CreateAccount(std::string_view name,
   return sqlite3_last_insert_rowid(db_);
 }
 
+// A queued message from a row of (id, sender_id, sender_name,
+// recipient_name, client_msg_id[, body, sent_at]).
+QueuedMessage Store::ReadQueued(const Statement& st, int64_t recipient_id,
+                                bool with_body) {
+  QueuedMessage m;
+  m.id = st.Int(0);
+  m.sender_id = st.Int(1);
+  m.sender_name = st.Text(2);
+  m.recipient_id = recipient_id;
+  m.recipient_name = st.Text(3);
+  m.client_msg_id = FromSql(st.Int(4));
+  if (with_body) {
+    m.body = st.Text(5);
+    m.sent_at_ms = st.Int(6);
+  }
+  return m;
+}
+
 Result<std::optional<Account>> Store::ReadAccount(Statement& st) {
   int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<Account>();
@@ -269,14 +287,7 @@ Result<std::vector<QueuedMessage>> Store::DeleteAccount(int64_t id) {
     st.Bind(1, id);
     int rc;
     while ((rc = st.Step()) == SQLITE_ROW) {
-      QueuedMessage m;
-      m.id = st.Int(0);
-      m.sender_id = st.Int(1);
-      m.sender_name = st.Text(2);
-      m.recipient_id = id;
-      m.recipient_name = st.Text(3);
-      m.client_msg_id = FromSql(st.Int(4));
-      purged.push_back(std::move(m));
+      purged.push_back(ReadQueued(st, id, /*with_body=*/false));
     }
     st.Reset();
     if (rc != SQLITE_DONE) return Error("delete account");
@@ -389,16 +400,7 @@ Result<std::vector<QueuedMessage>> Store::FetchPending(int64_t recipient_id,
   std::vector<QueuedMessage> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
-    QueuedMessage m;
-    m.id = st.Int(0);
-    m.sender_id = st.Int(1);
-    m.sender_name = st.Text(2);
-    m.recipient_id = recipient_id;
-    m.recipient_name = st.Text(3);
-    m.client_msg_id = FromSql(st.Int(4));
-    m.body = st.Text(5);
-    m.sent_at_ms = st.Int(6);
-    out.push_back(std::move(m));
+    out.push_back(ReadQueued(st, recipient_id, /*with_body=*/true));
   }
   st.Reset();
   if (rc != SQLITE_DONE) return Error("fetch");

@@ -142,6 +142,8 @@ class Store {
   Statement& Prepare(const char* sql);
   // The single account row a prepared, bound statement selects, if any.
   Result<std::optional<Account>> ReadAccount(Statement& st);
+  static QueuedMessage ReadQueued(const Statement& st, int64_t recipient_id,
+                                  bool with_body);
   Status Error(std::string_view what) const;
 
   sqlite3* db_;

@@ -132,13 +132,14 @@ std::optional<std::string> ReadRawLine() {
 
 }  // namespace
 
-std::optional<std::string> ReadHiddenLine(const std::string& prompt) {
+// Asks on the terminal and reads one line raw. The terminal mode is set
+// before the prompt appears, so nothing typed after it is echoed unless
+// `echo`.
+static std::optional<std::string> Ask(const std::string& prompt, bool echo) {
   if (!isatty(STDIN_FILENO)) return std::nullopt;
-  // Echo goes off before the prompt appears: nothing typed after the
-  // prompt can be shown.
   termios old{};
   tcgetattr(STDIN_FILENO, &old);
-  SetTerminalMode(/*echo=*/false);
+  SetTerminalMode(echo);
   std::fprintf(stderr, "%s", prompt.c_str());
   std::fflush(stderr);
   std::optional<std::string> line = ReadRawLine();
@@ -147,16 +148,12 @@ std::optional<std::string> ReadHiddenLine(const std::string& prompt) {
   return line;
 }
 
+std::optional<std::string> ReadHiddenLine(const std::string& prompt) {
+  return Ask(prompt, /*echo=*/false);
+}
+
 bool AskYesNo(const std::string& question) {
-  if (!isatty(STDIN_FILENO)) return false;
-  termios old{};
-  tcgetattr(STDIN_FILENO, &old);
-  SetTerminalMode(/*echo=*/true);
-  std::fprintf(stderr, "%s", question.c_str());
-  std::fflush(stderr);
-  std::optional<std::string> answer = ReadRawLine();
-  tcsetattr(STDIN_FILENO, TCSANOW, &old);
-  std::fprintf(stderr, "\n");
+  std::optional<std::string> answer = Ask(question, /*echo=*/true);
   return answer && (*answer == "y" || *answer == "Y" || *answer == "yes");
 }
 

@@ -186,10 +186,7 @@ TEST_F(CoreTest, BouncedNoticeIsKeptForNextLogin) {
   uint64_t id = SendText("a", "bob", "hi");
   Pushes("b");
   EXPECT_FALSE(Call("b", MessageReceipt{id}).has_value());
-  uint64_t group = 0;
-  for (const OutFrame& f : last_frames_) {
-    if (f.routing_id == "a") group = f.notice_group;
-  }
+  const uint64_t group = NoticeGroupTo("a");
   ASSERT_NE(group, 0u) << "the success push belongs to a notice group";
   // The transport reports the bounce (EHOSTUNREACH): the peer is gone.
   core_->OnNoticeBounced(group);
@@ -208,11 +205,7 @@ TEST_F(CoreTest, NoticeTakenByOneSessionIsNotKept) {
   uint64_t id = SendText("a", "bob", "hi");
   Pushes("b");
   EXPECT_FALSE(Call("b", MessageReceipt{id}).has_value());
-  uint64_t group = 0;
-  for (const OutFrame& f : last_frames_) {
-    if (f.routing_id == "a") group = f.notice_group;
-  }
-  core_->OnNoticeBounced(group);  // a bounced, a2 got it
+  core_->OnNoticeBounced(NoticeGroupTo("a"));  // a bounced, a2 got it
   core_->OnPeerGone("a");
   Tick();
   Pushes("a2");
