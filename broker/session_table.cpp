@@ -1,6 +1,21 @@
 #include "broker/session_table.h"
 
+#include <cassert>
+#include <utility>
+
 namespace zchat {
+
+std::string_view SessionStateName(SessionState state) {
+  switch (state) {
+    case SessionState::kAnonymous:
+      return "anonymous";
+    case SessionState::kAuthenticating:
+      return "authenticating";
+    case SessionState::kLoggedIn:
+      return "logged_in";
+  }
+  return "?";
+}
 
 Peer& SessionTable::Touch(std::string_view routing_id, int connection,
                           int64_t now_ms) {
@@ -33,27 +48,74 @@ Peer* SessionTable::Find(std::string_view routing_id) {
   return it == peers_.end() ? nullptr : &it->second;
 }
 
-void SessionTable::Login(Peer& peer, int64_t account_id, std::string username,
-                         std::string token_hash) {
-  if (peer.logged_in()) Logout(peer);
+void SessionTable::BeginAuthentication(Peer& peer) {
+  assert(peer.state == SessionState::kAnonymous);
+  peer.state = SessionState::kAuthenticating;
+}
+
+void SessionTable::EndAuthentication(Peer& peer) {
+  assert(peer.state == SessionState::kAuthenticating);
+  peer.state = SessionState::kAnonymous;
+}
+
+void SessionTable::CompleteLogin(Peer& peer, int64_t account_id,
+                                 std::string username,
+                                 std::string token_hash) {
+  assert(peer.state == SessionState::kAnonymous);
+  peer.state = SessionState::kLoggedIn;
   peer.account_id = account_id;
   peer.username = std::move(username);
   peer.token_hash = std::move(token_hash);
-  by_account_.emplace(account_id, peer.routing_id);
+  Index(peer);
 }
 
 void SessionTable::Logout(Peer& peer) {
   if (!peer.logged_in()) return;
-  auto [first, last] = by_account_.equal_range(peer.account_id);
-  for (auto it = first; it != last; ++it) {
-    if (it->second == peer.routing_id) {
-      by_account_.erase(it);
-      break;
-    }
-  }
+  Unindex(peer);
+  peer.state = SessionState::kAnonymous;
   peer.account_id = 0;
   peer.username.clear();
   peer.token_hash.clear();
+}
+
+LoginSnapshot SessionTable::Snapshot(const Peer& peer) const {
+  return LoginSnapshot{peer.state, peer.account_id, peer.username,
+                       peer.token_hash};
+}
+
+void SessionTable::Restore(std::string_view routing_id, int connection,
+                           const LoginSnapshot& snapshot) {
+  Peer* peer = Find(routing_id);
+  if (!peer || peer->connection != connection) return;  // gone meanwhile
+  if (peer->logged_in()) Unindex(*peer);
+  peer->state = snapshot.state;
+  peer->account_id = snapshot.account_id;
+  peer->username = snapshot.username;
+  peer->token_hash = snapshot.token_hash;
+  if (peer->logged_in()) Index(*peer);
+}
+
+void SessionTable::Hold(Peer& peer, uint64_t ticket) {
+  assert(!peer.held() && ticket != 0);
+  peer.hold_ticket = ticket;
+}
+
+bool SessionTable::Wait(Peer& peer, std::string frame, size_t max_frames,
+                        size_t max_bytes) {
+  assert(peer.held());
+  if (peer.waiting.size() >= max_frames ||
+      peer.waiting_bytes + frame.size() > max_bytes) {
+    return false;
+  }
+  peer.waiting_bytes += frame.size();
+  peer.waiting.push_back(std::move(frame));
+  return true;
+}
+
+std::vector<std::string> SessionTable::Release(Peer& peer) {
+  peer.hold_ticket = 0;
+  peer.waiting_bytes = 0;
+  return std::exchange(peer.waiting, {});
 }
 
 void SessionTable::Remove(std::string_view routing_id) {
@@ -65,6 +127,20 @@ void SessionTable::Remove(std::string_view routing_id) {
     by_connection_.erase(c);
   }
   peers_.erase(it);
+}
+
+void SessionTable::Index(Peer& peer) {
+  by_account_.emplace(peer.account_id, peer.routing_id);
+}
+
+void SessionTable::Unindex(Peer& peer) {
+  auto [first, last] = by_account_.equal_range(peer.account_id);
+  for (auto it = first; it != last; ++it) {
+    if (it->second == peer.routing_id) {
+      by_account_.erase(it);
+      return;
+    }
+  }
 }
 
 std::vector<std::string> SessionTable::SessionsOf(int64_t account_id) const {
@@ -85,7 +161,5 @@ std::vector<std::string> SessionTable::SilentSince(int64_t cutoff_ms) const {
   }
   return out;
 }
-
-size_t SessionTable::session_count() const { return by_account_.size(); }
 
 }  // namespace zchat

@@ -1,7 +1,23 @@
-// SessionTable: who is connected and who is logged in where. Keyed by the
-// ROUTER routing id of each connection (a transport address); the session,
-// not the routing id, says which account a connection acts for. A user may
-// hold several sessions at once. Loop thread only.
+// SessionTable: who is connected, in which session state, and what each
+// connection has waiting. Keyed by the ROUTER routing id of each connection
+// (a transport address); the session, not the routing id, says which account
+// a connection acts for. A user may hold several sessions at once.
+//
+// Session states (after Malamute's client state table); every change goes
+// through one of the named transitions below:
+//
+//   kAnonymous --BeginAuthentication--> kAuthenticating  (a password login
+//                                                        is being checked)
+//   kAuthenticating --EndAuthentication--> kAnonymous    (the check is over)
+//   kAnonymous --CompleteLogin--> kLoggedIn              (the password or
+//                                                        token was right)
+//   kLoggedIn --Logout--> kAnonymous                    (LOGOUT, deletion,
+//                                                        expiry)
+//
+// Independently of its state, a connection is *held* while one of its
+// requests waits for the password-hashing pool: frames it sends meanwhile
+// wait, in order, in its queue (bounded), so that its requests take effect in
+// the order they were sent. Loop thread only.
 #pragma once
 
 #include <cstdint>
@@ -12,15 +28,35 @@
 
 namespace zchat {
 
+enum class SessionState : uint8_t { kAnonymous, kAuthenticating, kLoggedIn };
+
+std::string_view SessionStateName(SessionState state);
+
 struct Peer {
   std::string routing_id;
-  int connection = -1;     // the transport's connection (socket fd), or -1
-  int64_t account_id = 0;  // 0: connected, not logged in
+  int connection = -1;  // the transport's connection (socket fd), or -1
+  SessionState state = SessionState::kAnonymous;
+  int64_t account_id = 0;  // when logged in
   std::string username;    // as registered, when logged in
   std::string token_hash;  // of the token this session logged in with
   int64_t last_seen_ms = 0;
+  // Nonzero while a request of this connection waits for the hash pool:
+  // the pool's ticket for it.
+  uint64_t hold_ticket = 0;
+  std::vector<std::string> waiting;  // frames received while held, in order
+  size_t waiting_bytes = 0;
 
-  bool logged_in() const { return account_id != 0; }
+  bool logged_in() const { return state == SessionState::kLoggedIn; }
+  bool held() const { return hold_ticket != 0; }
+};
+
+// A peer's login, saved before a transition so that it can be put back when
+// the batch that made the transition fails (see Batch).
+struct LoginSnapshot {
+  SessionState state = SessionState::kAnonymous;
+  int64_t account_id = 0;
+  std::string username;
+  std::string token_hash;
 };
 
 class SessionTable {
@@ -31,9 +67,27 @@ class SessionTable {
   Peer& Touch(std::string_view routing_id, int connection, int64_t now_ms);
   Peer* Find(std::string_view routing_id);
 
-  void Login(Peer& peer, int64_t account_id, std::string username,
-             std::string token_hash);
+  // Transitions (see the table above).
+  void BeginAuthentication(Peer& peer);
+  void EndAuthentication(Peer& peer);
+  void CompleteLogin(Peer& peer, int64_t account_id, std::string username,
+                     std::string token_hash);
   void Logout(Peer& peer);
+
+  LoginSnapshot Snapshot(const Peer& peer) const;
+  // Puts a peer's login back as it was, if the peer is still the one that
+  // was snapshotted (same routing id on the same connection).
+  void Restore(std::string_view routing_id, int connection,
+               const LoginSnapshot& snapshot);
+
+  // Holding (see above). Wait() queues a frame of a held peer; false when
+  // its queue is full (the frame is not taken).
+  void Hold(Peer& peer, uint64_t ticket);
+  bool Wait(Peer& peer, std::string frame, size_t max_frames,
+            size_t max_bytes);
+  // Ends the hold and returns the frames that waited, oldest first.
+  std::vector<std::string> Release(Peer& peer);
+
   void Remove(std::string_view routing_id);
 
   // Routing ids of every session of an account (copy: callers may end them).
@@ -44,9 +98,12 @@ class SessionTable {
   std::vector<std::string> SilentSince(int64_t cutoff_ms) const;
 
   size_t peer_count() const { return peers_.size(); }
-  size_t session_count() const;
+  size_t session_count() const { return by_account_.size(); }
 
  private:
+  void Index(Peer& peer);
+  void Unindex(Peer& peer);
+
   std::unordered_map<std::string, Peer> peers_;
   std::unordered_multimap<int64_t, std::string> by_account_;
   std::unordered_map<int, std::string> by_connection_;

@@ -1,8 +1,8 @@
 // Handler tests for the account workflows: create, login, logout, delete.
+#include "broker/dispatcher.h"
 #include "tests/support/core_fixture.h"
 
 namespace zchat {
-bool HasDispatchEntry(MessageType type);
 namespace {
 
 using testing::CoreTest;
@@ -10,7 +10,7 @@ using testing::CoreTest;
 TEST(DispatchTest, EveryRequestTypeHasAnEntry) {
   for (size_t t = 1; t <= kMessageTypeCount; ++t) {
     auto type = static_cast<MessageType>(t);
-    EXPECT_EQ(HasDispatchEntry(type), DirectionOf(type) == Direction::kRequest)
+    EXPECT_EQ(FindRoute(type) != nullptr, DirectionOf(type) == Direction::kRequest)
         << MessageTypeName(type);
   }
 }

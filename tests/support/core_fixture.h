@@ -15,6 +15,8 @@
 #include <string>
 
 #include "broker/broker_core.h"
+#include "broker/usernames.h"
+#include "broker/wildcard.h"
 #include "messages/codec.h"
 #include "tests/support/temp_dir.h"
 

@@ -1,0 +1,136 @@
+#include "broker/batch.h"
+
+#include <cassert>
+#include <utility>
+
+#include "broker/log.h"
+#include "messages/codec.h"
+
+namespace zchat {
+
+void Responder::Reply(Body body) {
+  const Batch::Record& r = batch_.records_[index_];
+  batch_.outbox_.push_back(
+      {{r.info.routing_id, Encode(Message{r.info.request_id, std::move(body)})},
+       static_cast<int>(index_)});
+}
+
+void Responder::Push(std::string_view routing_id, const Body& body,
+                     uint64_t notice_group) {
+  PushFrame(routing_id, Encode(Message{0, body}), notice_group);
+}
+
+void Responder::PushFrame(std::string_view routing_id, std::string frame,
+                          uint64_t notice_group) {
+  batch_.outbox_.push_back(
+      {{std::string(routing_id), std::move(frame), notice_group},
+       static_cast<int>(index_)});
+}
+
+void Responder::OnRollback(std::function<void()> undo) {
+  batch_.records_[index_].undo.push_back(std::move(undo));
+}
+
+void Batch::Begin() {
+  assert(outbox_.empty() && records_.empty());
+  dirty_ = false;
+  had_transaction_ = store_.Begin().ok();
+}
+
+void Batch::EmitIndependent(std::string routing_id, std::string frame) {
+  outbox_.push_back({{std::move(routing_id), std::move(frame)}, -1});
+}
+
+void Batch::Run(const RequestInfo& info,
+                const std::function<Outcome(Responder&)>& work) {
+  const size_t index = records_.size();
+  records_.push_back(Record{info});
+  const size_t mark = outbox_.size();
+  const int64_t changes_before = store_.TotalChanges();
+  const bool depended_before = dirty_;
+  Responder out(*this, index);
+  Outcome outcome = work(out);
+  const bool wrote = store_.TotalChanges() != changes_before;
+  if (wrote) dirty_ = true;
+  Record& record = records_[index];
+  record.depends = depended_before || wrote;
+  if (outcome.refused()) {
+    // Handlers check everything before their first write, so a refusal
+    // after a write is the database's (disk full, I/O error); so is a
+    // transaction that SQLite dropped on its own. Either way the batch so
+    // far is undone.
+    if (wrote || (had_transaction_ && !store_.InTransaction())) {
+      record.depends = true;
+      Fail(outcome.status());
+      dirty_ = false;
+      had_transaction_ = store_.Begin().ok();
+      return;
+    }
+    outbox_.resize(mark);
+    for (auto it = record.undo.rbegin(); it != record.undo.rend(); ++it) {
+      (*it)();
+    }
+    record.undo.clear();
+    outbox_.push_back(
+        {{info.routing_id,
+          Encode(Message{info.request_id,
+                         RefusalReply(info.type, outcome, info.client_msg_id)})},
+         static_cast<int>(index)});
+    return;
+  }
+  record.deferred = outcome.deferred();
+  if (!record.depends) record.undo.clear();  // it stands whatever happens
+}
+
+void Batch::Fail(const Status& cause) {
+  store_.Rollback();
+  Log(LogLevel::kWarn, "batch rolled back: " + cause.ToString());
+  const auto failed = [&](int request) {
+    return request >= static_cast<int>(first_open_record_) &&
+           records_[request].depends && !records_[request].deferred;
+  };
+  // Session changes of dependent requests are undone, newest first.
+  for (size_t i = records_.size(); i-- > first_open_record_;) {
+    if (!failed(static_cast<int>(i))) continue;
+    auto& undo = records_[i].undo;
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();
+    undo.clear();
+  }
+  std::vector<Entry> kept;
+  kept.reserve(outbox_.size());
+  for (Entry& e : outbox_) {
+    if (e.request < 0 || !failed(e.request)) kept.push_back(std::move(e));
+  }
+  outbox_ = std::move(kept);
+  const Outcome refusal = Outcome::Refused(Status(
+      ErrorCode::kStorage, "the database refused the write: " + cause.detail()));
+  for (size_t i = first_open_record_; i < records_.size(); ++i) {
+    if (!failed(static_cast<int>(i))) continue;
+    const RequestInfo& info = records_[i].info;
+    outbox_.push_back(
+        {{info.routing_id,
+          Encode(Message{info.request_id,
+                         RefusalReply(info.type, refusal, info.client_msg_id)})},
+         -1});
+  }
+  first_open_record_ = records_.size();
+}
+
+std::vector<OutFrame> Batch::Commit() {
+  if (store_.InTransaction()) {
+    if (Status s = store_.Commit(); !s.ok()) Fail(s);
+  } else if (dirty_) {
+    // SQLite ended the transaction on its own after writes were made.
+    Fail(Status(ErrorCode::kStorage, "the transaction was lost"));
+  }
+  std::vector<OutFrame> frames;
+  frames.reserve(outbox_.size());
+  for (Entry& e : outbox_) frames.push_back(std::move(e.frame));
+  outbox_.clear();
+  records_.clear();
+  first_open_record_ = 0;
+  dirty_ = false;
+  return frames;
+}
+
+}  // namespace zchat

@@ -1,0 +1,113 @@
+// Batch: one transaction and the frames it will send (group commit). The
+// loop opens a batch, runs requests in it, then commits and sends what the
+// batch produced, in order.
+//
+// The dependency rule, in this one place: once a batch has written anything,
+// every later request of the batch depends on its commit (it may have read
+// the uncommitted writes), and so does a request that writes. If the commit
+// fails (or a write fails mid-batch and SQLite drops the transaction), every
+// dependent request gets a `storage` refusal instead of its replies, none of
+// its pushes leave, and the session changes it made are undone. Requests
+// that ran before the first write, and wrote nothing, stand either way.
+// A request deferred to the hash pool is not answered by the batch that
+// deferred it, so it gets nothing on failure and finishes later.
+// Loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "broker/outcome.h"
+#include "broker/store.h"
+#include "messages/messages.h"
+
+namespace zchat {
+
+struct OutFrame {
+  std::string routing_id;
+  std::string frame;
+  // Nonzero for a sender notice (MESSAGE_SUCCESS, MESSAGE_UNDELIVERABLE):
+  // if every frame of its group bounces (the peer is gone), the notice is
+  // stored for the sender's next login instead of being lost (Notices).
+  uint64_t notice_group = 0;
+};
+
+// Who asked, and what a refusal of it must echo.
+struct RequestInfo {
+  std::string routing_id;
+  uint64_t request_id = 0;
+  MessageType type = MessageType::kPing;
+  uint64_t client_msg_id = 0;  // SEND_MESSAGE's, echoed by MESSAGE_FAILURE
+};
+
+class Batch;
+
+// The frames of one request, and what to undo if its batch fails. Handed to
+// the request's handler by Batch::Run; valid only during that call.
+class Responder {
+ public:
+  // The reply to the requesting connection, echoing its request id.
+  void Reply(Body body);
+  // A push (request id 0) to any connection.
+  void Push(std::string_view routing_id, const Body& body,
+            uint64_t notice_group = 0);
+  // An already encoded push (one encoding fanned out to several sessions).
+  void PushFrame(std::string_view routing_id, std::string frame,
+                 uint64_t notice_group = 0);
+  // Runs `undo` if the batch fails and this request depended on it.
+  void OnRollback(std::function<void()> undo);
+
+ private:
+  friend class Batch;
+  Responder(Batch& batch, size_t index) : batch_(batch), index_(index) {}
+  Batch& batch_;
+  size_t index_;
+};
+
+class Batch {
+ public:
+  explicit Batch(Store& store) : store_(store) {}
+
+  // Opens the transaction. If BEGIN fails, requests still run: reads work,
+  // writes are refused by the store (kStorage).
+  void Begin();
+  // Runs one request. A refused outcome replaces whatever it emitted with
+  // RefusalReply; a refusal after a write fails the batch so far.
+  void Run(const RequestInfo& info,
+           const std::function<Outcome(Responder&)>& work);
+  // A frame that stands whatever the commit does: answers to frames that
+  // could not be decoded, transport refusals, housekeeping pushes.
+  void EmitIndependent(std::string routing_id, std::string frame);
+  // Whether the open transaction holds writes.
+  bool dirty() const { return dirty_; }
+  // Commits and returns the frames to send, in order.
+  std::vector<OutFrame> Commit();
+
+ private:
+  friend class Responder;
+  struct Record {
+    RequestInfo info;
+    bool depends = false;   // its frames leave only if the batch commits
+    bool deferred = false;  // answered by a later batch
+    std::vector<std::function<void()>> undo;
+  };
+  struct Entry {
+    OutFrame frame;
+    int request;  // index into records_, or -1: stands regardless
+  };
+
+  // Rolls back: dependent requests since the last failure get `storage`.
+  void Fail(const Status& cause);
+
+  Store& store_;
+  std::vector<Entry> outbox_;
+  std::vector<Record> records_;
+  size_t first_open_record_ = 0;  // records before it are settled
+  bool dirty_ = false;
+  bool had_transaction_ = false;
+};
+
+}  // namespace zchat

@@ -1,0 +1,59 @@
+// SEND_MESSAGE: stores the message for its recipient (a retry of an accepted
+// send, same client_msg_id, gets the same message id and stores nothing),
+// answers MESSAGE_PENDING and pushes it to the recipient's sessions. Both
+// leave only after the batch commits.
+#include "broker/handlers.h"
+#include "broker/usernames.h"
+
+namespace zchat {
+
+Outcome HandleSendMessage(Context& ctx, Request& req, const Message& m) {
+  const auto& send = std::get<SendMessage>(m.body);
+  const Peer& peer = req.peer;
+  if (send.body.size() > kMaxBodyBytes) {
+    return Status(ErrorCode::kBodyTooLarge,
+                  "body is " + std::to_string(send.body.size()) +
+                      " bytes; the limit is " + std::to_string(kMaxBodyBytes));
+  }
+  Result<std::optional<int64_t>> prior =
+      ctx.store.FindSend(peer.account_id, send.client_msg_id);
+  if (!prior.ok()) return prior.status();
+  if (prior->has_value()) {
+    req.Reply(
+        MessagePending{static_cast<uint64_t>(**prior), send.client_msg_id});
+    return Outcome::Accepted();
+  }
+  Result<std::optional<Account>> recipient =
+      ctx.store.FindAccount(UsernameKey(send.recipient));
+  if (!recipient.ok()) return recipient.status();
+  if (!recipient->has_value()) {
+    return Status(ErrorCode::kUnknownRecipient,
+                  "no account named '" + send.recipient + "'");
+  }
+  const Account& to = **recipient;
+  Result<int64_t> queued = ctx.store.CountPending(to.id);
+  if (!queued.ok()) return queued.status();
+  if (*queued >= ctx.config.max_queue_per_user) {
+    return Status(ErrorCode::kQueueFull,
+                  "'" + to.name + "' has " + std::to_string(*queued) +
+                      " undelivered messages, the most allowed");
+  }
+  QueuedMessage q;
+  q.sender_id = peer.account_id;
+  q.sender_name = peer.username;
+  q.recipient_id = to.id;
+  q.recipient_name = to.name;
+  q.client_msg_id = send.client_msg_id;
+  q.body = send.body;
+  q.sent_at_ms = ctx.now_ms;
+  Result<int64_t> id = ctx.store.Enqueue(q);
+  if (!id.ok()) return id.status();
+  req.Reply(MessagePending{static_cast<uint64_t>(*id), send.client_msg_id});
+  PushToAccount(ctx, req.out, to.id,
+                DistributeMessage{static_cast<uint64_t>(*id), q.sender_name,
+                                  std::move(q.body),
+                                  static_cast<uint64_t>(q.sent_at_ms)});
+  return Outcome::Accepted();
+}
+
+}  // namespace zchat

@@ -1,0 +1,75 @@
+// Outcome: what a handler returns. A request is accepted (its replies are in
+// its Responder), deferred (it waits for password hashing and finishes
+// later), or refused with a code, a reason and, for some codes, a detail
+// field. Refusals are values: handlers never build failure replies;
+// RefusalReply is the one place that turns a refusal into what the client
+// sees.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "broker/hash_pool.h"
+#include "messages/messages.h"
+#include "messages/status.h"
+
+namespace zchat {
+
+// What a request deferred to the hash pool needs when the hash is done.
+struct PendingHash {
+  MessageType type = MessageType::kCreateAccount;
+  std::string username;    // as given
+  std::string key;         // case-folded
+  int64_t account_id = 0;  // login: the account checked (0: unknown user)
+  std::string checked_hash;  // login: the stored hash the password was
+                             // verified against
+};
+
+class [[nodiscard]] Outcome {
+ public:
+  enum class Kind { kAccepted, kDeferred, kRefused };
+  // Where a refusal was decided: the dispatcher's refusals (wrong session
+  // state, a type a client may not send) always come as ERROR; a handler's
+  // come as the request type's own failure reply where it has one.
+  enum class Stage { kDispatch, kHandler };
+
+  static Outcome Accepted() { return Outcome(); }
+  static Outcome Refused(Status status, Stage stage = Stage::kHandler);
+  // Hands `job` to the password-hashing pool; the request finishes in its
+  // route's finisher with `pending`.
+  static Outcome Deferred(HashJob job, PendingHash pending);
+  // A store failure or a refusal code as a Status.
+  Outcome(Status status);  // NOLINT: implicit, so handlers return statuses
+
+  // Detail fields some refusals carry (0: absent).
+  Outcome&& WithRetryAfter(uint64_t ms) &&;
+  Outcome&& WithPending(uint64_t count) &&;
+
+  Kind kind() const { return kind_; }
+  bool refused() const { return kind_ == Kind::kRefused; }
+  bool deferred() const { return kind_ == Kind::kDeferred; }
+  const Status& status() const { return status_; }
+  Stage stage() const { return stage_; }
+  uint64_t retry_after_ms() const { return retry_after_ms_; }
+  uint64_t pending() const { return pending_; }
+  HashJob& job() { return job_; }
+  PendingHash& pending_hash() { return pending_hash_; }
+
+ private:
+  Outcome() = default;
+
+  Kind kind_ = Kind::kAccepted;
+  Status status_;
+  Stage stage_ = Stage::kHandler;
+  uint64_t retry_after_ms_ = 0;
+  uint64_t pending_ = 0;
+  HashJob job_;
+  PendingHash pending_hash_;
+};
+
+// The reply a client gets for a refused request of `type` (`client_msg_id`
+// is echoed by MESSAGE_FAILURE).
+Body RefusalReply(MessageType type, const Outcome& refusal,
+                  uint64_t client_msg_id);
+
+}  // namespace zchat
