@@ -43,14 +43,7 @@ class CoreTest : public ::testing::Test {
   std::optional<Message> Call(const std::string& peer, Body body) {
     const uint64_t req = next_req_++;
     Deliver(peer, Encode(Message{req, std::move(body)}));
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (pool_.in_flight() > 0 &&
-           std::chrono::steady_clock::now() < deadline) {
-      pollfd fd{pool_.wake_fd(), POLLIN, 0};
-      ::poll(&fd, 1, 100);
-      Batch([&] { core_->OnHashResults(); });
-    }
+    FinishHashing();
     auto& box = inbox_[peer];
     for (auto it = box.begin(); it != box.end(); ++it) {
       if (it->request_id == req) {
@@ -60,6 +53,29 @@ class CoreTest : public ::testing::Test {
       }
     }
     return std::nullopt;
+  }
+
+  // Runs batches of hash-pool completions until no password work is left
+  // (a finished request may release waiting ones that hash again).
+  void FinishHashing() {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (pool_.in_flight() > 0 &&
+           std::chrono::steady_clock::now() < deadline) {
+      pollfd fd{pool_.wake_fd(), POLLIN, 0};
+      ::poll(&fd, 1, 100);
+      Batch([&] { core_->OnHashResults(); });
+    }
+    ASSERT_EQ(pool_.in_flight(), 0u) << "password hashing did not finish";
+  }
+
+  // Removes and returns every frame queued for `peer`, in arrival order.
+  std::vector<Message> Drain(const std::string& peer) {
+    auto& box = inbox_[peer];
+    std::vector<Message> out(std::make_move_iterator(box.begin()),
+                             std::make_move_iterator(box.end()));
+    box.clear();
+    return out;
   }
 
   // Call() that expects a reply of type T.
