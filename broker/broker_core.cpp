@@ -42,6 +42,16 @@ std::vector<OutFrame> BrokerCore::EndBatch() {
 void BrokerCore::OnFrame(std::string_view routing_id, std::string_view frame,
                          int connection) {
   assert(in_batch_);
+  if (LogEnabled(LogLevel::kDebug) && !sessions_.Find(routing_id)) {
+    // Local diagnostics only: routing ids never go to clients.
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string hex;
+    for (unsigned char c : routing_id) {
+      hex.push_back(kHex[c >> 4]);
+      hex.push_back(kHex[c & 15]);
+    }
+    Log(LogLevel::kDebug, "new peer " + hex);
+  }
   Peer& peer = sessions_.Touch(routing_id, connection, clock_());
   if (peer.held()) {
     if (!sessions_.Wait(peer, std::string(frame),
