@@ -21,8 +21,11 @@
 //
 // Ids. Account and message ids are never handed out twice by one Store,
 // whether or not the transaction that assigned them committed: after a
-// rollback, new ids continue above the highest id assigned so far. (The
-// database itself remembers only committed ids: AUTOINCREMENT.)
+// rollback, new ids continue above the highest id assigned so far. The
+// database itself remembers only committed ids (AUTOINCREMENT): a new Store
+// continues above the highest committed one. An id lost to a rollback reads
+// in ConfirmDelivery as kUnknown until a higher id commits, then as
+// kAlreadyConfirmed.
 #pragma once
 
 #include <sqlite3.h>
