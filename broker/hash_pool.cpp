@@ -21,9 +21,10 @@ std::string HashPassword(const std::string& password, const HashCost& cost) {
 }  // namespace
 
 HashPool::HashPool(int threads, size_t max_queued, HashCost cost)
-    : max_queued_(max_queued), cost_(cost) {
+    : max_queued_(max_queued),
+      cost_(cost),
+      wake_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
   if (sodium_init() < 0) abort();  // libsodium cannot run at all
-  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   char random[33];
   randombytes_buf(random, 32);
   random[32] = 0;
@@ -38,7 +39,7 @@ HashPool::~HashPool() {
   }
   cv_.notify_all();
   for (auto& t : workers_) t.join();
-  close(wake_fd_);
+  // wake_fd_ closes itself, after the workers that write to it are gone.
 }
 
 bool HashPool::Submit(HashJob job) {
@@ -54,7 +55,7 @@ bool HashPool::Submit(HashJob job) {
 
 std::vector<HashResult> HashPool::TakeCompleted() {
   uint64_t counter;
-  (void)!read(wake_fd_, &counter, sizeof counter);  // EAGAIN when none
+  (void)!read(wake_fd_.get(), &counter, sizeof counter);  // EAGAIN when none
   std::vector<HashResult> out;
   {
     std::lock_guard lock(mu_);
@@ -90,7 +91,7 @@ void HashPool::Work() {
       done_.push_back(std::move(result));
     }
     uint64_t one = 1;
-    (void)!write(wake_fd_, &one, sizeof one);
+    (void)!write(wake_fd_.get(), &one, sizeof one);
   }
 }
 

@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "broker/unique_fd.h"
+
 namespace zchat {
 
 struct HashCost {
@@ -46,7 +48,7 @@ class HashPool {
   // Results finished since the last call, in completion order.
   std::vector<HashResult> TakeCompleted();
   // Readable when results are waiting (poll it; TakeCompleted drains it).
-  int wake_fd() const { return wake_fd_; }
+  int wake_fd() const { return wake_fd_.get(); }
   // Jobs submitted and not yet taken back.
   size_t in_flight() const { return in_flight_; }
 
@@ -58,7 +60,7 @@ class HashPool {
 
   const size_t max_queued_;
   const HashCost cost_;
-  int wake_fd_ = -1;
+  UniqueFd wake_fd_;
   size_t in_flight_ = 0;  // loop thread only
   std::string dummy_hash_;
 

@@ -1,22 +1,49 @@
 #include "broker/store.h"
 
+#include <algorithm>
+#include <iterator>
+#include <type_traits>
 #include <utility>
 
 namespace zchat {
 
-// A prepared statement, reset and unbound each time it is handed out.
+// A prepared statement, owned: finalized when it goes away. Move-only (a
+// moved-from Statement owns nothing). One that owns nothing (a failed
+// prepare) fails every Step/Run with SQLITE_MISUSE, leaving sqlite3_errmsg
+// with the reason the prepare failed.
 class Store::Statement {
  public:
+  Statement() = default;
   explicit Statement(sqlite3_stmt* stmt) : stmt_(stmt) {}
-  ~Statement() { sqlite3_finalize(stmt_); }
+  ~Statement() { sqlite3_finalize(stmt_); }  // a no-op for nullptr
+  Statement(Statement&& other) noexcept
+      : stmt_(std::exchange(other.stmt_, nullptr)) {}
+  Statement& operator=(Statement&& other) noexcept {
+    if (this != &other) {
+      sqlite3_finalize(stmt_);
+      stmt_ = std::exchange(other.stmt_, nullptr);
+    }
+    return *this;
+  }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
 
+  // Resets the statement and clears its bindings, for a fresh use.
   Statement& Start() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
+    if (stmt_ != nullptr) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
     return *this;
   }
   Statement& Bind(int index, int64_t value) {
     sqlite3_bind_int64(stmt_, index, value);
+    return *this;
+  }
+  // Binds SQL NULL when `value` is empty.
+  Statement& Bind(int index, std::optional<int64_t> value) {
+    if (value) return Bind(index, *value);
+    sqlite3_bind_null(stmt_, index);
     return *this;
   }
   Statement& Bind(int index, std::string_view text) {
@@ -47,7 +74,7 @@ class Store::Statement {
   void Reset() { sqlite3_reset(stmt_); }
 
  private:
-  sqlite3_stmt* stmt_;
+  sqlite3_stmt* stmt_ = nullptr;
 };
 
 namespace {
@@ -96,23 +123,45 @@ CREATE INDEX tokens_by_account ON tokens(account_id);
 int64_t ToSql(uint64_t v) { return static_cast<int64_t>(v); }
 uint64_t FromSql(int64_t v) { return static_cast<uint64_t>(v); }
 
+// Adds or replaces an entry of a bounded cache: a full cache is emptied
+// first (cheap, and the misses that follow reload what is used).
+template <class Map, class Key, class Value>
+void CachePut(Map& map, size_t capacity, Key&& key, Value&& value) {
+  if (map.size() >= capacity && map.find(key) == map.end()) map.clear();
+  map.insert_or_assign(std::forward<Key>(key), std::forward<Value>(value));
+}
+
 }  // namespace
+
+std::optional<int64_t> Store::IdFloor::Next() const {
+  // `assigned` is at least the table's committed sqlite_sequence: it is an id
+  // SQLite chose above it, or one given explicitly (which raises it), and
+  // nothing else writes the database.
+  if (behind && assigned > 0) return assigned + 1;
+  return std::nullopt;
+}
+
+void Store::IdFloor::Assigned(int64_t id) {
+  assigned = std::max(assigned, id);
+  // sqlite_sequence is now >= id in this transaction; if the transaction is
+  // lost, ForgetTransaction sets `behind` again.
+  behind = false;
+}
 
 Store::Store(sqlite3* db) : db_(db) {}
 
-Store::~Store() {
-  statements_.clear();
-  sqlite3_close_v2(db_);
-}
+Store::~Store() = default;
 
-Status Store::Error(std::string_view what) const {
-  return Status(ErrorCode::kStorage,
-                std::string(what) + ": " + sqlite3_errmsg(db_));
+Status Store::Error(std::string_view what) {
+  Status s(ErrorCode::kStorage,
+           std::string(what) + ": " + sqlite3_errmsg(db()));
+  NoticeLostTransaction();
+  return s;
 }
 
 Status Store::Exec(const char* sql) {
   char* err = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+  if (sqlite3_exec(db(), sql, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string message = err ? err : "unknown error";
     sqlite3_free(err);
     return Status(ErrorCode::kStorage, message);
@@ -121,14 +170,20 @@ Status Store::Exec(const char* sql) {
 }
 
 Store::Statement& Store::Prepare(const char* sql) {
+  static_assert(!std::is_copy_constructible_v<Statement> &&
+                !std::is_copy_assignable_v<Statement>);
+  static_assert(std::is_nothrow_move_constructible_v<Statement> &&
+                std::is_nothrow_move_assignable_v<Statement>);
   auto it = statements_.find(sql);
   if (it == statements_.end()) {
     sqlite3_stmt* stmt = nullptr;
-    int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt,
-                                nullptr);
-    // The SQL is ours and fixed: failing to prepare it is a programming error.
-    assert(rc == SQLITE_OK && "bad SQL in store.cpp");
-    (void)rc;
+    if (sqlite3_prepare_v3(db(), sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt,
+                           nullptr) != SQLITE_OK) {
+      // The SQL is ours and fixed, so the database could not be read (locked,
+      // damaged, out of memory). Not remembered: the next call tries again.
+      static Statement unprepared;
+      return unprepared;
+    }
     it = statements_.emplace(sql, std::make_unique<Statement>(stmt)).first;
   }
   return it->second->Start();
@@ -136,21 +191,35 @@ Store::Statement& Store::Prepare(const char* sql) {
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path,
                                            const StoreOptions& options) {
-  sqlite3* db = nullptr;
+  sqlite3* raw = nullptr;
   const int mode = options.read_only
                        ? SQLITE_OPEN_READONLY
                        : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-  int rc =
-      sqlite3_open_v2(path.c_str(), &db, mode | SQLITE_OPEN_NOMUTEX, nullptr);
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &raw, mode | SQLITE_OPEN_NOMUTEX, nullptr);
+  // The handle is owned from here on, even when the open failed.
+  std::unique_ptr<Store> store(new Store(raw));
+  auto failed = [&path](std::string_view why) {
+    return Status(ErrorCode::kStorage,
+                  "open " + path + ": " + std::string(why));
+  };
   if (rc != SQLITE_OK) {
-    std::string message = db ? sqlite3_errmsg(db) : "out of memory";
-    sqlite3_close_v2(db);
-    return Status(ErrorCode::kStorage, "open " + path + ": " + message);
+    return failed(raw ? sqlite3_errmsg(raw) : "out of memory");
   }
-  std::unique_ptr<Store> store(new Store(db));
-  sqlite3_busy_timeout(db, 5000);
+  sqlite3_busy_timeout(raw, 5000);
+  // Reading the version is the first read of the file: it tells a file that
+  // is not a database (or is damaged) before anything is changed.
+  Result<int64_t> version = store->SchemaVersion();
+  if (!version.ok()) return failed(version.status().detail());
+  if (Status s = CheckNotNewer(*version); !s.ok()) return failed(s.detail());
   if (options.read_only) {
     // The schema must already be there; nothing is changed.
+    if (*version < kSchemaVersion) {
+      return failed("database schema version " + std::to_string(*version) +
+                    " needs migrating to version " +
+                    std::to_string(kSchemaVersion) +
+                    ", and the database is open read-only");
+    }
     return store;
   }
   std::string pragmas = "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=OFF;";
@@ -160,66 +229,110 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path,
     pragmas +=
         "PRAGMA max_page_count=" + std::to_string(options.max_pages) + ";";
   }
-  if (Status s = store->Exec(pragmas.c_str()); !s.ok()) return s;
-  if (Status s = store->Migrate(); !s.ok()) return s;
+  if (Status s = store->Exec(pragmas.c_str()); !s.ok()) {
+    return failed(s.detail());
+  }
+  if (Status s = store->Migrate(); !s.ok()) return failed(s.detail());
   return store;
 }
 
+Result<int64_t> Store::SchemaVersion() {
+  sqlite3_stmt* raw = nullptr;
+  const int rc =
+      sqlite3_prepare_v2(db(), "PRAGMA user_version", -1, &raw, nullptr);
+  Statement st(raw);  // finalized on every path
+  if (rc != SQLITE_OK) return Error("read schema version");
+  if (st.Step() != SQLITE_ROW) return Error("read schema version");
+  return st.Int(0);
+}
+
+Status Store::CheckNotNewer(int64_t version) {
+  if (version <= kSchemaVersion) return Status::Ok();
+  return Status(ErrorCode::kStorage,
+                "database schema version " + std::to_string(version) +
+                    " is newer than this broker's schema version " +
+                    std::to_string(kSchemaVersion));
+}
+
 Status Store::Migrate() {
-  int64_t version = 0;
-  {
-    sqlite3_stmt* stmt = nullptr;
-    sqlite3_prepare_v2(db_, "PRAGMA user_version", -1, &stmt, nullptr);
-    if (sqlite3_step(stmt) == SQLITE_ROW)
-      version = sqlite3_column_int64(stmt, 0);
-    sqlite3_finalize(stmt);
-  }
-  if (version > kSchemaVersion) {
-    return Status(ErrorCode::kStorage,
-                  "database schema version " + std::to_string(version) +
-                      " is newer than this broker's (" +
-                      std::to_string(kSchemaVersion) + ")");
-  }
-  // Each step takes the schema from version N to N+1 in one transaction.
+  // Each step takes the schema from version N to N+1 in one transaction,
+  // reading N inside it (another broker may be migrating the same file).
   static const char* const kMigrations[] = {kSchemaV1};
-  for (int64_t v = version; v < kSchemaVersion; ++v) {
+  static_assert(std::size(kMigrations) == kSchemaVersion);
+  for (;;) {
     if (Status s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
-    Status s = Exec(kMigrations[v]);
+    Result<int64_t> version = SchemaVersion();
+    Status s = version.ok() ? CheckNotNewer(*version) : version.status();
+    if (!s.ok() || *version == kSchemaVersion) {
+      Exec("ROLLBACK");
+      return s;
+    }
+    const int64_t next = *version + 1;
+    s = Exec(kMigrations[*version]);
     if (s.ok()) {
-      s = Exec(("PRAGMA user_version=" + std::to_string(v + 1)).c_str());
+      s = Exec(("PRAGMA user_version=" + std::to_string(next)).c_str());
     }
     if (!s.ok()) {
       Exec("ROLLBACK");
-      return Status(
-          ErrorCode::kStorage,
-          "migration to schema " + std::to_string(v + 1) + ": " + s.detail());
+      return Status(ErrorCode::kStorage, "migration to schema version " +
+                                             std::to_string(next) + ": " +
+                                             s.detail());
     }
-    if (Status c = Exec("COMMIT"); !c.ok()) return c;
+    if (Status c = Exec("COMMIT"); !c.ok()) {
+      Exec("ROLLBACK");
+      return c;
+    }
   }
-  return Status::Ok();
 }
 
-Status Store::RequireTransaction() const {
+Status Store::RequireTransaction() {
+  NoticeLostTransaction();
   // Writes outside a transaction would commit piecemeal: refuse them.
   if (InTransaction()) return Status::Ok();
   return Status(ErrorCode::kStorage, "the database is not writable now");
 }
 
-Status Store::Begin() { return Exec("BEGIN IMMEDIATE"); }
+void Store::NoticeLostTransaction() {
+  if (transaction_open_ && !InTransaction()) {
+    transaction_open_ = false;
+    ForgetTransaction();
+  }
+}
+
+void Store::ForgetTransaction() {
+  accounts_by_key_.clear();
+  pending_counts_.clear();
+  account_ids_.behind = true;
+  message_ids_.behind = true;
+}
+
+Status Store::Begin() {
+  NoticeLostTransaction();
+  Status s = Exec("BEGIN IMMEDIATE");
+  if (s.ok()) transaction_open_ = true;
+  return s;
+}
 
 Status Store::Commit() {
+  NoticeLostTransaction();
   Status s = Exec("COMMIT");
-  if (!s.ok() && InTransaction()) Rollback();
+  if (s.ok()) {
+    transaction_open_ = false;
+  } else {
+    Rollback();
+  }
   return s;
 }
 
 void Store::Rollback() {
   if (InTransaction()) Exec("ROLLBACK");
+  transaction_open_ = false;
+  ForgetTransaction();
 }
 
-bool Store::InTransaction() const { return !sqlite3_get_autocommit(db_); }
+bool Store::InTransaction() const { return !sqlite3_get_autocommit(db()); }
 
-int64_t Store::TotalChanges() const { return sqlite3_total_changes64(db_); }
+int64_t Store::TotalChanges() const { return sqlite3_total_changes64(db()); }
 
 Result<int64_t> Store::CreateAccount(std::string_view name,
                                      std::string_view key,
@@ -227,15 +340,24 @@ Result<int64_t> Store::CreateAccount(std::string_view name,
                                      int64_t now_ms) {
   if (Status s = RequireTransaction(); !s.ok()) return s;
   Statement& st = Prepare(
-      "INSERT INTO accounts(name, name_key, password_hash, created_at) "
-      "VALUES(?, ?, ?, ?)");
-  st.Bind(1, name).Bind(2, key).Bind(3, password_hash).Bind(4, now_ms);
-  int rc = st.Run();
-  if (rc == SQLITE_CONSTRAINT) {
-    return Status(ErrorCode::kUsernameTaken, "username is taken");
+      "INSERT INTO accounts(id, name, name_key, password_hash, created_at) "
+      "VALUES(?, ?, ?, ?, ?)");
+  st.Bind(1, account_ids_.Next())
+      .Bind(2, name)
+      .Bind(3, key)
+      .Bind(4, password_hash)
+      .Bind(5, now_ms);
+  if (st.Run() != SQLITE_DONE) {
+    if (sqlite3_extended_errcode(db()) == SQLITE_CONSTRAINT_UNIQUE) {
+      return Status(ErrorCode::kUsernameTaken, "username is taken");
+    }
+    return Error("create account");
   }
-  if (rc != SQLITE_DONE) return Error("create account");
-  return sqlite3_last_insert_rowid(db_);
+  const int64_t id = sqlite3_last_insert_rowid(db());
+  account_ids_.Assigned(id);
+  CachePut(accounts_by_key_, kAccountCacheSize, std::string(key),
+           Account{id, std::string(name), std::string(password_hash)});
+  return id;
 }
 
 // A queued message from a row of (id, sender_id, sender_name,
@@ -266,9 +388,19 @@ Result<std::optional<Account>> Store::ReadAccount(Statement& st) {
 }
 
 Result<std::optional<Account>> Store::FindAccount(std::string_view key) {
-  return ReadAccount(
+  NoticeLostTransaction();
+  if (auto it = accounts_by_key_.find(std::string(key));
+      it != accounts_by_key_.end()) {
+    return std::optional<Account>(it->second);
+  }
+  Result<std::optional<Account>> found = ReadAccount(
       Prepare("SELECT id, name, password_hash FROM accounts WHERE name_key = ?")
           .Bind(1, key));
+  // Only accounts that exist are cached (an unknown key costs a lookup).
+  if (found.ok() && found->has_value()) {
+    CachePut(accounts_by_key_, kAccountCacheSize, std::string(key), **found);
+  }
+  return found;
 }
 
 Result<std::optional<Account>> Store::FindAccountById(int64_t id) {
@@ -279,6 +411,9 @@ Result<std::optional<Account>> Store::FindAccountById(int64_t id) {
 
 Result<std::vector<QueuedMessage>> Store::DeleteAccount(int64_t id) {
   if (Status s = RequireTransaction(); !s.ok()) return s;
+  // Forgetting a cache entry is always safe (a miss reloads it), so the
+  // account's count goes first, whatever happens below.
+  pending_counts_.erase(id);
   std::vector<QueuedMessage> purged;
   {
     Statement& st = Prepare(
@@ -297,13 +432,21 @@ Result<std::vector<QueuedMessage>> Store::DeleteAccount(int64_t id) {
       "DELETE FROM notices WHERE account_id = ?",
       "DELETE FROM tokens WHERE account_id = ?",
       "DELETE FROM sends WHERE sender_id = ?",
-      "DELETE FROM accounts WHERE id = ?",
   };
   for (const char* sql : kDeletes) {
     if (Prepare(sql).Bind(1, id).Run() != SQLITE_DONE) {
       return Error("delete account");
     }
   }
+  Statement& del =
+      Prepare("DELETE FROM accounts WHERE id = ? RETURNING name_key");
+  del.Bind(1, id);
+  int rc;
+  while ((rc = del.Step()) == SQLITE_ROW) {
+    accounts_by_key_.erase(std::string(del.Text(0)));
+  }
+  del.Reset();
+  if (rc != SQLITE_DONE) return Error("delete account");
   return purged;
 }
 
@@ -357,18 +500,26 @@ Result<std::optional<int64_t>> Store::FindSend(int64_t sender_id,
 Result<int64_t> Store::Enqueue(const QueuedMessage& m) {
   if (Status s = RequireTransaction(); !s.ok()) return s;
   Statement& st = Prepare(
-      "INSERT INTO messages(sender_id, sender_name, recipient_id, "
+      "INSERT INTO messages(id, sender_id, sender_name, recipient_id, "
       "recipient_name, client_msg_id, body, sent_at) "
-      "VALUES(?, ?, ?, ?, ?, ?, ?)");
-  st.Bind(1, m.sender_id)
-      .Bind(2, m.sender_name)
-      .Bind(3, m.recipient_id)
-      .Bind(4, m.recipient_name)
-      .Bind(5, ToSql(m.client_msg_id))
-      .Bind(6, m.body)
-      .Bind(7, m.sent_at_ms);
+      "VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+  st.Bind(1, message_ids_.Next())
+      .Bind(2, m.sender_id)
+      .Bind(3, m.sender_name)
+      .Bind(4, m.recipient_id)
+      .Bind(5, m.recipient_name)
+      .Bind(6, ToSql(m.client_msg_id))
+      .Bind(7, m.body)
+      .Bind(8, m.sent_at_ms);
   if (st.Run() != SQLITE_DONE) return Error("enqueue");
-  const int64_t id = sqlite3_last_insert_rowid(db_);
+  const int64_t id = sqlite3_last_insert_rowid(db());
+  message_ids_.Assigned(id);
+  // The row is in: the count follows it at once (even if the dedup insert
+  // below fails, the row stays in the transaction until it rolls back).
+  if (auto it = pending_counts_.find(m.recipient_id);
+      it != pending_counts_.end()) {
+    ++it->second;
+  }
   Statement& dedup = Prepare(
       "INSERT INTO sends(sender_id, client_msg_id, message_id, created_at) "
       "VALUES(?, ?, ?, ?)");
@@ -381,12 +532,18 @@ Result<int64_t> Store::Enqueue(const QueuedMessage& m) {
 }
 
 Result<int64_t> Store::CountPending(int64_t recipient_id) {
+  NoticeLostTransaction();
+  if (auto it = pending_counts_.find(recipient_id);
+      it != pending_counts_.end()) {
+    return it->second;
+  }
   Statement& st =
       Prepare("SELECT count(*) FROM messages WHERE recipient_id = ?");
   st.Bind(1, recipient_id);
   if (st.Step() != SQLITE_ROW) return Error("count pending");
-  int64_t n = st.Int(0);
+  const int64_t n = st.Int(0);
   st.Reset();
+  CachePut(pending_counts_, kPendingCacheSize, recipient_id, n);
   return n;
 }
 
@@ -427,13 +584,19 @@ Result<ReceiptResult> Store::ConfirmDelivery(int64_t recipient_id,
     rc = del.Step();  // runs the statement to its end
     del.Reset();
     if (rc != SQLITE_DONE) return Error("confirm delivery");
+    if (auto it = pending_counts_.find(recipient_id);
+        it != pending_counts_.end()) {
+      --it->second;
+    }
     result.outcome = ReceiptOutcome::kConfirmed;
     return result;
   }
   del.Reset();
   if (rc != SQLITE_DONE) return Error("confirm delivery");
   // Nothing deleted: someone else's message, already confirmed, or never
-  // assigned (AUTOINCREMENT ids are never reused: sqlite_sequence says).
+  // assigned (AUTOINCREMENT ids are never reused: sqlite_sequence says, for
+  // committed ids; an id of a rolled-back transaction reads as kUnknown
+  // until a later id commits, then as kAlreadyConfirmed).
   Statement& other = Prepare("SELECT 1 FROM messages WHERE id = ?");
   other.Bind(1, message_id);
   rc = other.Step();
@@ -445,8 +608,10 @@ Result<ReceiptResult> Store::ConfirmDelivery(int64_t recipient_id,
   if (rc != SQLITE_DONE) return Error("confirm delivery");
   Statement& seq =
       Prepare("SELECT seq FROM sqlite_sequence WHERE name = 'messages'");
-  int64_t highest = seq.Step() == SQLITE_ROW ? seq.Int(0) : 0;
+  rc = seq.Step();
+  const int64_t highest = rc == SQLITE_ROW ? seq.Int(0) : 0;
   seq.Reset();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error("confirm delivery");
   result.outcome = message_id <= highest ? ReceiptOutcome::kAlreadyConfirmed
                                          : ReceiptOutcome::kUnknown;
   return result;
@@ -467,6 +632,7 @@ Status Store::AddNotice(int64_t account_id, const Notice& n) {
 }
 
 Result<std::vector<Notice>> Store::TakeNotices(int64_t account_id) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
   Statement& st = Prepare(
       "SELECT kind, message_id, peer_name, client_msg_id FROM notices "
       "WHERE account_id = ? ORDER BY id");

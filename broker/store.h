@@ -1,9 +1,31 @@
 // Store: the broker's durable state in SQLite (WAL). Accounts, the queue of
 // undelivered messages, send dedup ids, stored notices for offline senders,
 // and session token hashes. Not thread-safe: owned and used by the broker
-// loop only. Writes happen inside a transaction that the caller opens with
+// loop only, and the only writer of its database file while open.
+//
+// Transactions. Writes happen inside a transaction that the caller opens with
 // Begin() and ends with Commit() (group commit of a whole batch); outside
-// one, reads work and writes are refused with kStorage.
+// one, reads work and writes (including TakeNotices) are refused with
+// kStorage. A transaction ends without its writes when the caller calls
+// Rollback(), when Commit() fails, or when SQLite drops it by itself after a
+// failed statement (disk full, I/O error; InTransaction() turns false).
+//
+// Caches. The store keeps in memory, and serves reads from:
+//   - accounts by key (FindAccount), bounded (cleared when full);
+//   - each account's count of queued messages (CountPending), loaded by
+//     counting on first use and then kept exact by Enqueue, ConfirmDelivery
+//     and DeleteAccount.
+// They reflect the writes of the open transaction. When a transaction ends
+// without its writes (any of the three ways above), both caches are dropped
+// whole: the store notices a transaction SQLite dropped at its next call.
+//
+// Ids. Account and message ids are never handed out twice by one Store,
+// whether or not the transaction that assigned them committed: after a
+// rollback, new ids continue above the highest id assigned so far. The
+// database itself remembers only committed ids (AUTOINCREMENT): a new Store
+// continues above the highest committed one. An id lost to a rollback reads
+// in ConfirmDelivery as kUnknown until a higher id commits, then as
+// kAlreadyConfirmed.
 #pragma once
 
 #include <sqlite3.h>
@@ -82,7 +104,9 @@ class Store {
 
   static constexpr int kSchemaVersion = 1;
 
-  // Transactions. Commit failing (disk full) rolls everything back.
+  // Transactions (see the top of this file). Commit failing (disk full)
+  // rolls everything back. Rollback outside a transaction only drops the
+  // caches.
   Status Begin();
   Status Commit();
   void Rollback();
@@ -119,7 +143,8 @@ class Store {
   Result<ReceiptResult> ConfirmDelivery(int64_t recipient_id,
                                         int64_t message_id);
 
-  // Notices for senders who were offline.
+  // Notices for senders who were offline. TakeNotices returns the account's
+  // notices, oldest first, and deletes them: a write (needs a transaction).
   Status AddNotice(int64_t account_id, const Notice& notice);
   Result<std::vector<Notice>> TakeNotices(int64_t account_id);
 
@@ -135,20 +160,61 @@ class Store {
 
  private:
   class Statement;
+  struct CloseDb {
+    void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+  };
+  // Ids of one AUTOINCREMENT table handed out by this store.
+  struct IdFloor {
+    int64_t assigned = 0;  // the highest id handed out, 0 = none yet
+    // A transaction that may have assigned ids ended without them, so the
+    // table's sqlite_sequence may be below `assigned`: the next insert
+    // gives its id explicitly.
+    bool behind = false;
+    // The id to bind for the next insert (nullopt: let SQLite choose).
+    std::optional<int64_t> Next() const;
+    void Assigned(int64_t id);
+  };
+  static constexpr size_t kAccountCacheSize = 100'000;
+  static constexpr size_t kPendingCacheSize = 100'000;
+
   explicit Store(sqlite3* db);
+  sqlite3* db() const { return db_.get(); }
   Status Exec(const char* sql);
-  Status RequireTransaction() const;
+  Status RequireTransaction();
+  // The database's PRAGMA user_version (0 for a new, empty file).
+  Result<int64_t> SchemaVersion();
+  // Refuses a version newer than kSchemaVersion with a message naming both.
+  static Status CheckNotNewer(int64_t version);
+  // Brings the schema up to kSchemaVersion.
   Status Migrate();
+  // A prepared, reset statement for `sql` (a string literal), prepared once.
   Statement& Prepare(const char* sql);
   // The single account row a prepared, bound statement selects, if any.
   Result<std::optional<Account>> ReadAccount(Statement& st);
   static QueuedMessage ReadQueued(const Statement& st, int64_t recipient_id,
                                   bool with_body);
-  Status Error(std::string_view what) const;
+  // A kStorage status naming `what` and SQLite's last error. Also notices a
+  // transaction SQLite dropped because of that error.
+  Status Error(std::string_view what);
+  // If a transaction this store began is gone without Commit or Rollback
+  // (SQLite rolled it back after an error), does what Rollback does.
+  void NoticeLostTransaction();
+  // What every end of a transaction without its writes does: drops the
+  // caches and marks the id floors behind.
+  void ForgetTransaction();
 
-  sqlite3* db_;
+  // Declared first, destroyed last: statements are finalized before close.
+  std::unique_ptr<sqlite3, CloseDb> db_;
   // Prepared once per SQL text (string literals, keyed by address).
   std::unordered_map<const char*, std::unique_ptr<Statement>> statements_;
+  // True from a successful Begin() to Commit()/Rollback(); differs from
+  // InTransaction() when SQLite dropped the transaction by itself.
+  bool transaction_open_ = false;
+  IdFloor account_ids_;
+  IdFloor message_ids_;
+  // Caches (see the top of this file).
+  std::unordered_map<std::string, Account> accounts_by_key_;
+  std::unordered_map<int64_t, int64_t> pending_counts_;
 };
 
 }  // namespace zchat

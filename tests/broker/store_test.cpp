@@ -1,0 +1,516 @@
+// Store: transactions, the caches it owns, ids, and opening databases
+// (migration, newer schemas, files that are not databases).
+#include "broker/store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "tests/support/temp_dir.h"
+
+namespace zchat {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+
+std::string ReadWhole(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Runs `sql` on the file at `path` with SQLite directly (not the store).
+void RawExec(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  std::string message = err ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(db);
+  ASSERT_EQ(rc, SQLITE_OK) << message;
+}
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+
+  void Reopen(StoreOptions options = {}) {
+    store_.reset();
+    auto opened = Store::Open(path_, options);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    store_ = std::move(*opened);
+  }
+  void Begin() { ASSERT_TRUE(store_->Begin().ok()); }
+  void Commit() { ASSERT_TRUE(store_->Commit().ok()); }
+
+  // In the open transaction.
+  int64_t Create(const std::string& name) {
+    Result<int64_t> id = store_->CreateAccount(name, name, "hash-" + name, 1);
+    EXPECT_TRUE(id.ok()) << id.status().ToString();
+    return id.ok() ? *id : 0;
+  }
+  int64_t Enqueue(int64_t from, int64_t to, uint64_t client_msg_id) {
+    QueuedMessage m;
+    m.sender_id = from;
+    m.sender_name = "sender";
+    m.recipient_id = to;
+    m.recipient_name = "recipient";
+    m.client_msg_id = client_msg_id;
+    m.body = "body";
+    m.sent_at_ms = 1;
+    Result<int64_t> id = store_->Enqueue(m);
+    EXPECT_TRUE(id.ok()) << id.status().ToString();
+    return id.ok() ? *id : 0;
+  }
+  int64_t Pending(int64_t account) {
+    Result<int64_t> n = store_->CountPending(account);
+    EXPECT_TRUE(n.ok()) << n.status().ToString();
+    return n.ok() ? *n : -1;
+  }
+  // The queue as the database has it (FetchPending is not cached).
+  int64_t Queued(int64_t account) {
+    auto rows = store_->FetchPending(account, 1000);
+    EXPECT_TRUE(rows.ok()) << rows.status().ToString();
+    return rows.ok() ? static_cast<int64_t>(rows->size()) : -1;
+  }
+  bool Exists(const std::string& key) {
+    auto found = store_->FindAccount(key);
+    EXPECT_TRUE(found.ok()) << found.status().ToString();
+    return found.ok() && found->has_value();
+  }
+  ReceiptOutcome Confirm(int64_t recipient, int64_t message) {
+    auto r = store_->ConfirmDelivery(recipient, message);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? r->outcome : ReceiptOutcome::kUnknown;
+  }
+
+  TempDir dir_;
+  const std::string path_ = dir_.File("store.db");
+  std::unique_ptr<Store> store_;
+};
+
+// --- Transactions ------------------------------------------------------------
+
+TEST_F(StoreTest, TakeNoticesRequiresTransaction) {
+  Begin();
+  int64_t alice = Create("alice");
+  ASSERT_TRUE(
+      store_->AddNotice(alice, Notice{NoticeKind::kDelivered, 1, "bob", 42})
+          .ok());
+  Commit();
+
+  auto refused = store_->TakeNotices(alice);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), ErrorCode::kStorage);
+
+  // Nothing was taken.
+  Begin();
+  auto taken = store_->TakeNotices(alice);
+  ASSERT_TRUE(taken.ok()) << taken.status().ToString();
+  ASSERT_EQ(taken->size(), 1u);
+  EXPECT_EQ((*taken)[0].client_msg_id, 42u);
+  EXPECT_EQ((*taken)[0].peer_name, "bob");
+  auto again = store_->TakeNotices(alice);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->empty());
+  Commit();
+}
+
+TEST_F(StoreTest, EveryWriteRequiresTransaction) {
+  Begin();
+  int64_t alice = Create("alice");
+  int64_t message = Enqueue(alice, alice, 1);
+  Commit();
+  ASSERT_FALSE(store_->InTransaction());
+
+  QueuedMessage m;
+  m.sender_id = m.recipient_id = alice;
+  const std::vector<std::pair<const char*, Status>> writes = {
+      {"CreateAccount", store_->CreateAccount("bob", "bob", "h", 1).status()},
+      {"DeleteAccount", store_->DeleteAccount(alice).status()},
+      {"Enqueue", store_->Enqueue(m).status()},
+      {"ConfirmDelivery", store_->ConfirmDelivery(alice, message).status()},
+      {"AddNotice", store_->AddNotice(alice, Notice{})},
+      {"TakeNotices", store_->TakeNotices(alice).status()},
+      {"AddToken", store_->AddToken("hash", alice, 1)},
+      {"RevokeToken", store_->RevokeToken("hash")},
+      {"Prune", store_->Prune(100, 100)},
+  };
+  for (const auto& [name, status] : writes) {
+    EXPECT_EQ(status.code(), ErrorCode::kStorage) << name;
+  }
+  EXPECT_TRUE(Exists("alice"));
+  EXPECT_FALSE(Exists("bob"));
+  EXPECT_EQ(Pending(alice), 1);
+}
+
+TEST_F(StoreTest, CreateAccountRefusesTakenKey) {
+  Begin();
+  Create("alice");
+  auto taken = store_->CreateAccount("ALICE", "alice", "h", 1);
+  ASSERT_FALSE(taken.ok());
+  EXPECT_EQ(taken.status().code(), ErrorCode::kUsernameTaken);
+  Commit();
+  // Also when the id is given explicitly (after a rollback).
+  Begin();
+  store_->Rollback();
+  Begin();
+  taken = store_->CreateAccount("ALICE", "alice", "h", 1);
+  ASSERT_FALSE(taken.ok());
+  EXPECT_EQ(taken.status().code(), ErrorCode::kUsernameTaken);
+  Commit();
+}
+
+// --- Caches ------------------------------------------------------------------
+
+TEST_F(StoreTest, PendingCountFollowsEnqueueConfirmAndDelete) {
+  Begin();
+  int64_t alice = Create("alice");
+  int64_t bob = Create("bob");
+  EXPECT_EQ(Pending(bob), 0);  // loaded (and cached) before any message
+  int64_t m1 = Enqueue(alice, bob, 1);
+  int64_t m2 = Enqueue(alice, bob, 2);
+  Enqueue(alice, bob, 3);
+  EXPECT_EQ(Pending(bob), 3);
+  EXPECT_EQ(Confirm(bob, m1), ReceiptOutcome::kConfirmed);
+  EXPECT_EQ(Pending(bob), 2);
+  // Receipts that confirm nothing change nothing.
+  EXPECT_EQ(Confirm(bob, m1), ReceiptOutcome::kAlreadyConfirmed);
+  EXPECT_EQ(Confirm(alice, m2), ReceiptOutcome::kNotYours);
+  EXPECT_EQ(Pending(bob), 2);
+  EXPECT_EQ(Queued(bob), 2);
+  Commit();
+
+  // The database agrees (a fresh store counts from scratch).
+  Reopen();
+  EXPECT_EQ(Pending(bob), 2);
+
+  Begin();
+  ASSERT_TRUE(store_->DeleteAccount(bob).ok());
+  EXPECT_EQ(Pending(bob), 0);
+  EXPECT_EQ(Pending(alice), 0);
+  Commit();
+}
+
+TEST_F(StoreTest, PendingCountIsLoadedAfterEnqueues) {
+  // Enqueues before the first CountPending are counted by the query.
+  Begin();
+  int64_t alice = Create("alice");
+  Enqueue(alice, alice, 1);
+  Enqueue(alice, alice, 2);
+  EXPECT_EQ(Pending(alice), 2);
+  Enqueue(alice, alice, 3);
+  EXPECT_EQ(Pending(alice), 3);
+  Commit();
+}
+
+TEST_F(StoreTest, DeleteAccountForgetsCachedAccount) {
+  Begin();
+  int64_t alice = Create("alice");
+  Commit();
+  auto found = store_->FindAccount("alice");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->id, alice);
+  EXPECT_EQ((*found)->name, "alice");
+  EXPECT_EQ((*found)->password_hash, "hash-alice");
+
+  Begin();
+  ASSERT_TRUE(store_->DeleteAccount(alice).ok());
+  EXPECT_FALSE(Exists("alice"));
+  Commit();
+  EXPECT_FALSE(Exists("alice"));
+}
+
+TEST_F(StoreTest, RollbackDropsPendingCounts) {
+  Begin();
+  int64_t alice = Create("alice");
+  Enqueue(alice, alice, 1);
+  Commit();
+  EXPECT_EQ(Pending(alice), 1);
+
+  Begin();
+  Enqueue(alice, alice, 2);
+  Enqueue(alice, alice, 3);
+  EXPECT_EQ(Pending(alice), 3);
+  store_->Rollback();
+  EXPECT_EQ(Pending(alice), 1);
+  EXPECT_EQ(Queued(alice), 1);
+}
+
+TEST_F(StoreTest, RollbackDropsCreatedAccount) {
+  Begin();
+  Create("dave");
+  EXPECT_TRUE(Exists("dave"));
+  store_->Rollback();
+  EXPECT_FALSE(Exists("dave"));
+}
+
+TEST_F(StoreTest, RollbackRestoresDeletedAccount) {
+  Begin();
+  int64_t alice = Create("alice");
+  Enqueue(alice, alice, 1);
+  Commit();
+  EXPECT_EQ(Pending(alice), 1);
+  Begin();
+  ASSERT_TRUE(store_->DeleteAccount(alice).ok());
+  EXPECT_FALSE(Exists("alice"));
+  EXPECT_EQ(Pending(alice), 0);
+  store_->Rollback();
+  EXPECT_TRUE(Exists("alice"));
+  EXPECT_EQ(Pending(alice), 1);
+}
+
+// A transaction SQLite rolls back by itself (here: the database is full)
+// is noticed at the store's next call, and the caches are dropped.
+TEST_F(StoreTest, TransactionDroppedBySqliteDropsCaches) {
+  Begin();
+  int64_t alice = Create("alice");
+  Commit();
+  Reopen(StoreOptions{SyncMode::kNormal, /*max_pages=*/1});
+  EXPECT_EQ(Pending(alice), 0);
+  Begin();
+  Create("dave");
+  ASSERT_TRUE(Exists("dave"));
+  QueuedMessage big;
+  big.sender_id = big.recipient_id = alice;
+  big.body.assign(64 * 1024, 'x');
+  bool failed = false;
+  for (uint64_t i = 1; i <= 100 && !failed; ++i) {
+    big.client_msg_id = i;
+    failed = !store_->Enqueue(big).ok();
+  }
+  ASSERT_TRUE(failed) << "the capped database kept growing";
+  if (store_->InTransaction()) {
+    GTEST_SKIP() << "this SQLite undid only the failing statement";
+  }
+  // No Rollback() call: the store notices by itself.
+  EXPECT_FALSE(Exists("dave"));
+  EXPECT_EQ(Pending(alice), 0);
+}
+
+// --- Ids ---------------------------------------------------------------------
+
+TEST_F(StoreTest, MessageIdsAreNotReusedAfterRollback) {
+  Begin();
+  int64_t alice = Create("alice");
+  int64_t committed = Enqueue(alice, alice, 1);
+  Commit();
+
+  Begin();
+  Enqueue(alice, alice, 2);
+  int64_t rolled_back = Enqueue(alice, alice, 3);
+  store_->Rollback();
+  // Twice in a row: the floor holds across a rollback of the explicit id.
+  Begin();
+  int64_t rolled_back_again = Enqueue(alice, alice, 2);
+  EXPECT_GT(rolled_back_again, rolled_back);
+  store_->Rollback();
+
+  Begin();
+  int64_t next = Enqueue(alice, alice, 2);
+  int64_t after = Enqueue(alice, alice, 3);
+  Commit();
+  EXPECT_GT(next, rolled_back_again);
+  EXPECT_EQ(after, next + 1);
+
+  // Receipts still tell confirmed ids from ids never handed out.
+  Begin();
+  EXPECT_EQ(Confirm(alice, committed), ReceiptOutcome::kConfirmed);
+  EXPECT_EQ(Confirm(alice, committed), ReceiptOutcome::kAlreadyConfirmed);
+  EXPECT_EQ(Confirm(alice, after + 1), ReceiptOutcome::kUnknown);
+  Commit();
+
+  // Committed ids survive a restart.
+  Reopen();
+  Begin();
+  EXPECT_GT(Enqueue(alice, alice, 4), after);
+  Commit();
+}
+
+TEST_F(StoreTest, AccountIdsAreNotReusedAfterRollback) {
+  Begin();
+  int64_t alice = Create("alice");
+  Commit();
+  Begin();
+  int64_t dave = Create("dave");
+  EXPECT_GT(dave, alice);
+  store_->Rollback();
+  Begin();
+  int64_t erin = Create("erin");
+  Commit();
+  EXPECT_GT(erin, dave);
+  auto found = store_->FindAccountById(erin);
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->name, "erin");
+}
+
+TEST_F(StoreTest, IdsAreNotReusedAfterTransactionSqliteDropped) {
+  Begin();
+  int64_t alice = Create("alice");
+  Commit();
+  // A transaction SQLite drops by itself (see TransactionDroppedBySqlite...).
+  Reopen(StoreOptions{SyncMode::kNormal, /*max_pages=*/1});
+  Begin();
+  int64_t lost = Enqueue(alice, alice, 1);
+  QueuedMessage big;
+  big.sender_id = big.recipient_id = alice;
+  big.body.assign(64 * 1024, 'x');
+  bool failed = false;
+  for (uint64_t i = 2; i <= 100 && !failed; ++i) {
+    big.client_msg_id = i;
+    failed = !store_->Enqueue(big).ok();
+  }
+  ASSERT_TRUE(failed);
+  if (store_->InTransaction()) {
+    GTEST_SKIP() << "this SQLite undid only the failing statement";
+  }
+  // No Rollback() call: Begin() notices the transaction is gone.
+  Begin();
+  EXPECT_GT(Enqueue(alice, alice, 1), lost);
+  Commit();
+}
+
+// --- Opening -----------------------------------------------------------------
+
+// A database written by the schema-1 broker, checked in: it opens, and its
+// data reads back (accounts, queue, dedup ids, notices, tokens, ids).
+TEST_F(StoreTest, OpensSchemaVersion1Database) {
+  store_.reset();
+  const fs::path source =
+      fs::path(ZCHAT_SOURCE_DIR) / "tests/data/db/schema_v1.sqlite";
+  ASSERT_TRUE(fs::exists(source)) << source;
+  fs::copy_file(source, path_, fs::copy_options::overwrite_existing);
+  fs::permissions(path_, fs::perms::owner_read | fs::perms::owner_write);
+  Reopen();
+
+  auto alice = store_->FindAccount("alice");
+  ASSERT_TRUE(alice.ok() && alice->has_value());
+  EXPECT_EQ((*alice)->id, 1);
+  EXPECT_EQ((*alice)->name, "Alice");
+  EXPECT_EQ((*alice)->password_hash, "hash-of-alice");
+  EXPECT_FALSE(Exists("carol"));
+  auto bob = store_->FindAccountById(2);
+  ASSERT_TRUE(bob.ok() && bob->has_value());
+  EXPECT_EQ((*bob)->name, "bob");
+
+  EXPECT_EQ(Pending(2), 1);
+  auto queue = store_->FetchPending(2, 10);
+  ASSERT_TRUE(queue.ok());
+  ASSERT_EQ(queue->size(), 1u);
+  EXPECT_EQ((*queue)[0].id, 2);
+  EXPECT_EQ((*queue)[0].sender_id, 1);
+  EXPECT_EQ((*queue)[0].sender_name, "Alice");
+  EXPECT_EQ((*queue)[0].client_msg_id, 8u);
+  EXPECT_EQ((*queue)[0].body, "hello bob");
+  EXPECT_EQ((*queue)[0].sent_at_ms, 1700000004000);
+
+  auto send = store_->FindSend(1, 8);
+  ASSERT_TRUE(send.ok() && send->has_value());
+  EXPECT_EQ(**send, 2);
+  auto token = store_->FindToken(
+      std::string("\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd"
+                  "\xee\xff",
+                  16),
+      0);
+  ASSERT_TRUE(token.ok() && token->has_value());
+  EXPECT_EQ(**token, 2);
+
+  Begin();
+  auto notices = store_->TakeNotices(1);
+  ASSERT_TRUE(notices.ok());
+  ASSERT_EQ(notices->size(), 1u);
+  EXPECT_EQ((*notices)[0].kind, NoticeKind::kDelivered);
+  EXPECT_EQ((*notices)[0].message_id, 1);
+  EXPECT_EQ((*notices)[0].peer_name, "bob");
+  EXPECT_EQ((*notices)[0].client_msg_id, 7u);
+  EXPECT_EQ(Confirm(2, 1), ReceiptOutcome::kAlreadyConfirmed);
+  // Ids continue after the file's (deleted rows included).
+  EXPECT_EQ(Create("dave"), 4);
+  EXPECT_EQ(Enqueue(1, 2, 9), 3);
+  EXPECT_EQ(Confirm(2, 2), ReceiptOutcome::kConfirmed);
+  Commit();
+}
+
+TEST(StoreOpenTest, RefusesNewerSchema) {
+  TempDir dir;
+  const std::string path = dir.File("newer.db");
+  const int newer = Store::kSchemaVersion + 1;
+  RawExec(path, "CREATE TABLE future(x); PRAGMA user_version=" +
+                    std::to_string(newer));
+  for (bool read_only : {false, true}) {
+    StoreOptions options;
+    options.read_only = read_only;
+    auto opened = Store::Open(path, options);
+    ASSERT_FALSE(opened.ok()) << "read_only=" << read_only;
+    const Status& s = opened.status();
+    EXPECT_EQ(s.code(), ErrorCode::kStorage);
+    EXPECT_EQ(s.detail(), "open " + path + ": database schema version " +
+                              std::to_string(newer) +
+                              " is newer than this broker's schema version " +
+                              std::to_string(Store::kSchemaVersion));
+  }
+}
+
+TEST(StoreOpenTest, RefusesFileThatIsNotADatabase) {
+  TempDir dir;
+  const std::string path = dir.File("notes.txt");
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "these are not the pages you want\n";
+  std::ofstream(path, std::ios::binary) << text;
+  for (bool read_only : {false, true}) {
+    StoreOptions options;
+    options.read_only = read_only;
+    auto opened = Store::Open(path, options);
+    ASSERT_FALSE(opened.ok()) << "read_only=" << read_only;
+    EXPECT_EQ(opened.status().code(), ErrorCode::kStorage);
+    const std::string& detail = opened.status().detail();
+    EXPECT_NE(detail.find(path), std::string::npos) << detail;
+    EXPECT_NE(detail.find("not a database"), std::string::npos) << detail;
+  }
+  EXPECT_EQ(ReadWhole(path), text) << "the file was changed";
+}
+
+TEST(StoreOpenTest, ReadOnlyRefusesSchemaThatNeedsMigrating) {
+  TempDir dir;
+  const std::string path = dir.File("empty.db");
+  RawExec(path, "CREATE TABLE unrelated(x)");  // a database at version 0
+  StoreOptions options;
+  options.read_only = true;
+  auto opened = Store::Open(path, options);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().code(), ErrorCode::kStorage);
+  EXPECT_NE(opened.status().detail().find("read-only"), std::string::npos)
+      << opened.status().detail();
+}
+
+TEST(StoreOpenTest, ReadOnlyServesReadsAndRefusesWrites) {
+  TempDir dir;
+  const std::string path = dir.File("store.db");
+  {
+    auto store = Store::Open(path, {});
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Begin().ok());
+    ASSERT_TRUE((*store)->CreateAccount("alice", "alice", "h", 1).ok());
+    ASSERT_TRUE((*store)->Commit().ok());
+  }
+  StoreOptions options;
+  options.read_only = true;
+  auto store = Store::Open(path, options);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto alice = (*store)->FindAccount("alice");
+  ASSERT_TRUE(alice.ok() && alice->has_value());
+  (*store)->Begin();  // may or may not succeed; writes fail either way
+  auto created = (*store)->CreateAccount("bob", "bob", "h", 1);
+  EXPECT_FALSE(created.ok());
+  (*store)->Rollback();
+  auto bob = (*store)->FindAccount("bob");
+  ASSERT_TRUE(bob.ok());
+  EXPECT_FALSE(bob->has_value());
+}
+
+}  // namespace
+}  // namespace zchat
