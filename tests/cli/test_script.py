@@ -677,5 +677,6 @@ def test_script_delete_with_nothing_waiting_deletes(z2):
         f"bob is gone: his login fails with bad_credentials\n{run}"
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__] + sys.argv[1:]))
+if __name__ == "__main__":     # the same as python3 -m pytest -q -p no:cacheprovider FILE ...
+    sys.dont_write_bytecode = True
+    sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", __file__] + sys.argv[1:]))

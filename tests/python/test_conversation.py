@@ -336,5 +336,6 @@ def test_cross_d_send_to_unknown_user_exits_1_unknown_recipient(bob):
         and isinstance(errors[0].get("reason"), str), raw
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__] + sys.argv[1:]))
+if __name__ == "__main__":     # the same as python3 -m pytest -q -p no:cacheprovider FILE ...
+    sys.dont_write_bytecode = True
+    sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", __file__] + sys.argv[1:]))
