@@ -277,7 +277,7 @@ def test_version(z):
     ("users", ["--user", "pattern"]),
     ("delete", ["--user", "--force"]),
     ("listen", ["--user", "--for"]),
-])
+], ids=["register", "send", "fetch", "users", "delete", "listen"])
 def test_subcommand_help(z, sub, words):
     run = z.run([sub, "--help"], connect=False)
     assert run.rc == 0 and all(w in run.out for w in words), \
@@ -287,10 +287,10 @@ def test_subcommand_help(z, sub, words):
 # -- usage errors: exit 2, no broker needed ---------------------------------------------
 
 @pytest.mark.parametrize("args", [
-    pytest.param(["--json", "send", "bob", "hi"], id="send without --user"),
-    pytest.param(["--json", "send", "--user", "alice", "bob"], id="send without text"),
-    pytest.param(["--json", "--no-such-flag"], id="an unknown option"),
-    pytest.param(["--json", "--timeout", "0", "users", "--user", "alice"], id="--timeout 0"),
+    pytest.param(["--json", "send", "bob", "hi"], id="send_without_user"),
+    pytest.param(["--json", "send", "--user", "alice", "bob"], id="send_without_text"),
+    pytest.param(["--json", "--no-such-flag"], id="unknown_option"),
+    pytest.param(["--json", "--timeout", "0", "users", "--user", "alice"], id="timeout_0"),
 ])
 def test_usage_error_exits_2(z, args):
     run = z.run(args, user="alice")
@@ -587,7 +587,7 @@ def test_listen_prints_pushes_as_they_come_and_confirms(z2):
 @pytest.mark.parametrize("name, args", [
     ("users", ["users", "--user", "alice"]),
     ("listen", ["listen", "--user", "alice", "--for", "1"]),
-])
+], ids=["users", "listen"])
 def test_stored_notice_printed_by_any_subcommand_that_logs_in(z2, name, args):
     """A notice stored while alice was offline is pushed right after her next
     login, and the broker forgets it then: whatever subcommand logs in must

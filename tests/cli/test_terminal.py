@@ -277,7 +277,8 @@ def bob(terms):
 
 # -- tests ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("user, pw", [("alice", ALICE_PASSWORD), ("bob", BOB_PASSWORD)])
+@pytest.mark.parametrize("user, pw", [("alice", ALICE_PASSWORD), ("bob", BOB_PASSWORD)],
+                         ids=["alice", "bob"])
 def test_register_and_login_without_echo(terms, user, pw):
     register_and_login(terms, terms.start(user), user, pw)
 
