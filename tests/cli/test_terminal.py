@@ -1,21 +1,21 @@
 #!/usr/bin/python3
 """The interactive zchat client, used the way a person uses it.
 
-    /usr/bin/python3 tests/cli/test_terminal.py \\
+    /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/cli/test_terminal.py \\
         --broker build/broker/zchat-broker --zchat build/client/zchat
 
-Starts a broker on a free port in a temporary directory, then runs each
-user's zchat in its own pseudo-terminal (with a window size, HOME in the
-temporary directory, ZCHAT_PASSWORD unset so that passwords are typed at the
-no-echo prompt). alice and bob register, log in and talk; a message arrives
-while bob has half a line typed, and that line survives; bob leaves, alice
-sends to him while he is offline, bob comes back and fetches. Also /help, an
-unknown command, /delete answered "n", line history.
+(or run this file with the same options). Each test has a broker of its own
+on a free port (tests/conftest.py) and runs each user's zchat in its own
+pseudo-terminal (with a window size, HOME in the test's temporary directory,
+ZCHAT_PASSWORD unset so that passwords are typed at the no-echo prompt).
+alice and bob register, log in and talk; a message arrives while bob has
+half a line typed, and that line survives; bob leaves, alice sends to him
+while he is offline, bob comes back and fetches. Also /help, an unknown
+command, /delete answered "n", line history, /to, Ctrl-D.
 
 Every wait reads the terminal until a text appears or a deadline passes
 (ANSI escape sequences are stripped first); nothing sleeps to synchronise.
-The last line is "N passed, M failed"; exit status 0 only if nothing failed.
-Standard library only.
+Standard library and pytest only.
 """
 
 import fcntl
@@ -27,11 +27,8 @@ import subprocess
 import sys
 import termios
 import time
-from pathlib import Path
 
-sys.dont_write_bytecode = True   # keep tests/support free of __pycache__
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
-from zchat_testkit import Results, argument_parser, run_with_broker  # noqa: E402
+import pytest
 
 ALICE_PASSWORD = "alice-secret-1"
 BOB_PASSWORD = "bob-secret-22"
@@ -148,207 +145,282 @@ class Terminal:
             pass
 
 
-class Scenario:
-    def __init__(self, r, zchat, endpoint, tmp):
-        self.r, self.zchat, self.endpoint, self.tmp = r, zchat, endpoint, tmp
+# -- helpers that assert ---------------------------------------------------------
+
+def see(t, what, pattern, regex=False, timeout=WAIT, since=None):
+    """`t` must show `pattern` within the deadline; returns the match."""
+    m = t.expect(pattern, timeout=timeout, regex=regex, since=since)
+    assert m is not None, (f"{what}: expected on {t.name}'s screen within {timeout} s: "
+                           f"{pattern!r}\n{t.recent()}")
+    return m
+
+
+class Terminals:
+    """The terminals of one test, each user with a HOME of its own."""
+
+    def __init__(self, zchat, endpoint, tmp):
+        self.zchat, self.endpoint, self.tmp = zchat, endpoint, tmp
         self.terms = []
 
+    def home(self, name):
+        return self.tmp / f"home-{name}"
+
     def start(self, name):
-        home = self.tmp / f"home-{name}"
-        home.mkdir(exist_ok=True)
-        t = Terminal(self.zchat, self.endpoint, home, name)
+        self.home(name).mkdir(exist_ok=True)
+        t = Terminal(self.zchat, self.endpoint, self.home(name), name)
         self.terms.append(t)
         return t
-
-    def see(self, t, name, pattern, regex=False, timeout=WAIT, must=False, since=None):
-        """Check that `t` shows `pattern` within the deadline."""
-        m = t.expect(pattern, timeout=timeout, regex=regex, since=since)
-        (self.r.require if must else self.r.check)(
-            name, m is not None,
-            f"expected on {t.name}'s screen within {timeout} s: {pattern!r}\n{t.recent()}")
-        return m
-
-    def password(self, t, user, password, step):
-        """Answer the no-echo password prompt like a person: wait for it, type."""
-        self.see(t, f"{step}: password prompt", f"password for {user}: ", must=True)
-        mark = t.pos
-        t.type(password + "\r")
-        return mark
-
-    def register_and_login(self, t, user, password):
-        self.see(t, f"{user}: banner", f"zchat: connected to {self.endpoint}", must=True)
-        self.see(t, f"{user}: prompt", "zchat> ", must=True)
-        t.type(f"/register {user}\r")
-        mark = self.password(t, user, password, f"{user}: /register")
-        self.see(t, f"{user}: account created",
-                 f"* account {user} created; /login {user} to use it", must=True)
-        self.r.check(f"{user}: password not echoed at /register",
-                     password not in t.screen[mark:], t.recent())
-        self.login(t, user, password, pending=0)
-
-    def login(self, t, user, password, pending, prompt=True):
-        if prompt:
-            self.see(t, f"{user}: prompt before /login", "zchat> ", must=True)
-        t.type(f"/login {user}\r")
-        mark = self.password(t, user, password, f"{user}: /login")
-        if pending:
-            self.see(t, f"{user}: logged in, {pending} waiting",
-                     f"* logged in as {user}; {pending} undelivered message(s) waiting: "
-                     "/fetch to read them", must=True)
-        else:
-            self.see(t, f"{user}: logged in", f"* logged in as {user}\n", must=True)
-        self.see(t, f"{user}: prompt shows the user", f"{user}> ", must=True)
-        self.r.check(f"{user}: password not echoed at /login",
-                     password not in t.screen[mark:], t.recent())
-
-    def run(self):
-        r = self.r
-        alice = self.start("alice")
-        bob = self.start("bob")
-        self.register_and_login(alice, "alice", ALICE_PASSWORD)
-        self.register_and_login(bob, "bob", BOB_PASSWORD)
-
-        # /help, an unknown command, /delete answered "n".
-        alice.type("/help\r")
-        self.see(alice, "/help lists every command",
-                 r"(?s)/register NAME.*?/login NAME.*?/logout.*?/users \[PATTERN\].*?"
-                 r"/msg NAME TEXT.*?/to \[NAME\].*?/fetch \[N\].*?/delete \[force\].*?"
-                 r"/help \[COMMAND\].*?/quit", regex=True)
-        self.see(alice, "/help ends with the /to note",
-                 "Lines not starting with / go to the /to recipient.")
-        alice.type("/help msg\r")
-        self.see(alice, "/help msg shows one command", r"/msg NAME TEXT +send TEXT to NAME\n",
-                 regex=True)
-        alice.type("/frobnicate now\r")
-        self.see(alice, "unknown command: error",
-                 "! unknown command /frobnicate; /help lists them (invalid_argument)")
-        alice.type("just words\r")
-        self.see(alice, "plain line without /to: error",
-                 "! commands start with / (try /help); /to NAME makes plain lines "
-                 "messages to NAME (invalid_argument)")
-        alice.type("/delete\r")
-        self.see(alice, "/delete asks for confirmation",
-                 "Delete the account alice? This cannot be undone. [y/N] ")
-        alice.type("n\r")
-        self.see(alice, "answer n: not deleted", "* not deleted")
-        self.see(alice, "prompt back after /delete", "alice> ")
-        alice.type("/users\r")
-        self.see(alice, "/users: both accounts (alice still exists)", "* 2 user(s): alice bob")
-
-        # A message arrives while bob has half a line typed.
-        bob.pos = bob.mark()
-        bob.type("/ms")
-        self.see(bob, "bob: half a line echoed", "/ms", must=True)
-        a_mark = alice.mark()
-        alice.type("/msg bob hello bob, how are you?\r")
-        m = self.see(alice, "alice: pending shown",
-                     r"\] -> bob: hello bob, how are you\?   \(pending #(\d+)\)", regex=True)
-        hello_id = m.group(1) if m else None
-        self.see(bob, "bob: incoming line shown above the prompt",
-                 CLOCK + r"alice: hello bob, how are you\?\n", regex=True, must=True)
-        self.see(bob, "bob: prompt and half line redrawn after it", "bob> /ms")
-        b_mark = bob.mark()
-        bob.type("g alice reply\r")
-        m = self.see(bob, "bob: whole line sent (/ms + g alice reply)",
-                     r"\] -> alice: reply   \(pending #(\d+)\)", regex=True, must=True)
-        reply_id = m.group(1)
-        # The notices and the reply may come in either order: search from marks.
-        self.see(alice, "alice: sees 'bob: reply'", CLOCK + r"bob: reply\n", regex=True,
-                 since=a_mark)
-        if hello_id:
-            self.see(alice, "alice: delivered notice for her message",
-                     rf"\] ok bob received #{hello_id} \"hello bob, how are you\?\"",
-                     regex=True, since=a_mark)
-        self.see(bob, "bob: delivered notice for his reply",
-                 rf"\] ok alice received #{reply_id} \"reply\"", regex=True, since=b_mark)
-
-        # bob leaves; alice sends twice while he is offline.
-        bob.type("/quit\r")
-        rc = bob.wait_exit()
-        r.check("bob: /quit exits 0", rc == 0, f"exit code {rc}\n{bob.recent()}")
-        history = self.tmp / "home-bob" / ".zchat_history"
-        text = history.read_text(errors="replace") if history.exists() else ""
-        lines = [ln.replace("\\040", " ") for ln in text.splitlines()]
-        r.check("bob: history file holds the whole lines typed",
-                lines[-3:] == ["/login bob", "/msg alice reply", "/quit"],
-                f"{history}: {text!r}")
-        r.check("bob: password not in the history file", BOB_PASSWORD not in text, repr(text))
-
-        offline_ids = []
-        for body in ("first while you were away", "second while you were away"):
-            alice.type(f"/msg bob {body}\r")
-            m = self.see(alice, f"alice: pending for {body!r}",
-                         rf"\] -> bob: {body}   \(pending #(\d+)\)", regex=True)
-            if m:
-                offline_ids.append(m.group(1))
-        a_mark = alice.mark()
-
-        bob = self.start("bob")
-        self.see(bob, "bob again: banner", "zchat: connected to", must=True)
-        self.see(bob, "bob again: prompt", "zchat> ", must=True)
-        # The history file of the first session is loaded: Up recalls its last line.
-        bob.type("\x1b[A")
-        self.see(bob, "bob again: Up recalls /quit from the history file", "/quit")
-        bob.type("\x1b[B")      # Down: back to the empty line
-        self.login(bob, "bob", BOB_PASSWORD, pending=2, prompt=False)
-        alice.drain()
-        early = [i for i in offline_ids if re.search(rf"received #{i}\b", alice.screen[a_mark:])]
-        r.check("alice: no delivered notice while bob has not fetched",
-                len(offline_ids) == 2 and not early, alice.recent())
-
-        bob.type("/fetch\r")
-        self.see(bob, "bob: /fetch shows both, in order",
-                 CLOCK + r"alice: first while you were away\n(?:.*\n)*?"
-                 + CLOCK + r"alice: second while you were away\n", regex=True)
-        self.see(bob, "bob: fetched 2", "* fetched 2 message(s)\n")
-        for i, body in zip(offline_ids, ("first", "second")):
-            self.see(alice, f"alice: delivered notice for the {body} offline message",
-                     rf"\] ok bob received #{i} \"{body} while you were away\"", regex=True,
-                     since=a_mark)
-        # Up + Enter repeats the last line.
-        bob.type("\x1b[A")
-        self.see(bob, "bob: Up recalls /fetch", "bob> /fetch")
-        bob.type("\r")
-        self.see(bob, "bob: the recalled /fetch runs (nothing left)", "* fetched 0 message(s)")
-
-        # Conversation mode: plain lines go to the /to recipient.
-        bob.type("/to alice\r")
-        self.see(bob, "/to: notice", "* plain lines go to alice")
-        self.see(bob, "/to: the prompt shows the recipient", "bob -> alice> ")
-        bob.type("see you later\r")
-        self.see(bob, "/to: plain line sent", r"\] -> alice: see you later   \(pending #\d+\)",
-                 regex=True)
-        self.see(alice, "/to: alice gets the plain line", CLOCK + r"bob: see you later\n",
-                 regex=True)
-
-        # Ctrl-U empties the line first: Ctrl-D ends input only on an empty
-        # line (on a non-empty one it deletes a character, as in a shell).
-        bob.type("\x15")
-        bob.type("\x04")        # Ctrl-D
-        rc = bob.wait_exit()
-        r.check("bob: Ctrl-D exits 0", rc == 0, f"exit code {rc}\n{bob.recent()}")
-        alice.type("/quit\r")
-        rc = alice.wait_exit()
-        r.check("alice: /quit exits 0", rc == 0, f"exit code {rc}\n{alice.recent()}")
 
     def close(self):
         for t in self.terms:
             t.close()
 
 
-def main():
-    args = argument_parser(__doc__).parse_args()
-    r = Results(fail_sep="\n")
-
-    def body(ep, tmp):
-        scenario = Scenario(r, args.zchat, ep, tmp)
-        try:
-            scenario.run()
-        finally:
-            scenario.close()
-
-    return run_with_broker(args, r, "zchat-tty-", body)
+def password(t, user, pw, step):
+    """Answer the no-echo password prompt like a person: wait for it, type."""
+    see(t, f"{step}: password prompt", f"password for {user}: ")
+    mark = t.pos
+    t.type(pw + "\r")
+    return mark
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def login(t, user, pw, pending, prompt=True):
+    if prompt:
+        see(t, f"{user}: prompt before /login", "zchat> ")
+    t.type(f"/login {user}\r")
+    mark = password(t, user, pw, f"{user}: /login")
+    if pending:
+        see(t, f"{user}: logged in, {pending} waiting",
+            f"* logged in as {user}; {pending} undelivered message(s) waiting: "
+            "/fetch to read them")
+    else:
+        see(t, f"{user}: logged in", f"* logged in as {user}\n")
+    see(t, f"{user}: prompt shows the user", f"{user}> ")
+    assert pw not in t.screen[mark:], f"{user}: password echoed at /login\n{t.recent()}"
+
+
+def register_and_login(terms, t, user, pw):
+    see(t, f"{user}: banner", f"zchat: connected to {terms.endpoint}")
+    see(t, f"{user}: prompt", "zchat> ")
+    t.type(f"/register {user}\r")
+    mark = password(t, user, pw, f"{user}: /register")
+    see(t, f"{user}: account created", f"* account {user} created; /login {user} to use it")
+    assert pw not in t.screen[mark:], f"{user}: password echoed at /register\n{t.recent()}"
+    login(t, user, pw, pending=0)
+
+
+def half_line_exchange(alice, bob):
+    """A message arrives while bob has half a line typed; the line survives
+    and is sent whole; both get delivered notices."""
+    bob.pos = bob.mark()
+    bob.type("/ms")
+    see(bob, "bob: half a line echoed", "/ms")
+    a_mark = alice.mark()
+    alice.type("/msg bob hello bob, how are you?\r")
+    m = see(alice, "alice: pending shown",
+            r"\] -> bob: hello bob, how are you\?   \(pending #(\d+)\)", regex=True)
+    hello_id = m.group(1)
+    see(bob, "bob: incoming line shown above the prompt",
+        CLOCK + r"alice: hello bob, how are you\?\n", regex=True)
+    see(bob, "bob: prompt and half line redrawn after it", "bob> /ms")
+    b_mark = bob.mark()
+    bob.type("g alice reply\r")
+    m = see(bob, "bob: whole line sent (/ms + g alice reply)",
+            r"\] -> alice: reply   \(pending #(\d+)\)", regex=True)
+    reply_id = m.group(1)
+    # The notices and the reply may come in either order: search from marks.
+    see(alice, "alice: sees 'bob: reply'", CLOCK + r"bob: reply\n", regex=True, since=a_mark)
+    see(alice, "alice: delivered notice for her message",
+        rf"\] ok bob received #{hello_id} \"hello bob, how are you\?\"", regex=True,
+        since=a_mark)
+    see(bob, "bob: delivered notice for his reply",
+        rf"\] ok alice received #{reply_id} \"reply\"", regex=True, since=b_mark)
+
+
+def history_lines(terms, name):
+    """The lines of NAME's libedit history file (spaces unescaped), and its text."""
+    history = terms.home(name) / ".zchat_history"
+    text = history.read_text(errors="replace") if history.exists() else ""
+    return [ln.replace("\\040", " ") for ln in text.splitlines()], text
+
+
+def quit_and_wait(t):
+    t.type("/quit\r")
+    rc = t.wait_exit()
+    assert rc == 0, f"{t.name}: /quit should exit 0, exit code {rc}\n{t.recent()}"
+
+
+# -- fixtures ----------------------------------------------------------------
+
+@pytest.fixture
+def terms(zchat_bin, broker, tmp_path):
+    ts = Terminals(zchat_bin, broker.endpoint, tmp_path)
+    yield ts
+    ts.close()
+
+
+@pytest.fixture
+def alice(terms):
+    """alice registered and logged in on her terminal."""
+    t = terms.start("alice")
+    register_and_login(terms, t, "alice", ALICE_PASSWORD)
+    return t
+
+
+@pytest.fixture
+def bob(terms):
+    """bob registered and logged in on his terminal."""
+    t = terms.start("bob")
+    register_and_login(terms, t, "bob", BOB_PASSWORD)
+    return t
+
+
+# -- tests ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("user, pw", [("alice", ALICE_PASSWORD), ("bob", BOB_PASSWORD)],
+                         ids=["alice", "bob"])
+def test_register_and_login_without_echo(terms, user, pw):
+    register_and_login(terms, terms.start(user), user, pw)
+
+
+def test_help_lists_every_command(alice):
+    alice.type("/help\r")
+    see(alice, "/help lists every command",
+        r"(?s)/register NAME.*?/login NAME.*?/logout.*?/users \[PATTERN\].*?"
+        r"/msg NAME TEXT.*?/to \[NAME\].*?/fetch \[N\].*?/delete \[force\].*?"
+        r"/help \[COMMAND\].*?/quit", regex=True)
+    see(alice, "/help ends with the /to note",
+        "Lines not starting with / go to the /to recipient.")
+
+
+def test_help_for_one_command(alice):
+    alice.type("/help msg\r")
+    see(alice, "/help msg shows one command", r"/msg NAME TEXT +send TEXT to NAME\n", regex=True)
+
+
+def test_unknown_command_is_an_error(alice):
+    alice.type("/frobnicate now\r")
+    see(alice, "unknown command: error",
+        "! unknown command /frobnicate; /help lists them (invalid_argument)")
+
+
+def test_plain_line_without_recipient_is_an_error(alice):
+    alice.type("just words\r")
+    see(alice, "plain line without /to: error",
+        "! commands start with / (try /help); /to NAME makes plain lines "
+        "messages to NAME (invalid_argument)")
+
+
+def test_delete_answered_no_keeps_the_account(alice, bob):
+    alice.type("/delete\r")
+    see(alice, "/delete asks for confirmation",
+        "Delete the account alice? This cannot be undone. [y/N] ")
+    alice.type("n\r")
+    see(alice, "answer n: not deleted", "* not deleted")
+    see(alice, "prompt back after /delete", "alice> ")
+    alice.type("/users\r")
+    see(alice, "/users: both accounts (alice still exists)", "* 2 user(s): alice bob")
+
+
+def test_incoming_message_redraws_the_half_typed_line(alice, bob):
+    half_line_exchange(alice, bob)
+
+
+def test_quit_exits_0_and_history_holds_the_whole_lines_typed(terms, alice, bob):
+    half_line_exchange(alice, bob)
+    quit_and_wait(bob)
+    lines, text = history_lines(terms, "bob")
+    assert lines[-3:] == ["/login bob", "/msg alice reply", "/quit"], \
+        f"{terms.home('bob') / '.zchat_history'}: {text!r}"
+    assert BOB_PASSWORD not in text, f"bob's password in the history file: {text!r}"
+
+
+def test_alice_quit_exits_0(alice):
+    quit_and_wait(alice)
+
+
+def test_up_recalls_the_previous_sessions_history(terms, bob):
+    quit_and_wait(bob)
+    bob = terms.start("bob")
+    see(bob, "bob again: banner", "zchat: connected to")
+    see(bob, "bob again: prompt", "zchat> ")
+    # The history file of the first session is loaded: Up recalls its last line.
+    bob.type("\x1b[A")
+    see(bob, "bob again: Up recalls /quit from the history file", "/quit")
+    bob.type("\x1b[B")      # Down: back to the empty line, so /login is typed alone
+    login(bob, "bob", BOB_PASSWORD, pending=0, prompt=False)
+
+
+# Typed text stays ASCII here: zchat's line editor drops non-ASCII keys (it
+# never calls setlocale, so libedit decodes input in the "C" locale).
+OFFLINE = ("first while you were away", "second while you were away")
+
+
+def test_messages_sent_while_offline_are_fetched_on_return(terms, alice, bob):
+    quit_and_wait(bob)
+    offline_ids = []
+    for body in OFFLINE:
+        alice.type(f"/msg bob {body}\r")
+        m = see(alice, f"alice: pending for {body!r}",
+                rf"\] -> bob: {re.escape(body)}   \(pending #(\d+)\)", regex=True)
+        offline_ids.append(m.group(1))
+    a_mark = alice.mark()
+
+    bob = terms.start("bob")
+    see(bob, "bob again: banner", "zchat: connected to")
+    login(bob, "bob", BOB_PASSWORD, pending=2)
+    alice.drain()
+    early = [i for i in offline_ids if re.search(rf"received #{i}\b", alice.screen[a_mark:])]
+    assert not early, f"alice: delivered notice while bob has not fetched\n{alice.recent()}"
+
+    bob.type("/fetch\r")
+    see(bob, "bob: /fetch shows both, in order",
+        CLOCK + "alice: " + re.escape(OFFLINE[0]) + r"\n(?:.*\n)*?"
+        + CLOCK + "alice: " + re.escape(OFFLINE[1]) + r"\n", regex=True)
+    see(bob, "bob: fetched 2", "* fetched 2 message(s)\n")
+    for i, body in zip(offline_ids, OFFLINE):
+        see(alice, f"alice: delivered notice for {body!r}",
+            rf"\] ok bob received #{i} \"{re.escape(body)}\"", regex=True, since=a_mark)
+
+
+def test_up_enter_repeats_the_last_line(terms, alice, bob):
+    quit_and_wait(bob)              # offline: the message waits for /fetch
+    alice.type("/msg bob one to fetch\r")
+    see(alice, "alice: pending shown", r"-> bob: one to fetch   \(pending #\d+\)", regex=True)
+    bob = terms.start("bob")
+    login(bob, "bob", BOB_PASSWORD, pending=1)
+    bob.type("/fetch\r")
+    see(bob, "bob: /fetch shows alice's message", "alice: one to fetch\n")
+    see(bob, "bob: fetched 1", "* fetched 1 message(s)\n")
+    bob.type("\x1b[A")
+    see(bob, "bob: Up recalls /fetch", "bob> /fetch")
+    bob.type("\r")
+    see(bob, "bob: the recalled /fetch runs (nothing left)", "* fetched 0 message(s)")
+
+
+def test_to_makes_plain_lines_messages(alice, bob):
+    bob.type("/to alice\r")
+    see(bob, "/to: notice", "* plain lines go to alice")
+    see(bob, "/to: the prompt shows the recipient", "bob -> alice> ")
+    body = "see you later"
+    bob.type(body + "\r")
+    see(bob, "/to: plain line sent", rf"\] -> alice: {re.escape(body)}   \(pending #\d+\)",
+        regex=True)
+    see(alice, "/to: alice gets the plain line", CLOCK + rf"bob: {re.escape(body)}\n",
+        regex=True)
+
+
+def test_ctrl_d_on_an_empty_line_exits_0(bob):
+    bob.type("/to alice\r")
+    see(bob, "/to: the prompt shows the recipient", "bob -> alice> ")
+    # Ctrl-U empties the line first: Ctrl-D ends input only on an empty line
+    # (on a non-empty one it deletes a character, as in a shell).
+    bob.type("\x15")
+    bob.type("\x04")        # Ctrl-D
+    rc = bob.wait_exit()
+    assert rc == 0, f"bob: Ctrl-D should exit 0, exit code {rc}\n{bob.recent()}"
+
+
+if __name__ == "__main__":     # the same as python3 -m pytest -q -p no:cacheprovider FILE ...
+    sys.dont_write_bytecode = True
+    sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", __file__] + sys.argv[1:]))

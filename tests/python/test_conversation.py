@@ -2,14 +2,14 @@
 """Cross-language conversation test: a Python client (examples/python) and
 the C++ terminal client `zchat` talk through a real zchat-broker.
 
-    /usr/bin/python3 tests/python/test_conversation.py \\
+    /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python/test_conversation.py \\
         --broker build/broker/zchat-broker --zchat build/client/zchat
 
-alice is the Python client; bob is driven through zchat's one-shot
-subcommands with --json. --python-only skips the zchat parts (for working
-on the Python client before the C++ one is built). Every wait has a
-deadline; the last line is "N passed, M failed"; exit status 0 only if
-nothing failed.
+(or run this file with the same options). alice is the Python client; bob
+is driven through zchat's one-shot subcommands with --json (the test_cross_*
+tests). --python-only deselects the tests that need zchat (for working on
+the Python client before the C++ one is built). Each test has a broker of
+its own (tests/conftest.py); every wait has a deadline.
 """
 
 import json
@@ -19,12 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 sys.dont_write_bytecode = True   # keep examples/python free of __pycache__
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "python"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 import zchat_client as zc  # noqa: E402
 from zchat_client import ZchatClient, ZchatError  # noqa: E402
-from zchat_testkit import Results, argument_parser, run_with_broker  # noqa: E402
 
 ALICE_PASSWORD = "alice-password-1"
 BOB_PASSWORD = "bob-password-1"
@@ -47,13 +47,11 @@ def wait_push(client, want, timeout=PUSH_TIMEOUT):
     return None, others
 
 
-def expect_error(func, code_name):
-    """Run func; return "" if it raised ZchatError with that code, else a description."""
-    try:
+def assert_refused(func, code_name):
+    """func() must raise ZchatError with that code."""
+    with pytest.raises(ZchatError) as info:
         func()
-    except ZchatError as e:
-        return "" if e.name == code_name else f"got {e!r}"
-    return "no error raised"
+    assert info.value.name == code_name, f"expected {code_name}, got {info.value!r}"
 
 
 class Cli:
@@ -62,11 +60,14 @@ class Cli:
     def __init__(self, zchat, endpoint):
         self.base = [zchat, "--connect", endpoint, "--json"]
         self.env = dict(os.environ, ZCHAT_PASSWORD=BOB_PASSWORD)
+        self.procs = []
 
     def start(self, *args):
-        return subprocess.Popen(self.base + list(args), env=self.env, text=True,
+        proc = subprocess.Popen(self.base + list(args), env=self.env, text=True,
                                 encoding="utf-8", errors="replace",
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.procs.append(proc)
+        return proc
 
     def finish(self, proc, timeout=CLI_TIMEOUT):
         """Wait for a started command; return (exit code, JSON events, raw output)."""
@@ -87,127 +88,254 @@ class Cli:
     def run(self, *args):
         return self.finish(self.start(*args))
 
-
-def python_checks(r, ep, alice):
-    """alice's own account and the Python client's basic calls."""
-    r.check("ping", alice.ping() >= 0)
-    r.require("alice: create_account", alice.create_account("alice", ALICE_PASSWORD) == "alice")
-    r.check("create 'ALICE' again -> username_taken",
-            not (d := expect_error(lambda: alice.create_account("ALICE", ALICE_PASSWORD),
-                                   "username_taken")), d)
-    r.check("fetch before login -> not_logged_in",
-            not (d := expect_error(alice.fetch, "not_logged_in")), d)
-    r.check("wrong password -> bad_credentials",
-            not (d := expect_error(lambda: alice.login("alice", "wrong-password"),
-                                   "bad_credentials")), d)
-    reply = alice.login("alice", ALICE_PASSWORD)
-    r.require("alice: login", reply.get("username") == "alice" and len(alice.token) == 32,
-              str(reply))
-    r.check("second login -> already_logged_in",
-            not (d := expect_error(lambda: alice.login("alice", ALICE_PASSWORD),
-                                   "already_logged_in")), d)
-
-    with ZchatClient() as other:           # token login on a second connection
-        other.connect(ep)
-        reply = other.login_token("Alice", alice.token)
-        r.check("token login on a second connection", reply.get("username") == "alice",
-                str(reply))
-
-    with ZchatClient() as carol:           # a throwaway account to delete
-        carol.connect(ep)
-        carol.create_account("carol", "carol-password")
-        carol.login("carol", "carol-password")
-        mid = alice.send("carol", "soon purged")
-        r.check("delete without force -> has_pending",
-                not (d := expect_error(carol.delete_account, "has_pending")), d)
-        r.check("delete with force purges 1", carol.delete_account(force=True) == 1)
-        push, _ = wait_push(alice, lambda p: p.get("type") == zc.MESSAGE_UNDELIVERABLE)
-        r.check("alice gets MESSAGE_UNDELIVERABLE recipient_deleted",
-                push is not None and push.get("message_id") == mid
-                and zc.error_name(push.get("code", 0)) == "recipient_deleted", str(push))
-    r.check("send to deleted carol -> unknown_recipient",
-            not (d := expect_error(lambda: alice.send("carol", "x"), "unknown_recipient")), d)
+    def close(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
 
 
-def cross_checks(r, cli, alice):
-    """The conversation between alice (Python) and bob (zchat CLI)."""
+# -- fixtures ----------------------------------------------------------------
+
+@pytest.fixture
+def client(broker):
+    """A Python client connected to the broker, not logged in."""
+    with ZchatClient(timeout=15) as c:
+        c.connect(broker.endpoint)
+        yield c
+
+
+@pytest.fixture
+def alice_account(client):
+    """The client, with the account alice created (not logged in)."""
+    name = client.create_account("alice", ALICE_PASSWORD)
+    assert name == "alice", f"create_account('alice') returned {name!r}"
+    return client
+
+
+@pytest.fixture
+def alice(alice_account):
+    """The client, logged in as alice."""
+    reply = alice_account.login("alice", ALICE_PASSWORD)
+    assert reply.get("username") == "alice", f"alice's login: {reply}"
+    return alice_account
+
+
+@pytest.fixture
+def carol(broker, alice):
+    """A throwaway account carol, logged in on a second connection, with one
+    message from alice waiting. Yields (carol's client, the message id)."""
+    with ZchatClient(timeout=15) as c:
+        c.connect(broker.endpoint)
+        c.create_account("carol", "carol-password")
+        c.login("carol", "carol-password")
+        mid = alice.send("carol", "soon purged: bientôt purgé 🗑 — 即将清除")
+        yield c, mid
+
+
+@pytest.fixture
+def carol_deleted(carol):
+    """carol deleted with force (her waiting message purged)."""
+    c, mid = carol
+    purged = c.delete_account(force=True)
+    assert purged == 1, f"delete_account(force=True) purged {purged}"
+    return mid
+
+
+@pytest.fixture
+def cli(zchat_bin, broker):
+    """zchat --json as bob, against the test's broker (bob not registered)."""
+    c = Cli(zchat_bin, broker.endpoint)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def bob(cli):
+    """bob registered through `zchat register`; yields the Cli."""
     rc, events, raw = cli.run("register", "--user", "bob")
-    r.require("bob: zchat register", rc == 0 and
-              {"event": "registered", "user": "bob"} in events, raw)
+    assert rc == 0 and {"event": "registered", "user": "bob"} in events, \
+        f"bob: zchat register: {raw}"
+    return cli
 
-    # (a) alice -> bob while bob is offline; bob fetches with the CLI.
-    body_a = "hello bob, from Python: naïve ✓"
-    cmid = 0x1234_5678_9abc
-    mid = alice.send("bob", body_a, client_msg_id=cmid)
-    r.check("(a) alice: send to offline bob", mid >= 1)
-    rc, events, raw = cli.run("fetch", "--user", "bob")
-    msgs = [e for e in events if e.get("event") == "message"]
-    r.check("(a) bob: zchat fetch exits 0", rc == 0, raw)
-    r.check("(a) bob: fetched alice's message",
-            len(msgs) == 1 and msgs[0].get("id") == mid and msgs[0].get("from") == "alice"
-            and msgs[0].get("body") == body_a and isinstance(msgs[0].get("sent_at"), int), raw)
-    r.check("(a) bob: fetched count 1 remaining 0",
-            events[-1:] == [{"event": "fetched", "count": 1, "remaining": 0}], raw)
-    push, others = wait_push(alice, lambda p: p.get("type") == zc.MESSAGE_SUCCESS)
-    r.check("(a) alice: MESSAGE_SUCCESS for the message bob confirmed",
-            push is not None and push.get("message_id") == mid
-            and push.get("recipient") == "bob" and push.get("client_msg_id") == cmid,
-            f"push={push} others={others}")
 
-    # (b) bob -> alice (online) with --wait; alice confirms; the CLI sees it delivered.
-    body_b = "hi alice, from C++"
-    proc = cli.start("send", "--user", "bob", "alice", body_b, "--wait")
+BODY_A = "hello bob, from Python: naïve ✓"
+CMID_A = 0x1234_5678_9abc
+
+
+@pytest.fixture
+def offline_fetch(alice, bob):
+    """(a) alice sends to offline bob; bob fetches with the CLI.
+    Returns (message id, exit code, events, raw output)."""
+    mid = alice.send("bob", BODY_A, client_msg_id=CMID_A)
+    rc, events, raw = bob.run("fetch", "--user", "bob")
+    return mid, rc, events, raw
+
+
+BODY_B = "hi alice, from C++: مرحبا 你好 👋"
+
+
+@pytest.fixture
+def online_send_wait(alice, bob):
+    """(b) bob sends to alice (online) with --wait; alice takes the push and
+    confirms it. Returns (push, other pushes, exit code, events, raw)."""
+    proc = bob.start("send", "--user", "bob", "alice", BODY_B, "--wait")
     push, others = wait_push(alice, lambda p: p.get("type") == zc.DISTRIBUTE_MESSAGE)
-    got = r.check("(b) alice: DISTRIBUTE_MESSAGE from bob",
-                  push is not None and push.get("sender") == "bob"
-                  and push.get("body") == body_b, f"push={push} others={others}")
-    if got:
+    if push is not None:
         alice.receipt(push["message_id"])
-    rc, events, raw = cli.finish(proc)
-    r.check("(b) bob: zchat send --wait exits 0", rc == 0, raw)
-    if got:
-        bmid = push["message_id"]
-        r.check("(b) bob: pending with alice's message id",
-                {"event": "pending", "id": bmid, "to": "alice", "body": body_b} in events, raw)
-        r.check("(b) bob: delivered with the same id",
-                events[-1:] == [{"event": "delivered", "id": bmid, "to": "alice"}], raw)
+    rc, events, raw = bob.finish(proc)
+    return push, others, rc, events, raw
 
-    # (c) listings from both sides.
+
+# -- the Python client alone ---------------------------------------------------
+
+def test_ping(client):
+    assert client.ping() >= 0
+
+
+def test_create_account(client):
+    assert client.create_account("alice", ALICE_PASSWORD) == "alice"
+
+
+def test_create_same_name_other_case_is_username_taken(alice_account):
+    assert_refused(lambda: alice_account.create_account("ALICE", ALICE_PASSWORD),
+                   "username_taken")
+
+
+def test_fetch_before_login_is_not_logged_in(alice_account):
+    assert_refused(alice_account.fetch, "not_logged_in")
+
+
+def test_wrong_password_is_bad_credentials(alice_account):
+    assert_refused(lambda: alice_account.login("alice", "wrong-password"), "bad_credentials")
+
+
+def test_login_returns_name_and_token(alice_account):
+    reply = alice_account.login("alice", ALICE_PASSWORD)
+    assert reply.get("username") == "alice" and len(alice_account.token) == 32, str(reply)
+
+
+def test_second_login_is_already_logged_in(alice):
+    assert_refused(lambda: alice.login("alice", ALICE_PASSWORD), "already_logged_in")
+
+
+def test_token_login_on_a_second_connection(broker, alice):
+    with ZchatClient() as other:
+        other.connect(broker.endpoint)
+        reply = other.login_token("Alice", alice.token)
+    assert reply.get("username") == "alice", str(reply)
+
+
+def test_delete_without_force_while_pending_is_has_pending(carol):
+    c, _ = carol
+    assert_refused(c.delete_account, "has_pending")
+
+
+def test_delete_with_force_purges_the_waiting_message(carol):
+    c, _ = carol
+    assert c.delete_account(force=True) == 1
+
+
+def test_sender_gets_undeliverable_recipient_deleted(alice, carol_deleted):
+    push, others = wait_push(alice, lambda p: p.get("type") == zc.MESSAGE_UNDELIVERABLE)
+    assert (push is not None and push.get("message_id") == carol_deleted
+            and zc.error_name(push.get("code", 0)) == "recipient_deleted"), \
+        f"push={push} others={others}"
+
+
+def test_send_to_deleted_account_is_unknown_recipient(alice, carol_deleted):
+    assert_refused(lambda: alice.send("carol", "x"), "unknown_recipient")
+
+
+# -- alice (Python) and bob (zchat CLI) ------------------------------------------
+
+def test_cross_bob_registers_with_zchat(cli):
+    rc, events, raw = cli.run("register", "--user", "bob")
+    assert rc == 0 and {"event": "registered", "user": "bob"} in events, raw
+
+
+def test_cross_a_send_to_offline_bob_returns_an_id(alice, bob):
+    assert alice.send("bob", BODY_A, client_msg_id=CMID_A) >= 1
+
+
+def test_cross_a_bob_fetch_exits_0(offline_fetch):
+    _, rc, _, raw = offline_fetch
+    assert rc == 0, raw
+
+
+def test_cross_a_bob_fetches_alices_message(offline_fetch):
+    mid, _, events, raw = offline_fetch
+    msgs = [e for e in events if e.get("event") == "message"]
+    assert (len(msgs) == 1 and msgs[0].get("id") == mid and msgs[0].get("from") == "alice"
+            and msgs[0].get("body") == BODY_A and isinstance(msgs[0].get("sent_at"), int)), raw
+
+
+def test_cross_a_bob_fetched_count_1_remaining_0(offline_fetch):
+    _, _, events, raw = offline_fetch
+    assert events[-1:] == [{"event": "fetched", "count": 1, "remaining": 0}], raw
+
+
+def test_cross_a_alice_gets_success_for_the_confirmed_message(alice, offline_fetch):
+    mid = offline_fetch[0]
+    push, others = wait_push(alice, lambda p: p.get("type") == zc.MESSAGE_SUCCESS)
+    assert (push is not None and push.get("message_id") == mid
+            and push.get("recipient") == "bob" and push.get("client_msg_id") == CMID_A), \
+        f"push={push} others={others}"
+
+
+def test_cross_b_alice_gets_the_message_from_bob(online_send_wait):
+    push, others, *_ = online_send_wait
+    assert (push is not None and push.get("sender") == "bob"
+            and push.get("body") == BODY_B), f"push={push} others={others}"
+
+
+def test_cross_b_bob_send_wait_exits_0(online_send_wait):
+    *_, rc, _, raw = online_send_wait
+    assert rc == 0, raw
+
+
+def test_cross_b_bob_pending_with_alices_message_id(online_send_wait):
+    push, others, _, events, raw = online_send_wait
+    assert push is not None, f"alice got no DISTRIBUTE_MESSAGE; others={others}; {raw}"
+    assert {"event": "pending", "id": push["message_id"], "to": "alice",
+            "body": BODY_B} in events, raw
+
+
+def test_cross_b_bob_delivered_with_the_same_id(online_send_wait):
+    push, others, _, events, raw = online_send_wait
+    assert push is not None, f"alice got no DISTRIBUTE_MESSAGE; others={others}; {raw}"
+    assert events[-1:] == [{"event": "delivered", "id": push["message_id"], "to": "alice"}], raw
+
+
+def test_cross_c_alice_lists_alice_and_bob(alice, bob):
     names = alice.list_all_accounts()
-    r.check("(c) alice lists alice and bob", names == ["alice", "bob"], str(names))
+    assert names == ["alice", "bob"], str(names)
+
+
+def test_cross_c_alice_pages_one_by_one(alice, bob):
     paged = alice.list_all_accounts(page_size=1)
-    r.check("(c) alice pages one by one", paged == ["alice", "bob"], str(paged))
+    assert paged == ["alice", "bob"], str(paged)
+
+
+def test_cross_c_alice_lists_pattern(alice, bob):
     only_bob = alice.list_accounts("B*")
-    r.check("(c) alice lists pattern B*", only_bob == (["bob"], ""), str(only_bob))
-    rc, events, raw = cli.run("users", "--user", "bob")
+    assert only_bob == (["bob"], ""), str(only_bob)
+
+
+def test_cross_c_bob_zchat_users_sees_alice_and_bob(alice, bob):
+    rc, events, raw = bob.run("users", "--user", "bob")
     users = [e for e in events if e.get("event") == "users"]
-    r.check("(c) bob: zchat users sees alice and bob", rc == 0 and len(users) == 1
-            and {"alice", "bob"} <= set(users[0].get("accounts", [])), raw)
+    assert rc == 0 and len(users) == 1 \
+        and {"alice", "bob"} <= set(users[0].get("accounts", [])), raw
 
-    # (d) a refusal from the broker, seen through the CLI.
-    rc, events, raw = cli.run("send", "--user", "bob", "nobody", "hello?")
+
+def test_cross_d_send_to_unknown_user_exits_1_unknown_recipient(bob):
+    rc, events, raw = bob.run("send", "--user", "bob", "nobody", "hello? ¿hola? こんにちは")
     errors = [e for e in events if e.get("event") == "error"]
-    r.check("(d) bob: send to unknown user exits 1 with unknown_recipient",
-            rc == 1 and len(errors) == 1 and errors[0].get("code") == "unknown_recipient"
-            and isinstance(errors[0].get("reason"), str), raw)
+    assert rc == 1 and len(errors) == 1 and errors[0].get("code") == "unknown_recipient" \
+        and isinstance(errors[0].get("reason"), str), raw
 
 
-def main():
-    ap = argument_parser(__doc__, zchat_required=False)
-    ap.add_argument("--python-only", action="store_true", help="skip the zchat parts")
-    args = ap.parse_args()
-    r = Results(fail_sep=": ")
-
-    def body(ep, tmp):
-        with ZchatClient(timeout=15) as alice:
-            alice.connect(ep)
-            python_checks(r, ep, alice)
-            if not args.python_only:
-                cross_checks(r, Cli(args.zchat, ep), alice)
-
-    return run_with_broker(args, r, "zchat-py-", body, need_zchat=not args.python_only,
-                           zchat_hint=" (use --python-only to skip the zchat parts)")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":     # the same as python3 -m pytest -q -p no:cacheprovider FILE ...
+    sys.dont_write_bytecode = True
+    sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", __file__] + sys.argv[1:]))

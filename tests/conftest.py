@@ -1,0 +1,85 @@
+"""pytest fixtures shared by the Python end-to-end tests
+(tests/python/test_conversation.py, tests/cli/test_script.py,
+tests/cli/test_terminal.py).
+
+    /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/cli/test_script.py \\
+        --broker build/broker/zchat-broker --zchat build/client/zchat
+
+--broker and --zchat name the binaries under test. `broker` starts a fresh
+zchat-broker for each test (its own database in the test's tmp_path, a free
+port on 127.0.0.1 read back from the broker) and expects it to exit 0 on
+SIGTERM at teardown; a failing test's report carries the broker's log.
+--python-only deselects the tests that need the zchat binary.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
+from zchat_testkit import Broker  # noqa: E402
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("zchat", "zchat end-to-end tests")
+    group.addoption("--broker", metavar="PATH", help="path to zchat-broker (required)")
+    group.addoption("--zchat", metavar="PATH",
+                    help="path to the zchat terminal client (required unless --python-only)")
+    group.addoption("--python-only", action="store_true",
+                    help="deselect the tests that need the zchat binary")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--python-only"):
+        return
+    keep = [i for i in items if "zchat_bin" not in getattr(i, "fixturenames", ())]
+    dropped = [i for i in items if i not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def _binary(config, option):
+    path = config.getoption(option)
+    if path is None:
+        pytest.fail(f"{option} PATH is required", pytrace=False)
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{option} {path}: not an executable file", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def broker_bin(pytestconfig):
+    """Path of the zchat-broker binary (--broker)."""
+    return _binary(pytestconfig, "--broker")
+
+
+@pytest.fixture(scope="session")
+def zchat_bin(pytestconfig):
+    """Path of the zchat terminal client (--zchat)."""
+    return _binary(pytestconfig, "--zchat")
+
+
+@pytest.fixture
+def broker(request, broker_bin, tmp_path):
+    """A fresh zchat-broker for this test; .endpoint is where it listens."""
+    directory = tmp_path / "broker"
+    directory.mkdir()
+    b = Broker(broker_bin, directory)
+    request.node.zchat_broker = b
+    yield b
+    rc = b.stop()
+    assert rc == 0, (f"broker should exit 0 on SIGTERM, "
+                     f"{'still running after 10 s' if rc is None else f'exit code {rc}'}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the broker's log to the report of a failed test."""
+    outcome = yield
+    report = outcome.get_result()
+    b = getattr(item, "zchat_broker", None)
+    if report.failed and b is not None:
+        report.sections.append(("zchat-broker log", b.log() or "(empty)"))
