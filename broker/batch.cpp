@@ -42,26 +42,26 @@ void Batch::EmitIndependent(std::string routing_id, std::string frame) {
 }
 
 void Batch::Run(const RequestInfo& info,
-                const std::function<Outcome(Responder&)>& work) {
+                const std::function<Verdict(Responder&)>& work) {
   const size_t index = records_.size();
   records_.push_back(Record{info});
   const size_t mark = outbox_.size();
   const int64_t changes_before = store_.TotalChanges();
   const bool depended_before = dirty_;
   Responder out(*this, index);
-  Outcome outcome = work(out);
+  Verdict verdict = work(out);
   const bool wrote = store_.TotalChanges() != changes_before;
   if (wrote) dirty_ = true;
   Record& record = records_[index];
   record.depends = depended_before || wrote;
-  if (outcome.refused()) {
+  if (verdict.refused()) {
     // Handlers check everything before their first write, so a refusal
     // after a write is the database's (disk full, I/O error); so is a
     // transaction that SQLite dropped on its own. Either way the batch so
     // far is undone.
     if (wrote || (had_transaction_ && !store_.InTransaction())) {
       record.depends = true;
-      Fail(outcome.status());
+      Fail(verdict.status());
       dirty_ = false;
       had_transaction_ = store_.Begin().ok();
       return;
@@ -74,11 +74,11 @@ void Batch::Run(const RequestInfo& info,
     outbox_.push_back(
         {{info.routing_id,
           Encode(Message{info.request_id,
-                         RefusalReply(info.type, outcome, info.client_msg_id)})},
+                         RefusalReply(info.type, verdict, info.client_msg_id)})},
          static_cast<int>(index)});
     return;
   }
-  record.deferred = outcome.deferred();
+  record.deferred = verdict.deferred();
   if (!record.depends) record.undo.clear();  // it stands whatever happens
 }
 
@@ -102,7 +102,7 @@ void Batch::Fail(const Status& cause) {
     if (e.request < 0 || !failed(e.request)) kept.push_back(std::move(e));
   }
   outbox_ = std::move(kept);
-  const Outcome refusal = Outcome::Refused(Status(
+  const Verdict refusal = Verdict::Refused(Status(
       ErrorCode::kStorage, "the database refused the write: " + cause.detail()));
   for (size_t i = first_open_record_; i < records_.size(); ++i) {
     if (!failed(static_cast<int>(i))) continue;

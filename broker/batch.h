@@ -20,7 +20,7 @@
 #include <string_view>
 #include <vector>
 
-#include "broker/outcome.h"
+#include "broker/verdict.h"
 #include "broker/store.h"
 #include "messages/messages.h"
 
@@ -74,10 +74,10 @@ class Batch {
   // Opens the transaction. If BEGIN fails, requests still run: reads work,
   // writes are refused by the store (kStorage).
   void Begin();
-  // Runs one request. A refused outcome replaces whatever it emitted with
+  // Runs one request. A refused verdict replaces whatever it emitted with
   // RefusalReply; a refusal after a write fails the batch so far.
   void Run(const RequestInfo& info,
-           const std::function<Outcome(Responder&)>& work);
+           const std::function<Verdict(Responder&)>& work);
   // A frame that stands whatever the commit does: answers to frames that
   // could not be decoded, transport refusals, housekeeping pushes.
   void EmitIndependent(std::string routing_id, std::string frame);

@@ -76,7 +76,7 @@ void BrokerCore::RefuseWaiting(Peer& peer, std::string_view frame) {
   }
   const MessageType type = TypeOf(decoded->body);
   const auto* send = std::get_if<SendMessage>(&decoded->body);
-  const Outcome busy = Outcome::Refused(
+  const Verdict busy = Verdict::Refused(
       Status(ErrorCode::kBusy,
              "too many requests wait behind this connection's password "
              "check; retry after its reply"));
@@ -113,20 +113,20 @@ void BrokerCore::Dispatch(Peer& peer, const Message& message) {
     info.client_msg_id = send->client_msg_id;
   }
   const Route* route = FindRoute(type);
-  batch_.Run(info, [&](Responder& out) -> Outcome {
+  batch_.Run(info, [&](Responder& out) -> Verdict {
     if (!route) return RefuseNotARequest(type);
     if (!route->Allows(peer.state)) return RefuseInState(type, peer.state);
     Context ctx = MakeContext();
     Request req{peer, message.request_id, out};
-    Outcome outcome = route->handle(ctx, req, message);
-    if (outcome.deferred()) {
-      return Defer(peer, message.request_id, std::move(outcome));
+    Verdict verdict = route->handle(ctx, req, message);
+    if (verdict.deferred()) {
+      return Defer(peer, message.request_id, std::move(verdict));
     }
-    return outcome;
+    return verdict;
   });
 }
 
-Outcome BrokerCore::Defer(Peer& peer, uint64_t request_id, Outcome deferred) {
+Verdict BrokerCore::Defer(Peer& peer, uint64_t request_id, Verdict deferred) {
   const uint64_t ticket = next_ticket_++;
   HashJob job = std::move(deferred.job());
   job.ticket = ticket;
@@ -167,7 +167,7 @@ void BrokerCore::Finish(Deferral deferral, const HashResult& result) {
     sessions_.EndAuthentication(*peer);
   }
   batch_.Run({peer->routing_id, deferral.request_id, type, 0},
-             [&](Responder& out) -> Outcome {
+             [&](Responder& out) -> Verdict {
                Context ctx = MakeContext();
                Request req{*peer, deferral.request_id, out};
                return route->finish(ctx, req, deferral.pending, result);

@@ -27,7 +27,7 @@
 #include "broker/hash_pool.h"
 #include "broker/login_throttle.h"
 #include "broker/notices.h"
-#include "broker/outcome.h"
+#include "broker/verdict.h"
 #include "broker/session_table.h"
 #include "broker/store.h"
 #include "messages/messages.h"
@@ -80,7 +80,7 @@ class BrokerCore {
   void Handle(Peer& peer, std::string_view frame);
   void Dispatch(Peer& peer, const Message& message);
   // Hands a deferred request's job to the pool and holds its connection.
-  Outcome Defer(Peer& peer, uint64_t request_id, Outcome deferred);
+  Verdict Defer(Peer& peer, uint64_t request_id, Verdict deferred);
   void Finish(Deferral deferral, const HashResult& result);
   // Runs the frames that waited while `peer` was held, until one holds it
   // again.

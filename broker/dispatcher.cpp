@@ -47,25 +47,25 @@ const Route* FindRoute(MessageType type) {
   return route.handle ? &route : nullptr;
 }
 
-Outcome RefuseNotARequest(MessageType type) {
-  return Outcome::Refused(
+Verdict RefuseNotARequest(MessageType type) {
+  return Verdict::Refused(
       Status(ErrorCode::kInvalidArgument,
              std::string(MessageTypeName(type)) +
                  " is not a request a client may send"),
-      Outcome::Stage::kDispatch);
+      Verdict::Stage::kDispatch);
 }
 
-Outcome RefuseInState(MessageType type, SessionState state) {
+Verdict RefuseInState(MessageType type, SessionState state) {
   if (state == SessionState::kLoggedIn) {
-    return Outcome::Refused(
+    return Verdict::Refused(
         Status(ErrorCode::kAlreadyLoggedIn,
                "this connection is already logged in; LOGOUT first"),
-        Outcome::Stage::kDispatch);
+        Verdict::Stage::kDispatch);
   }
-  return Outcome::Refused(
+  return Verdict::Refused(
       Status(ErrorCode::kNotLoggedIn,
              std::string(MessageTypeName(type)) + " requires login"),
-      Outcome::Stage::kDispatch);
+      Verdict::Stage::kDispatch);
 }
 
 }  // namespace zchat

@@ -7,13 +7,13 @@
 #include <cstdint>
 
 #include "broker/context.h"
-#include "broker/outcome.h"
+#include "broker/verdict.h"
 #include "messages/messages.h"
 
 namespace zchat {
 
-using Handler = Outcome (*)(Context&, Request&, const Message&);
-using Finisher = Outcome (*)(Context&, Request&, const PendingHash&,
+using Handler = Verdict (*)(Context&, Request&, const Message&);
+using Finisher = Verdict (*)(Context&, Request&, const PendingHash&,
                              const HashResult&);
 
 struct Route {
@@ -30,7 +30,7 @@ struct Route {
 const Route* FindRoute(MessageType type);
 
 // The dispatcher's refusals (ERROR, whatever the type).
-Outcome RefuseNotARequest(MessageType type);
-Outcome RefuseInState(MessageType type, SessionState state);
+Verdict RefuseNotARequest(MessageType type);
+Verdict RefuseInState(MessageType type, SessionState state);
 
 }  // namespace zchat

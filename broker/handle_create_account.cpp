@@ -7,7 +7,7 @@
 
 namespace zchat {
 
-Outcome HandleCreateAccount(Context& ctx, Request&, const Message& m) {
+Verdict HandleCreateAccount(Context& ctx, Request&, const Message& m) {
   const auto& req = std::get<CreateAccount>(m.body);
   if (!IsValidUsername(req.username)) {
     return Status(ErrorCode::kInvalidUsername,
@@ -31,12 +31,12 @@ Outcome HandleCreateAccount(Context& ctx, Request&, const Message& m) {
     return Status(ErrorCode::kUsernameTaken,
                   "username '" + req.username + "' is taken");
   }
-  return Outcome::Deferred(
+  return Verdict::Deferred(
       HashJob{HashJob::Kind::kHash, req.password, "", 0},
       PendingHash{MessageType::kCreateAccount, req.username, std::move(key)});
 }
 
-Outcome FinishCreateAccount(Context& ctx, Request& req,
+Verdict FinishCreateAccount(Context& ctx, Request& req,
                             const PendingHash& pending,
                             const HashResult& result) {
   if (!result.ok) {
@@ -47,7 +47,7 @@ Outcome FinishCreateAccount(Context& ctx, Request& req,
   if (!id.ok()) return id.status();
   Log(LogLevel::kInfo, "account created: " + pending.username);
   req.Reply(CreateSuccess{pending.username});
-  return Outcome::Accepted();
+  return Verdict::Accepted();
 }
 
 }  // namespace zchat

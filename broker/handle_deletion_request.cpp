@@ -6,14 +6,14 @@
 
 namespace zchat {
 
-Outcome HandleDeletionRequest(Context& ctx, Request& req, const Message& m) {
+Verdict HandleDeletionRequest(Context& ctx, Request& req, const Message& m) {
   const auto& deletion = std::get<DeletionRequest>(m.body);
   Peer& peer = req.peer;
   const int64_t id = peer.account_id;
   Result<int64_t> pending = ctx.store.CountPending(id);
   if (!pending.ok()) return pending.status();
   if (*pending > 0 && !deletion.force) {
-    return Outcome(Status(ErrorCode::kHasPending,
+    return Verdict(Status(ErrorCode::kHasPending,
                           std::to_string(*pending) +
                               " undelivered messages would be discarded; "
                               "send force to delete anyway"))
@@ -48,7 +48,7 @@ Outcome HandleDeletionRequest(Context& ctx, Request& req, const Message& m) {
     ChangeSession(ctx, req.out, *p, [&] { ctx.sessions.Logout(*p); });
   }
   ChangeSession(ctx, req.out, peer, [&] { ctx.sessions.Logout(peer); });
-  return Outcome::Accepted();
+  return Verdict::Accepted();
 }
 
 }  // namespace zchat

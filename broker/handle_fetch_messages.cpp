@@ -7,7 +7,7 @@
 
 namespace zchat {
 
-Outcome HandleFetchMessages(Context& ctx, Request& req, const Message& m) {
+Verdict HandleFetchMessages(Context& ctx, Request& req, const Message& m) {
   const auto& fetch = std::get<FetchMessages>(m.body);
   const int64_t account = req.peer.account_id;
   const auto limit = static_cast<int64_t>(fetch.limit.value_or(kMaxFetchLimit));
@@ -26,7 +26,7 @@ Outcome HandleFetchMessages(Context& ctx, Request& req, const Message& m) {
   req.Reply(FetchResult{
       static_cast<uint64_t>(count),
       static_cast<uint64_t>(std::max<int64_t>(0, *total - count))});
-  return Outcome::Accepted();
+  return Verdict::Accepted();
 }
 
 }  // namespace zchat

@@ -5,7 +5,7 @@
 
 namespace zchat {
 
-Outcome HandleListAccounts(Context& ctx, Request& req, const Message& m) {
+Verdict HandleListAccounts(Context& ctx, Request& req, const Message& m) {
   const auto& list = std::get<ListAccounts>(m.body);
   const std::string pattern = UsernameKey(list.pattern.value_or("*"));
   const uint64_t limit = list.limit.value_or(kDefaultListLimit);
@@ -22,7 +22,7 @@ Outcome HandleListAccounts(Context& ctx, Request& req, const Message& m) {
   if (!last.ok()) return last.status();
   page.cursor = std::move(*last);
   req.Reply(std::move(page));
-  return Outcome::Accepted();
+  return Verdict::Accepted();
 }
 
 }  // namespace zchat

@@ -26,13 +26,13 @@ std::string NewToken() {
   return token;
 }
 
-Outcome BadCredentials() {
+Verdict BadCredentials() {
   return Status(ErrorCode::kBadCredentials, kBadCredentials);
 }
 
 // The session starts: LOGIN_SUCCESS, then the notices stored while the user
 // had no session.
-Outcome StartSession(Context& ctx, Request& req, const Account& account,
+Verdict StartSession(Context& ctx, Request& req, const Account& account,
                      std::string token, std::string token_hash) {
   Result<int64_t> pending = ctx.store.CountPending(account.id);
   if (!pending.ok()) return pending.status();
@@ -53,11 +53,11 @@ Outcome StartSession(Context& ctx, Request& req, const Account& account,
 
 }  // namespace
 
-Outcome HandleLoginRequest(Context& ctx, Request& req, const Message& m) {
+Verdict HandleLoginRequest(Context& ctx, Request& req, const Message& m) {
   const auto& login = std::get<LoginRequest>(m.body);
   const std::string key = UsernameKey(login.username);
   if (int64_t wait = ctx.throttle.RetryAfter(key, ctx.now_ms); wait > 0) {
-    return Outcome(Status(ErrorCode::kThrottled,
+    return Verdict(Status(ErrorCode::kThrottled,
                           "too many failed logins for this user; retry later"))
         .WithRetryAfter(static_cast<uint64_t>(wait));
   }
@@ -84,13 +84,13 @@ Outcome HandleLoginRequest(Context& ctx, Request& req, const Message& m) {
   std::string checked = account ? account->password_hash
                                 : ctx.hashes.dummy_hash();
   HashJob job{HashJob::Kind::kVerify, *login.password, checked, 0};
-  return Outcome::Deferred(
+  return Verdict::Deferred(
       std::move(job),
       PendingHash{MessageType::kLoginRequest, login.username, key,
                   account ? account->id : 0, std::move(checked)});
 }
 
-Outcome FinishLoginRequest(Context& ctx, Request& req,
+Verdict FinishLoginRequest(Context& ctx, Request& req,
                            const PendingHash& pending,
                            const HashResult& result) {
   std::optional<Account> account;

@@ -4,7 +4,7 @@
 
 namespace zchat {
 
-Outcome HandleLogout(Context& ctx, Request& req, const Message&) {
+Verdict HandleLogout(Context& ctx, Request& req, const Message&) {
   if (!req.peer.token_hash.empty()) {
     if (Status s = ctx.store.RevokeToken(req.peer.token_hash); !s.ok()) {
       return s;
@@ -14,7 +14,7 @@ Outcome HandleLogout(Context& ctx, Request& req, const Message&) {
   ChangeSession(ctx, req.out, req.peer,
                 [&] { ctx.sessions.Logout(req.peer); });
   req.Reply(LogoutSuccess{});
-  return Outcome::Accepted();
+  return Verdict::Accepted();
 }
 
 }  // namespace zchat

@@ -4,14 +4,14 @@
 
 namespace zchat {
 
-Outcome HandleMessageReceipt(Context& ctx, Request& req, const Message& m) {
+Verdict HandleMessageReceipt(Context& ctx, Request& req, const Message& m) {
   const auto& receipt = std::get<MessageReceipt>(m.body);
   Result<ReceiptResult> r = ctx.store.ConfirmDelivery(
       req.peer.account_id, static_cast<int64_t>(receipt.message_id));
   if (!r.ok()) return r.status();
   switch (r->outcome) {
     case ReceiptOutcome::kAlreadyConfirmed:
-      return Outcome::Accepted();  // a repeated receipt is harmless
+      return Verdict::Accepted();  // a repeated receipt is harmless
     case ReceiptOutcome::kNotYours:
       return Status(ErrorCode::kNotYours,
                     "message " + std::to_string(receipt.message_id) +
@@ -28,7 +28,7 @@ Outcome HandleMessageReceipt(Context& ctx, Request& req, const Message& m) {
     Result<std::optional<Account>> sender =
         ctx.store.FindAccountById(q.sender_id);
     if (!sender.ok()) return sender.status();
-    if (!sender->has_value()) return Outcome::Accepted();
+    if (!sender->has_value()) return Verdict::Accepted();
   }
   return ctx.notices.Deliver(req.out, q.sender_id,
                              Notice{NoticeKind::kDelivered, q.id,

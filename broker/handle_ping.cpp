@@ -3,9 +3,9 @@
 
 namespace zchat {
 
-Outcome HandlePing(Context&, Request& req, const Message&) {
+Verdict HandlePing(Context&, Request& req, const Message&) {
   req.Reply(Pong{});
-  return Outcome::Accepted();
+  return Verdict::Accepted();
 }
 
 }  // namespace zchat

@@ -7,7 +7,7 @@
 
 namespace zchat {
 
-Outcome HandleSendMessage(Context& ctx, Request& req, const Message& m) {
+Verdict HandleSendMessage(Context& ctx, Request& req, const Message& m) {
   const auto& send = std::get<SendMessage>(m.body);
   const Peer& peer = req.peer;
   if (send.body.size() > kMaxBodyBytes) {
@@ -21,7 +21,7 @@ Outcome HandleSendMessage(Context& ctx, Request& req, const Message& m) {
   if (prior->has_value()) {
     req.Reply(
         MessagePending{static_cast<uint64_t>(**prior), send.client_msg_id});
-    return Outcome::Accepted();
+    return Verdict::Accepted();
   }
   Result<std::optional<Account>> recipient =
       ctx.store.FindAccount(UsernameKey(send.recipient));
@@ -53,7 +53,7 @@ Outcome HandleSendMessage(Context& ctx, Request& req, const Message& m) {
                 DistributeMessage{static_cast<uint64_t>(*id), q.sender_name,
                                   std::move(q.body),
                                   static_cast<uint64_t>(q.sent_at_ms)});
-  return Outcome::Accepted();
+  return Verdict::Accepted();
 }
 
 }  // namespace zchat

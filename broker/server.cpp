@@ -57,7 +57,7 @@ Server::Server(const ServerOptions& options, std::unique_ptr<Store> store)
                                          UnixMillis)),
       context_(1),
       router_(context_, zmq::socket_type::router) {
-  stop_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  stop_fd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   admission_ =
       std::make_unique<Admission>(context_, router_, options.max_connections);
   // A send to a peer that is gone fails (EHOSTUNREACH) instead of vanishing.
@@ -81,13 +81,11 @@ Server::Server(const ServerOptions& options, std::unique_ptr<Store> store)
   router_.set(zmq::sockopt::heartbeat_timeout, 30'000);
 }
 
-Server::~Server() {
-  if (stop_fd_ >= 0) close(stop_fd_);
-}
+Server::~Server() = default;
 
 void Server::Stop() {
   uint64_t one = 1;
-  (void)!write(stop_fd_, &one, sizeof one);
+  (void)!write(stop_fd_.get(), &one, sizeof one);
 }
 
 void Server::Run() {
@@ -97,7 +95,7 @@ void Server::Run() {
     zmq::pollitem_t items[] = {
         {router_.handle(), 0, ZMQ_POLLIN, 0},
         {nullptr, hashes_.wake_fd(), ZMQ_POLLIN, 0},
-        {nullptr, stop_fd_, ZMQ_POLLIN, 0},
+        {nullptr, stop_fd_.get(), ZMQ_POLLIN, 0},
         admission_->poll_items()[0],
         admission_->poll_items()[1],
     };

@@ -15,6 +15,7 @@
 #include "broker/broker_core.h"
 #include "broker/hash_pool.h"
 #include "broker/store.h"
+#include "broker/unique_fd.h"
 #include "messages/status.h"
 
 namespace zchat {
@@ -65,7 +66,7 @@ class Server {
   zmq::socket_t router_;
   std::unique_ptr<Admission> admission_;
   std::string endpoint_;
-  int stop_fd_ = -1;
+  UniqueFd stop_fd_;
   uint64_t dropped_sends_ = 0;
   uint64_t frames_in_ = 0;
   uint64_t batches_ = 0;

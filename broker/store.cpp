@@ -264,7 +264,7 @@ Status Store::Migrate() {
     Result<int64_t> version = SchemaVersion();
     Status s = version.ok() ? CheckNotNewer(*version) : version.status();
     if (!s.ok() || *version == kSchemaVersion) {
-      Exec("ROLLBACK");
+      Exec("ROLLBACK").IgnoreError();  // already failing
       return s;
     }
     const int64_t next = *version + 1;
@@ -273,13 +273,13 @@ Status Store::Migrate() {
       s = Exec(("PRAGMA user_version=" + std::to_string(next)).c_str());
     }
     if (!s.ok()) {
-      Exec("ROLLBACK");
+      Exec("ROLLBACK").IgnoreError();  // already failing
       return Status(ErrorCode::kStorage, "migration to schema version " +
                                              std::to_string(next) + ": " +
                                              s.detail());
     }
     if (Status c = Exec("COMMIT"); !c.ok()) {
-      Exec("ROLLBACK");
+      Exec("ROLLBACK").IgnoreError();  // already failing
       return c;
     }
   }
@@ -325,7 +325,9 @@ Status Store::Commit() {
 }
 
 void Store::Rollback() {
-  if (InTransaction()) Exec("ROLLBACK");
+  // A failed ROLLBACK leaves nothing to undo: SQLite has ended the
+  // transaction itself.
+  if (InTransaction()) Exec("ROLLBACK").IgnoreError();
   transaction_open_ = false;
   ForgetTransaction();
 }

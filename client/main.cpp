@@ -161,14 +161,20 @@ int main(int argc, char** argv) {
   // A one-shot command ends its session: LOGOUT (answered after every
   // receipt sent before it) makes the broker keep later notices for the
   // next login instead of pushing them to a connection about to close.
+  // Its reply also says that every receipt sent before it was processed; a
+  // command that cannot tell fails (no answer: exit 3).
+  auto settle = [&](bool logout) {
+    zchat::Status s =
+        logout && client.logged_in() ? client.Logout() : client.Ping();
+    if (s.ok()) return Outcome::kOk;
+    printer.Error(s);
+    return s.code() == zchat::ErrorCode::kTimeout ? Outcome::kNoAnswer
+                                                  : Outcome::kRefused;
+  };
   auto finish = [&](Outcome r) {
-    if (client.logged_in()) {
-      client.Logout();
-    } else {
-      client.Ping();
-    }
+    const Outcome settled = settle(/*logout=*/true);
     shell.ShowEvents();
-    return Status(r);
+    return Status(r != Outcome::kOk ? r : settled);
   };
   if (*send) {
     std::string text;
@@ -227,7 +233,8 @@ int main(int argc, char** argv) {
     if (!shell.Execute(line)) break;
     shell.ShowEvents();
   }
-  client.Ping();  // receipts sent before it are processed
+  // Script mode ends with a PING: receipts sent before it are processed.
+  const Outcome settled = settle(/*logout=*/false);
   shell.ShowEvents();
-  return Status(shell.worst());
+  return Status(shell.worst() != Outcome::kOk ? shell.worst() : settled);
 }

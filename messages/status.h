@@ -12,7 +12,7 @@
 
 namespace zchat {
 
-class Status {
+class [[nodiscard]] Status {
  public:
   Status() = default;
   Status(ErrorCode code, std::string detail)
@@ -25,6 +25,9 @@ class Status {
   const std::string& detail() const { return detail_; }
   // "code_name: detail", for logs.
   std::string ToString() const;
+  // Says, where a failure can only be dropped (a ROLLBACK on a path that is
+  // already failing), that it is dropped on purpose.
+  void IgnoreError() const {}
 
  private:
   ErrorCode code_ = ErrorCode::kOk;
@@ -33,7 +36,7 @@ class Status {
 
 // Either a value or a non-OK Status.
 template <class T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {  // NOLINT

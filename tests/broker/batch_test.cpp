@@ -28,11 +28,11 @@ class BatchTest : public ::testing::Test {
   }
 
   // A request that writes (creates an account) and replies.
-  Outcome Write(Responder& out, const std::string& name) {
+  Verdict Write(Responder& out, const std::string& name) {
     Result<int64_t> id = store_->CreateAccount(name, name, "hash", 0);
     if (!id.ok()) return id.status();
     out.Reply(CreateSuccess{name});
-    return Outcome::Accepted();
+    return Verdict::Accepted();
   }
 
   static Message DecodeOrDie(const OutFrame& f) {
@@ -52,7 +52,7 @@ TEST_F(BatchTest, CommittedBatchSendsEverythingInOrder) {
   batch.Run(Info("b", 2), [&](Responder& out) {
     out.Push("a", Pong{});
     out.Reply(Pong{});
-    return Outcome::Accepted();
+    return Verdict::Accepted();
   });
   batch.EmitIndependent("c", Encode(Message{0, Pong{}}));
   std::vector<OutFrame> out = batch.Commit();
@@ -75,7 +75,7 @@ TEST_F(BatchTest, FailedCommitRefusesWhatDependedOnIt) {
     batch.Run(Info("early", 1), [&](Responder& out) {
       out.OnRollback([&] { ++undone_before; });
       out.Reply(Pong{});
-      return Outcome::Accepted();
+      return Verdict::Accepted();
     });
     batch.Run(Info("w", 2, MessageType::kCreateAccount),
               [&](Responder& out) { return Write(out, "bob"); });
@@ -86,7 +86,7 @@ TEST_F(BatchTest, FailedCommitRefusesWhatDependedOnIt) {
                 out.OnRollback([&] { ++undone_after; });
                 out.Push("late", DistributeMessage{1, "bob", "x", 0});
                 out.Reply(FetchResult{1, 0});
-                return Outcome::Accepted();
+                return Verdict::Accepted();
               });
     batch.EmitIndependent("any", Encode(Message{0, Pong{}}));
   }
@@ -119,7 +119,7 @@ TEST_F(BatchTest, RefusalReplacesFramesWithTheMappedReply) {
   batch.Begin();
   batch.Run(Info("a", 5, MessageType::kDeletionRequest), [&](Responder& out) {
     out.Reply(Pong{});  // dropped: the refusal is the answer
-    return Outcome(Status(ErrorCode::kHasPending, "2 waiting")).WithPending(2);
+    return Verdict(Status(ErrorCode::kHasPending, "2 waiting")).WithPending(2);
   });
   std::vector<OutFrame> out = batch.Commit();
   ASSERT_EQ(out.size(), 1u);
@@ -134,8 +134,8 @@ TEST_F(BatchTest, DispatchRefusalsAreErrorsWhateverTheType) {
   Batch batch(*store_);
   batch.Begin();
   batch.Run(Info("a", 6, MessageType::kSendMessage), [&](Responder&) {
-    return Outcome::Refused(Status(ErrorCode::kNotLoggedIn, "log in"),
-                            Outcome::Stage::kDispatch);
+    return Verdict::Refused(Status(ErrorCode::kNotLoggedIn, "log in"),
+                            Verdict::Stage::kDispatch);
   });
   std::vector<OutFrame> out = batch.Commit();
   ASSERT_EQ(out.size(), 1u);
@@ -151,7 +151,7 @@ TEST_F(BatchTest, DeferredRequestGetsNothingWhenTheCommitFails) {
     batch.Run(Info("w", 1, MessageType::kCreateAccount),
               [&](Responder& out) { return Write(out, "carol"); });
     batch.Run(Info("d", 2, MessageType::kLoginRequest), [&](Responder&) {
-      return Outcome::Deferred(HashJob{}, PendingHash{});
+      return Verdict::Deferred(HashJob{}, PendingHash{});
     });
     out = batch.Commit();
   }
@@ -167,8 +167,8 @@ TEST_F(BatchTest, FailedWriteFailsTheBatchSoFarAndTheRestGoesOn) {
   batch.Run(Info("a", 1, MessageType::kCreateAccount),
             [&](Responder& out) { return Write(out, "dave"); });
   batch.Run(Info("b", 2, MessageType::kCreateAccount), [&](Responder& out) {
-    Outcome o = Write(out, "erin");  // a write, then a failure
-    return o.refused() ? o : Outcome(Status(ErrorCode::kStorage, "I/O"));
+    Verdict o = Write(out, "erin");  // a write, then a failure
+    return o.refused() ? o : Verdict(Status(ErrorCode::kStorage, "I/O"));
   });
   batch.Run(Info("c", 3, MessageType::kCreateAccount),
             [&](Responder& out) { return Write(out, "fred"); });

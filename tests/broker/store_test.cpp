@@ -503,7 +503,8 @@ TEST(StoreOpenTest, ReadOnlyServesReadsAndRefusesWrites) {
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   auto alice = (*store)->FindAccount("alice");
   ASSERT_TRUE(alice.ok() && alice->has_value());
-  (*store)->Begin();  // may or may not succeed; writes fail either way
+  // May or may not succeed; writes fail either way.
+  (*store)->Begin().IgnoreError();
   auto created = (*store)->CreateAccount("bob", "bob", "h", 1);
   EXPECT_FALSE(created.ok());
   (*store)->Rollback();

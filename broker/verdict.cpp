@@ -1,4 +1,4 @@
-#include "broker/outcome.h"
+#include "broker/verdict.h"
 
 #include <utility>
 
@@ -6,44 +6,44 @@
 
 namespace zchat {
 
-Outcome::Outcome(Status status) {
+Verdict::Verdict(Status status) {
   if (!status.ok()) {
     kind_ = Kind::kRefused;
     status_ = std::move(status);
   }
 }
 
-Outcome Outcome::Refused(Status status, Stage stage) {
+Verdict Verdict::Refused(Status status, Stage stage) {
   assert(!status.ok());
-  Outcome o(std::move(status));
+  Verdict o(std::move(status));
   o.stage_ = stage;
   return o;
 }
 
-Outcome Outcome::Deferred(HashJob job, PendingHash pending) {
-  Outcome o;
+Verdict Verdict::Deferred(HashJob job, PendingHash pending) {
+  Verdict o;
   o.kind_ = Kind::kDeferred;
   o.job_ = std::move(job);
   o.pending_hash_ = std::move(pending);
   return o;
 }
 
-Outcome&& Outcome::WithRetryAfter(uint64_t ms) && {
+Verdict&& Verdict::WithRetryAfter(uint64_t ms) && {
   retry_after_ms_ = ms;
   return std::move(*this);
 }
 
-Outcome&& Outcome::WithPending(uint64_t count) && {
+Verdict&& Verdict::WithPending(uint64_t count) && {
   pending_ = count;
   return std::move(*this);
 }
 
-Body RefusalReply(MessageType type, const Outcome& refusal,
+Body RefusalReply(MessageType type, const Verdict& refusal,
                   uint64_t client_msg_id) {
   const Status& s = refusal.status();
   std::string reason = s.detail();
   TruncateUtf8(reason, kMaxReasonBytes);
-  if (refusal.stage() == Outcome::Stage::kDispatch) {
+  if (refusal.stage() == Verdict::Stage::kDispatch) {
     return Error{s.code(), std::move(reason)};
   }
   switch (type) {

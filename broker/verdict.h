@@ -1,4 +1,4 @@
-// Outcome: what a handler returns. A request is accepted (its replies are in
+// Verdict: what a handler returns. A request is accepted (its replies are in
 // its Responder), deferred (it waits for password hashing and finishes
 // later), or refused with a code, a reason and, for some codes, a detail
 // field. Refusals are values: handlers never build failure replies;
@@ -25,7 +25,7 @@ struct PendingHash {
                              // verified against
 };
 
-class [[nodiscard]] Outcome {
+class [[nodiscard]] Verdict {
  public:
   enum class Kind { kAccepted, kDeferred, kRefused };
   // Where a refusal was decided: the dispatcher's refusals (wrong session
@@ -33,17 +33,17 @@ class [[nodiscard]] Outcome {
   // come as the request type's own failure reply where it has one.
   enum class Stage { kDispatch, kHandler };
 
-  static Outcome Accepted() { return Outcome(); }
-  static Outcome Refused(Status status, Stage stage = Stage::kHandler);
+  static Verdict Accepted() { return Verdict(); }
+  static Verdict Refused(Status status, Stage stage = Stage::kHandler);
   // Hands `job` to the password-hashing pool; the request finishes in its
   // route's finisher with `pending`.
-  static Outcome Deferred(HashJob job, PendingHash pending);
+  static Verdict Deferred(HashJob job, PendingHash pending);
   // A store failure or a refusal code as a Status.
-  Outcome(Status status);  // NOLINT: implicit, so handlers return statuses
+  Verdict(Status status);  // NOLINT: implicit, so handlers return statuses
 
   // Detail fields some refusals carry (0: absent).
-  Outcome&& WithRetryAfter(uint64_t ms) &&;
-  Outcome&& WithPending(uint64_t count) &&;
+  Verdict&& WithRetryAfter(uint64_t ms) &&;
+  Verdict&& WithPending(uint64_t count) &&;
 
   Kind kind() const { return kind_; }
   bool refused() const { return kind_ == Kind::kRefused; }
@@ -56,7 +56,7 @@ class [[nodiscard]] Outcome {
   PendingHash& pending_hash() { return pending_hash_; }
 
  private:
-  Outcome() = default;
+  Verdict() = default;
 
   Kind kind_ = Kind::kAccepted;
   Status status_;
@@ -69,7 +69,7 @@ class [[nodiscard]] Outcome {
 
 // The reply a client gets for a refused request of `type` (`client_msg_id`
 // is echoed by MESSAGE_FAILURE).
-Body RefusalReply(MessageType type, const Outcome& refusal,
+Body RefusalReply(MessageType type, const Verdict& refusal,
                   uint64_t client_msg_id);
 
 }  // namespace zchat
