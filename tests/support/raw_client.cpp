@@ -9,21 +9,27 @@ namespace zchat::testing {
 namespace {
 
 std::mutex g_reporter_mutex;
-ProblemReporter g_reporter;
 std::atomic<uint64_t> g_problems{0};
+
+// Constructed on first use: a reporter may be installed from another
+// translation unit's static initializer, before this one's would have run.
+ProblemReporter& Reporter() {
+  static ProblemReporter reporter;
+  return reporter;
+}
 
 }  // namespace
 
 void SetProblemReporter(ProblemReporter reporter) {
   std::lock_guard lock(g_reporter_mutex);
-  g_reporter = std::move(reporter);
+  Reporter() = std::move(reporter);
 }
 
 void ReportProblem(const std::string& what) {
   ++g_problems;
   std::lock_guard lock(g_reporter_mutex);
-  if (g_reporter) {
-    g_reporter(what);
+  if (Reporter()) {
+    Reporter()(what);
   } else {
     std::cerr << "raw client: " << what << "\n";
   }
