@@ -1,13 +1,7 @@
 #include "bench/load.h"
 
-#include <fcntl.h>
-#include <signal.h>
 #include <sodium.h>
-#include <spawn.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -15,21 +9,26 @@
 #include <cstdio>
 #include <functional>
 #include <iostream>
+#include <memory>
 #include <unordered_map>
+#include <unordered_set>
 #include <zmq.hpp>
 
-#include "bench/process.h"
 #include "broker/broker_core.h"
 #include "broker/store.h"
 #include "messages/codec.h"
-
-extern char** environ;
+#include "tests/support/child_process.h"
+#include "tests/support/fd_limit.h"
+#include "tests/support/raw_client.h"
 
 namespace zchat::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using testing::CpuTime;
 constexpr const char* kPassword = "benchpass1";
+// A scenario that makes no progress for this long has failed.
+constexpr auto kStall = std::chrono::seconds(30);
 
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -37,32 +36,27 @@ int64_t NowNs() {
       .count();
 }
 
-// One raw DEALER connection.
-struct Conn {
-  Conn(zmq::context_t& ctx, const std::string& endpoint)
-      : socket(ctx, zmq::socket_type::dealer) {
-    socket.set(zmq::sockopt::linger, 0);
-    socket.set(zmq::sockopt::sndhwm, 100'000);
-    socket.set(zmq::sockopt::rcvhwm, 100'000);
-    socket.connect(endpoint);
-  }
-  uint64_t Send(Body body) {
-    const uint64_t req = next_req++;
-    const std::string frame = Encode(Message{req, std::move(body)});
-    socket.send(zmq::buffer(frame), zmq::send_flags::none);
-    return req;
-  }
-  // Calls `on` for every frame waiting, without blocking.
-  void Drain(const std::function<void(Message&)>& on) {
-    zmq::message_t frame;
-    while (socket.recv(frame, zmq::recv_flags::dontwait)) {
-      Result<Message> m = Decode(frame.to_string_view());
-      if (m.ok()) on(*m);
-    }
-  }
-  zmq::socket_t socket;
-  uint64_t next_req = 1;
-};
+// CPU time of the target process, in microseconds.
+int64_t CpuMicros(pid_t pid) { return CpuTime(pid).count(); }
+
+// One raw DEALER connection, with room for a deep window of messages.
+using Conn = testing::RawClient;
+std::unique_ptr<Conn> NewConn(zmq::context_t& ctx,
+                              const std::string& endpoint) {
+  return std::make_unique<Conn>(
+      ctx, endpoint,
+      testing::RawClientOptions{.sndhwm = 100'000, .rcvhwm = 100'000});
+}
+
+// A reply that says something went wrong, for the failure message.
+std::string Describe(const Message& m) {
+  std::string out(MessageTypeName(TypeOf(m.body)));
+  if (auto* e = std::get_if<Error>(&m.body)) out += ": " + e->reason;
+  if (auto* f = std::get_if<MessageFailure>(&m.body)) out += ": " + f->reason;
+  if (auto* f = std::get_if<CreateFailure>(&m.body)) out += ": " + f->reason;
+  if (auto* f = std::get_if<LoginFailure>(&m.body)) out += ": " + f->reason;
+  return out;
+}
 
 void Poll(std::vector<zmq::pollitem_t>& items, int timeout_ms) {
   try {
@@ -74,7 +68,9 @@ void Poll(std::vector<zmq::pollitem_t>& items, int timeout_ms) {
 
 std::vector<zmq::pollitem_t> Items(std::vector<std::unique_ptr<Conn>>& conns) {
   std::vector<zmq::pollitem_t> items;
-  for (auto& c : conns) items.push_back({c->socket.handle(), 0, ZMQ_POLLIN, 0});
+  for (auto& c : conns) {
+    items.push_back({c->socket().handle(), 0, ZMQ_POLLIN, 0});
+  }
   return items;
 }
 
@@ -113,9 +109,8 @@ bool AllAre(const std::vector<Message>& replies) {
   if (replies.empty()) return false;
   for (const auto& r : replies) {
     if (!std::holds_alternative<T>(r.body)) {
-      if (auto* e = std::get_if<Error>(&r.body)) {
-        std::cerr << "bench: " << e->reason << "\n";
-      }
+      std::cerr << "bench: expected " << MessageTypeName(T::kType) << ", got "
+                << Describe(r) << "\n";
       return false;
     }
   }
@@ -204,14 +199,6 @@ bool Enter(std::vector<std::unique_ptr<Conn>>& conns,
              logins);
 }
 
-void RaiseFdLimit() {
-  rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
-  }
-}
-
 int64_t FileSize(const std::string& path) {
   struct stat st {};
   return stat(path.c_str(), &st) == 0 ? st.st_size : 0;
@@ -231,10 +218,11 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
   for (int i = 0; i < pairs; ++i)
     names.push_back(tag + "r" + std::to_string(i));
   for (size_t i = 0; i < names.size(); ++i) {
-    conns.push_back(std::make_unique<Conn>(ctx, target.endpoint));
+    conns.push_back(NewConn(ctx, target.endpoint));
   }
   if (!Enter(conns, names)) {
-    std::cerr << "bench: could not log in " << names.size() << " clients\n";
+    out.failure =
+        "could not log in " + std::to_string(names.size()) + " clients";
     return out;
   }
 
@@ -247,7 +235,7 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
   std::string padding(48, '.');
   bool sending = true, measuring = false;
   std::vector<int64_t> delivered, confirmed;
-  uint64_t completed = 0;
+  uint64_t sent = 0, completed = 0, distributed = 0;
 
   auto send_one = [&](int i) {
     Sender& s = senders[i];
@@ -255,6 +243,7 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
     const int64_t now = NowNs();
     s.sent_at[cmid] = now;
     ++s.in_flight;
+    ++sent;
     conns[i]->Send(SendMessage{names[pairs + i],
                                std::to_string(now) + " " + padding, cmid});
   };
@@ -270,10 +259,24 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
   int64_t cpu0 = 0;
   uint64_t completed0 = 0;
   Clock::time_point t0;
-  while (sending) {
+  // After measuring, the messages still in flight must complete too: the
+  // cycle stops sending and waits for them (a lost one is a failure).
+  auto in_flight = [&] {
+    uint64_t n = 0;
+    for (const Sender& s : senders) n += s.in_flight;
+    return n;
+  };
+  auto last_progress = Clock::now();
+  while (sending || in_flight() > 0) {
     Poll(items, 100);
     const auto now = Clock::now();
-    if (!measuring && now >= measure_from) {
+    if (now - last_progress > kStall) {
+      out.failure = std::to_string(in_flight()) + " of " +
+                    std::to_string(sent) + " messages stalled in flight " +
+                    (sending ? "while measuring" : "after measuring");
+      return out;
+    }
+    if (sending && !measuring && now >= measure_from) {
       measuring = true;
       cpu0 = CpuMicros(target.pid);
       completed0 = completed;
@@ -286,20 +289,28 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
       out.messages_per_s = out.messages / elapsed;
       out.cpu_us_per_message =
           out.messages ? static_cast<double>(cpu1 - cpu0) / out.messages : 0;
-      sending = false;
-      break;
+      sending = measuring = false;
     }
     for (int i = 0; i < pairs; ++i) {
       conns[i]->Drain([&](Message& m) {
         if (auto* ok = std::get_if<MessageSuccess>(&m.body)) {
           Sender& s = senders[i];
           auto it = s.sent_at.find(ok->client_msg_id);
-          if (it == s.sent_at.end()) return;
+          if (it == s.sent_at.end()) {
+            if (out.failure.empty()) {
+              out.failure = "MESSAGE_SUCCESS for a message not in flight";
+            }
+            return;
+          }
           if (measuring) confirmed.push_back(NowNs() - it->second);
           s.sent_at.erase(it);
           --s.in_flight;
           ++completed;
-          send_one(i);
+          last_progress = Clock::now();
+          if (sending) send_one(i);
+        } else if (!std::holds_alternative<MessagePending>(m.body) &&
+                   out.failure.empty()) {
+          out.failure = "a sender got " + Describe(m);
         }
       });
       conns[pairs + i]->Drain([&](Message& m) {
@@ -307,13 +318,23 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
           if (measuring) {
             delivered.push_back(NowNs() - std::stoll(d->body));
           }
+          ++distributed;
           conns[pairs + i]->Send(MessageReceipt{d->message_id});
+        } else if (out.failure.empty()) {
+          out.failure = "a recipient got " + Describe(m);
         }
       });
     }
+    if (!out.failure.empty()) return out;
   }
   out.delivered = Percentiles(delivered);
   out.confirmed = Percentiles(confirmed);
+  if (distributed != sent) {
+    out.failure = std::to_string(sent) + " messages sent and confirmed, " +
+                  std::to_string(distributed) + " delivered";
+  } else if (out.messages == 0) {
+    out.failure = "no message completed the cycle while measuring";
+  }
   return out;
 }
 
@@ -323,17 +344,21 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
   out.messages = messages;
   zmq::context_t ctx(1);
   std::vector<std::unique_ptr<Conn>> sender;
-  sender.push_back(std::make_unique<Conn>(ctx, target.endpoint));
-  if (!Enter(sender, {"qsender"})) return out;
+  sender.push_back(NewConn(ctx, target.endpoint));
+  if (!Enter(sender, {"qsender"})) {
+    out.failure = "could not log in the sender";
+    return out;
+  }
   std::vector<std::unique_ptr<Conn>> rconns;
   std::vector<std::string> rnames;
   for (int i = 0; i < recipients; ++i) {
     rnames.push_back("qr" + std::to_string(i));
-    rconns.push_back(std::make_unique<Conn>(ctx, target.endpoint));
+    rconns.push_back(NewConn(ctx, target.endpoint));
   }
   if (!InChunks<CreateSuccess>(rconns, [&](size_t i) {
         return Body(CreateAccount{rnames[i], kPassword});
       })) {
+    out.failure = "could not create the recipients";
     return out;
   }
 
@@ -347,6 +372,7 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
   uint64_t mark_count = 0;
   const int64_t cpu0 = CpuMicros(target.pid);
   const auto t0 = Clock::now();
+  auto last_progress = t0;
   while (acked < messages) {
     while (sent < messages && sent - acked < kWindow) {
       sender[0]->Send(SendMessage{rnames[sent % recipients], body, sent + 1});
@@ -354,8 +380,19 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
     }
     Poll(items, 100);
     sender[0]->Drain([&](Message& m) {
-      if (std::holds_alternative<MessagePending>(m.body)) ++acked;
+      if (std::holds_alternative<MessagePending>(m.body)) {
+        ++acked;
+        last_progress = Clock::now();
+      } else if (out.failure.empty()) {
+        out.failure = "enqueueing got " + Describe(m);
+      }
     });
+    if (!out.failure.empty()) return out;
+    if (Clock::now() - last_progress > kStall) {
+      out.failure = "enqueueing stalled at " + std::to_string(acked) + " of " +
+                    std::to_string(messages);
+      return out;
+    }
     if (acked >= next_mark) {
       const auto now = Clock::now();
       out.enqueue_by_depth.emplace_back(
@@ -374,9 +411,19 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
       static_cast<double>(CpuMicros(target.pid) - cpu0) / messages;
 
   // Drain: every recipient logs in and fetches, confirming each message.
-  if (!AllAre<LoginSuccess>(RequestAll(rconns, [&](size_t i) {
-        return Body(LoginRequest{rnames[i], kPassword, std::nullopt});
-      }))) {
+  const std::vector<Message> logins = RequestAll(rconns, [&](size_t i) {
+    return Body(LoginRequest{rnames[i], kPassword, std::nullopt});
+  });
+  if (!AllAre<LoginSuccess>(logins)) {
+    out.failure = "the recipients could not log in";
+    return out;
+  }
+  uint64_t pending = 0;
+  for (const Message& m : logins)
+    pending += std::get<LoginSuccess>(m.body).pending;
+  if (pending != messages) {
+    out.failure = std::to_string(messages) + " messages queued, " +
+                  std::to_string(pending) + " pending at login";
     return out;
   }
   const int64_t cpu1 = CpuMicros(target.pid);
@@ -384,8 +431,10 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
   std::vector<bool> done(recipients, false);
   int finished = 0;
   uint64_t drained = 0;
+  std::unordered_set<uint64_t> distinct;
   for (auto& c : rconns) c->Send(FetchMessages{kMaxFetchLimit});
   auto ritems = Items(rconns);
+  last_progress = Clock::now();
   while (finished < recipients) {
     Poll(ritems, 100);
     for (int i = 0; i < recipients; ++i) {
@@ -393,6 +442,8 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
         if (auto* d = std::get_if<DistributeMessage>(&m.body)) {
           rconns[i]->Send(MessageReceipt{d->message_id});
           ++drained;
+          distinct.insert(d->message_id);
+          last_progress = Clock::now();
         } else if (auto* r = std::get_if<FetchResult>(&m.body)) {
           if (r->count == 0) {
             done[i] = true;
@@ -400,9 +451,21 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
           } else {
             rconns[i]->Send(FetchMessages{kMaxFetchLimit});
           }
+        } else if (out.failure.empty()) {
+          out.failure = "draining got " + Describe(m);
         }
       });
     }
+    if (!out.failure.empty()) return out;
+    if (Clock::now() - last_progress > kStall) {
+      out.failure = "draining stalled at " + std::to_string(distinct.size()) +
+                    " of " + std::to_string(messages);
+      return out;
+    }
+  }
+  if (distinct.size() != messages) {
+    out.failure = std::to_string(messages) + " messages queued, " +
+                  std::to_string(distinct.size()) + " delivered";
   }
   const double drain_s =
       std::chrono::duration<double>(Clock::now() - t1).count();
@@ -448,10 +511,11 @@ ListFigures RunListing(const Target& target, uint64_t accounts, int requests) {
   out.accounts = accounts;
   zmq::context_t ctx(1);
   std::vector<std::unique_ptr<Conn>> conns;
-  conns.push_back(std::make_unique<Conn>(ctx, target.endpoint));
+  conns.push_back(NewConn(ctx, target.endpoint));
   if (!AllAre<LoginSuccess>(RequestAll(conns, [&](size_t) {
         return Body(LoginRequest{"lister", kPassword, std::nullopt});
       }))) {
+    out.failure = "the lister could not log in";
     return out;
   }
   for (const char* pattern : {"ab*", "*ab*", "(none)"}) {
@@ -466,11 +530,11 @@ ListFigures RunListing(const Target& target, uint64_t accounts, int requests) {
         return Body(ListAccounts{p, 100, std::nullopt});
       });
       wall.push_back(NowNs() - t);
-      if (!r.empty()) {
-        if (auto* page = std::get_if<AccountList>(&r[0].body)) {
-          names += page->accounts.size();
-        }
+      if (!AllAre<AccountList>(r)) {
+        out.failure = std::string("listing '") + pattern + "' got no page";
+        return out;
       }
+      names += std::get<AccountList>(r[0].body).accounts.size();
     }
     ListFigures::Row row;
     row.pattern = pattern;
@@ -490,11 +554,12 @@ LoginFigures RunLogins(const Target& target, int accounts, int rounds) {
   std::vector<std::string> names;
   for (int i = 0; i < accounts; ++i) {
     names.push_back("login" + std::to_string(i));
-    conns.push_back(std::make_unique<Conn>(ctx, target.endpoint));
+    conns.push_back(NewConn(ctx, target.endpoint));
   }
   if (!AllAre<CreateSuccess>(RequestAll(conns, [&](size_t i) {
         return Body(CreateAccount{names[i], kPassword});
       }))) {
+    out.failure = "could not create the accounts";
     return out;
   }
   std::vector<int64_t> each;
@@ -504,9 +569,16 @@ LoginFigures RunLogins(const Target& target, int accounts, int rounds) {
     std::vector<Message> replies = RequestAll(conns, [&](size_t i) {
       return Body(LoginRequest{names[i], kPassword, std::nullopt});
     });
-    if (!AllAre<LoginSuccess>(replies)) return out;
+    if (!AllAre<LoginSuccess>(replies)) {
+      out.failure = "logins failed in round " + std::to_string(r + 1);
+      return out;
+    }
     for (int i = 0; i < accounts; ++i) each.push_back(NowNs() - start);
-    RequestAll(conns, [&](size_t) { return Body(Logout{}); });
+    if (!AllAre<LogoutSuccess>(
+            RequestAll(conns, [&](size_t) { return Body(Logout{}); }))) {
+      out.failure = "logouts failed in round " + std::to_string(r + 1);
+      return out;
+    }
     out.logins += accounts;
   }
   out.per_s =
@@ -519,46 +591,22 @@ LoginFigures RunLogins(const Target& target, int accounts, int rounds) {
 
 namespace {
 
-struct Helper {
-  pid_t pid = -1;
-  FILE* to = nullptr;    // its stdin
-  FILE* from = nullptr;  // its stdout
-};
-
-Helper SpawnHelper(const std::string& endpoint, int first, int count) {
-  int in[2], out[2];
-  if (pipe(in) != 0 || pipe(out) != 0) return {};
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-  posix_spawn_file_actions_addclose(&fa, in[1]);
-  posix_spawn_file_actions_addclose(&fa, out[0]);
-  std::vector<std::string> argv = {
-      SelfPath(), "connector",           "--endpoint", endpoint,
-      "--first",  std::to_string(first), "--count",    std::to_string(count)};
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  Helper h;
-  if (posix_spawn(&h.pid, args[0], &fa, nullptr, args.data(), environ) != 0) {
-    h.pid = -1;
+// A connector helper (this executable, "connector"), driven over its stdin
+// and stdout.
+std::unique_ptr<testing::ChildProcess> StartConnector(
+    const std::string& endpoint, int first, int count) {
+  auto helper = std::make_unique<testing::ChildProcess>();
+  if (!helper->Start(
+          {testing::SelfExe(), "connector", "--endpoint", endpoint, "--first",
+           std::to_string(first), "--count", std::to_string(count)},
+          {.pipe_stdio = true})) {
+    return nullptr;
   }
-  posix_spawn_file_actions_destroy(&fa);
-  close(in[0]);
-  close(out[1]);
-  h.to = fdopen(in[1], "w");
-  h.from = fdopen(out[0], "r");
-  return h;
+  return helper;
 }
 
-std::string ReadLine(FILE* f) {
-  char buf[256];
-  if (!fgets(buf, sizeof buf, f)) return "";
-  std::string s(buf);
-  while (!s.empty() && s.back() == '\n') s.pop_back();
-  return s;
-}
+// Logging in thousands of clients with argon2id takes a while.
+constexpr auto kHelperWait = std::chrono::minutes(10);
 
 }  // namespace
 
@@ -567,59 +615,72 @@ ConnectionFigures RunConnections(Target& target, int clients,
   ConnectionFigures out;
   out.clients = clients;
   constexpr int kPerHelper = 4000;  // two descriptors per connection
-  std::vector<Helper> helpers;
+  std::vector<std::unique_ptr<testing::ChildProcess>> helpers;
   for (int first = 0; first < clients; first += kPerHelper) {
-    helpers.push_back(SpawnHelper(target.endpoint, first,
-                                  std::min(kPerHelper, clients - first)));
-  }
-  for (auto& h : helpers) {
-    if (ReadLine(h.from) != "ready") {
-      std::cerr << "bench: a connector helper failed\n";
+    helpers.push_back(StartConnector(target.endpoint, first,
+                                     std::min(kPerHelper, clients - first)));
+    if (!helpers.back()) {
+      out.failure = "could not start a connector helper";
       return out;
     }
   }
-  out.rss_kib = RssKib(target.pid);
+  for (auto& h : helpers) {
+    if (h->ReadLine(kHelperWait) != "ready") {
+      out.failure = "a connector helper could not log its clients in";
+      return out;
+    }
+  }
+  out.rss_kib = testing::RssKib(target.pid);
   zmq::context_t ctx(1);
   std::vector<std::unique_ptr<Conn>> probe;
-  probe.push_back(std::make_unique<Conn>(ctx, target.endpoint));
+  probe.push_back(NewConn(ctx, target.endpoint));
   std::vector<int64_t> pings;
   for (int i = 0; i < 200; ++i) {
     const int64_t t = NowNs();
-    RequestAll(probe, [](size_t) { return Body(Ping{}); });
+    if (!AllAre<Pong>(RequestAll(probe, [](size_t) { return Body(Ping{}); }))) {
+      out.failure = "ping " + std::to_string(i) + " not answered";
+      return out;
+    }
     pings.push_back(NowNs() - t);
   }
   out.ping = Percentiles(pings);
   if (restart) {
     const auto t0 = Clock::now();
     target.pid = restart();
-    for (auto& h : helpers) {
-      std::fputs("relogin\n", h.to);
-      std::fflush(h.to);
+    if (target.pid <= 0) {
+      out.failure = "the target did not come back after a restart";
+      return out;
     }
-    bool ok = true;
-    for (auto& h : helpers) ok &= ReadLine(h.from).rfind("relogged", 0) == 0;
-    if (ok)
-      out.relogin_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    for (auto& h : helpers) h->WriteLine("relogin");
+    for (auto& h : helpers) {
+      const std::optional<std::string> line = h->ReadLine(kHelperWait);
+      if (!line || line->rfind("relogged", 0) != 0) {
+        out.failure = "clients could not log in again after a restart";
+        return out;
+      }
+    }
+    out.relogin_s = std::chrono::duration<double>(Clock::now() - t0).count();
   }
   for (auto& h : helpers) {
-    std::fputs("quit\n", h.to);
-    std::fflush(h.to);
-    waitpid(h.pid, nullptr, 0);
-    std::fclose(h.to);
-    std::fclose(h.from);
+    h->WriteLine("quit");
+    const std::optional<int> status = h->Wait(std::chrono::seconds(30));
+    if (status != 0 && out.failure.empty()) {
+      out.failure = "a connector helper exited with status " +
+                    (status ? std::to_string(*status) : "(still running)");
+    }
   }
   return out;
 }
 
 int RunConnector(const std::string& endpoint, int first, int count) {
-  RaiseFdLimit();
+  testing::RaiseFdLimit();
   zmq::context_t ctx(1);
   ctx.set(zmq::ctxopt::max_sockets, count + 16);
   std::vector<std::unique_ptr<Conn>> conns;
   std::vector<std::string> names;
   for (int i = 0; i < count; ++i) {
     names.push_back("conn" + std::to_string(first + i));
-    conns.push_back(std::make_unique<Conn>(ctx, endpoint));
+    conns.push_back(NewConn(ctx, endpoint));
   }
   std::vector<Message> logins;
   if (!Enter(conns, names, &logins)) return 1;
@@ -642,7 +703,7 @@ int RunConnector(const std::string& endpoint, int first, int count) {
       break;
     }
   }
-  return 0;
+  return testing::ProblemCount() == 0 ? 0 : 1;  // e.g. undecodable frames
 }
 
 }  // namespace zchat::bench

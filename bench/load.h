@@ -1,6 +1,9 @@
-// Load generation: raw DEALER connections driven from one thread, and the
-// scenarios of the benchmark. Each scenario runs against a Target (the
-// broker or the baseline, each a separate process) and returns its figures.
+// Load generation: raw DEALER connections (the test support library's
+// RawClient) driven from one thread, and the scenarios of the benchmark.
+// Each scenario runs against a Target (the broker or the baseline, each a
+// separate process) and returns its figures, with `failure` saying why it
+// did not complete ("" if it did: every request answered as expected, no
+// message lost, nothing stalled past its deadline).
 #pragma once
 
 #include <sys/types.h>
@@ -29,6 +32,7 @@ struct CycleFigures {
   Latency delivered;              // SEND_MESSAGE -> DISTRIBUTE_MESSAGE
   Latency confirmed;              // SEND_MESSAGE -> MESSAGE_SUCCESS
   uint64_t messages = 0;
+  std::string failure;
 };
 
 // Scenario 1 and 2: `pairs` senders each keep `window` messages in flight
@@ -43,6 +47,7 @@ struct QueueFigures {
   // Enqueue rate in each decade of queue depth (1k, 10k, 100k, ...).
   std::vector<std::pair<uint64_t, double>> enqueue_by_depth;
   int64_t db_bytes = 0;
+  std::string failure;
 };
 
 // Scenario 3: `messages` to offline recipients, then they fetch and confirm.
@@ -58,6 +63,7 @@ struct ListFigures {
     double names_per_page = 0;
   };
   std::vector<Row> rows;
+  std::string failure;
 };
 
 // Scenario 5: pages of 100 from a broker whose database holds `accounts`
@@ -71,6 +77,7 @@ struct LoginFigures {
   int logins = 0;
   double per_s = 0;
   double p50_ms = 0;
+  std::string failure;
 };
 
 // Scenario 6: password logins with the broker's real hashing cost.
@@ -81,13 +88,14 @@ struct ConnectionFigures {
   int64_t rss_kib = 0;
   Latency ping;
   double relogin_s = -1;  // after a restart; -1 if not measured
+  std::string failure;
 };
 
 // Scenario 4: `clients` connections logged in, spread over helper processes
 // (file-descriptor limits). Restart (if given) restarts the target on the
 // same endpoint and measures how long until every client is logged in again.
 // `restart` (if set) stops the target, starts it again on the same endpoint
-// and database, and returns its new pid.
+// and database, and returns its new pid (-1 if it did not come back).
 ConnectionFigures RunConnections(Target& target, int clients,
                                  const std::function<pid_t()>& restart);
 // The helper process side of RunConnections.

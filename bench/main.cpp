@@ -1,6 +1,8 @@
 // zchat-bench: drives a zchat broker and the built-in baseline forwarder with
 // many DEALER clients on loopback and prints a table (and JSON with --json).
-#include <sys/resource.h>
+// Exits 1 if any scenario did not complete (a process that did not start or
+// stop cleanly, a request refused or unanswered, a message lost, a stall):
+// the figures of a broken run are not figures.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -8,14 +10,19 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "bench/forwarder.h"
 #include "bench/load.h"
-#include "bench/process.h"
+#include "tests/support/child_process.h"
+#include "tests/support/fd_limit.h"
+#include "tests/support/raw_client.h"
 
 namespace fs = std::filesystem;
 using namespace zchat::bench;
+using zchat::testing::ChildProcess;
+using zchat::testing::SelfExe;
 using Json = nlohmann::json;
 
 namespace {
@@ -30,29 +37,78 @@ struct Settings {
   std::string dir;
 };
 
+// Why scenarios did not complete; any of them makes the exit status 1.
+std::vector<std::string> g_failures;
+
+void Fail(const std::string& scenario, const std::string& why) {
+  std::fprintf(stderr, "bench: FAILED: %s: %s\n", scenario.c_str(),
+               why.c_str());
+  g_failures.push_back(scenario + ": " + why);
+}
+
+// Records a scenario's failure (if any); true if it completed.
+bool Completed(const std::string& scenario, const std::string& failure) {
+  if (failure.empty()) return true;
+  Fail(scenario, failure);
+  return false;
+}
+
 // A fresh broker (or baseline) process on an ephemeral loopback port.
 struct Running {
-  Child child;
+  std::unique_ptr<ChildProcess> child = std::make_unique<ChildProcess>();
   Target target;
+  bool ok() const { return !target.endpoint.empty(); }
 };
+
+// Starts `argv` with "--endpoint-file FILE" appended and waits (up to 20 s)
+// until it has written its endpoint there. !ok() if it did not.
+Running Start(const Settings& s, const std::string& name,
+              std::vector<std::string> argv) {
+  Running r;
+  r.target.name = name;
+  const std::string file = s.dir + "/endpoint";
+  std::remove(file.c_str());
+  argv.push_back("--endpoint-file");
+  argv.push_back(file);
+  if (r.child->Start(argv)) {
+    r.target.endpoint = r.child->ReadEndpoint(file, std::chrono::seconds(20));
+  }
+  if (r.ok()) {
+    r.target.pid = r.child->pid();
+  } else {
+    r.child->Stop();
+  }
+  return r;
+}
 
 Running StartBroker(const Settings& s, const std::string& db,
                     const std::string& cost,
                     const std::string& bind = "tcp://127.0.0.1:*") {
-  Running r;
-  r.child = Spawn({s.broker, "--bind", bind, "--db", db, "--log-level",
-                   s.log_level, "--pwhash-cost", cost, "--sync", s.sync},
-                  s.dir + "/endpoint");
-  r.target = Target{"zchat", r.child.pid, r.child.endpoint};
-  return r;
+  return Start(s, "zchat",
+               {s.broker, "--bind", bind, "--db", db, "--log-level",
+                s.log_level, "--pwhash-cost", cost, "--sync", s.sync});
 }
 
 Running StartBaseline(const Settings& s) {
-  Running r;
-  r.child = Spawn({SelfPath(), "forwarder", "--bind", "tcp://127.0.0.1:*"},
-                  s.dir + "/endpoint");
-  r.target = Target{"baseline", r.child.pid, r.child.endpoint};
-  return r;
+  return Start(s, "baseline",
+               {SelfExe(), "forwarder", "--bind", "tcp://127.0.0.1:*"});
+}
+
+// Starts the target of `scenario`; a failure if it does not come up.
+bool Started(const std::string& scenario, const Running& r) {
+  if (r.ok()) return true;
+  Fail(scenario, "the " + r.target.name + " process did not start");
+  return false;
+}
+
+// Stops a target with SIGTERM: it must exit cleanly (status 0).
+void Stop(const std::string& scenario, Running& r) {
+  if (!r.ok()) return;
+  const int status = r.child->Stop();
+  if (status != 0) {
+    Fail(scenario, "the " + r.target.name + " process exited with status " +
+                       std::to_string(status) + " on SIGTERM");
+  }
 }
 
 std::string Fmt(double v, int decimals = 1) {
@@ -103,11 +159,15 @@ Json Cycle(const Settings& s, const std::string& title, int pairs, int window) {
   static int run = 0;
   Running z =
       StartBroker(s, s.dir + "/cycle" + std::to_string(++run) + ".db", "min");
+  if (!Started(title, z)) return {};
   CycleFigures zf = RunCycle(z.target, pairs, window, s.seconds, "c");
-  Stop(z.child);
+  Stop(title, z);
+  Completed(title + " (zchat)", zf.failure);
   Running b = StartBaseline(s);
+  if (!Started(title, b)) return {};
   CycleFigures bf = RunCycle(b.target, pairs, window, s.seconds, "c");
-  Stop(b.child);
+  Stop(title, b);
+  Completed(title + " (baseline)", bf.failure);
   PrintCycle(title, zf, bf);
   return {{"pairs", pairs},
           {"window", window},
@@ -120,8 +180,10 @@ Json Cycle(const Settings& s, const std::string& title, int pairs, int window) {
 Json Offline(const Settings& s, uint64_t messages) {
   const std::string db = s.dir + "/offline.db";
   Running z = StartBroker(s, db, "min");
+  if (!Started("offline", z)) return {};
   QueueFigures q = RunOfflineQueue(z.target, messages, 10, db);
-  Stop(z.child);
+  Stop("offline", z);
+  if (!Completed("offline", q.failure)) return {};
   std::printf("\nOffline queue: %llu messages to 10 offline recipients\n",
               static_cast<unsigned long long>(q.messages));
   std::printf(
@@ -150,12 +212,14 @@ Json Offline(const Settings& s, uint64_t messages) {
 Json Listing(const Settings& s, uint64_t accounts) {
   const std::string db = s.dir + "/listing.db";
   if (!PrefillAccounts(db, accounts)) {
-    std::cerr << "bench: prefill failed\n";
+    Fail("listing", "could not fill the database with accounts");
     return {};
   }
   Running z = StartBroker(s, db, "min");
+  if (!Started("listing", z)) return {};
   ListFigures l = RunListing(z.target, accounts, 200);
-  Stop(z.child);
+  Stop("listing", z);
+  if (!Completed("listing", l.failure)) return {};
   std::printf("\nListing: pages of 100 from %llu accounts\n",
               static_cast<unsigned long long>(accounts));
   Json rows = Json::array();
@@ -174,8 +238,10 @@ Json Listing(const Settings& s, uint64_t accounts) {
 
 Json Login(const Settings& s, int accounts, int rounds) {
   Running z = StartBroker(s, s.dir + "/login.db", "interactive");
+  if (!Started("login", z)) return {};
   LoginFigures f = RunLogins(z.target, accounts, rounds);
-  Stop(z.child);
+  Stop("login", z);
+  if (!Completed("login", f.failure)) return {};
   std::printf(
       "\nLogin with argon2id (interactive cost): %d logins, %s/s, p50 %s ms\n",
       f.logins, Fmt(f.per_s, 1).c_str(), Fmt(f.p50_ms, 1).c_str());
@@ -183,22 +249,23 @@ Json Login(const Settings& s, int accounts, int rounds) {
 }
 
 Json Connections(const Settings& s, int clients) {
-  rlimit lim{};
-  getrlimit(RLIMIT_NOFILE, &lim);
-  lim.rlim_cur = lim.rlim_max;
-  setrlimit(RLIMIT_NOFILE, &lim);  // inherited by the broker we start
+  zchat::testing::RaiseFdLimit();  // inherited by the broker we start
   const std::string db = s.dir + "/conn.db";
   Running z = StartBroker(s, db, "min");
+  if (!Started("connections", z)) return {};
   const std::string endpoint = z.target.endpoint;
-  ConnectionFigures zf = RunConnections(z.target, clients, [&]() {
-    Stop(z.child);
+  ConnectionFigures zf = RunConnections(z.target, clients, [&]() -> pid_t {
+    Stop("connections", z);
     z = StartBroker(s, db, "min", endpoint);
-    return z.child.pid;
+    return z.ok() ? z.target.pid : -1;
   });
-  Stop(z.child);
+  Stop("connections", z);
+  Completed("connections (zchat)", zf.failure);
   Running b = StartBaseline(s);
+  if (!Started("connections", b)) return {};
   ConnectionFigures bf = RunConnections(b.target, clients, nullptr);
-  Stop(b.child);
+  Stop("connections", b);
+  Completed("connections (baseline)", bf.failure);
   std::printf("\nConnections: %d clients logged in\n", clients);
   std::printf(
       "  zchat    RSS %s MiB, ping p50/p99 %s/%s us, all logged in again %s s "
@@ -223,7 +290,7 @@ Json Connections(const Settings& s, int clients) {
 
 int main(int argc, char** argv) {
   Settings s;
-  s.broker = (fs::path(SelfPath()).parent_path().parent_path() / "broker" /
+  s.broker = (fs::path(SelfExe()).parent_path().parent_path() / "broker" /
               "zchat-broker")
                  .string();
   CLI::App app{
@@ -242,9 +309,11 @@ int main(int argc, char** argv) {
   app.add_option("--json", s.json_path, "also write the figures as JSON here");
   std::string only;
   app.add_option(
-      "--only", only,
-      "one scenario: online, latency, offline, connections, listing, "
-      "login, scaling");
+         "--only", only,
+         "one scenario: online, latency, offline, connections, listing, "
+         "login, scaling")
+      ->check(CLI::IsMember({"online", "latency", "offline", "connections",
+                             "listing", "login", "scaling"}));
 
   std::string bind, endpoint_file, endpoint;
   int first = 0, count = 0;
@@ -258,10 +327,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (*fwd) {
-    rlimit lim{};
-    getrlimit(RLIMIT_NOFILE, &lim);
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
+    zchat::testing::RaiseFdLimit();
     return RunForwarder(bind, endpoint_file);
   }
   if (*conn) return RunConnector(endpoint, first, count);
@@ -305,8 +371,20 @@ int main(int argc, char** argv) {
     }
     report["scaling_pairs"] = rows;
   }
+  if (const uint64_t problems = zchat::testing::ProblemCount()) {
+    Fail("wire", std::to_string(problems) +
+                     " undecodable frames or unexpected replies");
+  }
   if (!s.json_path.empty())
     std::ofstream(s.json_path) << report.dump(2) << "\n";
   fs::remove_all(s.dir);
+  if (!g_failures.empty()) {
+    std::fprintf(stderr, "\nzchat-bench: %zu scenario(s) did not complete:\n",
+                 g_failures.size());
+    for (const std::string& f : g_failures) {
+      std::fprintf(stderr, "  %s\n", f.c_str());
+    }
+    return 1;
+  }
   return 0;
 }

@@ -1,12 +1,9 @@
 // Bounded resources, measured on the broker binary (its RSS from /proc):
 // a recipient that never reads while many messages arrive for it, and a
 // flood of password logins.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <fstream>
-#include <thread>
 
 #include "tests/support/broker_process.h"
 #include "tests/support/raw_client.h"

@@ -3,14 +3,12 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
-#include <thread>
 
 #include "tests/support/broker_process.h"
-#include "tests/support/core_fixture.h"
 #include "tests/support/raw_client.h"
 #include "tests/support/test_broker.h"
 #include "tests/support/test_util.h"
@@ -20,7 +18,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::RawClient;
-using testing::TempDir;
 
 class ServerTest : public ::testing::Test {
  protected:

@@ -7,18 +7,14 @@
 // (a PONG after it) is never undone by a crash. Recipients also "die"
 // between a push and its receipt: those messages must come again.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <chrono>
-#include <fstream>
 #include <map>
 #include <random>
 #include <set>
-#include <thread>
-#include <zmq.hpp>
 
-#include "messages/codec.h"
 #include "tests/support/broker_process.h"
+#include "tests/support/raw_client.h"
 
 namespace zchat {
 namespace {
@@ -34,13 +30,11 @@ constexpr int kWindow = 20;
 struct Peer {
   std::string name;
   std::string token;
-  std::unique_ptr<zmq::socket_t> socket;
-  uint64_t next_req = 1;
+  std::unique_ptr<testing::RawClient> client;  // a new one per broker run
+  // Never blocks, as before: a message the socket cannot take now is
+  // dropped.
   uint64_t Send(const Body& body) {
-    const uint64_t req = next_req++;
-    const std::string frame = Encode(Message{req, body});
-    socket->send(zmq::buffer(frame), zmq::send_flags::dontwait);
-    return req;
+    return client->Send(body, zmq::send_flags::dontwait);
   }
 };
 
@@ -60,28 +54,25 @@ struct Records {
 class CrashTest : public ::testing::Test {
  protected:
   void Connect(Peer& p) {
-    p.socket = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
-    p.socket->set(zmq::sockopt::linger, 0);
-    p.socket->connect(endpoint_);
-    p.next_req = 1;
+    p.client = std::make_unique<testing::RawClient>(ctx_, endpoint_);
   }
   // Waits for the reply to `req` on `p`, handling pushes meanwhile.
   std::optional<Message> Await(int who, Peer& p, uint64_t req,
                                std::chrono::milliseconds wait) {
     const auto deadline = Clock::now() + wait;
+    std::optional<Message> reply;
     for (;;) {
-      zmq::message_t frame;
-      while (p.socket->recv(frame, zmq::recv_flags::dontwait)) {
-        Result<Message> m = Decode(frame.to_string_view());
-        if (!m.ok()) continue;
-        if (m->request_id == req) return std::move(*m);
-        Handle(who, p, *m);
-      }
-      if (Clock::now() >= deadline) return std::nullopt;
-      zmq::pollitem_t item{p.socket->handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1,
-                std::chrono::duration_cast<std::chrono::milliseconds>(
-                    deadline - Clock::now()));
+      p.client->Drain([&](Message& m) {
+        if (!reply && m.request_id == req) {
+          reply = std::move(m);
+        } else {
+          Handle(who, p, m);
+        }
+      });
+      if (reply || Clock::now() >= deadline) return reply;
+      p.client->WaitReadable(
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+                                                                Clock::now()));
     }
   }
   // Logs in (token if we have one); true on success.
@@ -157,19 +148,16 @@ class CrashTest : public ::testing::Test {
   void Pump(std::chrono::milliseconds wait) {
     std::vector<zmq::pollitem_t> items;
     for (auto& p : peers_)
-      items.push_back({p.socket->handle(), 0, ZMQ_POLLIN, 0});
+      items.push_back({p.client->socket().handle(), 0, ZMQ_POLLIN, 0});
     zmq::poll(items.data(), items.size(), wait);
     for (int i = 0; i < kSenders + kRecipients; ++i) {
-      zmq::message_t frame;
-      while (peers_[i].socket->recv(frame, zmq::recv_flags::dontwait)) {
-        Result<Message> m = Decode(frame.to_string_view());
-        if (!m.ok()) continue;
-        Handle(i, peers_[i], *m);
-        if (std::holds_alternative<FetchResult>(m->body) &&
-            std::get<FetchResult>(m->body).remaining > 0) {
+      peers_[i].client->Drain([&](Message& m) {
+        Handle(i, peers_[i], m);
+        if (std::holds_alternative<FetchResult>(m.body) &&
+            std::get<FetchResult>(m.body).remaining > 0) {
           peers_[i].Send(FetchMessages{});
         }
-      }
+      });
     }
   }
 

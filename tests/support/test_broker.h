@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "broker/server.h"
-#include "tests/support/core_fixture.h"
+#include "tests/support/temp_dir.h"
 
 namespace zchat::testing {
 
