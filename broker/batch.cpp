@@ -73,8 +73,8 @@ void Batch::Run(const RequestInfo& info,
     record.undo.clear();
     outbox_.push_back(
         {{info.routing_id,
-          Encode(Message{info.request_id,
-                         RefusalReply(info.type, verdict, info.client_msg_id)})},
+          Encode(Message{info.request_id, RefusalReply(info.type, verdict,
+                                                       info.client_msg_id)})},
          static_cast<int>(index)});
     return;
   }
@@ -102,15 +102,16 @@ void Batch::Fail(const Status& cause) {
     if (e.request < 0 || !failed(e.request)) kept.push_back(std::move(e));
   }
   outbox_ = std::move(kept);
-  const Verdict refusal = Verdict::Refused(Status(
-      ErrorCode::kStorage, "the database refused the write: " + cause.detail()));
+  const Verdict refusal = Verdict::Refused(
+      Status(ErrorCode::kStorage,
+             "the database refused the write: " + cause.detail()));
   for (size_t i = first_open_record_; i < records_.size(); ++i) {
     if (!failed(static_cast<int>(i))) continue;
     const RequestInfo& info = records_[i].info;
     outbox_.push_back(
         {{info.routing_id,
-          Encode(Message{info.request_id,
-                         RefusalReply(info.type, refusal, info.client_msg_id)})},
+          Encode(Message{info.request_id, RefusalReply(info.type, refusal,
+                                                       info.client_msg_id)})},
          -1});
   }
   first_open_record_ = records_.size();

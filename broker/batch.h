@@ -20,8 +20,8 @@
 #include <string_view>
 #include <vector>
 
-#include "broker/verdict.h"
 #include "broker/store.h"
+#include "broker/verdict.h"
 #include "messages/messages.h"
 
 namespace zchat {

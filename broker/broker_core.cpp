@@ -54,8 +54,7 @@ void BrokerCore::OnFrame(std::string_view routing_id, std::string_view frame,
   }
   Peer& peer = sessions_.Touch(routing_id, connection, clock_());
   if (peer.held()) {
-    if (!sessions_.Wait(peer, std::string(frame),
-                        config_.max_waiting_requests,
+    if (!sessions_.Wait(peer, std::string(frame), config_.max_waiting_requests,
                         config_.max_waiting_bytes)) {
       RefuseWaiting(peer, frame);
     }
@@ -82,8 +81,9 @@ void BrokerCore::RefuseWaiting(Peer& peer, std::string_view frame) {
              "check; retry after its reply"));
   batch_.EmitIndependent(
       peer.routing_id,
-      Encode(Message{request_id, RefusalReply(type, busy,
-                                              send ? send->client_msg_id : 0)}));
+      Encode(
+          Message{request_id,
+                  RefusalReply(type, busy, send ? send->client_msg_id : 0)}));
 }
 
 void BrokerCore::OnTransportError(std::string_view routing_id, ErrorCode code,
@@ -208,17 +208,16 @@ void BrokerCore::OnTick() {
   for (const std::string& id :
        sessions_.SilentSince(now - config_.session_timeout_ms)) {
     if (Peer* peer = sessions_.Find(id); peer && peer->logged_in()) {
-      Log(LogLevel::kInfo, "session ended: " + peer->username + " (" +
-                               std::string(ErrorCodeName(
-                                   ErrorCode::kSessionExpired)) +
-                               ")");
+      Log(LogLevel::kInfo,
+          "session ended: " + peer->username + " (" +
+              std::string(ErrorCodeName(ErrorCode::kSessionExpired)) + ")");
       batch_.EmitIndependent(
           id, Encode(Message{
-                  0, SessionEnded{ErrorCode::kSessionExpired,
-                                  "no traffic for " +
-                                      std::to_string(
-                                          config_.session_timeout_ms / 1000) +
-                                      " s"}}));
+                  0, SessionEnded{
+                         ErrorCode::kSessionExpired,
+                         "no traffic for " +
+                             std::to_string(config_.session_timeout_ms / 1000) +
+                             " s"}}));
     }
     sessions_.Remove(id);
   }

@@ -22,14 +22,14 @@
 #include <vector>
 
 #include "broker/batch.h"
-#include "broker/context.h"
 #include "broker/config.h"
+#include "broker/context.h"
 #include "broker/hash_pool.h"
 #include "broker/login_throttle.h"
 #include "broker/notices.h"
-#include "broker/verdict.h"
 #include "broker/session_table.h"
 #include "broker/store.h"
+#include "broker/verdict.h"
 #include "messages/messages.h"
 
 namespace zchat {

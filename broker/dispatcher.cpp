@@ -8,18 +8,18 @@
 namespace zchat {
 namespace {
 
-constexpr uint8_t kAnonymous = 1u << static_cast<unsigned>(
-                                   SessionState::kAnonymous);
-constexpr uint8_t kLoggedIn = 1u << static_cast<unsigned>(
-                                  SessionState::kLoggedIn);
+constexpr uint8_t kAnonymous =
+    1u << static_cast<unsigned>(SessionState::kAnonymous);
+constexpr uint8_t kLoggedIn = 1u
+                              << static_cast<unsigned>(SessionState::kLoggedIn);
 constexpr uint8_t kAny = kAnonymous | kLoggedIn;
 
 struct Table {
   std::array<Route, kMessageTypeCount + 1> routes{};
 
   Table() {
-    Set(MessageType::kCreateAccount, {HandleCreateAccount, FinishCreateAccount,
-                                      kAny});
+    Set(MessageType::kCreateAccount,
+        {HandleCreateAccount, FinishCreateAccount, kAny});
     Set(MessageType::kLoginRequest,
         {HandleLoginRequest, FinishLoginRequest, kAnonymous});
     Set(MessageType::kPing, {HandlePing, nullptr, kAny});
@@ -48,11 +48,10 @@ const Route* FindRoute(MessageType type) {
 }
 
 Verdict RefuseNotARequest(MessageType type) {
-  return Verdict::Refused(
-      Status(ErrorCode::kInvalidArgument,
-             std::string(MessageTypeName(type)) +
-                 " is not a request a client may send"),
-      Verdict::Stage::kDispatch);
+  return Verdict::Refused(Status(ErrorCode::kInvalidArgument,
+                                 std::string(MessageTypeName(type)) +
+                                     " is not a request a client may send"),
+                          Verdict::Stage::kDispatch);
 }
 
 Verdict RefuseInState(MessageType type, SessionState state) {

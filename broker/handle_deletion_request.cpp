@@ -30,10 +30,9 @@ Verdict HandleDeletionRequest(Context& ctx, Request& req, const Message& m) {
       if (!sender.ok()) return sender.status();
       if (!sender->has_value()) continue;  // the sender is gone too
     }
-    Status s = ctx.notices.Deliver(
-        req.out, q.sender_id,
-        Notice{NoticeKind::kUndeliverable, q.id, q.recipient_name,
-               q.client_msg_id});
+    Status s = ctx.notices.Deliver(req.out, q.sender_id,
+                                   Notice{NoticeKind::kUndeliverable, q.id,
+                                          q.recipient_name, q.client_msg_id});
     if (!s.ok()) return s;
   }
   Log(LogLevel::kInfo, "account deleted: " + peer.username + " (" +

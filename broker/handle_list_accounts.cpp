@@ -13,12 +13,13 @@ Verdict HandleListAccounts(Context& ctx, Request& req, const Message& m) {
   // can match, so the scan starts there and stops past it.
   const std::string prefix = WildcardPrefix(pattern);
   AccountList page;
-  Result<std::string> last = ctx.store.ScanAccounts(
-      prefix, list.cursor.value_or(""), kListScanBudget,
-      [&](std::string_view key, std::string_view name) {
-        if (WildcardMatch(pattern, key)) page.accounts.emplace_back(name);
-        return page.accounts.size() < limit;
-      });
+  Result<std::string> last =
+      ctx.store.ScanAccounts(prefix, list.cursor.value_or(""), kListScanBudget,
+                             [&](std::string_view key, std::string_view name) {
+                               if (WildcardMatch(pattern, key))
+                                 page.accounts.emplace_back(name);
+                               return page.accounts.size() < limit;
+                             });
   if (!last.ok()) return last.status();
   page.cursor = std::move(*last);
   req.Reply(std::move(page));

@@ -81,8 +81,8 @@ Verdict HandleLoginRequest(Context& ctx, Request& req, const Message& m) {
     return StartSession(ctx, req, *account, *login.token, hash);
   }
 
-  std::string checked = account ? account->password_hash
-                                : ctx.hashes.dummy_hash();
+  std::string checked =
+      account ? account->password_hash : ctx.hashes.dummy_hash();
   HashJob job{HashJob::Kind::kVerify, *login.password, checked, 0};
   return Verdict::Deferred(
       std::move(job),
@@ -100,8 +100,7 @@ Verdict FinishLoginRequest(Context& ctx, Request& req,
     Result<std::optional<Account>> found =
         ctx.store.FindAccountById(pending.account_id);
     if (!found.ok()) return found.status();
-    if (found->has_value() &&
-        (*found)->password_hash == pending.checked_hash) {
+    if (found->has_value() && (*found)->password_hash == pending.checked_hash) {
       account = std::move(*found);
     }
   }

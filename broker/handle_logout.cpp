@@ -11,8 +11,7 @@ Verdict HandleLogout(Context& ctx, Request& req, const Message&) {
     }
   }
   Log(LogLevel::kInfo, "logout: " + req.peer.username);
-  ChangeSession(ctx, req.out, req.peer,
-                [&] { ctx.sessions.Logout(req.peer); });
+  ChangeSession(ctx, req.out, req.peer, [&] { ctx.sessions.Logout(req.peer); });
   req.Reply(LogoutSuccess{});
   return Verdict::Accepted();
 }

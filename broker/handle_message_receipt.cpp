@@ -30,9 +30,9 @@ Verdict HandleMessageReceipt(Context& ctx, Request& req, const Message& m) {
     if (!sender.ok()) return sender.status();
     if (!sender->has_value()) return Verdict::Accepted();
   }
-  return ctx.notices.Deliver(req.out, q.sender_id,
-                             Notice{NoticeKind::kDelivered, q.id,
-                                    q.recipient_name, q.client_msg_id});
+  return ctx.notices.Deliver(
+      req.out, q.sender_id,
+      Notice{NoticeKind::kDelivered, q.id, q.recipient_name, q.client_msg_id});
 }
 
 }  // namespace zchat

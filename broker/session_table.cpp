@@ -59,8 +59,7 @@ void SessionTable::EndAuthentication(Peer& peer) {
 }
 
 void SessionTable::CompleteLogin(Peer& peer, int64_t account_id,
-                                 std::string username,
-                                 std::string token_hash) {
+                                 std::string username, std::string token_hash) {
   assert(peer.state == SessionState::kAnonymous);
   peer.state = SessionState::kLoggedIn;
   peer.account_id = account_id;

@@ -83,8 +83,7 @@ class SessionTable {
   // Holding (see above). Wait() queues a frame of a held peer; false when
   // its queue is full (the frame is not taken).
   void Hold(Peer& peer, uint64_t ticket);
-  bool Wait(Peer& peer, std::string frame, size_t max_frames,
-            size_t max_bytes);
+  bool Wait(Peer& peer, std::string frame, size_t max_frames, size_t max_bytes);
   // Ends the hold and returns the frames that waited, oldest first.
   std::vector<std::string> Release(Peer& peer);
 

@@ -10,7 +10,8 @@ using testing::CoreTest;
 TEST(DispatchTest, EveryRequestTypeHasAnEntry) {
   for (size_t t = 1; t <= kMessageTypeCount; ++t) {
     auto type = static_cast<MessageType>(t);
-    EXPECT_EQ(FindRoute(type) != nullptr, DirectionOf(type) == Direction::kRequest)
+    EXPECT_EQ(FindRoute(type) != nullptr,
+              DirectionOf(type) == Direction::kRequest)
         << MessageTypeName(type);
   }
 }

@@ -67,7 +67,8 @@ TEST_F(CoreTest, RetryInAFailedBatchIsNotAcknowledged) {
   std::vector<Message> to_a = Drain("a");
   ASSERT_EQ(to_a.size(), 2u);
   for (const Message& m : to_a) {
-    ASSERT_NE(As<MessageFailure>(m), nullptr) << MessageTypeName(TypeOf(m.body));
+    ASSERT_NE(As<MessageFailure>(m), nullptr)
+        << MessageTypeName(TypeOf(m.body));
     EXPECT_EQ(As<MessageFailure>(m)->code, ErrorCode::kStorage);
   }
   EXPECT_EQ(to_a[0].request_id, 60u);
@@ -128,7 +129,8 @@ TEST_F(CoreTest, LoginInAFailedBatchLeavesTheConnectionAnonymous) {
   Expect<LoginSuccess>("a", LoginRequest{"alice", std::nullopt, token});
 }
 
-// --- Pipelining ---------------------------------------------------------------
+// --- Pipelining
+// ---------------------------------------------------------------
 
 // CREATE_ACCOUNT, LOGIN_REQUEST and FETCH_MESSAGES sent back to back: each
 // takes effect after the one before, and the replies come in that order.
@@ -136,8 +138,8 @@ TEST_F(CoreTest, PipelinedRequestsTakeEffectInOrder) {
   Batch([&] {
     core_->OnFrame("p", Encode({1, CreateAccount{"zoë", "password123"}}));
     core_->OnFrame("p", Encode({2, CreateAccount{"zoe", "password123"}}));
-    core_->OnFrame("p", Encode({3, LoginRequest{"ZOE", "password123",
-                                                std::nullopt}}));
+    core_->OnFrame(
+        "p", Encode({3, LoginRequest{"ZOE", "password123", std::nullopt}}));
     core_->OnFrame("p", Encode({4, FetchMessages{}}));
     core_->OnFrame("p", Encode({5, Ping{}}));
   });
@@ -201,10 +203,10 @@ TEST_F(CoreTest, SecondPipelinedLoginIsAlwaysAlreadyLoggedIn) {
   CreateUser("x", "alice");
   std::string token = Login("t", "alice").token;
   Batch([&] {
-    core_->OnFrame("p", Encode({1, LoginRequest{"alice", "password123",
-                                                std::nullopt}}));
-    core_->OnFrame("p", Encode({2, LoginRequest{"alice", "password123",
-                                                std::nullopt}}));
+    core_->OnFrame(
+        "p", Encode({1, LoginRequest{"alice", "password123", std::nullopt}}));
+    core_->OnFrame(
+        "p", Encode({2, LoginRequest{"alice", "password123", std::nullopt}}));
     core_->OnFrame("p",
                    Encode({3, LoginRequest{"alice", std::nullopt, token}}));
   });
@@ -225,10 +227,9 @@ TEST_F(CoreTest, SecondPipelinedLoginIsAlwaysAlreadyLoggedIn) {
 TEST_F(CoreTest, LoginOfAGoneConnectionIsDropped) {
   CreateUser("x", "alice");
   Batch([&] {
-    core_->OnFrame("p",
-                   Encode({1, LoginRequest{"alice", "password123",
-                                           std::nullopt}}),
-                   /*connection=*/7);
+    core_->OnFrame(
+        "p", Encode({1, LoginRequest{"alice", "password123", std::nullopt}}),
+        /*connection=*/7);
   });
   core_->OnPeerGone("p");
   Batch([&] { core_->OnFrame("p", Encode({2, Ping{}}), 8); });
