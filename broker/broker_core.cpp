@@ -63,27 +63,32 @@ void BrokerCore::OnFrame(std::string_view routing_id, std::string_view frame,
   Handle(peer, frame);
 }
 
-void BrokerCore::RefuseWaiting(Peer& peer, std::string_view frame) {
+std::optional<Message> BrokerCore::DecodeOrRefuse(const Peer& peer,
+                                                  std::string_view frame) {
   uint64_t request_id = 0;
   Result<Message> decoded = Decode(frame, &request_id);
-  if (!decoded.ok()) {
-    batch_.EmitIndependent(
-        peer.routing_id,
-        Encode(Message{request_id, Error{decoded.status().code(),
-                                         decoded.status().detail()}}));
-    return;
-  }
-  const MessageType type = TypeOf(decoded->body);
-  const auto* send = std::get_if<SendMessage>(&decoded->body);
+  if (decoded.ok()) return std::move(*decoded);
+  // Not a request: its ERROR does not depend on the batch.
+  batch_.EmitIndependent(
+      peer.routing_id,
+      Encode(Message{request_id, Error{decoded.status().code(),
+                                       decoded.status().detail()}}));
+  return std::nullopt;
+}
+
+void BrokerCore::RefuseWaiting(Peer& peer, std::string_view frame) {
+  std::optional<Message> m = DecodeOrRefuse(peer, frame);
+  if (!m) return;
+  const auto* send = std::get_if<SendMessage>(&m->body);
   const Verdict busy = Verdict::Refused(
       Status(ErrorCode::kBusy,
              "too many requests wait behind this connection's password "
              "check; retry after its reply"));
   batch_.EmitIndependent(
       peer.routing_id,
-      Encode(
-          Message{request_id,
-                  RefusalReply(type, busy, send ? send->client_msg_id : 0)}));
+      Encode(Message{m->request_id,
+                     RefusalReply(TypeOf(m->body), busy,
+                                  send ? send->client_msg_id : 0)}));
 }
 
 void BrokerCore::OnTransportError(std::string_view routing_id, ErrorCode code,
@@ -94,16 +99,9 @@ void BrokerCore::OnTransportError(std::string_view routing_id, ErrorCode code,
 }
 
 void BrokerCore::Handle(Peer& peer, std::string_view frame) {
-  uint64_t request_id = 0;
-  Result<Message> decoded = Decode(frame, &request_id);
-  if (!decoded.ok()) {
-    batch_.EmitIndependent(
-        peer.routing_id,
-        Encode(Message{request_id, Error{decoded.status().code(),
-                                         decoded.status().detail()}}));
-    return;
+  if (std::optional<Message> m = DecodeOrRefuse(peer, frame)) {
+    Dispatch(peer, *m);
   }
-  Dispatch(peer, *decoded);
 }
 
 void BrokerCore::Dispatch(Peer& peer, const Message& message) {

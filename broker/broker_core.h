@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -76,6 +77,9 @@ class BrokerCore {
   };
 
   Context MakeContext();
+  // The request in `frame`, or nullopt after answering it with ERROR.
+  std::optional<Message> DecodeOrRefuse(const Peer& peer,
+                                        std::string_view frame);
   // Decodes and dispatches one frame of a peer that is not held.
   void Handle(Peer& peer, std::string_view frame);
   void Dispatch(Peer& peer, const Message& message);
