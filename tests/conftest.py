@@ -41,6 +41,11 @@ def pytest_collection_modifyitems(config, items):
         items[:] = keep
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "broker_args(*flags): extra command-line flags for the test's broker")
+
+
 def _binary(config, option):
     path = config.getoption(option)
     if path is None:
@@ -64,10 +69,12 @@ def zchat_bin(pytestconfig):
 
 @pytest.fixture
 def broker(request, broker_bin, tmp_path):
-    """A fresh zchat-broker for this test; .endpoint is where it listens."""
+    """A fresh zchat-broker for this test; .endpoint is where it listens.
+    A test marked broker_args(*flags) gets those extra flags."""
     directory = tmp_path / "broker"
     directory.mkdir()
-    b = Broker(broker_bin, directory)
+    marker = request.node.get_closest_marker("broker_args")
+    b = Broker(broker_bin, directory, extra_args=marker.args if marker else ())
     request.node.zchat_broker = b
     yield b
     rc = b.stop()

@@ -281,6 +281,54 @@ TEST_F(ListTest, PagesWithCursor) {
                                            "carol", "me", "zed"}));
 }
 
+TEST_F(ListTest, EmptyPatternMatchesNothing) {
+  // "" is a pattern (it matches only the empty name), not "absent".
+  auto page = List("");
+  EXPECT_TRUE(page.accounts.empty());
+  EXPECT_EQ(page.cursor, "");
+  EXPECT_EQ(List(std::nullopt).accounts.size(), 7u) << "absent is '*'";
+}
+
+TEST_F(ListTest, EachPageTakesItsOwnLimit) {
+  auto first = List("a*", 1);
+  EXPECT_EQ(first.accounts, (std::vector<std::string>{"abba"}));
+  auto rest = List("a*", std::nullopt, first.cursor);  // default 100
+  EXPECT_EQ(rest.accounts, (std::vector<std::string>{"Alice", "anna"}));
+  EXPECT_EQ(rest.cursor, "");
+  // An empty cursor is no cursor: the first page.
+  EXPECT_EQ(List("a*", 1, "").accounts, (std::vector<std::string>{"abba"}));
+}
+
+TEST_F(ListTest, CursorIsOpaqueAndBoundToItsPattern) {
+  auto first = List("a*", 1);
+  ASSERT_FALSE(first.cursor.empty());
+  EXPECT_EQ(first.cursor.find("abba"), std::string::npos)
+      << "the cursor is not the last name: " << first.cursor;
+  EXPECT_LE(first.cursor.size(), kMaxCursorBytes);
+  // The same pattern in another case is the same query.
+  EXPECT_EQ(List("A*", 10, first.cursor).accounts,
+            (std::vector<std::string>{"Alice", "anna"}));
+  // Another pattern, absent pattern, the empty pattern: refused.
+  EXPECT_EQ(ExpectError("me", ListAccounts{"b*", 10, first.cursor}),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(ExpectError("me", ListAccounts{std::nullopt, 10, first.cursor}),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(ExpectError("me", ListAccounts{"", 10, first.cursor}),
+            ErrorCode::kInvalidArgument);
+  // Made up: a name (the old format), garbage, a truncated or altered cursor.
+  for (std::string bad :
+       {std::string("abba"), std::string("L1zz"), first.cursor.substr(0, 18),
+        first.cursor + "0", "L2" + first.cursor.substr(2)}) {
+    EXPECT_EQ(ExpectError("me", ListAccounts{"a*", 10, bad}),
+              ErrorCode::kInvalidArgument)
+        << bad;
+  }
+  // A position forged under the right digest only moves the start.
+  const std::string forged = first.cursor.substr(0, 18) + "616e6e" /* "ann" */;
+  EXPECT_EQ(List("a*", 10, forged).accounts,
+            (std::vector<std::string>{"anna"}));
+}
+
 TEST_F(ListTest, InfixScanIsBoundedPerRequest) {
   ASSERT_TRUE(store_->Begin().ok());
   for (int i = 0; i < kListScanBudget + 500; ++i) {

@@ -253,6 +253,120 @@ TEST(CodecTest, RejectsOutOfRangeValues) {
                  "field 'limit' is out of range");
 }
 
+// A uint field accepts every MessagePack integer format whose value is in
+// range: fixint, uint 8-64, and the signed int 8-64 formats holding a
+// non-negative value, in any width (not only the smallest). Floats are
+// refused, even integral ones.
+TEST(CodecTest, UintFieldsTakeAnyIntegerFormatButNoFloat) {
+  const std::function<void(RawPacker&)> forms[] = {
+      [](RawPacker& pk) { pk.pack_fix_uint8(7); },
+      [](RawPacker& pk) { pk.pack_fix_uint16(7); },
+      [](RawPacker& pk) { pk.pack_fix_uint32(7); },
+      [](RawPacker& pk) { pk.pack_fix_uint64(7); },
+      [](RawPacker& pk) { pk.pack_fix_int8(7); },
+      [](RawPacker& pk) { pk.pack_fix_int16(7); },
+      [](RawPacker& pk) { pk.pack_fix_int32(7); },
+      [](RawPacker& pk) { pk.pack_fix_int64(7); },
+  };
+  for (const auto& form : forms) {
+    std::string frame = SendFrame(3, [&](RawPacker& pk) {
+      pk.pack("recipient");
+      pk.pack("bob");
+      pk.pack("body");
+      pk.pack("x");
+      pk.pack("client_msg_id");
+      form(pk);
+    });
+    Result<Message> r = Decode(frame);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(std::get<SendMessage>(r->body).client_msg_id, 7u);
+  }
+  // The whole range, and the envelope too (req as int64, v as uint16).
+  EXPECT_TRUE(Decode(FromHex("83 a1 76 cd 00 01 a4 74 79 70 65 d0 16"
+                             " a3 72 65 71 d3 7f ff ff ff ff ff ff ff"))
+                  .ok());
+  std::string top = SendFrame(3, [](RawPacker& pk) {
+    pk.pack("recipient");
+    pk.pack("bob");
+    pk.pack("body");
+    pk.pack("x");
+    pk.pack("client_msg_id");
+    pk.pack_fix_uint64(UINT64_MAX);
+  });
+  ASSERT_TRUE(Decode(top).ok());
+  EXPECT_EQ(std::get<SendMessage>(Decode(top)->body).client_msg_id, UINT64_MAX);
+
+  const std::function<void(RawPacker&)> refused[] = {
+      // (msgpack-c packs an integral double as an integer: 7.5, and the
+      // raw frames below for integral floats.)
+      [](RawPacker& pk) { pk.pack_double(7.5); },
+      [](RawPacker& pk) { pk.pack_float(7.5f); },
+      [](RawPacker& pk) { pk.pack_fix_int8(-1); },
+      [](RawPacker& pk) { pk.pack_fix_int64(INT64_MIN); },
+      [](RawPacker& pk) { pk.pack("7"); },
+  };
+  for (const auto& form : refused) {
+    std::string frame = SendFrame(3, [&](RawPacker& pk) {
+      pk.pack("recipient");
+      pk.pack("bob");
+      pk.pack("body");
+      pk.pack("x");
+      pk.pack("client_msg_id");
+      form(pk);
+    });
+    ExpectRejected(frame, ErrorCode::kMalformed,
+                   "field 'client_msg_id' must be a non-negative integer");
+  }
+  // An integral float in the envelope (float 64 5.0, float 32 5.0): `req`
+  // cannot be read, so it is not echoed.
+  for (const char* hex : {"cb 40 14 00 00 00 00 00 00", "ca 40 a0 00 00"}) {
+    uint64_t req = 99;
+    Result<Message> r = Decode(
+        FromHex(std::string("83 a1 76 01 a4 74 79 70 65 16 a3 72 65 71 ") +
+                hex),
+        &req);
+    ASSERT_FALSE(r.ok()) << hex;
+    EXPECT_EQ(r.status().detail(),
+              "field 'req' must be a non-negative integer");
+    EXPECT_EQ(req, 0u);
+  }
+  // And in a field: client_msg_id = float 64 7.0.
+  ExpectRejected(FromHex("86 a1 76 01 a4 74 79 70 65 0b a3 72 65 71 05"
+                         " a9 72 65 63 69 70 69 65 6e 74 a3 62 6f 62"
+                         " a4 62 6f 64 79 a1 78"
+                         " ad 63 6c 69 65 6e 74 5f 6d 73 67 5f 69 64"
+                         " cb 40 1c 00 00 00 00 00 00"),
+                 ErrorCode::kMalformed,
+                 "field 'client_msg_id' must be a non-negative integer");
+}
+
+// Required fields are read before unknown keys are looked for: a misspelled
+// required field is reported as missing, a misspelled optional one as
+// unknown.
+TEST(CodecTest, MisspelledFieldsAreMissingOrUnknown) {
+  std::string frame = SendFrame(3, [](RawPacker& pk) {
+    pk.pack("recipent");
+    pk.pack("bob");
+    pk.pack("body");
+    pk.pack("x");
+    pk.pack("client_msg_id");
+    pk.pack(1);
+  });
+  ExpectRejected(frame, ErrorCode::kMalformed, "field 'recipient' is missing");
+  std::string list = RawFrame([](RawPacker& pk) {
+    pk.pack_map(4);
+    pk.pack("v");
+    pk.pack(1);
+    pk.pack("type");
+    pk.pack(static_cast<int>(MessageType::kListAccounts));
+    pk.pack("req");
+    pk.pack(3);
+    pk.pack("patern");
+    pk.pack("a*");
+  });
+  ExpectRejected(list, ErrorCode::kMalformed, "unknown field 'patern'");
+}
+
 TEST(CodecTest, TolerantReadersKeepUnknownErrorCodes) {
   Message err{1, Error{static_cast<ErrorCode>(999), "from the future"}};
   Result<Message> r = Decode(Encode(err));
