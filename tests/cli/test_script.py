@@ -31,6 +31,9 @@ import pytest
 
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-22",
              "carol": "carol-password-3", "dave": "dave-password-44"}
+# Ends the reason of a "no reply" timeout when --server-key is not given.
+NO_REPLY_HINT = (" (if that broker requires encryption, give its public key with "
+                 "--server-key)")
 RUN_TIMEOUT = 30     # seconds any zchat invocation may take
 WAIT = 15            # seconds to wait for a line of output
 
@@ -320,7 +323,8 @@ def test_register_with_no_password_exits_2(z):
 ])
 def test_no_broker_exits_3_within_the_deadline(z, args):
     dead = dead_endpoint()
-    reason = re.compile(r"no reply from " + re.escape(dead) + r" within 500 ms")
+    reason = re.compile(r"no reply from " + re.escape(dead) + r" within 500 ms"
+                        + re.escape(NO_REPLY_HINT))
     t0 = time.monotonic()
     run = z.run(["--connect", dead, "--timeout", "0.5", "--json"] + args, user="alice",
                 connect=False)

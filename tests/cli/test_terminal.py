@@ -200,13 +200,18 @@ def login(t, user, pw, pending, prompt=True):
 
 
 def register_and_login(terms, t, user, pw):
+    """/register asks for the password once and logs in with it."""
     see(t, f"{user}: banner", f"zchat: connected to {terms.endpoint}")
     see(t, f"{user}: prompt", "zchat> ")
     t.type(f"/register {user}\r")
     mark = password(t, user, pw, f"{user}: /register")
-    see(t, f"{user}: account created", f"* account {user} created; /login {user} to use it")
+    see(t, f"{user}: account created",
+        f"* account {user} created; logging in with the password just typed")
+    see(t, f"{user}: logged in after /register", f"* logged in as {user}\n")
+    see(t, f"{user}: prompt shows the user", f"{user}> ")
+    assert "password for" not in t.screen[mark:], \
+        f"{user}: asked for the password again after /register\n{t.recent()}"
     assert pw not in t.screen[mark:], f"{user}: password echoed at /register\n{t.recent()}"
-    login(t, user, pw, pending=0)
 
 
 def half_line_exchange(alice, bob):
@@ -330,7 +335,7 @@ def test_quit_exits_0_and_history_holds_the_whole_lines_typed(terms, alice, bob)
     half_line_exchange(alice, bob)
     quit_and_wait(bob)
     lines, text = history_lines(terms, "bob")
-    assert lines[-3:] == ["/login bob", "/msg alice reply", "/quit"], \
+    assert lines[-3:] == ["/register bob", "/msg alice reply", "/quit"], \
         f"{terms.home('bob') / '.zchat_history'}: {text!r}"
     assert BOB_PASSWORD not in text, f"bob's password in the history file: {text!r}"
 
