@@ -26,7 +26,7 @@ class Broker:
     """A zchat-broker process listening on tcp://127.0.0.1 at a port the
     kernel chose; the port is read back from --endpoint-file."""
 
-    def __init__(self, binary, directory):
+    def __init__(self, binary, directory, extra_args=()):
         self.directory = directory
         self.log_path = directory / "broker.log"
         ep_file = directory / "ep"
@@ -34,7 +34,7 @@ class Broker:
             self.proc = subprocess.Popen(
                 [binary, "--bind", "tcp://127.0.0.1:*", "--db", str(directory / "b.db"),
                  "--pwhash-cost", "min", "--log-level", "warn",
-                 "--endpoint-file", str(ep_file)],
+                 "--endpoint-file", str(ep_file), *extra_args],
                 stdout=log, stderr=subprocess.STDOUT)
 
         def endpoint():
