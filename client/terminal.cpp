@@ -4,6 +4,7 @@
 #include <histedit.h>
 #include <langinfo.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
@@ -197,9 +198,10 @@ void SetTerminalMode(bool echo) {
 void InstallPrompt() {
   g_prompt = g_shell->Prompt();
   g_wprompt = Widen(g_prompt);
+  // Set first: a Ctrl-C once the prompt is visible is the prompt's.
+  g_prompt_active = true;
   // Unbuffered mode starts a fresh, empty line and draws the prompt.
   el_set(g_el, EL_UNBUFFERED, 1);
-  g_prompt_active = true;
 }
 
 void RemovePrompt() {
@@ -365,17 +367,32 @@ namespace {
 // a whole character (all the bytes of a multi-byte one). Ctrl-C cancels:
 // nullopt.
 std::optional<std::string> ReadRawLine() {
+  // The signals stay blocked except inside ppoll(): one that comes while
+  // a byte is being handled is seen at the next wait, never lost.
+  sigset_t blocked, old;
+  sigemptyset(&blocked);
+  sigaddset(&blocked, SIGINT);
+  sigaddset(&blocked, SIGTERM);
+  sigaddset(&blocked, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &blocked, &old);
+  struct Unblock {
+    sigset_t* old;
+    ~Unblock() { pthread_sigmask(SIG_SETMASK, old, nullptr); }
+  } unblock{&old};
   std::string line;
   for (;;) {
+    if (g_cancel_question || g_signal == SIGTERM || g_signal == SIGHUP) {
+      g_cancel_question = false;
+      return std::nullopt;
+    }
+    pollfd in{STDIN_FILENO, POLLIN, 0};
+    if (ppoll(&in, 1, nullptr, &old) < 0) {
+      if (errno == EINTR) continue;  // a signal: seen at the loop's top
+      return std::nullopt;
+    }
     char c;
     ssize_t n = read(STDIN_FILENO, &c, 1);
-    if (n < 0 && errno == EINTR) {
-      if (g_cancel_question || g_signal == SIGTERM || g_signal == SIGHUP) {
-        g_cancel_question = false;
-        return std::nullopt;
-      }
-      continue;
-    }
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return line.empty() ? std::nullopt : std::optional(line);
     if (c == '\n' || c == '\r') return line;
     if (c == 0x7f || c == '\b') {  // backspace: this is not cooked input
@@ -404,9 +421,9 @@ static std::optional<std::string> Ask(const std::string& prompt, bool echo) {
   termios old{};
   const bool saved = tcgetattr(STDIN_FILENO, &old) == 0;
   SetTerminalMode(echo);
+  g_cancel_question = false;  // only a Ctrl-C from now on cancels
   std::fprintf(stderr, "%s", prompt.c_str());
   std::fflush(stderr);
-  g_cancel_question = false;
   std::optional<std::string> line = ReadRawLine();
   if (saved) tcsetattr(STDIN_FILENO, TCSANOW, &old);
   std::fprintf(stderr, line ? "\n" : "^C\n");

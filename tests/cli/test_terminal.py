@@ -561,6 +561,7 @@ def test_ctrl_c_clears_the_line_then_leaves_on_an_empty_line(terms, alice, bob):
     see(alice, "Ctrl-C: a fresh prompt", "alice> ")
     alice.type("/users\r")
     see(alice, "the cleared line is gone: /users runs alone", "* 2 user(s): alice bob")
+    see(alice, "the prompt back after /users", "alice> ")
     b_mark = bob.mark()
     alice.type("\x03")                      # on an empty line: leave
     see(alice, "Ctrl-C on an empty line logs out", "* logged out")
