@@ -13,7 +13,8 @@ struct CommandHelp {
 
 constexpr CommandHelp kCommands[] = {
     {"register", "/register NAME",
-     "create an account (asks for a password: 8-256 bytes) and log in"},
+     "create an account (asks for a password: 8-256 bytes); at the "
+     "prompt, also logs in"},
     {"login", "/login NAME", "log in (asks for the password)"},
     {"logout", "/logout", "log out of this connection"},
     {"users", "/users [PATTERN]",
