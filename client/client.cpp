@@ -59,11 +59,12 @@ void Client::Connect() {
   if (!options_.server_key.empty()) {
     char public_key[41];
     char secret_key[41];
-    if (zmq_curve_keypair(public_key, secret_key) == 0) {
-      socket_.set(zmq::sockopt::curve_serverkey, options_.server_key);
-      socket_.set(zmq::sockopt::curve_publickey, std::string(public_key));
-      socket_.set(zmq::sockopt::curve_secretkey, std::string(secret_key));
-    }
+    // Encryption was asked for: no key pair, no connection (never a
+    // fallback to plain text).
+    if (zmq_curve_keypair(public_key, secret_key) != 0) throw zmq::error_t();
+    socket_.set(zmq::sockopt::curve_serverkey, options_.server_key);
+    socket_.set(zmq::sockopt::curve_publickey, std::string(public_key));
+    socket_.set(zmq::sockopt::curve_secretkey, std::string(secret_key));
   }
   const std::string monitor_endpoint =
       "inproc://zchat-client-" +

@@ -1,11 +1,13 @@
 // zchat: the terminal client. Interactive on a terminal, line-by-line
 // commands when stdin is not one, and one-shot subcommands for scripts.
 #include <unistd.h>
+#include <zmq.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include "client/client.h"
 #include "client/printer.h"
@@ -41,9 +43,16 @@ std::optional<std::string> ReadSecret(const Options& o,
 
 int Status(Outcome o) { return static_cast<int>(o); }
 
+// A CurveZMQ public key: 40 Z85 characters.
+bool IsCurveKey(const std::string& key) {
+  uint8_t decoded[32];
+  return key.size() == 40 && zmq_z85_decode(decoded, key.c_str()) != nullptr;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  zchat::SetUpLocale();
   Options o;
   if (const char* env = std::getenv("ZCHAT_ENDPOINT")) o.endpoint = env;
 
@@ -62,7 +71,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--password-file", o.password_file,
                  "read the password from this file's first line");
-  app.add_option("--user", o.user, "log in as this user first");
+  app.add_option("--user", o.user,
+                 "log in as this user (before or after a subcommand)");
   std::string server_key;
   app.add_option("--server-key", server_key,
                  "encrypt with CurveZMQ: the broker's public key, or a file "
@@ -73,27 +83,30 @@ int main(int argc, char** argv) {
   bool wait = false, force = false;
   uint64_t limit = 0;
   double listen_s = 0;
+  // The subcommands take --user after their name too: either position
+  // works (the same option), and one of them is required.
+  std::string sub_user;
   auto* reg = app.add_subcommand("register", "create an account");
-  reg->add_option("--user", o.user, "the new username")->required();
+  reg->add_option("--user", sub_user, "the new username (required)");
   auto* send = app.add_subcommand("send", "send one message");
-  send->add_option("--user", o.user, "log in as")->required();
+  send->add_option("--user", sub_user, "log in as (required)");
   send->add_option("recipient", to, "who gets it")->required();
   send->add_option("text", words, "the message")->required();
   send->add_flag("--wait", wait,
                  "wait until the recipient confirms it (exit 3 on timeout)");
   auto* fetch =
       app.add_subcommand("fetch", "print and confirm waiting messages");
-  fetch->add_option("--user", o.user, "log in as")->required();
+  fetch->add_option("--user", sub_user, "log in as (required)");
   fetch->add_option("--limit", limit, "at most this many (default all)");
   auto* users = app.add_subcommand("users", "list accounts");
-  users->add_option("--user", o.user, "log in as")->required();
+  users->add_option("--user", sub_user, "log in as (required)");
   users->add_option("pattern", pattern, "wildcard: * any run, ? one char")
       ->capture_default_str();
   auto* del = app.add_subcommand("delete", "delete your account");
-  del->add_option("--user", o.user, "the account")->required();
+  del->add_option("--user", sub_user, "the account (required)");
   del->add_flag("--force", force, "even if messages wait (they are lost)");
   auto* listen = app.add_subcommand("listen", "print incoming messages");
-  listen->add_option("--user", o.user, "log in as")->required();
+  listen->add_option("--user", sub_user, "log in as (required)");
   listen->add_option("--for", listen_s, "stop after this many seconds");
   try {
     app.parse(argc, argv);
@@ -101,6 +114,22 @@ int main(int argc, char** argv) {
     // --help and --version exit 0; any other flag or argument error is a
     // usage error, exit status 2.
     return app.exit(e) == 0 ? 0 : 2;
+  }
+  const bool one_shot = !app.get_subcommands().empty();
+  if (one_shot) {
+    const std::string sub = app.get_subcommands()[0]->get_name();
+    if (!sub_user.empty() && !o.user.empty() && sub_user != o.user) {
+      std::cerr << "--user given twice (" << o.user << ", " << sub_user
+                << "): give it once\nRun with --help for more information.\n";
+      return 2;
+    }
+    if (!sub_user.empty()) o.user = sub_user;
+    if (o.user.empty()) {
+      std::cerr << sub << ": --user NAME is required (zchat --user NAME " << sub
+                << " ... or zchat " << sub
+                << " --user NAME ...)\nRun with --help for more information.\n";
+      return 2;
+    }
   }
 
   const bool interactive =
@@ -121,25 +150,60 @@ int main(int argc, char** argv) {
           std::cerr << line << std::endl;
         }
       });
+  auto usage_error = [&](const std::string& what) {
+    printer.Error(zchat::Status(zchat::ErrorCode::kInvalidArgument, what));
+    return 2;
+  };
   zchat::ClientOptions copts;
   copts.endpoint = o.endpoint;
   if (!server_key.empty()) {
     std::ifstream in(server_key);
     std::string from_file;
     copts.server_key = (in >> from_file) ? from_file : server_key;
+    if (!IsCurveKey(copts.server_key)) {
+      return usage_error(
+          "--server-key " + server_key +
+          ": neither a CurveZMQ public key (40 Z85 characters, from "
+          "'zchat-broker keygen') nor a file holding one");
+    }
+    // Encryption was asked for: without a key pair of its own the client
+    // does not connect at all, never in plain text.
+    char public_key[41], secret_key[41];
+    if (!zmq_has("curve") || zmq_curve_keypair(public_key, secret_key) != 0) {
+      return usage_error(
+          "--server-key: this libzmq cannot make CurveZMQ keys (" +
+          std::string(zmq_strerror(zmq_errno())) +
+          "); not connecting without encryption");
+    }
+  } else {
+    printer.set_no_reply_hint(
+        " (if that broker requires encryption, give its public key with "
+        "--server-key)");
   }
   copts.request_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000));
-  zchat::Client client(copts);
+  std::optional<zchat::Client> client_holder;
+  try {
+    client_holder.emplace(copts);
+  } catch (const zmq::error_t& e) {
+    const bool from_env = app.count("--connect") == 0;
+    return usage_error(
+        std::string(from_env ? "$ZCHAT_ENDPOINT " : "--connect ") + o.endpoint +
+        ": not a usable ZeroMQ endpoint (" + e.what() +
+        "); for example tcp://127.0.0.1:5555");
+  }
+  zchat::Client& client = *client_holder;
   zchat::ShellIo io{
       [&](const std::string& prompt) { return ReadSecret(o, prompt); },
       nullptr};
   if (interactive)
     io.confirm = [](const std::string& q) { return zchat::AskYesNo(q); };
-  zchat::Shell shell(client, printer, io);
+  zchat::Shell shell(client, printer, io,
+                     one_shot      ? zchat::ShellMode::kOneShot
+                     : interactive ? zchat::ShellMode::kInteractive
+                                   : zchat::ShellMode::kScript);
 
   if (*reg) return Status(shell.Register(o.user));
-  const bool one_shot = !app.get_subcommands().empty();
   if (one_shot) {
     // Quietly: a one-shot command prints only its own result.
     std::optional<std::string> password = ReadSecret(o, "password: ");

@@ -37,6 +37,13 @@ constexpr size_t kRememberedBodies = 1000;
 Printer::Printer(bool json, Sink out, Sink err)
     : json_(json), out_(std::move(out)), err_(std::move(err)) {}
 
+std::string Printer::Reason(const Status& s) const {
+  if (s.code() == ErrorCode::kTimeout && s.detail().rfind("no reply", 0) == 0) {
+    return s.detail() + no_reply_hint_;
+  }
+  return s.detail();
+}
+
 void Printer::Incoming(const DistributeMessage& m) {
   if (json_) {
     return Emit(Line({{"event", "message"},
@@ -68,10 +75,10 @@ void Printer::SendFailed(const std::string& to, const Status& why) {
   if (json_) {
     return Emit(Line({{"event", "error"},
                       {"code", std::string(ErrorCodeName(why.code()))},
-                      {"reason", why.detail()},
+                      {"reason", Reason(why)},
                       {"to", to}}));
   }
-  err_("[" + Now() + "] x to " + to + " failed: " + why.detail() + " (" +
+  err_("[" + Now() + "] x to " + to + " failed: " + Reason(why) + " (" +
        std::string(ErrorCodeName(why.code())) + ")");
 }
 
@@ -146,9 +153,9 @@ void Printer::Event(const zchat::Event& e) {
       e);
 }
 
-void Printer::Registered(const std::string& user) {
+void Printer::Registered(const std::string& user, const std::string& next) {
   if (json_) return Emit(Line({{"event", "registered"}, {"user", user}}));
-  Emit("* account " + user + " created; /login " + user + " to use it");
+  Emit("* account " + user + " created; " + next);
 }
 
 void Printer::LoggedIn(const LoginSuccess& ok) {
@@ -203,9 +210,9 @@ void Printer::Error(const Status& s) {
   if (json_) {
     return Emit(Line({{"event", "error"},
                       {"code", std::string(ErrorCodeName(s.code()))},
-                      {"reason", s.detail()}}));
+                      {"reason", Reason(s)}}));
   }
-  err_("! " + s.detail() + " (" + std::string(ErrorCodeName(s.code())) + ")");
+  err_("! " + Reason(s) + " (" + std::string(ErrorCodeName(s.code())) + ")");
 }
 
 void Printer::Info(const std::string& text) {

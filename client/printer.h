@@ -30,7 +30,9 @@ class Printer {
   void Connection(const ConnectionEvent& e);
   void Event(const zchat::Event& e);  // dispatches to the above
 
-  void Registered(const std::string& user);
+  // `next`: what to do now, after "; " (text only), e.g. "/login NAME to
+  // use it".
+  void Registered(const std::string& user, const std::string& next);
   void LoggedIn(const LoginSuccess& ok);
   void LoggedOut();
   void Users(const std::vector<std::string>& accounts);
@@ -38,13 +40,18 @@ class Printer {
   void Deleted(const DeletionSuccess& d);
   void Error(const Status& s);
   void Info(const std::string& text);  // people only; silent in JSON mode
+  // Appended to the reason of a "no reply from ..." timeout (e.g. a hint
+  // that the broker may require --server-key).
+  void set_no_reply_hint(std::string hint) { no_reply_hint_ = std::move(hint); }
 
  private:
   void Emit(const std::string& line) { out_(line); }
+  std::string Reason(const Status& s) const;
 
   bool json_;
   Sink out_;
   Sink err_;
+  std::string no_reply_hint_;
   std::map<uint64_t, std::string> sent_bodies_;  // to show with "delivered"
 };
 

@@ -13,7 +13,8 @@ struct CommandHelp {
 
 constexpr CommandHelp kCommands[] = {
     {"register", "/register NAME",
-     "create an account (asks for a password: 8-256 bytes)"},
+     "create an account (asks for a password: 8-256 bytes); at the "
+     "prompt, also logs in"},
     {"login", "/login NAME", "log in (asks for the password)"},
     {"logout", "/logout", "log out of this connection"},
     {"users", "/users [PATTERN]",
@@ -25,7 +26,7 @@ constexpr CommandHelp kCommands[] = {
     {"delete", "/delete [force]",
      "delete your account (asks first; force discards waiting messages)"},
     {"help", "/help [COMMAND]", "this list, or one command's help"},
-    {"quit", "/quit", "leave (Ctrl-D too)"},
+    {"quit", "/quit", "log out and leave (Ctrl-D, or Ctrl-C on an empty line)"},
 };
 
 std::vector<std::string> Words(const std::string& line) {
@@ -50,8 +51,8 @@ std::string Rest(const std::string& line, int skip) {
 
 }  // namespace
 
-Shell::Shell(Client& client, Printer& printer, ShellIo io)
-    : client_(client), printer_(printer), io_(std::move(io)) {}
+Shell::Shell(Client& client, Printer& printer, ShellIo io, ShellMode mode)
+    : client_(client), printer_(printer), io_(std::move(io)), mode_(mode) {}
 
 Outcome Shell::Record(Outcome o) {
   if (static_cast<int>(o) > static_cast<int>(worst_)) worst_ = o;
@@ -183,7 +184,18 @@ Outcome Shell::Register(const std::string& user) {
   if (!password) return NoPassword();
   Result<CreateSuccess> ok = client_.CreateAccount(user, *password);
   if (!ok.ok()) return Refused(ok.status());
-  printer_.Registered(ok->username);
+  if (mode_ == ShellMode::kOneShot) {
+    printer_.Registered(ok->username,
+                        "log in with: zchat --user " + ok->username);
+    return Outcome::kOk;
+  }
+  // A person who just typed the password is not asked for it again.
+  if (mode_ == ShellMode::kInteractive && !client_.logged_in()) {
+    printer_.Registered(ok->username,
+                        "logging in with the password just typed");
+    return LoginWith(ok->username, *password);
+  }
+  printer_.Registered(ok->username, "/login " + ok->username + " to use it");
   return Outcome::kOk;
 }
 
@@ -194,7 +206,11 @@ Outcome Shell::Login(const std::string& user) {
   std::optional<std::string> password =
       io_.read_secret("password for " + user + ": ");
   if (!password) return NoPassword();
-  Result<LoginSuccess> ok = client_.Login(user, *password);
+  return LoginWith(user, *password);
+}
+
+Outcome Shell::LoginWith(const std::string& user, const std::string& password) {
+  Result<LoginSuccess> ok = client_.Login(user, password);
   if (!ok.ok()) return Refused(ok.status());
   printer_.LoggedIn(*ok);
   ShowEvents();  // notices stored while we were away

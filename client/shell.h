@@ -23,12 +23,20 @@ struct ShellIo {
   std::function<bool(const std::string& question)> confirm;
 };
 
+// Who is at the other end: what /register suggests or does next.
+enum class ShellMode {
+  kInteractive,  // a person at the prompt: /register logs in at once
+  kScript,       // /commands from stdin
+  kOneShot,      // `zchat register`: the next step is a shell command
+};
+
 // How a command ended, for exit codes: 0 ok, 1 refused, 2 usage, 3 no answer.
 enum class Outcome { kOk = 0, kRefused = 1, kUsage = 2, kNoAnswer = 3 };
 
 class Shell {
  public:
-  Shell(Client& client, Printer& printer, ShellIo io);
+  Shell(Client& client, Printer& printer, ShellIo io,
+        ShellMode mode = ShellMode::kScript);
 
   // Runs one line; false when it asks to quit.
   bool Execute(const std::string& line);
@@ -42,6 +50,7 @@ class Shell {
   // Individual commands, also used by the one-shot subcommands.
   Outcome Register(const std::string& user);
   Outcome Login(const std::string& user);
+  Outcome LoginWith(const std::string& user, const std::string& password);
   Outcome Logout();
   Outcome Users(const std::string& pattern);
   // `show_events`: print the pushes that arrived meanwhile (not when the
@@ -63,6 +72,7 @@ class Shell {
   Client& client_;
   Printer& printer_;
   ShellIo io_;
+  ShellMode mode_;
   std::string default_to_;  // /to: where plain lines go
   Outcome worst_ = Outcome::kOk;
 };

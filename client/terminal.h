@@ -8,7 +8,14 @@
 
 namespace zchat {
 
-// Runs until /quit or end of input; returns the exit status.
+// Sets the character type from the environment, falling back to C.UTF-8
+// (or another UTF-8 locale) when the environment's is not UTF-8: typing and
+// editing text in any script needs it.
+void SetUpLocale();
+
+// Runs until /quit, Ctrl-D or Ctrl-C on an empty line, end of input,
+// SIGTERM or SIGHUP; logs out, restores the terminal and returns the exit
+// status: 0.
 int RunInteractive(Client& client, Shell& shell, Printer& printer);
 
 // Prints `line` above the prompt without disturbing what is being typed.

@@ -11,7 +11,10 @@ exit status (0 ok, 1 refused by the broker, 2 usage, 3 no answer) and every
 JSON line field by field: the one-shot subcommands register, send (also
 --wait), fetch, users, delete and listen; script mode (/commands on stdin)
 with the worst outcome as exit status; --help and --version; no broker
-listening (exit 3). Every stdout line of a --json run must be a JSON object
+listening (exit 3); a malformed --connect or --server-key (exit 2, saying
+why); a broker that requires CurveZMQ (the "no reply" reason suggests
+--server-key; with it, the client talks); --user before or after the
+subcommand. Every stdout line of a --json run must be a JSON object
 (checked as each run finishes).
 
 Every wait has a deadline; nothing sleeps to synchronise. Standard library
@@ -28,9 +31,13 @@ import sys
 import time
 
 import pytest
+from zchat_testkit import Broker
 
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-22",
              "carol": "carol-password-3", "dave": "dave-password-44"}
+# Ends the reason of a "no reply" timeout when --server-key is not given.
+NO_REPLY_HINT = (" (if that broker requires encryption, give its public key with "
+                 "--server-key)")
 RUN_TIMEOUT = 30     # seconds any zchat invocation may take
 WAIT = 15            # seconds to wait for a line of output
 
@@ -320,7 +327,8 @@ def test_register_with_no_password_exits_2(z):
 ])
 def test_no_broker_exits_3_within_the_deadline(z, args):
     dead = dead_endpoint()
-    reason = re.compile(r"no reply from " + re.escape(dead) + r" within 500 ms")
+    reason = re.compile(r"no reply from " + re.escape(dead) + r" within 500 ms"
+                        + re.escape(NO_REPLY_HINT))
     t0 = time.monotonic()
     run = z.run(["--connect", dead, "--timeout", "0.5", "--json"] + args, user="alice",
                 connect=False)
@@ -675,6 +683,125 @@ def test_script_delete_with_nothing_waiting_deletes(z2):
     run = z2.run(["--json", "users", "--user", "bob"], user="bob")
     assert run.rc == 1 and is_error(run.events[0], "bad_credentials"), \
         f"bob is gone: his login fails with bad_credentials\n{run}"
+
+
+# -- bad endpoints and keys: exit 2, nothing sent --------------------------------
+
+@pytest.mark.parametrize("endpoint", ["garbage", "tcp://127.0.0.1", "bogus://x:1",
+                                      "tcp://127.0.0.1:notaport"])
+def test_bad_connect_endpoint_exits_2_saying_why(z, endpoint):
+    run = z.run(["--connect", endpoint, "--json", "users", "--user", "alice"],
+                user="alice", connect=False)
+    assert (run.rc == 2 and len(run.events) == 1
+            and is_error(run.events[0], "invalid_argument")
+            and run.events[0]["reason"].startswith(f"--connect {endpoint}: not a usable "
+                                                   "ZeroMQ endpoint")), str(run)
+
+
+def test_bad_endpoint_from_the_variable_text_mode_exits_2(z):
+    run = z.run(["users", "--user", "alice"], user="alice", connect=False,
+                env={"ZCHAT_ENDPOINT": "garbage"})
+    assert (run.rc == 2 and run.out == ""
+            and run.err.startswith("! $ZCHAT_ENDPOINT garbage: not a usable ZeroMQ endpoint")
+            and "Traceback" not in run.err and "terminate" not in run.err), str(run)
+
+
+def test_bad_endpoint_script_mode_exits_2(z):
+    run = z.run(["--connect", "garbage"], connect=False, stdin="/users\n")
+    assert run.rc == 2 and "not a usable ZeroMQ endpoint" in run.err, str(run)
+
+
+@pytest.mark.parametrize("key", ["abc", "x" * 39 + "~", "0" * 41],
+                         ids=["short", "not_z85", "too_long"])
+def test_malformed_server_key_exits_2_saying_why(z, key):
+    run = z.run(["--server-key", key, "--json", "users", "--user", "alice"], user="alice")
+    assert (run.rc == 2 and len(run.events) == 1
+            and is_error(run.events[0], "invalid_argument")
+            and run.events[0]["reason"].startswith(f"--server-key {key}: neither a "
+                                                   "CurveZMQ public key")), str(run)
+
+
+def test_server_key_file_with_garbage_exits_2(z, tmp_path):
+    bad = tmp_path / "bad.pub"
+    bad.write_text("not-a-key\n")
+    run = z.run(["--server-key", str(bad), "users", "--user", "alice"], user="alice")
+    assert run.rc == 2 and "neither a CurveZMQ public key" in run.err, str(run)
+
+
+# -- a broker that requires CurveZMQ ---------------------------------------------
+
+@pytest.fixture
+def curve_broker(broker_bin, tmp_path):
+    """A broker with a CurveZMQ key: (broker, its public key, the .pub file)."""
+    secret = tmp_path / "broker.key"
+    keygen = subprocess.run([broker_bin, "keygen", str(secret)], capture_output=True,
+                            text=True, timeout=30)
+    assert keygen.returncode == 0, f"zchat-broker keygen: {keygen}"
+    public = keygen.stdout.strip()
+    directory = tmp_path / "curve-broker"
+    directory.mkdir()
+    b = Broker(broker_bin, directory, extra_args=["--curve-secret", str(secret)])
+    yield b, public, tmp_path / "broker.key.pub"
+    assert b.stop() == 0, f"curve broker exit code; log:\n{b.log()}"
+
+
+def test_plaintext_client_against_a_curve_broker_is_told_about_server_key(z, curve_broker):
+    b, _, _ = curve_broker
+    run = z.run(["--connect", b.endpoint, "--timeout", "1", "--json", "register",
+                 "--user", "alice"], user="alice", connect=False)
+    assert (run.rc == 3 and len(run.events) == 1 and is_error(run.events[0], "timeout")
+            and run.events[0]["reason"].endswith(NO_REPLY_HINT)), str(run)
+
+
+def test_server_key_talks_to_a_curve_broker(z, curve_broker):
+    b, public, pubfile = curve_broker
+    run = z.run(["--connect", b.endpoint, "--server-key", public, "--json", "register",
+                 "--user", "alice"], user="alice", connect=False)
+    assert run.rc == 0 and run.events == [{"event": "registered", "user": "alice"}], str(run)
+    run = z.run(["--connect", b.endpoint, "--server-key", str(pubfile), "--json", "users",
+                 "--user", "alice"], user="alice", connect=False)
+    assert run.rc == 0 and run.events == [{"event": "users", "accounts": ["alice"]}], str(run)
+
+
+# -- --user before or after the subcommand ---------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    pytest.param(["--user", "carol", "register"], id="before"),
+    pytest.param(["register", "--user", "carol"], id="after"),
+    pytest.param(["--user", "carol", "register", "--user", "carol"], id="both_same"),
+])
+def test_user_before_or_after_the_subcommand(z, args):
+    run = z.run(["--json"] + args, user="carol")
+    assert run.rc == 0 and run.events == [{"event": "registered", "user": "carol"}], str(run)
+
+
+def test_user_before_send(z2):
+    run = z2.run(["--json", "--user", "alice", "send", "bob", "from the front"], user="alice")
+    assert (run.rc == 0 and len(run.events) == 1
+            and is_pending(run.events[0], "bob", "from the front")), str(run)
+
+
+def test_two_different_users_exit_2(z):
+    run = z.run(["--user", "carol", "register", "--user", "dave"], user="carol")
+    assert run.rc == 2 and "--user given twice" in run.err, str(run)
+
+
+def test_no_user_anywhere_exits_2_saying_where_it_goes(z):
+    run = z.run(["register"], user="carol")
+    assert (run.rc == 2 and "register: --user NAME is required" in run.err
+            and "zchat --user NAME register" in run.err), str(run)
+
+
+def test_one_shot_register_suggests_the_shell_command(z):
+    run = z.run(["register", "--user", "carol"], user="carol")
+    assert (run.rc == 0 and run.out == "* account carol created; log in with: zchat "
+            "--user carol\n" and "/login" not in run.out), str(run)
+
+
+def test_script_register_keeps_suggesting_login(z):
+    run = z.run([], user="carol", stdin="/register carol\n")
+    assert (run.rc == 0 and run.out == "* account carol created; /login carol to use it\n"), \
+        str(run)
 
 
 if __name__ == "__main__":     # the same as python3 -m pytest -q -p no:cacheprovider FILE ...

@@ -8,10 +8,18 @@
 on a free port (tests/conftest.py) and runs each user's zchat in its own
 pseudo-terminal (with a window size, HOME in the test's temporary directory,
 ZCHAT_PASSWORD unset so that passwords are typed at the no-echo prompt).
-alice and bob register, log in and talk; a message arrives while bob has
-half a line typed, and that line survives; bob leaves, alice sends to him
-while he is offline, bob comes back and fetches. Also /help, an unknown
-command, /delete answered "n", line history, /to, Ctrl-D.
+alice and bob register (which logs them in), and talk; a message arrives
+while bob has half a line typed, and that line survives; bob leaves, alice
+sends to him while he is offline, bob comes back and fetches. Also /help,
+an unknown command, /delete answered "n", line history, /to, Ctrl-D.
+Typing in any script (accents, CJK, emoji, Hebrew, Arabic) reaches the
+other user intact, also under LANG=C; Backspace and the cursor keys work
+over multi-byte characters, and a half-typed line of wide characters
+survives an incoming message; a non-ASCII password typed at the prompt
+serves a later one-shot login. Ctrl-C clears the line, or on an empty line
+logs out and exits 0; SIGTERM and SIGHUP log out and exit 0; the terminal
+modes are restored. Each child gets its locale explicitly (LANG=C.UTF-8
+unless a test says otherwise) and the pty as its controlling terminal.
 
 Every wait reads the terminal until a text appears or a deadline passes
 (ANSI escape sequences are stripped first); nothing sleeps to synchronise.
@@ -22,6 +30,7 @@ import fcntl
 import os
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -53,19 +62,25 @@ class Terminal:
     far expect() has consumed it, so each expectation looks only at what
     came after the previous one."""
 
-    def __init__(self, zchat, endpoint, home, name):
+    def __init__(self, zchat, endpoint, home, name, locale=None):
         self.name = name
         self.screen = ""
         self.pos = 0
         self._raw = b""
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+        # The locale comes from `locale` alone (LANG=C.UTF-8 unless told).
         env = {k: v for k, v in os.environ.items()
-               if k not in ("ZCHAT_PASSWORD", "ZCHAT_ENDPOINT", "EDITRC")}
-        env.update(HOME=str(home), TERM="xterm", LC_ALL="C.UTF-8")
+               if k not in ("ZCHAT_PASSWORD", "ZCHAT_ENDPOINT", "EDITRC", "LANG",
+                            "LANGUAGE") and not k.startswith("LC_")}
+        env.update(HOME=str(home), TERM="xterm")
+        env.update(locale or {"LANG": "C.UTF-8"})
         self.proc = subprocess.Popen(
             [zchat, "--connect", endpoint], stdin=slave, stdout=slave, stderr=slave,
-            env=env, start_new_session=True, close_fds=True)
+            env=env, start_new_session=True, close_fds=True,
+            # The pty becomes the session's controlling terminal, as in a
+            # terminal window: Ctrl-C is then SIGINT from the tty driver.
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
         os.close(slave)
         self.master = master
 
@@ -165,9 +180,9 @@ class Terminals:
     def home(self, name):
         return self.tmp / f"home-{name}"
 
-    def start(self, name):
+    def start(self, name, locale=None):
         self.home(name).mkdir(exist_ok=True)
-        t = Terminal(self.zchat, self.endpoint, self.home(name), name)
+        t = Terminal(self.zchat, self.endpoint, self.home(name), name, locale)
         self.terms.append(t)
         return t
 
@@ -200,13 +215,18 @@ def login(t, user, pw, pending, prompt=True):
 
 
 def register_and_login(terms, t, user, pw):
+    """/register asks for the password once and logs in with it."""
     see(t, f"{user}: banner", f"zchat: connected to {terms.endpoint}")
     see(t, f"{user}: prompt", "zchat> ")
     t.type(f"/register {user}\r")
     mark = password(t, user, pw, f"{user}: /register")
-    see(t, f"{user}: account created", f"* account {user} created; /login {user} to use it")
+    see(t, f"{user}: account created",
+        f"* account {user} created; logging in with the password just typed")
+    see(t, f"{user}: logged in after /register", f"* logged in as {user}\n")
+    see(t, f"{user}: prompt shows the user", f"{user}> ")
+    assert "password for" not in t.screen[mark:], \
+        f"{user}: asked for the password again after /register\n{t.recent()}"
     assert pw not in t.screen[mark:], f"{user}: password echoed at /register\n{t.recent()}"
-    login(t, user, pw, pending=0)
 
 
 def half_line_exchange(alice, bob):
@@ -330,7 +350,7 @@ def test_quit_exits_0_and_history_holds_the_whole_lines_typed(terms, alice, bob)
     half_line_exchange(alice, bob)
     quit_and_wait(bob)
     lines, text = history_lines(terms, "bob")
-    assert lines[-3:] == ["/login bob", "/msg alice reply", "/quit"], \
+    assert lines[-3:] == ["/register bob", "/msg alice reply", "/quit"], \
         f"{terms.home('bob') / '.zchat_history'}: {text!r}"
     assert BOB_PASSWORD not in text, f"bob's password in the history file: {text!r}"
 
@@ -351,9 +371,7 @@ def test_up_recalls_the_previous_sessions_history(terms, bob):
     login(bob, "bob", BOB_PASSWORD, pending=0, prompt=False)
 
 
-# Typed text stays ASCII here: zchat's line editor drops non-ASCII keys (it
-# never calls setlocale, so libedit decodes input in the "C" locale).
-OFFLINE = ("first while you were away", "second while you were away")
+OFFLINE = ("first while you were away: café", "second — 你好, 🌍")
 
 
 def test_messages_sent_while_offline_are_fetched_on_return(terms, alice, bob):
@@ -419,6 +437,162 @@ def test_ctrl_d_on_an_empty_line_exits_0(bob):
     bob.type("\x04")        # Ctrl-D
     rc = bob.wait_exit()
     assert rc == 0, f"bob: Ctrl-D should exit 0, exit code {rc}\n{bob.recent()}"
+
+
+# -- typing in any script ------------------------------------------------------
+
+SCRIPTS = {
+    "accents": "interrupting you héllo naïve façade ñandú",
+    "cjk": "你好，世界 こんにちは 안녕하세요",
+    "emoji": "party 🎉 world 🌍 wave 👋🏽 flag 🇫🇷",
+    "hebrew": "שלום עולם",
+    "arabic": "مرحبا بالعالم",
+    "mixed": "héllo 🌍 你好 שלום abc",
+}
+
+
+def send_typed(sender, receiver, to, body, what):
+    """`sender` types /msg TO BODY; the sender's pending line and the
+    receiver's incoming line both carry BODY intact."""
+    s_mark = sender.mark()
+    sender.type(f"/msg {to} {body}\r")
+    see(sender, f"{what}: pending shown with the text intact",
+        rf"\] -> {to}: {re.escape(body)}   \(pending #\d+\)", regex=True, since=s_mark)
+    see(receiver, f"{what}: received intact",
+        CLOCK + rf"{sender.name}: {re.escape(body)}\n", regex=True)
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS), ids=list(SCRIPTS))
+def test_typed_text_in_any_script_reaches_the_other_user(alice, bob, script):
+    send_typed(alice, bob, "bob", SCRIPTS[script], f"alice types {script}")
+
+
+def test_lang_c_falls_back_to_utf8_for_typing(terms):
+    """LANG=C (not UTF-8): typing still works, in both directions."""
+    c = {"LANG": "C"}
+    alice = terms.start("alice", locale=c)
+    register_and_login(terms, alice, "alice", ALICE_PASSWORD)
+    bob = terms.start("bob", locale=c)
+    register_and_login(terms, bob, "bob", BOB_PASSWORD)
+    send_typed(alice, bob, "bob", SCRIPTS["mixed"], "alice (LANG=C)")
+    send_typed(bob, alice, "alice", SCRIPTS["cjk"] + " " + SCRIPTS["arabic"], "bob (LANG=C)")
+
+
+def test_backspace_and_cursor_keys_over_multibyte_characters(alice, bob):
+    # 語 and 本 erased with two Backspaces, then 本! retyped.
+    alice.type("/msg bob 日本語")
+    see(alice, "alice: CJK echoed", "/msg bob 日本語")
+    alice.type("\x7f\x7f本!")
+    # Left over the emoji, insert before it; Ctrl-A / Ctrl-E move over the
+    # whole line of wide characters.
+    alice.type(" a🌍b\x1b[D\x1b[Dé\x05ç")
+    send_typed_mark = alice.mark()
+    alice.type("\r")
+    body = "日本! aé🌍bç"
+    see(alice, "alice: the edited line is sent",
+        rf"\] -> bob: {re.escape(body)}   \(pending #\d+\)", regex=True,
+        since=send_typed_mark)
+    see(bob, "bob: the edited line arrives", CLOCK + rf"alice: {re.escape(body)}\n",
+        regex=True)
+    # Ctrl-A, then Right ten times lands after "/msg bob é" (each wide
+    # character one step); Ctrl-K kills the rest; X is typed there.
+    alice.type("/msg bob éé你好🌍\x01\x1b[C\x1b[C\x1b[C\x1b[C\x1b[C\x1b[C\x1b[C\x1b[C"
+               "\x1b[C\x1b[C\x0bX\r")
+    see(bob, "bob: Ctrl-A, Right x10 over wide characters, Ctrl-K, X",
+        CLOCK + r"alice: éX\n", regex=True)
+
+
+def test_line_with_wide_characters_redrawn_when_a_message_arrives(alice, bob):
+    """bob has CJK and emoji half typed, cursor moved left; a message
+    arrives; the line is redrawn and editing goes on where it was."""
+    bob.pos = bob.mark()
+    bob.type("/msg alice 你好🌍世界")
+    see(bob, "bob: wide text echoed", "/msg alice 你好🌍世界")
+    bob.type("\x1b[D\x1b[D")                 # cursor before 世
+    send_typed(alice, bob, "bob", "مرحبا 😀 こんにちは", "alice, mid-line")
+    see(bob, "bob: prompt and half line redrawn", "bob> /msg alice 你好🌍世界")
+    bob.type("→")                            # inserted at the cursor, before 世
+    b_mark = bob.mark()
+    bob.type("\r")
+    body = "你好🌍→世界"
+    see(bob, "bob: the line sent with the insertion where the cursor was",
+        rf"\] -> alice: {re.escape(body)}   \(pending #\d+\)", regex=True, since=b_mark)
+    see(alice, "alice: receives it", CLOCK + rf"bob: {re.escape(body)}\n", regex=True)
+
+
+NON_ASCII_PASSWORD = "pässwörd-日本-🔑"
+
+
+def test_non_ascii_password_typed_then_used_by_a_one_shot_login(terms, zchat_bin):
+    dora = terms.start("dora")
+    see(dora, "dora: prompt", "zchat> ")
+    dora.type("/register dora\r")
+    see(dora, "dora: password prompt", "password for dora: ")
+    mark = dora.pos
+    # A wrong last character (a multi-byte one) erased with Backspace.
+    dora.type(NON_ASCII_PASSWORD[:-1] + "語\x7f" + NON_ASCII_PASSWORD[-1] + "\r")
+    see(dora, "dora: registered and logged in",
+        "* account dora created; logging in with the password just typed")
+    see(dora, "dora: logged in", "* logged in as dora\n")
+    assert "日本" not in dora.screen[mark:], f"password echoed\n{dora.recent()}"
+    quit_and_wait(dora)
+    env = {k: v for k, v in os.environ.items() if k not in ("ZCHAT_ENDPOINT",)}
+    env.update(ZCHAT_PASSWORD=NON_ASCII_PASSWORD, HOME=str(terms.home("dora")))
+    run = subprocess.run([zchat_bin, "--connect", terms.endpoint, "--json", "users",
+                          "--user", "dora"], env=env, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0 and '"accounts":["dora"]' in run.stdout, \
+        f"one-shot login with the password typed at the terminal: {run}"
+
+
+# -- Ctrl-C, signals -------------------------------------------------------------
+
+def terminal_restored(t):
+    """The pty's modes after zchat exited: echo and line editing back on."""
+    lflag = termios.tcgetattr(t.master)[3]
+    return bool(lflag & termios.ECHO) and bool(lflag & termios.ICANON)
+
+
+def test_ctrl_c_clears_the_line_then_leaves_on_an_empty_line(terms, alice, bob):
+    alice.type("/msg bob never sent 你好")
+    see(alice, "alice: text echoed", "/msg bob never sent 你好")
+    alice.type("\x03")
+    see(alice, "Ctrl-C: the dropped line marked ^C", "/msg bob never sent 你好^C\n")
+    see(alice, "Ctrl-C: a fresh prompt", "alice> ")
+    alice.type("/users\r")
+    see(alice, "the cleared line is gone: /users runs alone", "* 2 user(s): alice bob")
+    see(alice, "the prompt back after /users", "alice> ")
+    b_mark = bob.mark()
+    alice.type("\x03")                      # on an empty line: leave
+    see(alice, "Ctrl-C on an empty line logs out", "* logged out")
+    rc = alice.wait_exit()
+    assert rc == 0, f"alice: Ctrl-C on an empty line should exit 0, got {rc}\n{alice.recent()}"
+    assert terminal_restored(alice), "terminal modes not restored after Ctrl-C"
+    assert "never sent" not in bob.screen[b_mark:], bob.recent()
+    lines, text = history_lines(terms, "alice")
+    assert lines[-1] == "/users", f"history saved on Ctrl-C: {text!r}"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_signal_logs_out_and_exits_0(alice, sig):
+    alice.type("/msg bob half typed")
+    see(alice, "alice: text echoed", "/msg bob half typed")
+    alice.proc.send_signal(sig)
+    see(alice, f"{sig.name}: logged out", "* logged out")
+    rc = alice.wait_exit()
+    assert rc == 0, f"alice: {sig.name} should exit 0, got {rc}\n{alice.recent()}"
+    assert terminal_restored(alice), f"terminal modes not restored after {sig.name}"
+
+
+def test_ctrl_c_at_the_password_prompt_cancels_it(terms):
+    t = terms.start("erin")
+    see(t, "erin: prompt", "zchat> ")
+    t.type("/register erin\r")
+    see(t, "erin: password prompt", "password for erin: ")
+    t.type("half\x03")
+    see(t, "Ctrl-C at the password prompt: no password", "! no password given")
+    see(t, "the prompt is back", "zchat> ")
+    quit_and_wait(t)
 
 
 if __name__ == "__main__":     # the same as python3 -m pytest -q -p no:cacheprovider FILE ...
