@@ -412,15 +412,13 @@ struct SessionEnded {
 };
 
 // Every message type, in wire-number order (index + 1 == type number).
-using Body =
-    std::variant<CreateAccount, CreateSuccess, CreateFailure, LoginRequest,
-                 LoginSuccess, LoginFailure, Logout, LogoutSuccess,
-                 ListAccounts, AccountList, SendMessage, MessagePending,
-                 MessageFailure, FetchMessages, FetchResult, DistributeMessage,
-                 MessageReceipt, MessageSuccess, DeletionRequest,
-                 DeletionSuccess, DeletionFailure, Ping, Pong, Error,
-                 MessageUndeliverable, SessionEnded, NoticeReceipt,
-                 FetchNotices>;
+using Body = std::variant<
+    CreateAccount, CreateSuccess, CreateFailure, LoginRequest, LoginSuccess,
+    LoginFailure, Logout, LogoutSuccess, ListAccounts, AccountList, SendMessage,
+    MessagePending, MessageFailure, FetchMessages, FetchResult,
+    DistributeMessage, MessageReceipt, MessageSuccess, DeletionRequest,
+    DeletionSuccess, DeletionFailure, Ping, Pong, Error, MessageUndeliverable,
+    SessionEnded, NoticeReceipt, FetchNotices>;
 
 inline constexpr size_t kMessageTypeCount = std::variant_size_v<Body>;
 
