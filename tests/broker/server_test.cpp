@@ -8,8 +8,10 @@
 #include <random>
 #include <set>
 
+#include "client/client.h"
 #include "tests/support/broker_process.h"
 #include "tests/support/raw_client.h"
+#include "tests/support/tcp_relay.h"
 #include "tests/support/test_broker.h"
 #include "tests/support/test_util.h"
 
@@ -306,6 +308,81 @@ TEST(BrokerProcessTest, ExitsCleanlyOnSigterm) {
   RawClient client(ctx, endpoint);
   client.Call<Pong>(Ping{});
   EXPECT_EQ(broker.Stop(), 0);
+}
+
+// A sender whose connection dies without a word: a relay between its client
+// and the broker stops forwarding both ways but keeps both sockets open, so
+// to the broker (heartbeat timeout 30 s) the session looks alive, and the
+// MESSAGE_SUCCESS pushes its receipts cause go into the hole. The sender's
+// next login, from a new connection, brings every notice, exactly once after
+// the client library's dedup, and the client acknowledges them.
+TEST(SilentConnectionTest, NoticesPushedIntoAHoleComeAtTheNextLogin) {
+  testing::BrokerProcess broker;
+  const std::string endpoint = broker.Start();
+  ASSERT_FALSE(endpoint.empty()) << "the broker did not start";
+  testing::TcpRelay relay(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
+  ASSERT_NE(relay.port(), 0);
+  zmq::context_t ctx;
+  ClientOptions options;
+  options.endpoint = relay.endpoint();
+  Client sender(ctx, options);
+  ASSERT_TRUE(sender.CreateAccount("alice", "password123").ok());
+  ASSERT_TRUE(sender.Login("alice", "password123").ok());
+  RawClient bob(ctx, endpoint);
+  bob.Call<CreateSuccess>(CreateAccount{"bob", "password123"});
+  bob.Call<LoginSuccess>(LoginRequest{"bob", "password123", std::nullopt});
+
+  constexpr size_t kMessages = 25;
+  std::set<uint64_t> sent;
+  for (size_t i = 0; i < kMessages; ++i) {
+    Result<MessagePending> p = sender.Send("bob", "m" + std::to_string(i));
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    sent.insert(p->message_id);
+  }
+  relay.Silence();
+  // bob confirms them all; the PONG says the receipts were handled (and the
+  // notices pushed, into the hole).
+  for (uint64_t id : sent) bob.Send(MessageReceipt{id});
+  bob.Call<Pong>(Ping{});
+  const auto hole_deadline = std::chrono::steady_clock::now() + 10s;
+  while (relay.dropped_from_target() == 0 &&
+         std::chrono::steady_clock::now() < hole_deadline) {
+    bob.Pump(10ms);  // a bounded wait, for the relay thread to read
+  }
+  ASSERT_GT(relay.dropped_from_target(), 0u) << "nothing went into the hole";
+
+  // alice again, on a new direct connection, with her token, while the old
+  // one still looks alive.
+  options.endpoint = endpoint;
+  Client again(ctx, options);
+  ASSERT_TRUE(again.Resume("alice", sender.token()).ok());
+  std::map<uint64_t, int> got;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  auto take = [&](std::chrono::milliseconds wait) {
+    std::optional<Event> e = again.NextEvent(wait);
+    if (!e) return false;
+    if (auto* s = std::get_if<MessageSuccess>(&*e)) ++got[s->message_id];
+    return true;
+  };
+  while (got.size() < sent.size() &&
+         std::chrono::steady_clock::now() < deadline) {
+    take(100ms);
+  }
+  // Acknowledged as handed over: FETCH_NOTICES (behind the acknowledgements)
+  // finds nothing left, and anything pushed again before its reply was
+  // dropped as a repeat.
+  Result<FetchResult> left = again.FetchNotices();
+  ASSERT_TRUE(left.ok()) << left.status().ToString();
+  EXPECT_EQ(left->count, 0u);
+  EXPECT_EQ(left->remaining, 0u);
+  while (take(0ms)) {
+  }
+  std::set<uint64_t> ids;
+  for (const auto& [id, n] : got) {
+    ids.insert(id);
+    EXPECT_EQ(n, 1) << "notice " << id << " handed over " << n << " times";
+  }
+  EXPECT_EQ(ids, sent);
 }
 
 }  // namespace
