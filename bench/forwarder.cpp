@@ -93,6 +93,8 @@ int RunForwarder(const std::string& bind, const std::string& endpoint_file) {
                                   it->second.client_msg_id}});
           sent.erase(it);
         }
+      } else if (std::holds_alternative<NoticeReceipt>(m->body)) {
+        // Notices are not kept here: nothing to acknowledge, no reply.
       } else if (std::holds_alternative<Ping>(m->body)) {
         send(route, {req, Pong{}});
       } else {

@@ -303,6 +303,8 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
             return;
           }
           if (measuring) confirmed.push_back(NowNs() - it->second);
+          // As a client does: the broker keeps the notice until then.
+          conns[i]->Send(NoticeReceipt{ok->message_id});
           s.sent_at.erase(it);
           --s.in_flight;
           ++completed;

@@ -15,16 +15,13 @@ void Responder::Reply(Body body) {
        static_cast<int>(index_)});
 }
 
-void Responder::Push(std::string_view routing_id, const Body& body,
-                     uint64_t notice_group) {
-  PushFrame(routing_id, Encode(Message{0, body}), notice_group);
+void Responder::Push(std::string_view routing_id, const Body& body) {
+  PushFrame(routing_id, Encode(Message{0, body}));
 }
 
-void Responder::PushFrame(std::string_view routing_id, std::string frame,
-                          uint64_t notice_group) {
+void Responder::PushFrame(std::string_view routing_id, std::string frame) {
   batch_.outbox_.push_back(
-      {{std::string(routing_id), std::move(frame), notice_group},
-       static_cast<int>(index_)});
+      {{std::string(routing_id), std::move(frame)}, static_cast<int>(index_)});
 }
 
 void Responder::OnRollback(std::function<void()> undo) {

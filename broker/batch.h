@@ -29,10 +29,6 @@ namespace zchat {
 struct OutFrame {
   std::string routing_id;
   std::string frame;
-  // Nonzero for a sender notice (MESSAGE_SUCCESS, MESSAGE_UNDELIVERABLE):
-  // if every frame of its group bounces (the peer is gone), the notice is
-  // stored for the sender's next login instead of being lost (Notices).
-  uint64_t notice_group = 0;
 };
 
 // Who asked, and what a refusal of it must echo.
@@ -52,11 +48,9 @@ class Responder {
   // The reply to the requesting connection, echoing its request id.
   void Reply(Body body);
   // A push (request id 0) to any connection.
-  void Push(std::string_view routing_id, const Body& body,
-            uint64_t notice_group = 0);
+  void Push(std::string_view routing_id, const Body& body);
   // An already encoded push (one encoding fanned out to several sessions).
-  void PushFrame(std::string_view routing_id, std::string frame,
-                 uint64_t notice_group = 0);
+  void PushFrame(std::string_view routing_id, std::string frame);
   // Runs `undo` if the batch fails and this request depended on it.
   void OnRollback(std::function<void()> undo);
 

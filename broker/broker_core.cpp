@@ -16,7 +16,7 @@ BrokerCore::BrokerCore(Store& store, HashPool& hashes, BrokerConfig config,
       config_(config),
       clock_(std::move(clock)),
       throttle_(config.throttle),
-      notices_(store, sessions_),
+      notices_(store, sessions_, config.max_notices_per_account),
       batch_(store) {}
 
 Context BrokerCore::MakeContext() {
@@ -28,9 +28,6 @@ void BrokerCore::BeginBatch() {
   assert(!in_batch_);
   in_batch_ = true;
   batch_.Begin();
-  if (Status s = notices_.StoreBounced(); !s.ok()) {
-    Log(LogLevel::kWarn, "notices for gone senders lost: " + s.ToString());
-  }
 }
 
 std::vector<OutFrame> BrokerCore::EndBatch() {

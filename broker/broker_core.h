@@ -63,8 +63,6 @@ class BrokerCore {
   // The transport could not deliver to this peer (it is gone): its session
   // ends. Queued messages stay queued.
   void OnPeerGone(std::string_view routing_id);
-  // A frame of a notice group bounced (see OutFrame::notice_group).
-  void OnNoticeBounced(uint64_t group) { notices_.OnBounced(group); }
 
   const SessionTable& sessions() const { return sessions_; }
 

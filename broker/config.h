@@ -21,6 +21,9 @@ struct BrokerConfig {
   // hashing, and their bytes; past either, a request is refused with busy.
   size_t max_waiting_requests = 32;
   size_t max_waiting_bytes = 512 * 1024;
+  // Unacknowledged sender notices kept per account; past it, those of the
+  // oldest messages are dropped (docs/semantics.md).
+  int64_t max_notices_per_account = 10'000;
   ThrottlePolicy throttle;
 };
 

@@ -5,11 +5,11 @@
 namespace zchat {
 
 void PushToAccount(Context& ctx, Responder& out, int64_t account_id,
-                   const Body& body, uint64_t notice_group) {
+                   const Body& body) {
   std::vector<std::string> targets = ctx.sessions.SessionsOf(account_id);
   if (targets.empty()) return;
   const std::string frame = Encode(Message{0, body});
-  for (const std::string& id : targets) out.PushFrame(id, frame, notice_group);
+  for (const std::string& id : targets) out.PushFrame(id, frame);
 }
 
 }  // namespace zchat

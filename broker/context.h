@@ -52,6 +52,6 @@ void ChangeSession(Context& ctx, Responder& out, Peer& peer,
 
 // Pushes `body` to every session of an account (none: nothing is sent).
 void PushToAccount(Context& ctx, Responder& out, int64_t account_id,
-                   const Body& body, uint64_t notice_group = 0);
+                   const Body& body);
 
 }  // namespace zchat

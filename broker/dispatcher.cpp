@@ -31,6 +31,8 @@ struct Table {
         {HandleMessageReceipt, nullptr, kLoggedIn});
     Set(MessageType::kDeletionRequest,
         {HandleDeletionRequest, nullptr, kLoggedIn});
+    Set(MessageType::kNoticeReceipt, {HandleNoticeReceipt, nullptr, kLoggedIn});
+    Set(MessageType::kFetchNotices, {HandleFetchNotices, nullptr, kLoggedIn});
   }
   void Set(MessageType type, Route route) {
     routes[static_cast<size_t>(type)] = route;

@@ -24,12 +24,6 @@ Verdict HandleDeletionRequest(Context& ctx, Request& req, const Message& m) {
   // Every sender of a discarded message learns it will never arrive.
   for (const QueuedMessage& q : *purged) {
     if (q.sender_id == id) continue;
-    if (!ctx.sessions.IsOnline(q.sender_id)) {
-      Result<std::optional<Account>> sender =
-          ctx.store.FindAccountById(q.sender_id);
-      if (!sender.ok()) return sender.status();
-      if (!sender->has_value()) continue;  // the sender is gone too
-    }
     Status s = ctx.notices.Deliver(req.out, q.sender_id,
                                    Notice{NoticeKind::kUndeliverable, q.id,
                                           q.recipient_name, q.client_msg_id});

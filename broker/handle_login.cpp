@@ -30,8 +30,8 @@ Verdict BadCredentials() {
   return Status(ErrorCode::kBadCredentials, kBadCredentials);
 }
 
-// The session starts: LOGIN_SUCCESS, then the notices stored while the user
-// had no session.
+// The session starts: LOGIN_SUCCESS, then the oldest notices the user has not
+// acknowledged (up to one fetch's worth; FETCH_NOTICES gets the rest).
 Verdict StartSession(Context& ctx, Request& req, const Account& account,
                      std::string token, std::string token_hash) {
   Result<int64_t> pending = ctx.store.CountPending(account.id);
@@ -48,7 +48,11 @@ Verdict StartSession(Context& ctx, Request& req, const Account& account,
   }
   req.Reply(LoginSuccess{account.name, static_cast<uint64_t>(*pending),
                          std::move(token)});
-  return ctx.notices.DeliverStored(req.out, account.id);
+  Result<Notices::Resent> resent =
+      ctx.notices.Resend(req.out, req.peer.routing_id, account.id,
+                         static_cast<int64_t>(kMaxFetchLimit));
+  if (!resent.ok()) return resent.status();
+  return Verdict::Accepted();
 }
 
 }  // namespace

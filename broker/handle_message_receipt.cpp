@@ -1,5 +1,6 @@
 // MESSAGE_RECEIPT: the recipient confirms a message; it leaves the queue and
-// its sender is told (Notices). No reply when accepted.
+// its sender is told (Notices, kept until acknowledged). No reply when
+// accepted.
 #include "broker/handlers.h"
 
 namespace zchat {
@@ -23,13 +24,7 @@ Verdict HandleMessageReceipt(Context& ctx, Request& req, const Message& m) {
       break;
   }
   const QueuedMessage& q = r->message;
-  // The sender hears of it now, or at its next login (unless it is gone).
-  if (!ctx.sessions.IsOnline(q.sender_id)) {
-    Result<std::optional<Account>> sender =
-        ctx.store.FindAccountById(q.sender_id);
-    if (!sender.ok()) return sender.status();
-    if (!sender->has_value()) return Verdict::Accepted();
-  }
+  // The sender hears of it now and until it acknowledges (unless it is gone).
   return ctx.notices.Deliver(
       req.out, q.sender_id,
       Notice{NoticeKind::kDelivered, q.id, q.recipient_name, q.client_msg_id});

@@ -27,5 +27,7 @@ Verdict HandleFetchMessages(Context& ctx, Request& req, const Message& m);
 Verdict HandleMessageReceipt(Context& ctx, Request& req, const Message& m);
 Verdict HandleDeletionRequest(Context& ctx, Request& req, const Message& m);
 Verdict HandlePing(Context& ctx, Request& req, const Message& m);
+Verdict HandleNoticeReceipt(Context& ctx, Request& req, const Message& m);
+Verdict HandleFetchNotices(Context& ctx, Request& req, const Message& m);
 
 }  // namespace zchat

@@ -1,5 +1,8 @@
 #include "broker/notices.h"
 
+#include <algorithm>
+
+#include "broker/log.h"
 #include "messages/codec.h"
 
 namespace zchat {
@@ -17,38 +20,45 @@ Body Notices::ToBody(const Notice& n) {
 Status Notices::Deliver(Responder& out, int64_t account_id,
                         const Notice& notice) {
   const std::vector<std::string> sessions = sessions_.SessionsOf(account_id);
-  if (sessions.empty()) return store_.AddNotice(account_id, notice);
-  const uint64_t group = next_group_++;
-  groups_[group] =
-      Group{account_id, notice, static_cast<int>(sessions.size()), 0};
+  if (sessions.empty()) {
+    // An online account exists (deletion ends its sessions); an offline one
+    // may be gone, and then nobody is left to tell.
+    Result<std::optional<Account>> account = store_.FindAccountById(account_id);
+    if (!account.ok()) return account.status();
+    if (!account->has_value()) return Status::Ok();
+  }
+  Result<int64_t> dropped = store_.AddNotice(account_id, notice, cap_);
+  if (!dropped.ok()) return dropped.status();
+  if (*dropped > 0) {
+    Log(LogLevel::kWarn, "account " + std::to_string(account_id) + " has " +
+                             std::to_string(cap_) +
+                             " unacknowledged notices; dropped the oldest " +
+                             std::to_string(*dropped));
+  }
+  if (sessions.empty()) return Status::Ok();
   const std::string frame = Encode(Message{0, ToBody(notice)});
-  for (const std::string& id : sessions) out.PushFrame(id, frame, group);
+  for (const std::string& id : sessions) out.PushFrame(id, frame);
   return Status::Ok();
 }
 
-Status Notices::DeliverStored(Responder& out, int64_t account_id) {
-  Result<std::vector<Notice>> stored = store_.TakeNotices(account_id);
+Result<Notices::Resent> Notices::Resend(Responder& out,
+                                        std::string_view routing_id,
+                                        int64_t account_id, int64_t limit) {
+  Result<int64_t> total = store_.CountNotices(account_id);
+  if (!total.ok()) return total.status();
+  Resent resent;
+  if (*total == 0) return resent;
+  Result<std::vector<Notice>> stored = store_.ListNotices(account_id, limit);
   if (!stored.ok()) return stored.status();
-  for (const Notice& n : *stored) {
-    if (Status s = Deliver(out, account_id, n); !s.ok()) return s;
-  }
-  return Status::Ok();
+  for (const Notice& n : *stored) out.Push(routing_id, ToBody(n));
+  resent.count = static_cast<int64_t>(stored->size());
+  resent.remaining = std::max<int64_t>(0, *total - resent.count);
+  return resent;
 }
 
-void Notices::OnBounced(uint64_t group) {
-  if (auto it = groups_.find(group); it != groups_.end()) ++it->second.bounced;
-}
-
-Status Notices::StoreBounced() {
-  Status result;
-  for (const auto& [id, g] : groups_) {
-    if (g.bounced < g.frames) continue;  // some session got it
-    if (Status s = store_.AddNotice(g.account_id, g.notice); !s.ok()) {
-      result = s;
-    }
-  }
-  groups_.clear();
-  return result;
+Status Notices::Acknowledge(int64_t account_id, int64_t message_id) {
+  Result<bool> removed = store_.AckNotice(account_id, message_id);
+  return removed.ok() ? Status::Ok() : removed.status();
 }
 
 }  // namespace zchat

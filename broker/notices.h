@@ -1,12 +1,15 @@
-// Notices: the sender's side of delivery. MESSAGE_SUCCESS and
-// MESSAGE_UNDELIVERABLE go to every session of the sender; a sender with no
-// session gets them from the store at its next login. A notice pushed to
-// sessions that all turn out to be gone (every frame bounced) is stored
-// too, at the start of the next batch. Loop thread only.
+// Notices: the sender's side of delivery, at-least-once. A MESSAGE_SUCCESS or
+// MESSAGE_UNDELIVERABLE is stored in the transaction of the receipt (or
+// forced deletion) that caused it, pushed at once to every session of the
+// sender, pushed again after each of the sender's logins and on
+// FETCH_NOTICES, and removed only when the sender acknowledges it
+// (NOTICE_RECEIPT). Clients drop repeats by message id. An account keeps at
+// most `cap` notices: past it, those of its oldest messages are dropped (and
+// logged). Loop thread only.
 #pragma once
 
 #include <cstdint>
-#include <unordered_map>
+#include <string_view>
 
 #include "broker/batch.h"
 #include "broker/session_table.h"
@@ -16,36 +19,34 @@ namespace zchat {
 
 class Notices {
  public:
-  Notices(Store& store, SessionTable& sessions)
-      : store_(store), sessions_(sessions) {}
+  Notices(Store& store, SessionTable& sessions, int64_t cap)
+      : store_(store), sessions_(sessions), cap_(cap) {}
 
-  // Tells `account_id` now, or stores the notice for its next login.
+  // Stores the notice for `account_id` and pushes it to its sessions. An
+  // account that no longer exists gets nothing.
   [[nodiscard]] Status Deliver(Responder& out, int64_t account_id,
                                const Notice& notice);
-  // Pushes the notices stored for `account_id`, oldest first, and removes
-  // them from the store (in the batch's transaction).
-  [[nodiscard]] Status DeliverStored(Responder& out, int64_t account_id);
 
-  // A frame of a notice group bounced (see OutFrame::notice_group).
-  void OnBounced(uint64_t group);
-  // Stores the notices of the last batch that reached no session. Called at
-  // the start of a batch, inside its transaction.
-  [[nodiscard]] Status StoreBounced();
+  struct Resent {
+    int64_t count = 0;      // notices pushed
+    int64_t remaining = 0;  // notices stored but not pushed
+  };
+  // Pushes the oldest `limit` notices of `account_id` to one session (after
+  // a login, or for FETCH_NOTICES). Reads only.
+  [[nodiscard]] Result<Resent> Resend(Responder& out,
+                                      std::string_view routing_id,
+                                      int64_t account_id, int64_t limit);
+
+  // The sender has the notice of `message_id`: forget it. Unknown or already
+  // acknowledged: nothing happens.
+  [[nodiscard]] Status Acknowledge(int64_t account_id, int64_t message_id);
 
   static Body ToBody(const Notice& notice);
 
  private:
-  struct Group {
-    int64_t account_id = 0;
-    Notice notice;
-    int frames = 0;
-    int bounced = 0;
-  };
   Store& store_;
   SessionTable& sessions_;
-  // Groups sent by the last batch, checked at the next StoreBounced.
-  std::unordered_map<uint64_t, Group> groups_;
-  uint64_t next_group_ = 1;
+  const int64_t cap_;
 };
 
 }  // namespace zchat

@@ -179,13 +179,11 @@ void Server::Flush(std::vector<OutFrame> frames) {
       if (!router_.send(id,
                         zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
         ++dropped_sends_;  // the peer's queue is full: it is not reading
-        if (out.notice_group) core_->OnNoticeBounced(out.notice_group);
         continue;
       }
       (void)router_.send(body, zmq::send_flags::dontwait);
     } catch (const zmq::error_t& e) {
       if (e.num() == EHOSTUNREACH) {
-        if (out.notice_group) core_->OnNoticeBounced(out.notice_group);
         core_->OnPeerGone(out.routing_id);
       } else {
         Log(LogLevel::kWarn, std::string("send: ") + e.what());

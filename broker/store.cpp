@@ -118,6 +118,28 @@ CREATE TABLE tokens(
 CREATE INDEX tokens_by_account ON tokens(account_id);
 )sql";
 
+// Notices are kept until the sender acknowledges them (NOTICE_RECEIPT), so
+// the table is written twice per confirmed message: keyed by (account,
+// message) in one b-tree, an insert and an acknowledgement touch one b-tree
+// each, and an account's notices are a key range in message id order. A
+// message has one sender and ends once (confirmed or purged), so it has at
+// most one notice.
+constexpr const char* kSchemaV2 = R"sql(
+CREATE TABLE notices_v2(
+  account_id INTEGER NOT NULL,
+  message_id INTEGER NOT NULL,
+  kind INTEGER NOT NULL,
+  peer_name TEXT NOT NULL,
+  client_msg_id INTEGER NOT NULL,
+  PRIMARY KEY(account_id, message_id)) WITHOUT ROWID;
+INSERT OR IGNORE INTO notices_v2(account_id, message_id, kind, peer_name,
+                                 client_msg_id)
+  SELECT account_id, message_id, kind, peer_name, client_msg_id
+  FROM notices ORDER BY id;
+DROP TABLE notices;
+ALTER TABLE notices_v2 RENAME TO notices;
+)sql";
+
 // client_msg_id is a uint64 on the wire; SQLite integers are signed 64-bit.
 // The bit pattern is stored as is.
 int64_t ToSql(uint64_t v) { return static_cast<int64_t>(v); }
@@ -257,7 +279,7 @@ Status Store::CheckNotNewer(int64_t version) {
 Status Store::Migrate() {
   // Each step takes the schema from version N to N+1 in one transaction,
   // reading N inside it (another broker may be migrating the same file).
-  static const char* const kMigrations[] = {kSchemaV1};
+  static const char* const kMigrations[] = {kSchemaV1, kSchemaV2};
   static_assert(std::size(kMigrations) == kSchemaVersion);
   for (;;) {
     if (Status s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
@@ -302,6 +324,7 @@ void Store::NoticeLostTransaction() {
 void Store::ForgetTransaction() {
   accounts_by_key_.clear();
   pending_counts_.clear();
+  notice_counts_.clear();
   account_ids_.behind = true;
   message_ids_.behind = true;
 }
@@ -416,6 +439,7 @@ Result<std::vector<QueuedMessage>> Store::DeleteAccount(int64_t id) {
   // Forgetting a cache entry is always safe (a miss reloads it), so the
   // account's count goes first, whatever happens below.
   pending_counts_.erase(id);
+  notice_counts_.erase(id);
   std::vector<QueuedMessage> purged;
   {
     Statement& st = Prepare(
@@ -619,26 +643,56 @@ Result<ReceiptResult> Store::ConfirmDelivery(int64_t recipient_id,
   return result;
 }
 
-Status Store::AddNotice(int64_t account_id, const Notice& n) {
+Result<int64_t> Store::AddNotice(int64_t account_id, const Notice& n,
+                                 int64_t cap) {
   if (Status s = RequireTransaction(); !s.ok()) return s;
+  Result<int64_t> count = CountNotices(account_id);
+  if (!count.ok()) return count.status();
   Statement& st = Prepare(
-      "INSERT INTO notices(account_id, kind, message_id, peer_name, "
+      "INSERT OR IGNORE INTO notices(account_id, message_id, kind, peer_name, "
       "client_msg_id) VALUES(?, ?, ?, ?, ?)");
   st.Bind(1, account_id)
-      .Bind(2, static_cast<int64_t>(n.kind))
-      .Bind(3, n.message_id)
+      .Bind(2, n.message_id)
+      .Bind(3, static_cast<int64_t>(n.kind))
       .Bind(4, n.peer_name)
       .Bind(5, ToSql(n.client_msg_id));
   if (st.Run() != SQLITE_DONE) return Error("add notice");
-  return Status::Ok();
+  int64_t& stored = notice_counts_[account_id];
+  stored = *count + sqlite3_changes(db());
+  if (stored <= cap) return int64_t{0};
+  // Over the cap: the notices of the oldest messages go.
+  const int64_t excess = stored - cap;
+  Statement& drop = Prepare(
+      "DELETE FROM notices WHERE account_id = ?1 AND message_id IN "
+      "(SELECT message_id FROM notices WHERE account_id = ?1 "
+      "ORDER BY message_id LIMIT ?2)");
+  drop.Bind(1, account_id).Bind(2, excess);
+  if (drop.Run() != SQLITE_DONE) return Error("add notice");
+  const int64_t dropped = sqlite3_changes(db());
+  stored -= dropped;
+  return dropped;
 }
 
-Result<std::vector<Notice>> Store::TakeNotices(int64_t account_id) {
-  if (Status s = RequireTransaction(); !s.ok()) return s;
+Result<int64_t> Store::CountNotices(int64_t account_id) {
+  NoticeLostTransaction();
+  if (auto it = notice_counts_.find(account_id); it != notice_counts_.end()) {
+    return it->second;
+  }
+  Statement& st = Prepare("SELECT count(*) FROM notices WHERE account_id = ?");
+  st.Bind(1, account_id);
+  if (st.Step() != SQLITE_ROW) return Error("count notices");
+  const int64_t n = st.Int(0);
+  st.Reset();
+  CachePut(notice_counts_, kNoticeCountCacheSize, account_id, n);
+  return n;
+}
+
+Result<std::vector<Notice>> Store::ListNotices(int64_t account_id,
+                                               int64_t limit) {
   Statement& st = Prepare(
       "SELECT kind, message_id, peer_name, client_msg_id FROM notices "
-      "WHERE account_id = ? ORDER BY id");
-  st.Bind(1, account_id);
+      "WHERE account_id = ? ORDER BY message_id LIMIT ?");
+  st.Bind(1, account_id).Bind(2, limit);
   std::vector<Notice> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
@@ -646,13 +700,25 @@ Result<std::vector<Notice>> Store::TakeNotices(int64_t account_id) {
                          std::string(st.Text(2)), FromSql(st.Int(3))});
   }
   st.Reset();
-  if (rc != SQLITE_DONE) return Error("take notices");
-  if (!out.empty() && Prepare("DELETE FROM notices WHERE account_id = ?")
-                              .Bind(1, account_id)
-                              .Run() != SQLITE_DONE) {
-    return Error("take notices");
-  }
+  if (rc != SQLITE_DONE) return Error("list notices");
   return out;
+}
+
+Result<bool> Store::AckNotice(int64_t account_id, int64_t message_id) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  if (Prepare("DELETE FROM notices WHERE account_id = ? AND message_id = ?")
+          .Bind(1, account_id)
+          .Bind(2, message_id)
+          .Run() != SQLITE_DONE) {
+    return Error("acknowledge notice");
+  }
+  const bool removed = sqlite3_changes(db()) > 0;
+  if (removed) {
+    if (auto it = notice_counts_.find(account_id); it != notice_counts_.end()) {
+      --it->second;
+    }
+  }
+  return removed;
 }
 
 Status Store::AddToken(std::string_view token_hash, int64_t account_id,

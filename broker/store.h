@@ -5,7 +5,7 @@
 //
 // Transactions. Writes happen inside a transaction that the caller opens with
 // Begin() and ends with Commit() (group commit of a whole batch); outside
-// one, reads work and writes (including TakeNotices) are refused with
+// one, reads work and writes (including AckNotice) are refused with
 // kStorage. A transaction ends without its writes when the caller calls
 // Rollback(), when Commit() fails, or when SQLite drops it by itself after a
 // failed statement (disk full, I/O error; InTransaction() turns false).
@@ -14,9 +14,11 @@
 //   - accounts by key (FindAccount), bounded (cleared when full);
 //   - each account's count of queued messages (CountPending), loaded by
 //     counting on first use and then kept exact by Enqueue, ConfirmDelivery
-//     and DeleteAccount.
+//     and DeleteAccount;
+//   - each account's count of stored notices (CountNotices), likewise kept
+//     exact by AddNotice, AckNotice and DeleteAccount.
 // They reflect the writes of the open transaction. When a transaction ends
-// without its writes (any of the three ways above), both caches are dropped
+// without its writes (any of the three ways above), the caches are dropped
 // whole: the store notices a transaction SQLite dropped at its next call.
 //
 // Ids. Account and message ids are never handed out twice by one Store,
@@ -74,7 +76,8 @@ struct QueuedMessage {
 
 enum class NoticeKind : int { kDelivered = 1, kUndeliverable = 2 };
 
-// A MESSAGE_SUCCESS or MESSAGE_UNDELIVERABLE waiting for its (offline) sender.
+// A MESSAGE_SUCCESS or MESSAGE_UNDELIVERABLE kept until its sender
+// acknowledges it (NOTICE_RECEIPT).
 struct Notice {
   NoticeKind kind = NoticeKind::kDelivered;
   int64_t message_id = 0;
@@ -102,7 +105,7 @@ class Store {
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Transactions (see the top of this file). Commit failing (disk full)
   // rolls everything back. Rollback outside a transaction only drops the
@@ -143,10 +146,17 @@ class Store {
   Result<ReceiptResult> ConfirmDelivery(int64_t recipient_id,
                                         int64_t message_id);
 
-  // Notices for senders who were offline. TakeNotices returns the account's
-  // notices, oldest first, and deletes them: a write (needs a transaction).
-  Status AddNotice(int64_t account_id, const Notice& notice);
-  Result<std::vector<Notice>> TakeNotices(int64_t account_id);
+  // Sender notices, kept until the sender acknowledges them. AddNotice
+  // stores one (a second notice for the same message is ignored) and, if the
+  // account then holds more than `cap`, deletes the notices of its oldest
+  // messages down to `cap`; returns how many it deleted. ListNotices reads
+  // the oldest `limit` (ascending message id). AckNotice removes one and
+  // says whether it was there. CountNotices is served from a cache.
+  Result<int64_t> AddNotice(int64_t account_id, const Notice& notice,
+                            int64_t cap);
+  Result<int64_t> CountNotices(int64_t account_id);
+  Result<std::vector<Notice>> ListNotices(int64_t account_id, int64_t limit);
+  Result<bool> AckNotice(int64_t account_id, int64_t message_id);
 
   // Session tokens, stored as hashes.
   Status AddToken(std::string_view token_hash, int64_t account_id,
@@ -176,6 +186,7 @@ class Store {
   };
   static constexpr size_t kAccountCacheSize = 100'000;
   static constexpr size_t kPendingCacheSize = 100'000;
+  static constexpr size_t kNoticeCountCacheSize = 100'000;
 
   explicit Store(sqlite3* db);
   sqlite3* db() const { return db_.get(); }
@@ -215,6 +226,7 @@ class Store {
   // Caches (see the top of this file).
   std::unordered_map<std::string, Account> accounts_by_key_;
   std::unordered_map<int64_t, int64_t> pending_counts_;
+  std::unordered_map<int64_t, int64_t> notice_counts_;
 };
 
 }  // namespace zchat

@@ -211,6 +211,16 @@ void Client::Confirm(uint64_t message_id) {
   SendFrame(id, in_flight_[id].body);
 }
 
+Result<FetchResult> Client::FetchNotices(std::optional<uint64_t> limit) {
+  return Call<FetchResult>(zchat::FetchNotices{limit});
+}
+
+void Client::AcknowledgeNotice(uint64_t message_id) {
+  const uint64_t id = next_request_id_++;
+  in_flight_[id] = InFlight{NoticeReceipt{message_id}, true, false};
+  SendFrame(id, in_flight_[id].body);
+}
+
 Result<DeletionSuccess> Client::DeleteAccount(bool force, uint64_t* pending) {
   Result<Message> reply = Wait(Start(DeletionRequest{force}));
   if (!reply.ok()) return reply.status();
@@ -238,12 +248,16 @@ std::optional<Event> Client::NextEvent(std::chrono::milliseconds timeout) {
     if (!events_.empty()) {
       Event event = std::move(events_.front());
       events_.pop_front();
-      // The application has the message now: confirm it.
+      // The application has the message or notice now: confirm it.
       if (auto* m = std::get_if<DistributeMessage>(&event)) {
-        if (auto it = seen_.find(m->message_id); it != seen_.end()) {
-          it->second = true;
-        }
+        seen_messages_.MarkHandedOver(m->message_id);
         if (options_.auto_receipt) Confirm(m->message_id);
+      } else if (auto* s = std::get_if<MessageSuccess>(&event)) {
+        seen_notices_.MarkHandedOver(s->message_id);
+        if (options_.auto_receipt) AcknowledgeNotice(s->message_id);
+      } else if (auto* u = std::get_if<MessageUndeliverable>(&event)) {
+        seen_notices_.MarkHandedOver(u->message_id);
+        if (options_.auto_receipt) AcknowledgeNotice(u->message_id);
       }
       return event;
     }
@@ -344,29 +358,45 @@ void Client::MaybePing() {
   SendFrame(id, in_flight_[id].body);
 }
 
-bool Client::Remember(uint64_t message_id) {
-  if (!seen_.emplace(message_id, false).second) return false;
-  seen_order_.push_back(message_id);
-  if (seen_order_.size() > options_.dedup_window) {
-    seen_.erase(seen_order_.front());
-    seen_order_.pop_front();
+bool Client::SeenIds::Remember(uint64_t id, size_t window) {
+  if (!handed.emplace(id, false).second) return false;
+  order.push_back(id);
+  if (order.size() > window) {
+    handed.erase(order.front());
+    order.pop_front();
   }
   return true;
+}
+
+bool Client::SeenIds::HandedOver(uint64_t id) const {
+  auto it = handed.find(id);
+  return it != handed.end() && it->second;
+}
+
+void Client::SeenIds::MarkHandedOver(uint64_t id) {
+  if (auto it = handed.find(id); it != handed.end()) it->second = true;
+}
+
+template <class T>
+void Client::OnPush(T push, SeenIds& seen, void (Client::*confirm)(uint64_t)) {
+  const uint64_t id = push.message_id;
+  if (seen.Remember(id, options_.dedup_window)) {
+    events_.push_back(std::move(push));
+  } else if (options_.auto_receipt && seen.HandedOver(id)) {
+    // Handed over before, so confirmed before: that receipt was lost (or
+    // is still on its way; a second one is harmless).
+    (this->*confirm)(id);
+  }
 }
 
 void Client::HandleFrame(Message m) {
   if (m.request_id == 0) {
     if (auto* d = std::get_if<DistributeMessage>(&m.body)) {
-      if (Remember(d->message_id)) {
-        events_.push_back(std::move(*d));
-      } else if (options_.auto_receipt && seen_[d->message_id]) {
-        // Handed over before, so confirmed before: that receipt was lost.
-        Confirm(d->message_id);
-      }
+      OnPush(std::move(*d), seen_messages_, &Client::Confirm);
     } else if (auto* s = std::get_if<MessageSuccess>(&m.body)) {
-      events_.push_back(std::move(*s));
+      OnPush(std::move(*s), seen_notices_, &Client::AcknowledgeNotice);
     } else if (auto* u = std::get_if<MessageUndeliverable>(&m.body)) {
-      events_.push_back(std::move(*u));
+      OnPush(std::move(*u), seen_notices_, &Client::AcknowledgeNotice);
     } else if (auto* e = std::get_if<SessionEnded>(&m.body)) {
       logged_in_ = false;
       if (e->code == ErrorCode::kAccountDeleted) token_.clear();

@@ -9,7 +9,9 @@
 // backoff), logs in again with its session token and resends the requests
 // still unanswered (sends are idempotent by client_msg_id). Incoming
 // messages are de-duplicated by message id and confirmed with a receipt once
-// NextEvent has handed them to the application.
+// NextEvent has handed them to the application; so are delivery notices
+// (MESSAGE_SUCCESS, MESSAGE_UNDELIVERABLE), which the broker resends until
+// acknowledged with NOTICE_RECEIPT.
 //
 // Thread-safety: none. A Client, like the ZeroMQ socket inside it, must be
 // used from one thread at a time.
@@ -38,8 +40,10 @@ struct ClientOptions {
   std::chrono::milliseconds ping_interval{20'000};  // PING after this idle
   std::chrono::milliseconds reconnect_min{100};     // ZeroMQ backoff bounds
   std::chrono::milliseconds reconnect_max{5'000};
-  bool auto_receipt = true;       // confirm messages as NextEvent returns them
-  size_t dedup_window = 100'000;  // message ids remembered for dedup
+  // Confirm messages (MESSAGE_RECEIPT) and acknowledge notices
+  // (NOTICE_RECEIPT) as NextEvent returns them.
+  bool auto_receipt = true;
+  size_t dedup_window = 100'000;  // ids remembered for dedup, of each kind
   // CurveZMQ: the broker's public key (40 Z85 characters, from
   // 'zchat-broker keygen'). Empty: plain text. The client's own key pair is
   // made fresh for each connection.
@@ -91,6 +95,13 @@ class Client {
   // Explicit receipt (when auto_receipt is off). Fire and forget: a refusal
   // comes back later and is dropped.
   void Confirm(uint64_t message_id);
+  // The notices not yet acknowledged come again as MessageSuccess /
+  // MessageUndeliverable events (repeats of ones already handed over are
+  // dropped, and acknowledged again).
+  Result<FetchResult> FetchNotices(std::optional<uint64_t> limit = {});
+  // Explicit notice acknowledgement (when auto_receipt is off); fire and
+  // forget like Confirm.
+  void AcknowledgeNotice(uint64_t message_id);
   // With has_pending, *pending (if given) is how many messages wait.
   Result<DeletionSuccess> DeleteAccount(bool force,
                                         uint64_t* pending = nullptr);
@@ -137,7 +148,19 @@ class Client {
   template <class T>
   Result<T> Call(Body request);
   Status FailureOf(const Message& reply) const;
-  bool Remember(uint64_t message_id);  // false if seen before
+  // Ids seen -> whether NextEvent has handed the event over; the oldest are
+  // forgotten past the dedup window.
+  struct SeenIds {
+    std::unordered_map<uint64_t, bool> handed;
+    std::deque<uint64_t> order;
+    bool Remember(uint64_t id, size_t window);  // false if seen before
+    bool HandedOver(uint64_t id) const;
+    void MarkHandedOver(uint64_t id);
+  };
+  // Queues a message or notice event unless it is a repeat; a repeat of one
+  // handed over before is confirmed again (that receipt may be lost).
+  template <class T>
+  void OnPush(T push, SeenIds& seen, void (Client::*confirm)(uint64_t));
 
   ClientOptions options_;
   std::unique_ptr<zmq::context_t> own_context_;
@@ -151,9 +174,8 @@ class Client {
   std::map<uint64_t, InFlight> in_flight_;
   std::map<uint64_t, Message> replies_;
   std::deque<Event> events_;
-  // Message ids seen -> whether NextEvent has handed the message over.
-  std::unordered_map<uint64_t, bool> seen_;
-  std::deque<uint64_t> seen_order_;
+  SeenIds seen_messages_;  // DISTRIBUTE_MESSAGE ids
+  SeenIds seen_notices_;   // MESSAGE_SUCCESS / MESSAGE_UNDELIVERABLE ids
   std::chrono::steady_clock::time_point last_send_;
 
   bool logged_in_ = false;

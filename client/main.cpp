@@ -236,6 +236,7 @@ int main(int argc, char** argv) {
                                                   : Outcome::kRefused;
   };
   auto finish = [&](Outcome r) {
+    shell.ShowEvents();  // shown, so acknowledged, before the LOGOUT
     const Outcome settled = settle(/*logout=*/true);
     shell.ShowEvents();
     return Status(r != Outcome::kOk ? r : settled);

@@ -10,7 +10,7 @@
 namespace zchat {
 namespace {
 
-static_assert(kMessageTypeCount == 26);
+static_assert(kMessageTypeCount == 28);
 
 // Envelope keys, present in every frame.
 constexpr std::string_view kVersionKey = "v";

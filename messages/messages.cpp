@@ -34,6 +34,8 @@ constexpr std::array<std::string_view, kMessageTypeCount> kTypeNames = {
     "ERROR",
     "MESSAGE_UNDELIVERABLE",
     "SESSION_ENDED",
+    "NOTICE_RECEIPT",
+    "FETCH_NOTICES",
 };
 
 constexpr std::array<std::string_view, kMaxErrorCode + 1> kCodeNames = {

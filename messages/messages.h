@@ -58,6 +58,8 @@ enum class MessageType : uint16_t {
   kError = 24,
   kMessageUndeliverable = 25,
   kSessionEnded = 26,
+  kNoticeReceipt = 27,
+  kFetchNotices = 28,
 };
 
 // Who sends a message: a client request, the broker's reply to one (echoes
@@ -147,6 +149,29 @@ struct MessageReceipt {
   template <class V>
   void Visit(V& v) {
     v.Uint("message_id", message_id, 1, INT64_MAX);
+  }
+};
+
+// The sender acknowledges a MESSAGE_SUCCESS or MESSAGE_UNDELIVERABLE (by its
+// message id): the broker forgets the notice. No reply when accepted.
+struct NoticeReceipt {
+  static constexpr MessageType kType = MessageType::kNoticeReceipt;
+  static constexpr Direction kDirection = Direction::kRequest;
+  uint64_t message_id = 0;
+  template <class V>
+  void Visit(V& v) {
+    v.Uint("message_id", message_id, 1, INT64_MAX);
+  }
+};
+
+// Pushes the oldest unacknowledged notices again, then FETCH_RESULT.
+struct FetchNotices {
+  static constexpr MessageType kType = MessageType::kFetchNotices;
+  static constexpr Direction kDirection = Direction::kRequest;
+  std::optional<uint64_t> limit;  // absent: as many as one fetch allows
+  template <class V>
+  void Visit(V& v) {
+    v.OptUint("limit", limit, 1, kMaxFetchLimit);
   }
 };
 
@@ -387,14 +412,13 @@ struct SessionEnded {
 };
 
 // Every message type, in wire-number order (index + 1 == type number).
-using Body =
-    std::variant<CreateAccount, CreateSuccess, CreateFailure, LoginRequest,
-                 LoginSuccess, LoginFailure, Logout, LogoutSuccess,
-                 ListAccounts, AccountList, SendMessage, MessagePending,
-                 MessageFailure, FetchMessages, FetchResult, DistributeMessage,
-                 MessageReceipt, MessageSuccess, DeletionRequest,
-                 DeletionSuccess, DeletionFailure, Ping, Pong, Error,
-                 MessageUndeliverable, SessionEnded>;
+using Body = std::variant<
+    CreateAccount, CreateSuccess, CreateFailure, LoginRequest, LoginSuccess,
+    LoginFailure, Logout, LogoutSuccess, ListAccounts, AccountList, SendMessage,
+    MessagePending, MessageFailure, FetchMessages, FetchResult,
+    DistributeMessage, MessageReceipt, MessageSuccess, DeletionRequest,
+    DeletionSuccess, DeletionFailure, Ping, Pong, Error, MessageUndeliverable,
+    SessionEnded, NoticeReceipt, FetchNotices>;
 
 inline constexpr size_t kMessageTypeCount = std::variant_size_v<Body>;
 

@@ -32,6 +32,10 @@ DISTRIBUTE_MESSAGE, MESSAGE_RECEIPT, MESSAGE_SUCCESS = 16, 17, 18
 DELETION_REQUEST, DELETION_SUCCESS, DELETION_FAILURE = 19, 20, 21
 PING, PONG, ERROR = 22, 23, 24
 MESSAGE_UNDELIVERABLE, SESSION_ENDED = 25, 26
+NOTICE_RECEIPT, FETCH_NOTICES = 27, 28
+
+# Sender notices: kept by the broker until acknowledged with NOTICE_RECEIPT.
+NOTICE_TYPES = {MESSAGE_SUCCESS, MESSAGE_UNDELIVERABLE}
 
 # Replies that report a refusal; all carry `code` and `reason`.
 FAILURE_TYPES = {CREATE_FAILURE, LOGIN_FAILURE, MESSAGE_FAILURE, DELETION_FAILURE, ERROR}
@@ -79,10 +83,20 @@ class ZchatClient:
     TimeoutError). Replies are matched by `req`; pushes (req 0) that arrive
     meanwhile are buffered and handed out by next_push(). Refusals raise
     ZchatError.
+
+    Sender notices (MESSAGE_SUCCESS, MESSAGE_UNDELIVERABLE) come again after
+    every login until acknowledged: next_push() hands each out once (repeats
+    are dropped by message_id) and, with auto_ack, acknowledges it with
+    NOTICE_RECEIPT as it does.
     """
 
-    def __init__(self, timeout=10.0, context=None):
+    DEDUP_WINDOW = 100_000   # notice ids remembered for dropping repeats
+
+    def __init__(self, timeout=10.0, context=None, auto_ack=True):
         self.timeout = timeout
+        self.auto_ack = auto_ack
+        self._notices_seen = set()     # notice message ids handed out
+        self._notices_order = deque()  # the same ids, oldest first
         self._context = context or zmq.Context.instance()
         self._sock = None
         self._next_req = 1
@@ -155,12 +169,28 @@ class ZchatClient:
         return self._wait(self._send(msg_type, **fields))
 
     def next_push(self, timeout=None):
-        """Return the next push (a dict; see `type`), or None after `timeout` seconds."""
+        """Return the next push (a dict; see `type`), or None after `timeout` seconds.
+        A notice already handed out is not returned again (it is acknowledged
+        again instead, with auto_ack: the first acknowledgement may be lost)."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        while not self._pushes:
-            if not self._read_one(deadline):
-                return None
-        return self._pushes.popleft()
+        while True:
+            while not self._pushes:
+                if not self._read_one(deadline):
+                    return None
+            push = self._pushes.popleft()
+            if push.get("type") not in NOTICE_TYPES:
+                return push
+            mid = push.get("message_id")
+            repeat = mid in self._notices_seen
+            if not repeat:
+                self._notices_seen.add(mid)
+                self._notices_order.append(mid)
+                if len(self._notices_order) > self.DEDUP_WINDOW:
+                    self._notices_seen.discard(self._notices_order.popleft())
+            if self.auto_ack and self._sock is not None and self.username is not None:
+                self.ack_notice(mid)
+            if not repeat:
+                return push
 
     # -- requests ------------------------------------------------------------
 
@@ -239,6 +269,20 @@ class ZchatClient:
             refusal = self._replies.pop(req, None)
             if refusal is not None:
                 raise ZchatError(refusal.get("code", 0), refusal.get("reason", ""), refusal)
+
+    def ack_notice(self, message_id):
+        """Acknowledge a MESSAGE_SUCCESS / MESSAGE_UNDELIVERABLE (NOTICE_RECEIPT):
+        the broker stops sending it again. No reply when accepted; an unknown
+        or repeated one is a no-op. Fire and forget (a refusal is filed as a
+        reply nobody waits for)."""
+        self._send(NOTICE_RECEIPT, message_id=message_id)
+
+    def fetch_notices(self, limit=None):
+        """Ask for the notices not yet acknowledged (oldest message first). They
+        arrive as pushes before the reply and are handed out by next_push()
+        (repeats dropped). Returns (count, remaining)."""
+        reply = self._call(FETCH_NOTICES, limit=limit)
+        return reply.get("count", 0), reply.get("remaining", 0)
 
     def delete_account(self, force=False):
         """Delete the logged-in account; returns the number of purged messages.

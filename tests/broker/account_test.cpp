@@ -153,8 +153,9 @@ TEST_F(CoreTest, SecondLoginOnOneConnectionIsRefused) {
 
 TEST_F(CoreTest, RequestsBeforeLoginAreRefused) {
   const Body needs_login[] = {
-      Logout{},        ListAccounts{},    SendMessage{"bob", "x", 1},
-      FetchMessages{}, MessageReceipt{1}, DeletionRequest{false}};
+      Logout{},         ListAccounts{},    SendMessage{"bob", "x", 1},
+      FetchMessages{},  MessageReceipt{1}, DeletionRequest{false},
+      NoticeReceipt{1}, FetchNotices{}};
   // Session-state refusals always come as ERROR, whatever the type.
   for (const Body& body : needs_login) {
     const Error e = Expect<Error>("p1", body);

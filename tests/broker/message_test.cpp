@@ -161,7 +161,9 @@ TEST_F(CoreTest, ReceiptTellsOnlineSenderAtOnce) {
   EXPECT_TRUE(PushesOf<MessageSuccess>("a").empty());
 }
 
-TEST_F(CoreTest, ReceiptForOfflineSenderIsKeptUntilLogin) {
+// Notices are kept until the sender acknowledges them: through restarts,
+// and again at every login until then.
+TEST_F(CoreTest, NoticeForOfflineSenderIsKeptUntilAcknowledged) {
   Join("a", "alice");
   Join("b", "bob");
   uint64_t id = SendText("a", "bob", "hi");
@@ -172,46 +174,180 @@ TEST_F(CoreTest, ReceiptForOfflineSenderIsKeptUntilLogin) {
   auto success = PushesOf<MessageSuccess>("a");
   ASSERT_EQ(success.size(), 1u);
   EXPECT_EQ(success[0].message_id, id);
-  // Delivered once only.
+  // Not acknowledged: it comes again at the next login, after a restart too.
   Expect<LogoutSuccess>("a", Logout{});
+  Restart();
   Login("a", "alice");
-  EXPECT_TRUE(PushesOf<MessageSuccess>("a").empty());
-}
-
-// The sender's connection died without a word: the MESSAGE_SUCCESS pushed
-// to it bounces, and the broker keeps it for the sender's next login.
-TEST_F(CoreTest, BouncedNoticeIsKeptForNextLogin) {
-  Join("a", "alice");
-  Join("b", "bob");
-  uint64_t id = SendText("a", "bob", "hi");
-  Pushes("b");
-  EXPECT_FALSE(Call("b", MessageReceipt{id}).has_value());
-  const uint64_t group = NoticeGroupTo("a");
-  ASSERT_NE(group, 0u) << "the success push belongs to a notice group";
-  // The transport reports the bounce (EHOSTUNREACH): the peer is gone.
-  core_->OnNoticeBounced(group);
-  core_->OnPeerGone("a");
-  Tick();  // the next batch stores it
-  Login("a2", "alice");
-  auto success = PushesOf<MessageSuccess>("a2");
+  success = PushesOf<MessageSuccess>("a");
   ASSERT_EQ(success.size(), 1u);
   EXPECT_EQ(success[0].message_id, id);
+  // Acknowledged (no reply): gone for good.
+  EXPECT_FALSE(Call("a", NoticeReceipt{id}).has_value());
+  Expect<LogoutSuccess>("a", Logout{});
+  Restart();
+  Login("a", "alice");
+  EXPECT_TRUE(PushesOf<MessageSuccess>("a").empty());
+  EXPECT_EQ(Expect<FetchResult>("a", FetchNotices{}).count, 0u);
 }
 
-TEST_F(CoreTest, NoticeTakenByOneSessionIsNotKept) {
+// The sender's connection died without a word (the pushes went into a hole):
+// the notice comes again at its next login and on FETCH_NOTICES, until
+// acknowledged.
+TEST_F(CoreTest, UnacknowledgedNoticeComesAgainAtLoginAndOnFetch) {
   Join("a", "alice");
-  Login("a2", "alice");
   Join("b", "bob");
   uint64_t id = SendText("a", "bob", "hi");
   Pushes("b");
   EXPECT_FALSE(Call("b", MessageReceipt{id}).has_value());
-  core_->OnNoticeBounced(NoticeGroupTo("a"));  // a bounced, a2 got it
-  core_->OnPeerGone("a");
-  Tick();
-  Pushes("a2");
-  Expect<LogoutSuccess>("a2", Logout{});
+  ASSERT_EQ(PushesOf<MessageSuccess>("a").size(), 1u) << "pushed at once";
+  // "a" still looks alive; alice logs in again elsewhere.
+  Login("a2", "alice");
+  auto again = PushesOf<MessageSuccess>("a2");
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].message_id, id);
+  EXPECT_EQ(again[0].recipient, "bob");
+  EXPECT_TRUE(PushesOf<MessageSuccess>("a").empty())
+      << "a login resends to the new session only";
+  auto fetched = Expect<FetchResult>("a2", FetchNotices{});
+  EXPECT_EQ(fetched.count, 1u);
+  EXPECT_EQ(fetched.remaining, 0u);
+  auto pushed = PushesOf<MessageSuccess>("a2");
+  ASSERT_EQ(pushed.size(), 1u);
+  EXPECT_EQ(pushed[0].message_id, id);
+  // One session acknowledges for all.
+  EXPECT_FALSE(Call("a2", NoticeReceipt{id}).has_value());
+  EXPECT_EQ(Expect<FetchResult>("a", FetchNotices{}).count, 0u);
   Login("a3", "alice");
   EXPECT_TRUE(PushesOf<MessageSuccess>("a3").empty());
+  // A repeated or unknown acknowledgement is a harmless no-op.
+  EXPECT_FALSE(Call("a2", NoticeReceipt{id}).has_value());
+  EXPECT_FALSE(Call("a2", NoticeReceipt{id + 1000}).has_value());
+}
+
+TEST_F(CoreTest, NoticesComeOldestMessageFirst) {
+  Join("a", "alice");
+  Join("b", "bob");
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(SendText("a", "bob", "m"));
+  Expect<LogoutSuccess>("a", Logout{});
+  // Confirmed newest first; the notices still come in message order.
+  for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+    EXPECT_FALSE(Call("b", MessageReceipt{*it}).has_value());
+  }
+  Login("a", "alice");
+  std::vector<uint64_t> got;
+  for (const auto& s : PushesOf<MessageSuccess>("a"))
+    got.push_back(s.message_id);
+  EXPECT_EQ(got, ids);
+  auto first = Expect<FetchResult>("a", FetchNotices{2});
+  EXPECT_EQ(first.count, 2u);
+  EXPECT_EQ(first.remaining, 1u);
+  got.clear();
+  for (const auto& s : PushesOf<MessageSuccess>("a"))
+    got.push_back(s.message_id);
+  EXPECT_EQ(got, (std::vector<uint64_t>{ids[0], ids[1]}));
+  EXPECT_FALSE(Call("a", NoticeReceipt{ids[0]}).has_value());
+  auto rest = Expect<FetchResult>("a", FetchNotices{});
+  EXPECT_EQ(rest.count, 2u);
+  EXPECT_EQ(rest.remaining, 0u);
+  got.clear();
+  for (const auto& s : PushesOf<MessageSuccess>("a"))
+    got.push_back(s.message_id);
+  EXPECT_EQ(got, (std::vector<uint64_t>{ids[1], ids[2]}));
+}
+
+TEST_F(CoreTest, UndeliverableNoticeIsKeptUntilAcknowledged) {
+  Join("a", "alice");
+  Join("b", "bob");
+  uint64_t id = SendText("a", "bob", "never read");
+  Expect<DeletionSuccess>("b", DeletionRequest{true});
+  auto live = PushesOf<MessageUndeliverable>("a");
+  ASSERT_EQ(live.size(), 1u);
+  EXPECT_EQ(live[0].message_id, id);
+  Login("a2", "alice");
+  auto again = PushesOf<MessageUndeliverable>("a2");
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].message_id, id);
+  EXPECT_EQ(again[0].code, ErrorCode::kRecipientDeleted);
+  EXPECT_FALSE(Call("a2", NoticeReceipt{id}).has_value());
+  Login("a3", "alice");
+  EXPECT_TRUE(Pushes("a3").empty());
+}
+
+// Only the sender's own notices: another account's receipt for the same id
+// touches nothing.
+TEST_F(CoreTest, NoticeReceiptOnlyAcknowledgesOwnNotices) {
+  Join("a", "alice");
+  Join("b", "bob");
+  uint64_t id = SendText("a", "bob", "hi");
+  EXPECT_FALSE(Call("b", MessageReceipt{id}).has_value());
+  EXPECT_FALSE(Call("b", NoticeReceipt{id}).has_value());  // a no-op
+  Login("a2", "alice");
+  ASSERT_EQ(PushesOf<MessageSuccess>("a2").size(), 1u);
+}
+
+TEST_F(CoreTest, DeletedSendersNoticesAreGone) {
+  Join("a", "alice");
+  Join("b", "bob");
+  uint64_t id = SendText("a", "bob", "hi");
+  auto account = store_->FindAccount("alice");
+  ASSERT_TRUE(account.ok() && account->has_value());
+  const int64_t alice = (*account)->id;
+  EXPECT_FALSE(Call("b", MessageReceipt{id}).has_value());
+  auto count = store_->CountNotices(alice);
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, 1);
+  Expect<DeletionSuccess>("a", DeletionRequest{false});
+  Restart();  // read from the database, not a cache
+  count = store_->CountNotices(alice);
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, 0);
+  Join("a", "alice");  // a new account with the old name inherits nothing
+  EXPECT_TRUE(Pushes("a").empty());
+  EXPECT_EQ(Expect<FetchResult>("a", FetchNotices{}).count, 0u);
+}
+
+// A receipt for a message whose sender is gone stores no notice.
+TEST_F(CoreTest, ReceiptForDeletedSenderStoresNothing) {
+  Join("a", "alice");
+  Join("b", "bob");
+  auto account = store_->FindAccount("alice");
+  ASSERT_TRUE(account.ok() && account->has_value());
+  const int64_t alice = (*account)->id;
+  uint64_t id = SendText("a", "bob", "hi");
+  Expect<DeletionSuccess>("a", DeletionRequest{false});
+  Pushes("b");
+  EXPECT_FALSE(Call("b", MessageReceipt{id}).has_value());
+  auto count = store_->CountNotices(alice);
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, 0);
+}
+
+TEST_F(CoreTest, NoticesPerSenderAreCapped) {
+  config_.max_notices_per_account = 3;
+  Restart();
+  Join("a", "alice");
+  Join("b", "bob");
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(SendText("a", "bob", "m"));
+  Expect<LogoutSuccess>("a", Logout{});
+  for (uint64_t id : ids)
+    EXPECT_FALSE(Call("b", MessageReceipt{id}).has_value());
+  Login("a", "alice");
+  std::vector<uint64_t> got;
+  for (const auto& s : PushesOf<MessageSuccess>("a"))
+    got.push_back(s.message_id);
+  EXPECT_EQ(got, (std::vector<uint64_t>{ids[2], ids[3], ids[4]}))
+      << "the oldest are dropped";
+  auto fetched = Expect<FetchResult>("a", FetchNotices{});
+  EXPECT_EQ(fetched.count, 3u);
+  EXPECT_EQ(fetched.remaining, 0u);
+}
+
+TEST_F(CoreTest, NoticeRequestsNeedLogin) {
+  CreateUser("x", "xavier");
+  EXPECT_EQ(ExpectError("x", NoticeReceipt{1}), ErrorCode::kNotLoggedIn);
+  EXPECT_EQ(ExpectError("x", FetchNotices{}), ErrorCode::kNotLoggedIn);
 }
 
 TEST_F(CoreTest, ReceiptOnlyFromTheRecipient) {

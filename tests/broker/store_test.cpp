@@ -95,29 +95,102 @@ class StoreTest : public ::testing::Test {
 
 // --- Transactions ------------------------------------------------------------
 
-TEST_F(StoreTest, TakeNoticesRequiresTransaction) {
+TEST_F(StoreTest, NoticesStayUntilAcknowledged) {
+  Begin();
+  int64_t alice = Create("alice");
+  int64_t bob = Create("bob");
+  for (int64_t m : {7, 3, 5}) {
+    auto dropped = store_->AddNotice(
+        alice, Notice{NoticeKind::kDelivered, m, "bob", uint64_t(m) + 40}, 10);
+    ASSERT_TRUE(dropped.ok()) << dropped.status().ToString();
+    EXPECT_EQ(*dropped, 0);
+  }
+  // A second notice for one message is ignored.
+  ASSERT_TRUE(store_
+                  ->AddNotice(alice,
+                              Notice{NoticeKind::kUndeliverable, 5, "bob", 45},
+                              10)
+                  .ok());
+  Commit();
+
+  auto ack = store_->AckNotice(alice, 3);
+  ASSERT_FALSE(ack.ok()) << "a write outside a transaction";
+  EXPECT_EQ(ack.status().code(), ErrorCode::kStorage);
+
+  auto listed = store_->ListNotices(alice, 10);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 3u);
+  EXPECT_EQ((*listed)[0].message_id, 3);  // oldest message first
+  EXPECT_EQ((*listed)[1].message_id, 5);
+  EXPECT_EQ((*listed)[1].kind, NoticeKind::kDelivered);
+  EXPECT_EQ((*listed)[2].message_id, 7);
+  EXPECT_EQ((*listed)[2].client_msg_id, 47u);
+  EXPECT_EQ((*listed)[2].peer_name, "bob");
+  EXPECT_EQ(*store_->CountNotices(alice), 3);
+
+  Begin();
+  auto removed = store_->AckNotice(alice, 3);
+  ASSERT_TRUE(removed.ok());
+  EXPECT_TRUE(*removed);
+  EXPECT_FALSE(*store_->AckNotice(alice, 3)) << "already acknowledged";
+  EXPECT_FALSE(*store_->AckNotice(bob, 5)) << "not bob's";
+  EXPECT_EQ(*store_->CountNotices(alice), 2);
+  Commit();
+  Reopen();
+  EXPECT_EQ(*store_->CountNotices(alice), 2);
+  listed = store_->ListNotices(alice, 1);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].message_id, 5);
+}
+
+TEST_F(StoreTest, NoticesOverTheCapDropTheOldest) {
+  Begin();
+  int64_t alice = Create("alice");
+  for (int64_t m = 1; m <= 4; ++m) {
+    auto dropped =
+        store_->AddNotice(alice, Notice{NoticeKind::kDelivered, m, "b", 1}, 4);
+    ASSERT_TRUE(dropped.ok());
+    EXPECT_EQ(*dropped, 0);
+  }
+  auto dropped =
+      store_->AddNotice(alice, Notice{NoticeKind::kDelivered, 9, "b", 1}, 4);
+  ASSERT_TRUE(dropped.ok());
+  EXPECT_EQ(*dropped, 1);
+  EXPECT_EQ(*store_->CountNotices(alice), 4);
+  Commit();
+  auto listed = store_->ListNotices(alice, 10);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 4u);
+  EXPECT_EQ((*listed)[0].message_id, 2);
+  EXPECT_EQ((*listed)[3].message_id, 9);
+}
+
+TEST_F(StoreTest, RollbackDropsNoticeCounts) {
+  Begin();
+  int64_t alice = Create("alice");
+  Commit();
+  EXPECT_EQ(*store_->CountNotices(alice), 0);
+  Begin();
+  ASSERT_TRUE(
+      store_->AddNotice(alice, Notice{NoticeKind::kDelivered, 1, "b", 1}, 10)
+          .ok());
+  EXPECT_EQ(*store_->CountNotices(alice), 1);
+  store_->Rollback();
+  EXPECT_EQ(*store_->CountNotices(alice), 0);
+}
+
+TEST_F(StoreTest, DeleteAccountDropsItsNotices) {
   Begin();
   int64_t alice = Create("alice");
   ASSERT_TRUE(
-      store_->AddNotice(alice, Notice{NoticeKind::kDelivered, 1, "bob", 42})
+      store_->AddNotice(alice, Notice{NoticeKind::kDelivered, 1, "b", 1}, 10)
           .ok());
+  ASSERT_TRUE(store_->DeleteAccount(alice).ok());
+  EXPECT_EQ(*store_->CountNotices(alice), 0);
   Commit();
-
-  auto refused = store_->TakeNotices(alice);
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.status().code(), ErrorCode::kStorage);
-
-  // Nothing was taken.
-  Begin();
-  auto taken = store_->TakeNotices(alice);
-  ASSERT_TRUE(taken.ok()) << taken.status().ToString();
-  ASSERT_EQ(taken->size(), 1u);
-  EXPECT_EQ((*taken)[0].client_msg_id, 42u);
-  EXPECT_EQ((*taken)[0].peer_name, "bob");
-  auto again = store_->TakeNotices(alice);
-  ASSERT_TRUE(again.ok());
-  EXPECT_TRUE(again->empty());
-  Commit();
+  Reopen();
+  EXPECT_EQ(*store_->CountNotices(alice), 0);
 }
 
 TEST_F(StoreTest, EveryWriteRequiresTransaction) {
@@ -134,8 +207,8 @@ TEST_F(StoreTest, EveryWriteRequiresTransaction) {
       {"DeleteAccount", store_->DeleteAccount(alice).status()},
       {"Enqueue", store_->Enqueue(m).status()},
       {"ConfirmDelivery", store_->ConfirmDelivery(alice, message).status()},
-      {"AddNotice", store_->AddNotice(alice, Notice{})},
-      {"TakeNotices", store_->TakeNotices(alice).status()},
+      {"AddNotice", store_->AddNotice(alice, Notice{}, 10).status()},
+      {"AckNotice", store_->AckNotice(alice, 1).status()},
       {"AddToken", store_->AddToken("hash", alice, 1)},
       {"RevokeToken", store_->RevokeToken("hash")},
       {"Prune", store_->Prune(100, 100)},
@@ -419,14 +492,17 @@ TEST_F(StoreTest, OpensSchemaVersion1Database) {
   ASSERT_TRUE(token.ok() && token->has_value());
   EXPECT_EQ(**token, 2);
 
-  Begin();
-  auto notices = store_->TakeNotices(1);
+  // Migrated to schema 2, the stored notice is kept.
+  auto notices = store_->ListNotices(1, 10);
   ASSERT_TRUE(notices.ok());
   ASSERT_EQ(notices->size(), 1u);
   EXPECT_EQ((*notices)[0].kind, NoticeKind::kDelivered);
   EXPECT_EQ((*notices)[0].message_id, 1);
   EXPECT_EQ((*notices)[0].peer_name, "bob");
   EXPECT_EQ((*notices)[0].client_msg_id, 7u);
+  EXPECT_EQ(*store_->CountNotices(1), 1);
+  Begin();
+  EXPECT_TRUE(*store_->AckNotice(1, 1));
   EXPECT_EQ(Confirm(2, 1), ReceiptOutcome::kAlreadyConfirmed);
   // Ids continue after the file's (deleted rows included).
   EXPECT_EQ(Create("dave"), 4);

@@ -137,6 +137,55 @@ TEST_F(ClientTest, DuplicateDeliveriesAreDropped) {
   EXPECT_FALSE(bob->NextEvent(300ms).has_value()) << "shown twice";
 }
 
+// Notices are acknowledged as NextEvent hands them over, and the broker's
+// repeats of them (at a login, on FETCH_NOTICES) are dropped.
+TEST_F(ClientTest, NoticesAreAcknowledgedAndShownOnce) {
+  auto alice = Join("alice");
+  auto bob = Join("bob");
+  Result<MessagePending> sent = alice->Send("bob", "hi");
+  ASSERT_TRUE(sent.ok());
+  ASSERT_TRUE(NextOf<DistributeMessage>(*bob).has_value());
+  auto delivered = NextOf<MessageSuccess>(*alice);
+  ASSERT_TRUE(delivered.has_value());
+  EXPECT_EQ(delivered->message_id, sent->message_id);
+  // The acknowledgement went out before this request: nothing is left.
+  Result<FetchResult> left = alice->FetchNotices();
+  ASSERT_TRUE(left.ok()) << left.status().ToString();
+  EXPECT_EQ(left->count, 0u);
+  auto other = NewClient();
+  ASSERT_TRUE(other->Resume("alice", alice->token()).ok());
+  EXPECT_FALSE(other->NextEvent(300ms).has_value()) << "acknowledged";
+}
+
+TEST_F(ClientTest, UnacknowledgedNoticeComesBackButIsShownOnce) {
+  ClientOptions options;
+  options.endpoint = broker_.endpoint();
+  options.auto_receipt = false;
+  Client alice(ctx_, options);
+  ASSERT_TRUE(alice.CreateAccount("alice", "password123").ok());
+  ASSERT_TRUE(alice.Login("alice", "password123").ok());
+  auto bob = Join("bob");
+  Result<MessagePending> sent = alice.Send("bob", "hi");
+  ASSERT_TRUE(sent.ok());
+  ASSERT_TRUE(NextOf<DistributeMessage>(*bob).has_value());
+  ASSERT_TRUE(NextOf<MessageSuccess>(alice).has_value());
+  // Not acknowledged: the broker still has it, the client drops the repeat.
+  Result<FetchResult> fetched = alice.FetchNotices();
+  ASSERT_TRUE(fetched.ok());
+  EXPECT_EQ(fetched->count, 1u);
+  EXPECT_FALSE(alice.NextEvent(300ms).has_value()) << "shown twice";
+  // A new login elsewhere gets it again.
+  auto elsewhere = NewClient();
+  ASSERT_TRUE(elsewhere->Resume("alice", alice.token()).ok());
+  auto repeated = NextOf<MessageSuccess>(*elsewhere);
+  ASSERT_TRUE(repeated.has_value());
+  EXPECT_EQ(repeated->message_id, sent->message_id);
+  // That client acknowledged it on handing it over.
+  fetched = elsewhere->FetchNotices();
+  ASSERT_TRUE(fetched.ok());
+  EXPECT_EQ(fetched->count, 0u);
+}
+
 TEST_F(ClientTest, PipelinesManyRequests) {
   auto alice = Join("alice");
   auto bob = Join("bob");

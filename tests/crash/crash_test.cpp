@@ -5,7 +5,10 @@
 // a second message; nothing arrives that was never acknowledged; no
 // MESSAGE_SUCCESS comes without a receipt; and a receipt the broker answered
 // (a PONG after it) is never undone by a crash. Recipients also "die"
-// between a push and its receipt: those messages must come again.
+// between a push and its receipt: those messages must come again. Senders
+// acknowledge each MESSAGE_SUCCESS (NOTICE_RECEIPT) and drop repeats by
+// message id, as clients do: in the end every message has exactly one
+// success at its sender after that dedup.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -47,7 +50,8 @@ struct Records {
   std::map<int, std::set<uint64_t>> delivered;  // recipient -> ids
   std::set<uint64_t> receipted;                 // receipts sent
   std::set<uint64_t> receipt_confirmed;         // a PONG came after
-  std::map<uint64_t, int> successes;            // id -> count
+  std::map<uint64_t, int> successes;            // id -> count, after dedup
+  uint64_t success_repeats = 0;                 // dropped by the dedup
   uint64_t redelivered_after_confirmed_receipt = 0;
 };
 
@@ -96,7 +100,14 @@ class CrashTest : public ::testing::Test {
       rec_.unacked[who].erase(pending->client_msg_id);
       rec_.addressee[pending->message_id] = target_of_[pending->client_msg_id];
     } else if (auto* s = std::get_if<MessageSuccess>(&m.body)) {
-      ++rec_.successes[s->message_id];
+      // The sender's client: hands a notice over once, acknowledges it
+      // (again, for a repeat: the first acknowledgement may be lost).
+      if (notices_seen_[who].insert(s->message_id).second) {
+        ++rec_.successes[s->message_id];
+      } else {
+        ++rec_.success_repeats;
+      }
+      p.Send(NoticeReceipt{s->message_id});
     } else if (auto* d = std::get_if<DistributeMessage>(&m.body)) {
       const int r = who - kSenders;
       if (rec_.receipt_confirmed.count(d->message_id)) {
@@ -167,6 +178,7 @@ class CrashTest : public ::testing::Test {
   Records rec_;
   std::map<uint64_t, int> target_of_;
   std::map<int, std::vector<uint64_t>> unconfirmed_receipts_;
+  std::map<int, std::set<uint64_t>> notices_seen_;  // per sender
   // Per peer: PING request id -> receipts sent before that PING.
   std::map<int, std::map<uint64_t, std::vector<uint64_t>>> awaiting_pong_;
   uint64_t next_cmid_ = 1;
@@ -225,6 +237,7 @@ TEST_F(CrashTest, AcknowledgedMessagesSurviveRepeatedKills) {
         for (uint64_t id : ids) {
           if (!rec_.delivered[rec_.addressee[id] - kSenders].count(id))
             return false;
+          if (!rec_.successes.count(id)) return false;
         }
       }
     }
@@ -255,19 +268,24 @@ TEST_F(CrashTest, AcknowledgedMessagesSurviveRepeatedKills) {
         ++unexpected;
     }
   }
-  uint64_t success_without_receipt = 0;
+  uint64_t success_without_receipt = 0, success_missing = 0;
   for (const auto& [id, n] : rec_.successes) {
     if (!rec_.receipted.count(id)) ++success_without_receipt;
   }
+  // Every message was confirmed in the end (the final phase confirms all):
+  // its sender has its success, once after dedup.
+  for (uint64_t id : acked_ids) success_missing += !rec_.successes.count(id);
   std::printf(
       "crash test: %d kills, %llu acknowledged, lost=%llu duplicated=%llu "
-      "unexpected=%llu success_without_receipt=%llu "
-      "redelivered_after_confirmed_receipt=%llu\n",
+      "unexpected=%llu success_without_receipt=%llu success_missing=%llu "
+      "success_repeats_dropped=%llu redelivered_after_confirmed_receipt=%llu\n",
       kCrashes, static_cast<unsigned long long>(acked),
       static_cast<unsigned long long>(lost),
       static_cast<unsigned long long>(duplicated),
       static_cast<unsigned long long>(unexpected),
       static_cast<unsigned long long>(success_without_receipt),
+      static_cast<unsigned long long>(success_missing),
+      static_cast<unsigned long long>(rec_.success_repeats),
       static_cast<unsigned long long>(
           rec_.redelivered_after_confirmed_receipt));
   EXPECT_GT(acked, 500u) << "too little traffic to mean anything";
@@ -275,6 +293,7 @@ TEST_F(CrashTest, AcknowledgedMessagesSurviveRepeatedKills) {
   EXPECT_EQ(duplicated, 0u);
   EXPECT_EQ(unexpected, 0u);
   EXPECT_EQ(success_without_receipt, 0u);
+  EXPECT_EQ(success_missing, 0u) << "a confirmed message's notice was lost";
   EXPECT_EQ(rec_.redelivered_after_confirmed_receipt, 0u);
 }
 

@@ -367,6 +367,42 @@ TEST(CodecTest, MisspelledFieldsAreMissingOrUnknown) {
   ExpectRejected(list, ErrorCode::kMalformed, "unknown field 'patern'");
 }
 
+// NOTICE_RECEIPT and FETCH_NOTICES follow the rules of MESSAGE_RECEIPT and
+// FETCH_MESSAGES: a message id in 1..2^63-1, a limit in 1..1000.
+TEST(CodecTest, NoticeRequestsCheckTheirFields) {
+  ExpectRejected(Encode({1, NoticeReceipt{0}}), ErrorCode::kMalformed,
+                 "field 'message_id' is out of range");
+  ExpectRejected(
+      Encode({1, NoticeReceipt{static_cast<uint64_t>(INT64_MAX) + 1}}),
+      ErrorCode::kMalformed, "field 'message_id' is out of range");
+  ExpectRejected(Encode({1, FetchNotices{0}}), ErrorCode::kMalformed,
+                 "field 'limit' is out of range");
+  ExpectRejected(Encode({1, FetchNotices{kMaxFetchLimit + 1}}),
+                 ErrorCode::kMalformed, "field 'limit' is out of range");
+  std::string missing = RawFrame([](RawPacker& pk) {
+    pk.pack_map(3);
+    pk.pack("v");
+    pk.pack(1);
+    pk.pack("type");
+    pk.pack(static_cast<int>(MessageType::kNoticeReceipt));
+    pk.pack("req");
+    pk.pack(3);
+  });
+  ExpectRejected(missing, ErrorCode::kMalformed,
+                 "field 'message_id' is missing");
+  ExpectRejected(Encode({0, NoticeReceipt{1}}), ErrorCode::kMalformed, "'req'");
+  // The limit is optional; the largest id round-trips.
+  for (const Message& m :
+       {Message{4, FetchNotices{}},
+        Message{5, NoticeReceipt{static_cast<uint64_t>(INT64_MAX)}}}) {
+    Result<Message> back = Decode(Encode(m));
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    EXPECT_EQ(Encode(*back), Encode(m));
+  }
+  EXPECT_EQ(DirectionOf(MessageType::kNoticeReceipt), Direction::kRequest);
+  EXPECT_EQ(MessageTypeName(MessageType::kFetchNotices), "FETCH_NOTICES");
+}
+
 TEST(CodecTest, TolerantReadersKeepUnknownErrorCodes) {
   Message err{1, Error{static_cast<ErrorCode>(999), "from the future"}};
   Result<Message> r = Decode(Encode(err));

@@ -247,6 +247,56 @@ def test_send_to_deleted_account_is_unknown_recipient(alice, carol_deleted):
     assert_refused(lambda: alice.send("carol", "x"), "unknown_recipient")
 
 
+def _python_user(broker, name, auto_ack=True):
+    c = ZchatClient(timeout=15, auto_ack=auto_ack)
+    c.connect(broker.endpoint)
+    c.create_account(name, name + "-password")
+    c.login(name, name + "-password")
+    return c
+
+
+def _confirmed_message(broker, sender):
+    """sender sends to a new user dave, who confirms it. Returns the message id."""
+    with _python_user(broker, "dave") as dave:
+        mid = sender.send("dave", "please confirm")
+        push, others = wait_push(dave, lambda p: p.get("type") == zc.DISTRIBUTE_MESSAGE)
+        assert push is not None and push["message_id"] == mid, f"{push} {others}"
+        dave.receipt(mid)
+    return mid
+
+
+def test_python_client_acknowledges_notices(broker):
+    with _python_user(broker, "erin") as erin:
+        mid = _confirmed_message(broker, erin)
+        push, others = wait_push(erin, lambda p: p.get("type") == zc.MESSAGE_SUCCESS)
+        assert push is not None and push["message_id"] == mid, f"{push} {others}"
+        # next_push acknowledged it: the broker has nothing left to resend.
+        assert erin.fetch_notices() == (0, 0)
+        token = erin.token
+    with ZchatClient(timeout=15) as again:
+        again.connect(broker.endpoint)
+        again.login_token("erin", token)
+        assert again.fetch_notices() == (0, 0)
+        assert again.next_push(0) is None, "an acknowledged notice came back"
+
+
+def test_unacknowledged_notice_comes_back_at_next_login(broker):
+    with _python_user(broker, "erin", auto_ack=False) as erin:
+        mid = _confirmed_message(broker, erin)
+        push, others = wait_push(erin, lambda p: p.get("type") == zc.MESSAGE_SUCCESS)
+        assert push is not None and push["message_id"] == mid, f"{push} {others}"
+        # Not acknowledged: FETCH_NOTICES pushes it again, next_push drops the repeat.
+        assert erin.fetch_notices() == (1, 0)
+        assert erin.next_push(0) is None, "a repeated notice was handed out twice"
+        token = erin.token
+    with ZchatClient(timeout=15) as again:     # the next login gets it again
+        again.connect(broker.endpoint)
+        again.login_token("erin", token)
+        push, others = wait_push(again, lambda p: p.get("type") == zc.MESSAGE_SUCCESS)
+        assert push is not None and push["message_id"] == mid, f"{push} {others}"
+        assert again.fetch_notices() == (0, 0), "handed out, so acknowledged"
+
+
 # -- alice (Python) and bob (zchat CLI) ------------------------------------------
 
 def test_cross_bob_registers_with_zchat(cli):

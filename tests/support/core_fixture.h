@@ -145,15 +145,6 @@ class CoreTest : public ::testing::Test {
     return out;
   }
 
-  // The notice group of the latest batch's frame to `peer` (0 if none).
-  uint64_t NoticeGroupTo(const std::string& peer) const {
-    uint64_t group = 0;
-    for (const OutFrame& f : last_frames_) {
-      if (f.routing_id == peer && f.notice_group) group = f.notice_group;
-    }
-    return group;
-  }
-
   static std::string Describe(const Message& m) {
     if (const auto* e = std::get_if<Error>(&m.body)) {
       return " (" + std::string(ErrorCodeName(e->code)) + ": " + e->reason +

@@ -40,6 +40,8 @@ inline std::vector<Message> SampleMessages() {
       {0, MessageUndeliverable{42, "bob", 7, ErrorCode::kRecipientDeleted,
                                "recipient account was deleted"}},
       {0, SessionEnded{ErrorCode::kAccountDeleted, "account was deleted"}},
+      {11, NoticeReceipt{42}},
+      {12, FetchNotices{100}},
   };
 }
 
