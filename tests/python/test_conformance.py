@@ -260,5 +260,24 @@ def test_cases_are_found():
     assert len(CASES) >= 10, f"conformance cases missing under {CASES}"
 
 
+def test_every_type_is_covered():
+    """Every message type of protocol.md section 3 is sent or expected somewhere."""
+    seen = set()
+
+    def walk(v):
+        if isinstance(v, dict):
+            if isinstance(v.get("type"), (str, int)):
+                seen.add(TYPE_NUMBERS.get(v["type"], v["type"]))
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+    for path in CASES:
+        walk(json.loads(path.read_text(encoding="utf-8"))["steps"])
+    missing = sorted(set(range(1, max(TYPE_NUMBERS.values()) + 1)) - seen)
+    assert not missing, f"message types in no case: {missing}"
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, *sys.argv[1:]]))
