@@ -11,6 +11,7 @@ packages python3-zmq and python3-msgpack.
     message_id = c.send("bob", "hello bob")
 """
 
+import itertools
 import secrets
 import time
 from collections import deque
@@ -33,6 +34,12 @@ DELETION_REQUEST, DELETION_SUCCESS, DELETION_FAILURE = 19, 20, 21
 PING, PONG, ERROR = 22, 23, 24
 MESSAGE_UNDELIVERABLE, SESSION_ENDED = 25, 26
 NOTICE_RECEIPT, FETCH_NOTICES = 27, 28
+
+# client_msg_id source for send(): a counter from a random start, so ids are
+# unique within this process and unlikely to meet another process's. It
+# stays in 1..2^53-1 (protocol.md 8.4: every language can send that exactly;
+# starting below 2^52 leaves 2^52 sends before the end).
+_next_client_msg_id = itertools.count(secrets.randbelow(2**52) + 1).__next__
 
 # Sender notices: kept by the broker until acknowledged with NOTICE_RECEIPT.
 NOTICE_TYPES = {MESSAGE_SUCCESS, MESSAGE_UNDELIVERABLE}
@@ -232,10 +239,11 @@ class ZchatClient:
                 return names
 
     def send(self, recipient, body, client_msg_id=None):
-        """Send a message; return the broker's message_id. Pick a random 63-bit
-        client_msg_id unless given (pass the same one to retry safely)."""
+        """Send a message; return the broker's message_id. Unless given, the
+        client_msg_id is the next of a randomly seeded counter, in 1..2^53-1
+        (pass the same one to retry safely)."""
         if client_msg_id is None:
-            client_msg_id = secrets.randbits(63) or 1
+            client_msg_id = _next_client_msg_id()
         reply = self._call(SEND_MESSAGE, recipient=recipient, body=body,
                            client_msg_id=client_msg_id)
         return reply["message_id"]
