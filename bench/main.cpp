@@ -29,7 +29,7 @@ namespace {
 
 struct Settings {
   std::string broker;
-  std::string sync = "normal";
+  std::string sync = "full";
   std::string log_level = "warn";
   double seconds = 5;
   bool quick = false;

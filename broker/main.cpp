@@ -173,7 +173,7 @@ int main(int argc, char** argv) {
   zchat::ServerOptions options;
   options.db_path = DefaultDbPath();
   std::string log_level = "info";
-  std::string sync = "normal";
+  std::string sync = "full";
   std::string hash_cost = "interactive";
   std::string endpoint_file;
   int64_t session_timeout_s = options.broker.session_timeout_ms / 1000;
@@ -187,8 +187,10 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "debug, info, warn, error, off")
       ->capture_default_str();
   app.add_option("--sync", sync,
-                 "full: commits survive power loss; normal: survive a crash "
-                 "of the broker only, faster")
+                 "full (default): an fsync per commit, acknowledged messages "
+                 "survive power loss; normal: no fsync, they survive a crash "
+                 "of the broker but an OS crash or power loss may lose the "
+                 "last commits")
       ->check(CLI::IsMember({"full", "normal"}))
       ->capture_default_str();
   app.add_option("--session-timeout", session_timeout_s,

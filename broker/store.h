@@ -48,7 +48,7 @@ namespace zchat {
 enum class SyncMode { kFull, kNormal };
 
 struct StoreOptions {
-  SyncMode sync = SyncMode::kNormal;  // see docs/semantics.md
+  SyncMode sync = SyncMode::kFull;  // see docs/semantics.md
   // SQLite's max_page_count, 0 = unlimited (tests use it to simulate a full
   // disk).
   int64_t max_pages = 0;
