@@ -290,9 +290,11 @@ Json Connections(const Settings& s, int clients) {
 
 int main(int argc, char** argv) {
   Settings s;
-  s.broker = (fs::path(SelfExe()).parent_path().parent_path() / "broker" /
-              "zchat-broker")
-                 .string();
+  // The build tree's broker beside bench/, else (installed) the one in the
+  // same bin/ folder.
+  const fs::path self_dir = fs::path(SelfExe()).parent_path();
+  s.broker = (self_dir.parent_path() / "broker" / "zchat-broker").string();
+  if (!fs::exists(s.broker)) s.broker = (self_dir / "zchat-broker").string();
   CLI::App app{
       "zchat-bench: throughput, latency, queue, connection, listing "
       "and login figures for zchat, beside a baseline forwarder."};
