@@ -36,6 +36,7 @@ install(FILES ${PROJECT_BINARY_DIR}/zchatConfig.cmake
 # right for whatever --prefix the install is given.
 file(RELATIVE_PATH ZCHAT_PC_TO_PREFIX
   /prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig /prefix)
+string(REGEX REPLACE "/$" "" ZCHAT_PC_TO_PREFIX "${ZCHAT_PC_TO_PREFIX}")
 set(ZCHAT_PC_EXTRA_LIBS "")
 if(ZCHAT_SANITIZE)
   set(ZCHAT_PC_EXTRA_LIBS " -fsanitize=address,undefined")
