@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The conformance transcripts (tests/conformance/*.json, format in
 tests/conformance/README.md) run through the Python example client's
-transport: each connection is a ZchatClient (examples/python), whose DEALER
+transport: each connection is a ZchatClient (the zchat package, python/), whose DEALER
 socket carries the frames the cases spell out, byte for byte.
 
     /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python/test_conformance.py \\
@@ -23,10 +23,11 @@ import msgpack
 import pytest
 import zmq
 
-sys.dont_write_bytecode = True   # keep examples/python free of __pycache__
+sys.dont_write_bytecode = True   # keep python/ free of __pycache__
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "examples" / "python"))
-import zchat_client as zc  # noqa: E402
+# The package from the source tree (python/), installed or not.
+sys.path.insert(0, str(ROOT / "python"))
+import zchat.client as zc  # noqa: E402
 
 CASES = sorted((ROOT / "tests" / "conformance").glob("*.json"))
 EXPECT_TIMEOUT = 10.0          # seconds one expectation may wait

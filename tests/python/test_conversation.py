@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Cross-language conversation test: a Python client (examples/python) and
+"""Cross-language conversation test: a Python client (the zchat package, python/) and
 the C++ terminal client `zchat` talk through a real zchat-broker.
 
     /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python/test_conversation.py \\
@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
-sys.dont_write_bytecode = True   # keep examples/python free of __pycache__
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "python"))
-import zchat_client as zc  # noqa: E402
-from zchat_client import ZchatClient, ZchatError  # noqa: E402
+sys.dont_write_bytecode = True   # keep python/ free of __pycache__
+# The package from the source tree (python/), installed or not.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
+import zchat.client as zc  # noqa: E402
+from zchat import ZchatClient, ZchatError  # noqa: E402
 
 ALICE_PASSWORD = "alice-password-1"
 BOB_PASSWORD = "bob-password-1"

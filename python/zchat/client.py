@@ -1,10 +1,8 @@
-#!/usr/bin/python3
 """A small zchat client, written from docs/protocol.md alone.
 
-Run with the system interpreter (/usr/bin/python3), which has the Debian
-packages python3-zmq and python3-msgpack.
+Needs pyzmq and msgpack (Debian: python3-zmq, python3-msgpack).
 
-    from zchat_client import ZchatClient, ZchatError
+    from zchat import ZchatClient, ZchatError
     c = ZchatClient()
     c.connect("tcp://127.0.0.1:5555")
     c.login("alice", "correct horse")
