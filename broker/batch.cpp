@@ -1,6 +1,7 @@
 #include "broker/batch.h"
 
 #include <cassert>
+#include <chrono>
 #include <utility>
 
 #include "broker/log.h"
@@ -26,6 +27,10 @@ void Responder::PushFrame(std::string_view routing_id, std::string frame) {
 
 void Responder::OnRollback(std::function<void()> undo) {
   batch_.records_[index_].undo.push_back(std::move(undo));
+}
+
+void Responder::Count(MessageEvent event, uint32_t n) {
+  batch_.records_[index_].events[static_cast<size_t>(event)] += n;
 }
 
 void Batch::Begin() {
@@ -68,6 +73,8 @@ void Batch::Run(const RequestInfo& info,
       (*it)();
     }
     record.undo.clear();
+    record.events = {};
+    record.outcome = verdict.status().code();
     outbox_.push_back(
         {{info.routing_id,
           Encode(Message{info.request_id, RefusalReply(info.type, verdict,
@@ -104,6 +111,8 @@ void Batch::Fail(const Status& cause) {
              "the database refused the write: " + cause.detail()));
   for (size_t i = first_open_record_; i < records_.size(); ++i) {
     if (!failed(static_cast<int>(i))) continue;
+    records_[i].outcome = ErrorCode::kStorage;
+    records_[i].events = {};
     const RequestInfo& info = records_[i].info;
     outbox_.push_back(
         {{info.routing_id,
@@ -116,7 +125,15 @@ void Batch::Fail(const Status& cause) {
 
 std::vector<OutFrame> Batch::Commit() {
   if (store_.InTransaction()) {
-    if (Status s = store_.Commit(); !s.ok()) Fail(s);
+    const auto start = std::chrono::steady_clock::now();
+    Status s = store_.Commit();
+    if (metrics_ && dirty_ && s.ok()) {
+      metrics_->commit_seconds.Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                        start)
+              .count());
+    }
+    if (!s.ok()) Fail(s);
   } else if (dirty_) {
     // SQLite ended the transaction on its own after writes were made.
     Fail(Status(ErrorCode::kStorage, "the transaction was lost"));
@@ -124,11 +141,26 @@ std::vector<OutFrame> Batch::Commit() {
   std::vector<OutFrame> frames;
   frames.reserve(outbox_.size());
   for (Entry& e : outbox_) frames.push_back(std::move(e.frame));
+  if (metrics_) CountOutcomes();
   outbox_.clear();
   records_.clear();
   first_open_record_ = 0;
   dirty_ = false;
   return frames;
+}
+
+void Batch::CountOutcomes() {
+  if (records_.empty()) return;
+  metrics_->batch_requests.Observe(static_cast<double>(records_.size()));
+  for (const Record& r : records_) {
+    // A deferred request is counted when its finisher runs.
+    if (r.deferred && r.outcome == ErrorCode::kOk) continue;
+    metrics_->CountRequest(static_cast<uint64_t>(r.info.type), r.outcome);
+    if (r.outcome != ErrorCode::kOk) continue;
+    for (size_t e = 0; e < kMessageEventCount; ++e) {
+      if (r.events[e]) metrics_->messages[e].Add(r.events[e]);
+    }
+  }
 }
 
 }  // namespace zchat

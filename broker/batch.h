@@ -14,12 +14,14 @@
 // Loop thread only.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "broker/metrics.h"
 #include "broker/store.h"
 #include "broker/verdict.h"
 #include "messages/messages.h"
@@ -53,6 +55,8 @@ class Responder {
   void PushFrame(std::string_view routing_id, std::string frame);
   // Runs `undo` if the batch fails and this request depended on it.
   void OnRollback(std::function<void()> undo);
+  // Counts a message event, once the batch commits (metrics.h).
+  void Count(MessageEvent event, uint32_t n = 1);
 
  private:
   friend class Batch;
@@ -63,7 +67,10 @@ class Responder {
 
 class Batch {
  public:
-  explicit Batch(Store& store) : store_(store) {}
+  // `metrics`, if given, counts requests by outcome, the events requests
+  // noted (Responder::Count), batch sizes and commit times, at commit.
+  explicit Batch(Store& store, Metrics* metrics = nullptr)
+      : store_(store), metrics_(metrics) {}
 
   // Opens the transaction. If BEGIN fails, requests still run: reads work,
   // writes are refused by the store (kStorage).
@@ -86,6 +93,8 @@ class Batch {
     RequestInfo info;
     bool depends = false;   // its frames leave only if the batch commits
     bool deferred = false;  // answered by a later batch
+    ErrorCode outcome = ErrorCode::kOk;
+    std::array<uint32_t, kMessageEventCount> events{};
     std::vector<std::function<void()>> undo;
   };
   struct Entry {
@@ -95,8 +104,11 @@ class Batch {
 
   // Rolls back: dependent requests since the last failure get `storage`.
   void Fail(const Status& cause);
+  // Adds the settled requests' outcomes and events to metrics_.
+  void CountOutcomes();
 
   Store& store_;
+  Metrics* metrics_;
   std::vector<Entry> outbox_;
   std::vector<Record> records_;
   size_t first_open_record_ = 0;  // records before it are settled

@@ -17,7 +17,7 @@ BrokerCore::BrokerCore(Store& store, HashPool& hashes, BrokerConfig config,
       clock_(std::move(clock)),
       throttle_(config.throttle),
       notices_(store, sessions_, config.max_notices_per_account),
-      batch_(store) {}
+      batch_(store, &metrics_) {}
 
 Context BrokerCore::MakeContext() {
   return Context{store_,  sessions_, notices_, throttle_,
@@ -65,6 +65,7 @@ std::optional<Message> BrokerCore::DecodeOrRefuse(const Peer& peer,
   uint64_t request_id = 0;
   Result<Message> decoded = Decode(frame, &request_id);
   if (decoded.ok()) return std::move(*decoded);
+  metrics_.CountRequest(0, decoded.status().code());
   // Not a request: its ERROR does not depend on the batch.
   batch_.EmitIndependent(
       peer.routing_id,
@@ -77,6 +78,8 @@ void BrokerCore::RefuseWaiting(Peer& peer, std::string_view frame) {
   std::optional<Message> m = DecodeOrRefuse(peer, frame);
   if (!m) return;
   const auto* send = std::get_if<SendMessage>(&m->body);
+  metrics_.CountRequest(static_cast<uint64_t>(TypeOf(m->body)),
+                        ErrorCode::kBusy);
   const Verdict busy = Verdict::Refused(
       Status(ErrorCode::kBusy,
              "too many requests wait behind this connection's password "
@@ -91,6 +94,7 @@ void BrokerCore::RefuseWaiting(Peer& peer, std::string_view frame) {
 void BrokerCore::OnTransportError(std::string_view routing_id, ErrorCode code,
                                   std::string detail) {
   // No session is looked up or created: the frame is not a request.
+  metrics_.CountRequest(0, code);
   batch_.EmitIndependent(std::string(routing_id),
                          Encode(Message{0, Error{code, std::move(detail)}}));
 }

@@ -27,6 +27,7 @@
 #include "broker/context.h"
 #include "broker/hash_pool.h"
 #include "broker/login_throttle.h"
+#include "broker/metrics.h"
 #include "broker/notices.h"
 #include "broker/session_table.h"
 #include "broker/store.h"
@@ -65,6 +66,9 @@ class BrokerCore {
   void OnPeerGone(std::string_view routing_id);
 
   const SessionTable& sessions() const { return sessions_; }
+  // Counted by the core; the transport adds its own (server.cpp).
+  Metrics& metrics() { return metrics_; }
+  const Metrics& metrics() const { return metrics_; }
 
  private:
   // A request waiting for the hash pool.
@@ -96,6 +100,7 @@ class BrokerCore {
   SessionTable sessions_;
   LoginThrottle throttle_;
   Notices notices_;
+  Metrics metrics_;
   Batch batch_;
   bool in_batch_ = false;
   std::unordered_map<uint64_t, Deferral> deferred_;  // by hash-pool ticket

@@ -4,12 +4,13 @@
 
 namespace zchat {
 
-void PushToAccount(Context& ctx, Responder& out, int64_t account_id,
-                   const Body& body) {
+size_t PushToAccount(Context& ctx, Responder& out, int64_t account_id,
+                     const Body& body) {
   std::vector<std::string> targets = ctx.sessions.SessionsOf(account_id);
-  if (targets.empty()) return;
+  if (targets.empty()) return 0;
   const std::string frame = Encode(Message{0, body});
   for (const std::string& id : targets) out.PushFrame(id, frame);
+  return targets.size();
 }
 
 }  // namespace zchat

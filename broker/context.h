@@ -51,7 +51,8 @@ void ChangeSession(Context& ctx, Responder& out, Peer& peer,
 }
 
 // Pushes `body` to every session of an account (none: nothing is sent).
-void PushToAccount(Context& ctx, Responder& out, int64_t account_id,
-                   const Body& body);
+// Returns how many sessions it went to.
+size_t PushToAccount(Context& ctx, Responder& out, int64_t account_id,
+                     const Body& body);
 
 }  // namespace zchat

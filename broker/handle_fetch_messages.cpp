@@ -23,6 +23,7 @@ Verdict HandleFetchMessages(Context& ctx, Request& req, const Message& m) {
                                    static_cast<uint64_t>(q.sent_at_ms)});
   }
   const auto count = static_cast<int64_t>(batch->size());
+  req.out.Count(MessageEvent::kFetched, static_cast<uint32_t>(count));
   req.Reply(
       FetchResult{static_cast<uint64_t>(count),
                   static_cast<uint64_t>(std::max<int64_t>(0, *total - count))});

@@ -24,6 +24,7 @@ Verdict HandleMessageReceipt(Context& ctx, Request& req, const Message& m) {
       break;
   }
   const QueuedMessage& q = r->message;
+  req.out.Count(MessageEvent::kConfirmed);
   // The sender hears of it now and until it acknowledges (unless it is gone).
   return ctx.notices.Deliver(
       req.out, q.sender_id,

@@ -49,10 +49,14 @@ Verdict HandleSendMessage(Context& ctx, Request& req, const Message& m) {
   Result<int64_t> id = ctx.store.Enqueue(q);
   if (!id.ok()) return id.status();
   req.Reply(MessagePending{static_cast<uint64_t>(*id), send.client_msg_id});
-  PushToAccount(ctx, req.out, to.id,
-                DistributeMessage{static_cast<uint64_t>(*id), q.sender_name,
-                                  std::move(q.body),
-                                  static_cast<uint64_t>(q.sent_at_ms)});
+  const size_t pushed =
+      PushToAccount(ctx, req.out, to.id,
+                    DistributeMessage{static_cast<uint64_t>(*id), q.sender_name,
+                                      std::move(q.body),
+                                      static_cast<uint64_t>(q.sent_at_ms)});
+  req.out.Count(MessageEvent::kAccepted);
+  req.out.Count(pushed > 0 ? MessageEvent::kDeliveredLive
+                           : MessageEvent::kQueued);
   return Verdict::Accepted();
 }
 

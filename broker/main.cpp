@@ -100,8 +100,15 @@ int RunBroker(const zchat::ServerOptions& options,
     return 1;
   }
   zchat::Log(zchat::LogLevel::kInfo, "database " + options.db_path);
+  const std::string metrics_url = (*server)->metrics_url();
+  if (!metrics_url.empty()) {
+    zchat::Log(zchat::LogLevel::kInfo, "metrics at " + metrics_url);
+  }
   if (!endpoint_file.empty()) {
-    std::ofstream(endpoint_file) << (*server)->endpoint() << "\n";
+    // Line 1: the chat endpoint; line 2, with --metrics-bind: the metrics URL.
+    std::ofstream out(endpoint_file);
+    out << (*server)->endpoint() << "\n";
+    if (!metrics_url.empty()) out << metrics_url << "\n";
   }
   g_server = server->get();
   struct sigaction sa {};
@@ -215,7 +222,12 @@ int main(int argc, char** argv) {
                "run the broker in a child process and restart it if it dies "
                "of a signal");
   app.add_option("--endpoint-file", endpoint_file,
-                 "write the bound endpoint to this file once listening");
+                 "write the bound endpoint to this file once listening (and "
+                 "on a second line the metrics URL, with --metrics-bind)");
+  app.add_option("--metrics-bind", options.metrics_bind,
+                 "serve Prometheus metrics over HTTP at HOST:PORT/metrics "
+                 "(e.g. 127.0.0.1:9464; port 0: any free port, see the log "
+                 "or --endpoint-file); off by default");
   app.add_option("--max-connections", options.max_connections,
                  "client connections admitted at once (0: the descriptor "
                  "limit less a reserve); past it new peers are refused")

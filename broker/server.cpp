@@ -46,6 +46,12 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
     return Status(ErrorCode::kInvalidArgument,
                   "bind " + options.bind + ": " + e.what());
   }
+  if (!options.metrics_bind.empty()) {
+    Result<std::unique_ptr<MetricsServer>> metrics = MetricsServer::Start(
+        options.metrics_bind, server->core_->metrics(), options.db_path);
+    if (!metrics.ok()) return metrics.status();
+    server->metrics_server_ = std::move(*metrics);
+  }
   return server;
 }
 
@@ -121,12 +127,24 @@ void Server::Run() {
       next_tick = SteadyMillis() + options_.tick_ms;
     }
     Flush(core_->EndBatch());
+    UpdateGauges();
     if (stopping) break;
   }
   Log(LogLevel::kInfo, "stopped; " + std::to_string(frames_in_) +
                            " frames in " + std::to_string(batches_) +
                            " batches, " + std::to_string(dropped_sends_) +
                            " sends dropped at the high-water mark");
+}
+
+void Server::UpdateGauges() {
+  Metrics& m = core_->metrics();
+  m.connections.Set(admission_->connections());
+  m.connections_refused.Add(admission_->refused() -
+                            m.connections_refused.value());
+  m.sessions.Set(static_cast<int64_t>(core_->sessions().session_count()));
+  m.hash_jobs.Set(static_cast<int64_t>(hashes_.in_flight()));
+  m.frames_received.Add(frames_in_ - m.frames_received.value());
+  m.sends_dropped.Add(dropped_sends_ - m.sends_dropped.value());
 }
 
 void Server::ReadBatch() {

@@ -14,6 +14,7 @@
 #include "broker/admission.h"
 #include "broker/broker_core.h"
 #include "broker/hash_pool.h"
+#include "broker/metrics_server.h"
 #include "broker/store.h"
 #include "broker/unique_fd.h"
 #include "messages/status.h"
@@ -38,6 +39,9 @@ struct ServerOptions {
   // Client connections admitted at once; 0: the descriptor limit less a
   // reserve. Past it, new peers are refused during their handshake.
   int max_connections = 0;
+  // "HOST:PORT": serve Prometheus metrics over HTTP there (metrics_server.h).
+  // Empty: no metrics endpoint.
+  std::string metrics_bind;
 };
 
 class Server {
@@ -47,6 +51,10 @@ class Server {
 
   // The bound endpoint, with the real port when the bind used '*' or 0.
   const std::string& endpoint() const { return endpoint_; }
+  // The metrics URL, with the real port; empty without --metrics-bind.
+  std::string metrics_url() const {
+    return metrics_server_ ? metrics_server_->url() : std::string();
+  }
   void Run();
   void Stop();  // async-signal-safe
 
@@ -57,6 +65,8 @@ class Server {
   Server(const ServerOptions& options, std::unique_ptr<Store> store);
   void ReadBatch();
   void Flush(std::vector<OutFrame> frames);
+  // Copies the transport's figures into the core's metrics.
+  void UpdateGauges();
 
   ServerOptions options_;
   std::unique_ptr<Store> store_;
@@ -70,6 +80,8 @@ class Server {
   uint64_t dropped_sends_ = 0;
   uint64_t frames_in_ = 0;
   uint64_t batches_ = 0;
+  // Last: stopped (its thread joined) before what it reads is destroyed.
+  std::unique_ptr<MetricsServer> metrics_server_;
 };
 
 }  // namespace zchat

@@ -573,6 +573,17 @@ Result<int64_t> Store::CountPending(int64_t recipient_id) {
   return n;
 }
 
+Result<StoreTotals> Store::Totals() {
+  // One statement, so the three counts come from one snapshot.
+  Statement& st = Prepare(
+      "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM "
+      "messages), (SELECT count(*) FROM notices)");
+  if (st.Step() != SQLITE_ROW) return Error("count totals");
+  StoreTotals t{st.Int(0), st.Int(1), st.Int(2)};
+  st.Reset();
+  return t;
+}
+
 Result<std::vector<QueuedMessage>> Store::FetchPending(int64_t recipient_id,
                                                        int64_t limit) {
   Statement& st = Prepare(

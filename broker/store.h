@@ -97,6 +97,13 @@ struct ReceiptResult {
   QueuedMessage message;  // set when kConfirmed (body cleared)
 };
 
+// Whole-database totals (for the metrics endpoint).
+struct StoreTotals {
+  int64_t accounts = 0;
+  int64_t queued_messages = 0;  // not yet confirmed by their recipient
+  int64_t notices = 0;          // not yet acknowledged by their sender
+};
+
 class Store {
  public:
   static Result<std::unique_ptr<Store>> Open(const std::string& path,
@@ -164,6 +171,10 @@ class Store {
   Result<std::optional<int64_t>> FindToken(std::string_view token_hash,
                                            int64_t not_before_ms);
   Status RevokeToken(std::string_view token_hash);
+
+  // Counts every table's rows: a scan, meant for a second, read-only store
+  // (the metrics server's), which sees what is committed.
+  Result<StoreTotals> Totals();
 
   // Housekeeping: drops dedup ids and tokens older than the cut-offs.
   Status Prune(int64_t sends_before_ms, int64_t tokens_before_ms);

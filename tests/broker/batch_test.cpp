@@ -185,5 +185,52 @@ TEST_F(BatchTest, FailedWriteFailsTheBatchSoFarAndTheRestGoesOn) {
   EXPECT_TRUE(store_->FindAccount("fred")->has_value());
 }
 
+// Metrics count at commit: outcomes by type and the events requests noted;
+// a failed batch counts its dependent requests as storage and none of their
+// events.
+TEST_F(BatchTest, MetricsCountOutcomesAndEventsAtCommit) {
+  Metrics metrics;
+  Batch batch(*store_, &metrics);
+  batch.Begin();
+  batch.Run(Info("a", 1, MessageType::kSendMessage), [&](Responder& out) {
+    out.Count(MessageEvent::kAccepted);
+    out.Count(MessageEvent::kQueued);
+    return Write(out, "ann");
+  });
+  batch.Run(Info("b", 2, MessageType::kSendMessage), [&](Responder& out) {
+    out.Count(MessageEvent::kAccepted);  // dropped: the request is refused
+    return Verdict::Refused(
+        Status(ErrorCode::kUnknownRecipient, "no account named 'x'"));
+  });
+  // Not committed yet: nothing counted.
+  EXPECT_EQ(metrics.requests(11, ErrorCode::kOk), 0u);
+  (void)batch.Commit();
+  EXPECT_EQ(metrics.requests(11, ErrorCode::kOk), 1u);
+  EXPECT_EQ(metrics.requests(11, ErrorCode::kUnknownRecipient), 1u);
+  EXPECT_EQ(
+      metrics.messages[static_cast<size_t>(MessageEvent::kAccepted)].value(),
+      1u);
+  EXPECT_EQ(
+      metrics.messages[static_cast<size_t>(MessageEvent::kQueued)].value(), 1u);
+  EXPECT_EQ(metrics.batch_requests.count(), 1u);
+  EXPECT_EQ(metrics.commit_seconds.count(), 1u);
+
+  {
+    FullDisk full;
+    batch.Begin();
+    batch.Run(Info("c", 3, MessageType::kSendMessage), [&](Responder& out) {
+      out.Count(MessageEvent::kAccepted);
+      return Write(out, std::string(4096, 'z'));
+    });
+    (void)batch.Commit();
+  }
+  EXPECT_EQ(metrics.requests(11, ErrorCode::kOk), 1u);
+  EXPECT_EQ(metrics.requests(11, ErrorCode::kStorage), 1u);
+  EXPECT_EQ(
+      metrics.messages[static_cast<size_t>(MessageEvent::kAccepted)].value(),
+      1u);
+  EXPECT_EQ(metrics.commit_seconds.count(), 1u);  // only commits that held
+}
+
 }  // namespace
 }  // namespace zchat

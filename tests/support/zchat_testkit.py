@@ -24,7 +24,9 @@ def wait_until(cond, timeout, interval=0.02):
 
 class Broker:
     """A zchat-broker process listening on tcp://127.0.0.1 at a port the
-    kernel chose; the port is read back from --endpoint-file."""
+    kernel chose; the port is read back from --endpoint-file. With
+    --metrics-bind among extra_args, .metrics_url is the metrics URL (the
+    endpoint file's second line); otherwise it is None."""
 
     def __init__(self, binary, directory, extra_args=()):
         self.directory = directory
@@ -37,11 +39,14 @@ class Broker:
                  "--endpoint-file", str(ep_file), *extra_args],
                 stdout=log, stderr=subprocess.STDOUT)
 
+        lines_wanted = 2 if "--metrics-bind" in extra_args else 1
+
         def endpoint():
             if self.proc.poll() is not None:
                 return f"exited {self.proc.returncode}"
             text = ep_file.read_text() if ep_file.exists() else ""
-            return text.strip() if text.endswith("\n") and text.strip() else None
+            lines = text.splitlines() if text.endswith("\n") else []
+            return text if len(lines) >= lines_wanted else None
 
         ep = wait_until(endpoint, 10)
         if ep is None or ep.startswith("exited "):
@@ -49,7 +54,9 @@ class Broker:
             raise RuntimeError(
                 f"broker {'did not write its endpoint file within 10 s' if ep is None else ep}"
                 f"; log:\n{self.log()}")
-        self.endpoint = ep
+        lines = ep.splitlines()
+        self.endpoint = lines[0].strip()
+        self.metrics_url = lines[1].strip() if len(lines) > 1 else None
 
     def log(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
