@@ -48,7 +48,7 @@ if(ZCHAT_DPKG_SHLIBDEPS)
   set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 else()
   set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "libc6, libstdc++6, libgcc-s1, libzmq5, libsodium23, libsqlite3-0, libedit2")
+    "libc6, libstdc++6, libgcc-s1, libzmq5, libsodium23, libsqlite3-0, libedit2, libmicrohttpd12")
 endif()
 # The license as the Debian copyright file.
 configure_file(${PROJECT_SOURCE_DIR}/LICENSE
