@@ -202,6 +202,9 @@ class Store {
   explicit Store(sqlite3* db);
   sqlite3* db() const { return db_.get(); }
   Status Exec(const char* sql);
+  // Runs a fixed statement that returns no rows (BEGIN, COMMIT...),
+  // prepared once.
+  Status RunFixed(const char* sql);
   Status RequireTransaction();
   // The database's PRAGMA user_version (0 for a new, empty file).
   Result<int64_t> SchemaVersion();
