@@ -141,6 +141,34 @@ DROP TABLE notices;
 ALTER TABLE notices_v2 RENAME TO notices;
 )sql";
 
+// Message ids without AUTOINCREMENT, which reads and rewrites a row of
+// sqlite_sequence with every insert: ids are handed out from blocks
+// reserved in `meta` (one write per block), and `meta` keeps the highest id
+// ever reserved, so no id is handed out twice, even after a rollback or a
+// restart.
+constexpr const char* kSchemaV3 = R"sql(
+CREATE TABLE messages_v3(
+  id INTEGER PRIMARY KEY,
+  sender_id INTEGER NOT NULL,
+  sender_name TEXT NOT NULL,
+  recipient_id INTEGER NOT NULL,
+  recipient_name TEXT NOT NULL,
+  client_msg_id INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  sent_at INTEGER NOT NULL);
+INSERT INTO messages_v3(id, sender_id, sender_name, recipient_id,
+                        recipient_name, client_msg_id, body, sent_at)
+  SELECT id, sender_id, sender_name, recipient_id, recipient_name,
+         client_msg_id, body, sent_at FROM messages;
+CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO meta(key, value) VALUES('message_ids', max(
+  coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0),
+  coalesce((SELECT max(id) FROM messages), 0)));
+DROP TABLE messages;
+ALTER TABLE messages_v3 RENAME TO messages;
+CREATE INDEX messages_by_recipient ON messages(recipient_id, id);
+)sql";
+
 // client_msg_id is a uint64 on the wire; SQLite integers are signed 64-bit.
 // The bit pattern is stored as is.
 int64_t ToSql(uint64_t v) { return static_cast<int64_t>(v); }
@@ -262,6 +290,17 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path,
     return failed(s.detail());
   }
   if (Status s = store->Migrate(); !s.ok()) return failed(s.detail());
+  {
+    // Ids up to the highest reserved may have been handed out.
+    Statement& st =
+        store->Prepare("SELECT value FROM meta WHERE key = 'message_ids'");
+    if (st.Step() != SQLITE_ROW) {
+      st.Reset();
+      return failed(std::string("read meta: ") + sqlite3_errmsg(store->db()));
+    }
+    store->next_message_id_ = st.Int(0) + 1;
+    st.Reset();
+  }
   return store;
 }
 
@@ -286,7 +325,7 @@ Status Store::CheckNotNewer(int64_t version) {
 Status Store::Migrate() {
   // Each step takes the schema from version N to N+1 in one transaction,
   // reading N inside it (another broker may be migrating the same file).
-  static const char* const kMigrations[] = {kSchemaV1, kSchemaV2};
+  static const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3};
   static_assert(std::size(kMigrations) == kSchemaVersion);
   for (;;) {
     if (Status s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
@@ -333,7 +372,28 @@ void Store::ForgetTransaction() {
   pending_counts_.clear();
   notice_counts_.clear();
   account_ids_.behind = true;
-  message_ids_.behind = true;
+  // A block reserved in the lost transaction is no longer reserved.
+  message_block_end_ = 0;
+}
+
+Result<int64_t> Store::NextMessageId() {
+  if (next_message_id_ > message_block_end_) {
+    Statement& st = Prepare(
+        "UPDATE meta SET value = value + ? WHERE key = 'message_ids' "
+        "RETURNING value");
+    st.Bind(1, kMessageIdBlock);
+    if (st.Step() != SQLITE_ROW) {
+      st.Reset();
+      return Error("reserve message ids");
+    }
+    const int64_t end = st.Int(0);
+    const int rc = st.Step();
+    st.Reset();
+    if (rc != SQLITE_DONE) return Error("reserve message ids");
+    message_block_end_ = end;
+    next_message_id_ = std::max(next_message_id_, end - kMessageIdBlock + 1);
+  }
+  return next_message_id_++;
 }
 
 Status Store::RunFixed(const char* sql) {
@@ -539,11 +599,13 @@ Result<std::optional<int64_t>> Store::FindSend(int64_t sender_id,
 
 Result<int64_t> Store::Enqueue(const QueuedMessage& m) {
   if (Status s = RequireTransaction(); !s.ok()) return s;
+  Result<int64_t> id = NextMessageId();
+  if (!id.ok()) return id.status();
   Statement& st = Prepare(
       "INSERT INTO messages(id, sender_id, sender_name, recipient_id, "
       "recipient_name, client_msg_id, body, sent_at) "
       "VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
-  st.Bind(1, message_ids_.Next())
+  st.Bind(1, *id)
       .Bind(2, m.sender_id)
       .Bind(3, m.sender_name)
       .Bind(4, m.recipient_id)
@@ -552,8 +614,6 @@ Result<int64_t> Store::Enqueue(const QueuedMessage& m) {
       .Bind(7, m.body)
       .Bind(8, m.sent_at_ms);
   if (st.Run() != SQLITE_DONE) return Error("enqueue");
-  const int64_t id = sqlite3_last_insert_rowid(db());
-  message_ids_.Assigned(id);
   // The row is in: the count follows it at once (even if the dedup insert
   // below fails, the row stays in the transaction until it rolls back).
   if (auto it = pending_counts_.find(m.recipient_id);
@@ -565,10 +625,10 @@ Result<int64_t> Store::Enqueue(const QueuedMessage& m) {
       "VALUES(?, ?, ?, ?)");
   dedup.Bind(1, m.sender_id)
       .Bind(2, ToSql(m.client_msg_id))
-      .Bind(3, id)
+      .Bind(3, *id)
       .Bind(4, m.sent_at_ms);
   if (dedup.Run() != SQLITE_DONE) return Error("enqueue");
-  return id;
+  return *id;
 }
 
 Result<int64_t> Store::CountPending(int64_t recipient_id) {
@@ -652,18 +712,13 @@ Result<ReceiptResult> Store::ConfirmDelivery(int64_t recipient_id,
   }
   row.Reset();
   if (rc != SQLITE_DONE) return Error("confirm delivery");
-  // No such row: already confirmed, or never assigned (AUTOINCREMENT ids
-  // are never reused: sqlite_sequence says, for committed ids; an id of a
-  // rolled-back transaction reads as kUnknown until a later id commits,
-  // then as kAlreadyConfirmed).
-  Statement& seq =
-      Prepare("SELECT seq FROM sqlite_sequence WHERE name = 'messages'");
-  rc = seq.Step();
-  const int64_t highest = rc == SQLITE_ROW ? seq.Int(0) : 0;
-  seq.Reset();
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error("confirm delivery");
-  result.outcome = message_id <= highest ? ReceiptOutcome::kAlreadyConfirmed
-                                         : ReceiptOutcome::kUnknown;
+  // No such row: already confirmed (or purged), or never handed out. Ids
+  // are handed out in increasing order and never twice, so ids below the
+  // next one were (or were skipped, after a rollback or a restart, and read
+  // as confirmed too).
+  result.outcome = message_id < next_message_id_
+                       ? ReceiptOutcome::kAlreadyConfirmed
+                       : ReceiptOutcome::kUnknown;
   return result;
 }
 

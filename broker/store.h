@@ -112,7 +112,7 @@ class Store {
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Transactions (see the top of this file). Commit failing (disk full)
   // rolls everything back. Rollback outside a transaction only drops the
@@ -236,7 +236,13 @@ class Store {
   // InTransaction() when SQLite dropped the transaction by itself.
   bool transaction_open_ = false;
   IdFloor account_ids_;
-  IdFloor message_ids_;
+  // Message ids come from blocks reserved in the meta table (schema v3):
+  // one write per block instead of AUTOINCREMENT's sqlite_sequence update
+  // per message. A block reserved in a transaction that is lost is dropped.
+  static constexpr int64_t kMessageIdBlock = 4096;
+  int64_t next_message_id_ = 1;    // the next id to hand out
+  int64_t message_block_end_ = 0;  // the reserved block's last id (0: none)
+  Result<int64_t> NextMessageId();
   // Caches (see the top of this file).
   std::unordered_map<std::string, Account> accounts_by_key_;
   std::unordered_map<int64_t, int64_t> pending_counts_;
