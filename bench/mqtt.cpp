@@ -29,7 +29,7 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 // The `mosquitto` executable: on PATH, else where Debian puts it.
-std::string MosquittoBinary() {
+[[maybe_unused]] std::string MosquittoBinary() {
   std::vector<std::string> dirs;
   if (const char* path = std::getenv("PATH")) {
     std::string p = path;
