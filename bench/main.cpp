@@ -326,11 +326,11 @@ Json Offline(const Settings& s, uint64_t messages) {
 // once it has one, so a sweep is a loop over zchat-bench runs.
 Json Cores(const Settings& s) {
   const int pairs = s.quick ? 20 : 200;
-  return Cycle(s,
-               "Cores: " + std::to_string(pairs) + " pairs, window 16, " +
-                   std::to_string(std::min(s.load_threads, pairs)) +
-                   " load threads",
-               pairs, 16);
+  return Cycle(
+      s,
+      "Cores: " + std::to_string(pairs) + " pairs, window 16, " +
+          "load threads: " + std::to_string(std::min(s.load_threads, pairs)),
+      pairs, 16);
 }
 
 Json Listing(const Settings& s, uint64_t accounts) {
