@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <thread>
 #include <unordered_map>
@@ -333,7 +334,14 @@ bool StartMosquitto(testing::ChildProcess& child, const std::string& dir,
     }
     child.Stop();  // exited (port taken meanwhile?) or never listened
   }
-  *why = "mosquitto did not start (see its log in " + data + ")";
+  // The temporary directory goes at the end: quote the log here.
+  std::string log;
+  for (const char* f : {"/mosquitto.log", "/stderr.log"}) {
+    std::ifstream in(data + f);
+    log.append(std::istreambuf_iterator<char>(in), {});
+  }
+  if (log.size() > 400) log = log.substr(log.size() - 400);
+  *why = "mosquitto did not start: " + (log.empty() ? "no log" : log);
   return false;
 }
 
