@@ -4,12 +4,14 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <zmq.hpp>
@@ -29,12 +31,6 @@ using testing::CpuTime;
 constexpr const char* kPassword = "benchpass1";
 // A scenario that makes no progress for this long has failed.
 constexpr auto kStall = std::chrono::seconds(30);
-
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             Clock::now().time_since_epoch())
-      .count();
-}
 
 // CPU time of the target process, in microseconds.
 int64_t CpuMicros(pid_t pid) { return CpuTime(pid).count(); }
@@ -117,21 +113,6 @@ bool AllAre(const std::vector<Message>& replies) {
   return true;
 }
 
-Latency Percentiles(std::vector<int64_t>& ns) {
-  Latency l;
-  l.samples = ns.size();
-  if (ns.empty()) return l;
-  std::sort(ns.begin(), ns.end());
-  auto at = [&](double q) {
-    size_t i = std::min(ns.size() - 1, static_cast<size_t>(q * ns.size()));
-    return ns[i] / 1000.0;
-  };
-  l.p50_us = at(0.50);
-  l.p99_us = at(0.99);
-  l.p999_us = at(0.999);
-  return l;
-}
-
 // Sends make(i) on every connection, at most 32 at a time (the broker's
 // password-hashing queue refuses more than it holds), and checks that every
 // reply is a T.
@@ -206,10 +187,33 @@ int64_t FileSize(const std::string& path) {
 
 }  // namespace
 
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             Clock::now().time_since_epoch())
+      .count();
+}
+
+Latency Percentiles(std::vector<int64_t>& ns) {
+  Latency l;
+  l.samples = ns.size();
+  if (ns.empty()) return l;
+  std::sort(ns.begin(), ns.end());
+  auto at = [&](double q) {
+    size_t i = std::min(ns.size() - 1, static_cast<size_t>(q * ns.size()));
+    return ns[i] / 1000.0;
+  };
+  l.p50_us = at(0.50);
+  l.p99_us = at(0.99);
+  l.p999_us = at(0.999);
+  return l;
+}
+
 CycleFigures RunCycle(const Target& target, int pairs, int window,
-                      double seconds, const std::string& tag) {
+                      double seconds, const std::string& tag, int threads) {
   CycleFigures out;
-  zmq::context_t ctx(1);
+  threads = std::clamp(threads, 1, pairs);
+  // One I/O thread per load thread: a single one would serialize them.
+  zmq::context_t ctx(threads);
   ctx.set(zmq::ctxopt::max_sockets, 4 * pairs + 16);
   std::vector<std::unique_ptr<Conn>> conns;
   std::vector<std::string> names;
@@ -226,109 +230,144 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
     return out;
   }
 
-  struct Sender {
-    uint64_t next_cmid = 1;
-    int in_flight = 0;
-    std::unordered_map<uint64_t, int64_t> sent_at;  // client_msg_id -> ns
-  };
-  std::vector<Sender> senders(pairs);
-  std::string padding(48, '.');
-  bool sending = true, measuring = false;
-  std::vector<int64_t> delivered, confirmed;
-  uint64_t sent = 0, completed = 0, distributed = 0;
+  const CycleClock clock(seconds);
+  std::vector<CyclePart> parts(threads);
+  std::atomic<bool> abort{false};
+  // Load thread t drives pairs t, t + threads, ... (a sender's and its
+  // recipient's socket both): the sockets are handed over when the thread
+  // starts and used by it alone.
+  auto drive = [&](int t) {
+    CyclePart& part = parts[t];
+    std::vector<int> mine;
+    for (int i = t; i < pairs; i += threads) mine.push_back(i);
+    struct Sender {
+      uint64_t next_cmid = 1;
+      int in_flight = 0;
+      std::unordered_map<uint64_t, int64_t> sent_at;  // client_msg_id -> ns
+    };
+    std::vector<Sender> senders(pairs);  // indexed by pair, only mine used
+    const std::string padding(48, '.');
+    uint64_t in_flight = 0;
+    bool sending = true;
 
-  auto send_one = [&](int i) {
-    Sender& s = senders[i];
-    const uint64_t cmid = s.next_cmid++;
-    const int64_t now = NowNs();
-    s.sent_at[cmid] = now;
-    ++s.in_flight;
-    ++sent;
-    conns[i]->Send(SendMessage{names[pairs + i],
-                               std::to_string(now) + " " + padding, cmid});
-  };
-  for (int i = 0; i < pairs; ++i) {
-    for (int w = 0; w < window; ++w) send_one(i);
-  }
-  auto items = Items(conns);
-  const auto start = Clock::now();
-  const auto measure_from = start + std::chrono::milliseconds(500);
-  const auto measure_to =
-      measure_from +
-      std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
-  int64_t cpu0 = 0;
-  uint64_t completed0 = 0;
-  Clock::time_point t0;
-  // After measuring, the messages still in flight must complete too: the
-  // cycle stops sending and waits for them (a lost one is a failure).
-  auto in_flight = [&] {
-    uint64_t n = 0;
-    for (const Sender& s : senders) n += s.in_flight;
-    return n;
-  };
-  auto last_progress = Clock::now();
-  while (sending || in_flight() > 0) {
-    Poll(items, 100);
-    const auto now = Clock::now();
-    if (now - last_progress > kStall) {
-      out.failure = std::to_string(in_flight()) + " of " +
-                    std::to_string(sent) + " messages stalled in flight " +
-                    (sending ? "while measuring" : "after measuring");
-      return out;
+    auto send_one = [&](int i) {
+      Sender& s = senders[i];
+      const uint64_t cmid = s.next_cmid++;
+      const int64_t now = NowNs();
+      s.sent_at[cmid] = now;
+      ++s.in_flight;
+      ++in_flight;
+      ++part.sent;
+      conns[i]->Send(SendMessage{names[pairs + i],
+                                 std::to_string(now) + " " + padding, cmid});
+    };
+    for (int i : mine) {
+      for (int w = 0; w < window; ++w) send_one(i);
     }
-    if (sending && !measuring && now >= measure_from) {
-      measuring = true;
-      cpu0 = CpuMicros(target.pid);
-      completed0 = completed;
-      t0 = now;
+    std::vector<zmq::pollitem_t> items;
+    for (int i : mine) {
+      items.push_back({conns[i]->socket().handle(), 0, ZMQ_POLLIN, 0});
+      items.push_back({conns[pairs + i]->socket().handle(), 0, ZMQ_POLLIN, 0});
     }
-    if (measuring && now >= measure_to) {
-      const int64_t cpu1 = CpuMicros(target.pid);
-      const double elapsed = std::chrono::duration<double>(now - t0).count();
-      out.messages = completed - completed0;
-      out.messages_per_s = out.messages / elapsed;
-      out.cpu_us_per_message =
-          out.messages ? static_cast<double>(cpu1 - cpu0) / out.messages : 0;
-      sending = measuring = false;
-    }
-    for (int i = 0; i < pairs; ++i) {
-      conns[i]->Drain([&](Message& m) {
-        if (auto* ok = std::get_if<MessageSuccess>(&m.body)) {
-          Sender& s = senders[i];
-          auto it = s.sent_at.find(ok->client_msg_id);
-          if (it == s.sent_at.end()) {
-            if (out.failure.empty()) {
-              out.failure = "MESSAGE_SUCCESS for a message not in flight";
+    // After measuring, the messages still in flight must complete too: the
+    // cycle stops sending and waits for them (a lost one is a failure).
+    auto last_progress = Clock::now();
+    while (sending || in_flight > 0) {
+      if (abort) return;
+      Poll(items, 100);
+      const auto now = Clock::now();
+      if (now - last_progress > kStall) {
+        part.failure = std::to_string(in_flight) + " of " +
+                       std::to_string(part.sent) +
+                       " messages stalled in flight " +
+                       (sending ? "while measuring" : "after measuring");
+        abort = true;
+        return;
+      }
+      if (sending && now >= clock.to) sending = false;
+      for (int i : mine) {
+        conns[i]->Drain([&](Message& m) {
+          if (auto* ok = std::get_if<MessageSuccess>(&m.body)) {
+            Sender& s = senders[i];
+            auto it = s.sent_at.find(ok->client_msg_id);
+            if (it == s.sent_at.end()) {
+              if (part.failure.empty()) {
+                part.failure = "MESSAGE_SUCCESS for a message not in flight";
+              }
+              return;
             }
-            return;
+            const int64_t at = NowNs();
+            if (clock.Measuring(Clock::now())) {
+              part.confirmed.push_back(at - it->second);
+              ++part.completed;
+            }
+            // As a client does: the broker keeps the notice until then.
+            conns[i]->Send(NoticeReceipt{ok->message_id});
+            s.sent_at.erase(it);
+            --s.in_flight;
+            --in_flight;
+            last_progress = Clock::now();
+            if (sending) send_one(i);
+          } else if (!std::holds_alternative<MessagePending>(m.body) &&
+                     part.failure.empty()) {
+            part.failure = "a sender got " + Describe(m);
           }
-          if (measuring) confirmed.push_back(NowNs() - it->second);
-          // As a client does: the broker keeps the notice until then.
-          conns[i]->Send(NoticeReceipt{ok->message_id});
-          s.sent_at.erase(it);
-          --s.in_flight;
-          ++completed;
-          last_progress = Clock::now();
-          if (sending) send_one(i);
-        } else if (!std::holds_alternative<MessagePending>(m.body) &&
-                   out.failure.empty()) {
-          out.failure = "a sender got " + Describe(m);
-        }
-      });
-      conns[pairs + i]->Drain([&](Message& m) {
-        if (auto* d = std::get_if<DistributeMessage>(&m.body)) {
-          if (measuring) {
-            delivered.push_back(NowNs() - std::stoll(d->body));
+        });
+        conns[pairs + i]->Drain([&](Message& m) {
+          if (auto* d = std::get_if<DistributeMessage>(&m.body)) {
+            if (clock.Measuring(Clock::now())) {
+              part.delivered.push_back(NowNs() - std::stoll(d->body));
+            }
+            ++part.distributed;
+            conns[pairs + i]->Send(MessageReceipt{d->message_id});
+          } else if (part.failure.empty()) {
+            part.failure = "a recipient got " + Describe(m);
           }
-          ++distributed;
-          conns[pairs + i]->Send(MessageReceipt{d->message_id});
-        } else if (out.failure.empty()) {
-          out.failure = "a recipient got " + Describe(m);
-        }
-      });
+        });
+      }
+      if (!part.failure.empty()) {
+        abort = true;
+        return;
+      }
     }
-    if (!out.failure.empty()) return out;
+  };
+  const CpuWindow cpu = RunLoadThreads(clock, threads, target.pid, drive);
+  return MergeCycle(clock, cpu, parts);
+}
+
+CpuWindow RunLoadThreads(const CycleClock& clock, int threads, pid_t pid,
+                         const std::function<void(int)>& drive) {
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) workers.emplace_back(drive, t);
+  CpuWindow cpu;
+  std::this_thread::sleep_until(clock.from);
+  cpu.begin_us = CpuMicros(pid);
+  std::this_thread::sleep_until(clock.to);
+  cpu.end_us = CpuMicros(pid);
+  for (auto& w : workers) w.join();
+  return cpu;
+}
+
+CycleFigures MergeCycle(const CycleClock& clock, const CpuWindow& cpu,
+                        std::vector<CyclePart>& parts) {
+  CycleFigures out;
+  std::vector<int64_t> delivered, confirmed;
+  uint64_t sent = 0, distributed = 0;
+  for (CyclePart& p : parts) {
+    if (out.failure.empty()) out.failure = p.failure;
+    delivered.insert(delivered.end(), p.delivered.begin(), p.delivered.end());
+    confirmed.insert(confirmed.end(), p.confirmed.begin(), p.confirmed.end());
+    sent += p.sent;
+    distributed += p.distributed;
+    out.messages += p.completed;
   }
+  if (!out.failure.empty()) return out;
+  const double elapsed =
+      std::chrono::duration<double>(clock.to - clock.from).count();
+  const double cpu_us = static_cast<double>(cpu.end_us - cpu.begin_us);
+  out.messages_per_s = out.messages / elapsed;
+  out.cpu_us_per_message = out.messages ? cpu_us / out.messages : 0;
+  out.cpu_cores = cpu_us / (elapsed * 1e6);
   out.delivered = Percentiles(delivered);
   out.confirmed = Percentiles(confirmed);
   if (distributed != sent) {

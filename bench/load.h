@@ -1,13 +1,16 @@
 // Load generation: raw DEALER connections (the test support library's
-// RawClient) driven from one thread, and the scenarios of the benchmark.
-// Each scenario runs against a Target (the broker or the baseline, each a
-// separate process) and returns its figures, with `failure` saying why it
-// did not complete ("" if it did: every request answered as expected, no
-// message lost, nothing stalled past its deadline).
+// RawClient), and the scenarios of the benchmark. The online cycle spreads
+// its pairs over load threads (--load-threads); the other scenarios drive
+// their sockets from one thread. Each scenario runs against a Target (the
+// broker, the baseline or Mosquitto, each a separate process) and returns its
+// figures, with `failure` saying why it did not complete ("" if it did: every
+// request answered as expected, no message lost, nothing stalled past its
+// deadline).
 #pragma once
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -16,9 +19,10 @@
 namespace zchat::bench {
 
 struct Target {
-  std::string name;  // "zchat" or "baseline"
+  std::string name;  // "zchat", "baseline" or "Mosquitto"
   pid_t pid = -1;
-  std::string endpoint;
+  std::string endpoint;  // ZeroMQ endpoint; for Mosquitto "127.0.0.1:PORT"
+  int port = 0;          // Mosquitto's TCP port
 };
 
 struct Latency {
@@ -29,16 +33,54 @@ struct Latency {
 struct CycleFigures {
   double messages_per_s = 0;
   double cpu_us_per_message = 0;  // the target process's CPU time
-  Latency delivered;              // SEND_MESSAGE -> DISTRIBUTE_MESSAGE
-  Latency confirmed;              // SEND_MESSAGE -> MESSAGE_SUCCESS
+  double cpu_cores = 0;  // its CPU time over the measuring window's length
+  Latency delivered;     // SEND_MESSAGE -> DISTRIBUTE_MESSAGE
+  Latency confirmed;     // SEND_MESSAGE -> MESSAGE_SUCCESS
   uint64_t messages = 0;
   std::string failure;
 };
 
 // Scenario 1 and 2: `pairs` senders each keep `window` messages in flight
-// through the full cycle for `seconds` (after a short warm-up).
+// through the full cycle for `seconds` (after a short warm-up), the pairs
+// spread over `threads` load threads.
 CycleFigures RunCycle(const Target& target, int pairs, int window,
-                      double seconds, const std::string& tag);
+                      double seconds, const std::string& tag, int threads);
+
+// What the load threads of a cycle share: the measuring window, a 0.5 s
+// warm-up after construction then `seconds`. A message counts (and its
+// latency is sampled) if it completes inside the window; senders stop at its
+// end and the messages in flight then must still complete.
+struct CycleClock {
+  using Clock = std::chrono::steady_clock;
+  explicit CycleClock(double seconds)
+      : from(Clock::now() + std::chrono::milliseconds(500)),
+        to(from +
+           std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000))) {}
+  bool Measuring(Clock::time_point now) const {
+    return now >= from && now < to;
+  }
+  Clock::time_point from, to;
+};
+// One load thread's share of a cycle.
+struct CyclePart {
+  std::vector<int64_t> delivered, confirmed;  // ns, inside the window
+  uint64_t sent = 0, distributed = 0;
+  uint64_t completed = 0;  // inside the window
+  std::string failure;
+};
+struct CpuWindow {
+  int64_t begin_us = 0, end_us = 0;  // the target's CPU time at from, to
+};
+// Runs drive(0) .. drive(threads - 1) on their own threads and reads the
+// CPU time of `pid` at the window's ends meanwhile.
+CpuWindow RunLoadThreads(const CycleClock& clock, int threads, pid_t pid,
+                         const std::function<void(int)>& drive);
+// The figures of the parts together.
+CycleFigures MergeCycle(const CycleClock& clock, const CpuWindow& cpu,
+                        std::vector<CyclePart>& parts);
+
+int64_t NowNs();  // steady clock
+Latency Percentiles(std::vector<int64_t>& ns);
 
 struct QueueFigures {
   uint64_t messages = 0;

@@ -12,9 +12,12 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <thread>
 
 #include "bench/forwarder.h"
 #include "bench/load.h"
+#include "bench/mqtt.h"
 #include "tests/support/child_process.h"
 #include "tests/support/fd_limit.h"
 #include "tests/support/raw_client.h"
@@ -35,6 +38,9 @@ struct Settings {
   bool quick = false;
   std::string json_path;
   std::string dir;
+  int load_threads = 1;
+  std::vector<std::string> broker_args;  // appended to every broker start
+  std::string no_mosquitto;  // why Mosquitto is skipped ("" if it is not)
 };
 
 // Why scenarios did not complete; any of them makes the exit status 1.
@@ -84,14 +90,29 @@ Running Start(const Settings& s, const std::string& name,
 Running StartBroker(const Settings& s, const std::string& db,
                     const std::string& cost,
                     const std::string& bind = "tcp://127.0.0.1:*") {
-  return Start(s, "zchat",
-               {s.broker, "--bind", bind, "--db", db, "--log-level",
-                s.log_level, "--pwhash-cost", cost, "--sync", s.sync});
+  std::vector<std::string> argv = {
+      s.broker,    "--bind",        bind, "--db",   db,    "--log-level",
+      s.log_level, "--pwhash-cost", cost, "--sync", s.sync};
+  argv.insert(argv.end(), s.broker_args.begin(), s.broker_args.end());
+  return Start(s, "zchat", argv);
 }
 
 Running StartBaseline(const Settings& s) {
   return Start(s, "baseline",
                {SelfExe(), "forwarder", "--bind", "tcp://127.0.0.1:*"});
+}
+
+// Mosquitto on a free loopback port; !ok() (and a failure of `scenario`) if
+// it did not come up.
+Running StartMqtt(const Settings& s, const std::string& scenario) {
+  Running r;
+  r.target.name = "Mosquitto";
+  std::string why;
+  if (!StartMosquitto(*r.child, s.dir, &r.target, &why)) {
+    r.target.endpoint.clear();
+    Fail(scenario, why);
+  }
+  return r;
 }
 
 // Starts the target of `scenario`; a failure if it does not come up.
@@ -124,57 +145,111 @@ Json LatencyJson(const Latency& l) {
           {"samples", l.samples}};
 }
 
+std::string Ratio(double a, double b) {
+  return b ? Fmt(a / b, 2) : std::string("-");
+}
+
+// A table of cycle figures, a row per target; Mosquitto's row says why it
+// was skipped when it was.
 void PrintCycle(const std::string& title, const CycleFigures& z,
-                const CycleFigures& b) {
+                const CycleFigures& b, const std::optional<CycleFigures>& m,
+                const std::string& no_mosquitto) {
   std::printf("\n%s\n", title.c_str());
-  std::printf("  %-10s %12s %10s %28s %28s\n", "", "chat msg/s", "cpu us/msg",
-              "send->delivered p50/p99/p99.9", "send->success p50/p99/p99.9");
-  for (const auto* f : {&z, &b}) {
-    std::printf(
-        "  %-10s %12s %10s %28s %28s\n", f == &z ? "zchat" : "baseline",
-        Fmt(f->messages_per_s, 0).c_str(),
-        Fmt(f->cpu_us_per_message, 2).c_str(),
-        (Fmt(f->delivered.p50_us, 0) + "/" + Fmt(f->delivered.p99_us, 0) + "/" +
-         Fmt(f->delivered.p999_us, 0) + " us")
-            .c_str(),
-        (Fmt(f->confirmed.p50_us, 0) + "/" + Fmt(f->confirmed.p99_us, 0) + "/" +
-         Fmt(f->confirmed.p999_us, 0) + " us")
-            .c_str());
+  std::printf("  %-10s %12s %10s %6s %28s %28s\n", "", "chat msg/s",
+              "cpu us/msg", "cores", "send->delivered p50/p99/p99.9",
+              "send->success p50/p99/p99.9");
+  auto row = [](const char* name, const CycleFigures& f) {
+    std::printf("  %-10s %12s %10s %6s %28s %28s\n", name,
+                Fmt(f.messages_per_s, 0).c_str(),
+                Fmt(f.cpu_us_per_message, 2).c_str(),
+                Fmt(f.cpu_cores, 2).c_str(),
+                (Fmt(f.delivered.p50_us, 0) + "/" + Fmt(f.delivered.p99_us, 0) +
+                 "/" + Fmt(f.delivered.p999_us, 0) + " us")
+                    .c_str(),
+                (Fmt(f.confirmed.p50_us, 0) + "/" + Fmt(f.confirmed.p99_us, 0) +
+                 "/" + Fmt(f.confirmed.p999_us, 0) + " us")
+                    .c_str());
+  };
+  row("zchat", z);
+  row("baseline", b);
+  if (m) {
+    row("Mosquitto", *m);
+  } else {
+    std::printf("  %-10s skipped (%s)\n", "Mosquitto", no_mosquitto.c_str());
   }
-  std::printf("  zchat/baseline: throughput %.2f, p50 delivered %.2fx\n",
-              b.messages_per_s ? z.messages_per_s / b.messages_per_s : 0,
-              b.delivered.p50_us ? z.delivered.p50_us / b.delivered.p50_us : 0);
+  std::printf("  zchat/baseline: throughput %s, cpu/msg %s, p50 delivered %s\n",
+              Ratio(z.messages_per_s, b.messages_per_s).c_str(),
+              Ratio(z.cpu_us_per_message, b.cpu_us_per_message).c_str(),
+              Ratio(z.delivered.p50_us, b.delivered.p50_us).c_str());
+  if (m) {
+    std::printf(
+        "  zchat/Mosquitto: throughput %s, cpu/msg %s, p50 delivered %s\n",
+        Ratio(z.messages_per_s, m->messages_per_s).c_str(),
+        Ratio(z.cpu_us_per_message, m->cpu_us_per_message).c_str(),
+        Ratio(z.delivered.p50_us, m->delivered.p50_us).c_str());
+  }
 }
 
 Json CycleJson(const CycleFigures& f) {
   return {{"messages_per_s", f.messages_per_s},
           {"cpu_us_per_message", f.cpu_us_per_message},
+          {"cpu_cores", f.cpu_cores},
           {"messages", f.messages},
           {"delivered", LatencyJson(f.delivered)},
           {"confirmed", LatencyJson(f.confirmed)}};
 }
 
-// Scenarios 1-2 (and the pairs scaling table): zchat then the baseline.
-Json Cycle(const Settings& s, const std::string& title, int pairs, int window) {
+// Scenarios 1-2 (and the pairs scaling table): zchat, the baseline, then
+// Mosquitto (unless it is unavailable here).
+Json Cycle(const Settings& s, const std::string& title, int pairs, int window,
+           bool mosquitto = true) {
   static int run = 0;
   Running z =
       StartBroker(s, s.dir + "/cycle" + std::to_string(++run) + ".db", "min");
   if (!Started(title, z)) return {};
-  CycleFigures zf = RunCycle(z.target, pairs, window, s.seconds, "c");
+  CycleFigures zf =
+      RunCycle(z.target, pairs, window, s.seconds, "c", s.load_threads);
   Stop(title, z);
   Completed(title + " (zchat)", zf.failure);
   Running b = StartBaseline(s);
   if (!Started(title, b)) return {};
-  CycleFigures bf = RunCycle(b.target, pairs, window, s.seconds, "c");
+  CycleFigures bf =
+      RunCycle(b.target, pairs, window, s.seconds, "c", s.load_threads);
   Stop(title, b);
   Completed(title + " (baseline)", bf.failure);
-  PrintCycle(title, zf, bf);
-  return {{"pairs", pairs},
-          {"window", window},
-          {"zchat", CycleJson(zf)},
-          {"baseline", CycleJson(bf)},
-          {"throughput_ratio",
-           bf.messages_per_s ? zf.messages_per_s / bf.messages_per_s : 0}};
+  std::optional<CycleFigures> mf;
+  std::string no_mosquitto =
+      mosquitto ? s.no_mosquitto : "not run in this scenario";
+  if (no_mosquitto.empty()) {
+    Running m = StartMqtt(s, title + " (Mosquitto)");
+    if (m.ok()) {
+      mf =
+          RunMqttCycle(m.target, pairs, window, s.seconds, "c", s.load_threads);
+      Stop(title + " (Mosquitto)", m);
+      if (!Completed(title + " (Mosquitto)", mf->failure)) {
+        no_mosquitto = "did not complete: " + mf->failure;
+        mf.reset();
+      }
+    } else {
+      no_mosquitto = "did not start";
+    }
+  }
+  PrintCycle(title, zf, bf, mf, no_mosquitto);
+  Json j = {{"pairs", pairs},
+            {"window", window},
+            {"load_threads", std::min(s.load_threads, pairs)},
+            {"zchat", CycleJson(zf)},
+            {"baseline", CycleJson(bf)},
+            {"throughput_ratio",
+             bf.messages_per_s ? zf.messages_per_s / bf.messages_per_s : 0}};
+  if (mf) {
+    j["mosquitto"] = CycleJson(*mf);
+    j["throughput_ratio_mosquitto"] =
+        mf->messages_per_s ? zf.messages_per_s / mf->messages_per_s : 0;
+  } else {
+    j["mosquitto"] = {{"skipped", no_mosquitto}};
+  }
+  return j;
 }
 
 Json Offline(const Settings& s, uint64_t messages) {
@@ -200,13 +275,62 @@ Json Offline(const Settings& s, uint64_t messages) {
     depth.push_back({{"up_to", d}, {"per_s", rate}});
   }
   std::printf("\n");
-  return {{"messages", q.messages},
-          {"enqueue_per_s", q.enqueue_per_s},
-          {"enqueue_cpu_us", q.enqueue_cpu_us},
-          {"drain_per_s", q.drain_per_s},
-          {"drain_cpu_us", q.drain_cpu_us},
-          {"db_bytes", q.db_bytes},
-          {"enqueue_by_depth", depth}};
+  Json j = {{"messages", q.messages},
+            {"enqueue_per_s", q.enqueue_per_s},
+            {"enqueue_cpu_us", q.enqueue_cpu_us},
+            {"drain_per_s", q.drain_per_s},
+            {"drain_cpu_us", q.drain_cpu_us},
+            {"db_bytes", q.db_bytes},
+            {"enqueue_by_depth", depth}};
+  // The baseline has no store; Mosquitto keeps the queue of each offline
+  // persistent session (in memory, saved to disk periodically).
+  std::printf("  baseline   n/a (no store, nothing to queue)\n");
+  std::string no_mosquitto = s.no_mosquitto;
+  if (no_mosquitto.empty()) {
+    Running m = StartMqtt(s, "offline (Mosquitto)");
+    if (m.ok()) {
+      QueueFigures mq = RunMqttOffline(m.target, messages, 10);
+      Stop("offline (Mosquitto)", m);
+      if (Completed("offline (Mosquitto)", mq.failure)) {
+        std::printf(
+            "  Mosquitto  enqueue %s msg/s (%s us broker CPU each), drain %s "
+            "msg/s (%s us each)\n",
+            Fmt(mq.enqueue_per_s, 0).c_str(), Fmt(mq.enqueue_cpu_us, 2).c_str(),
+            Fmt(mq.drain_per_s, 0).c_str(), Fmt(mq.drain_cpu_us, 2).c_str());
+        std::printf(
+            "  zchat/Mosquitto: enqueue %s, drain %s, cpu/msg enqueue %s, "
+            "drain %s\n",
+            Ratio(q.enqueue_per_s, mq.enqueue_per_s).c_str(),
+            Ratio(q.drain_per_s, mq.drain_per_s).c_str(),
+            Ratio(q.enqueue_cpu_us, mq.enqueue_cpu_us).c_str(),
+            Ratio(q.drain_cpu_us, mq.drain_cpu_us).c_str());
+        j["mosquitto"] = {{"enqueue_per_s", mq.enqueue_per_s},
+                          {"enqueue_cpu_us", mq.enqueue_cpu_us},
+                          {"drain_per_s", mq.drain_per_s},
+                          {"drain_cpu_us", mq.drain_cpu_us}};
+        return j;
+      }
+      no_mosquitto = "did not complete: " + mq.failure;
+    } else {
+      no_mosquitto = "did not start";
+    }
+  }
+  std::printf("  Mosquitto  skipped (%s)\n", no_mosquitto.c_str());
+  j["mosquitto"] = {{"skipped", no_mosquitto}};
+  return j;
+}
+
+// Many pairs spread over the load threads, once per target: what a broker
+// that uses several cores would show ("cores" is its CPU time over the
+// measuring window). --broker-arg passes the broker's worker-thread flag
+// once it has one, so a sweep is a loop over zchat-bench runs.
+Json Cores(const Settings& s) {
+  const int pairs = s.quick ? 20 : 200;
+  return Cycle(
+      s,
+      "Cores: " + std::to_string(pairs) + " pairs, window 16, " +
+          "load threads: " + std::to_string(std::min(s.load_threads, pairs)),
+      pairs, 16);
 }
 
 Json Listing(const Settings& s, uint64_t accounts) {
@@ -309,13 +433,23 @@ int main(int argc, char** argv) {
   app.add_option("--broker-log-level", s.log_level, "the broker's --log-level")
       ->capture_default_str();
   app.add_option("--json", s.json_path, "also write the figures as JSON here");
+  s.load_threads =
+      static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
+  app.add_option("--load-threads", s.load_threads,
+                 "threads driving the online cycle's pairs")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--broker-arg", s.broker_args,
+                 "an extra flag for every zchat-broker started (repeat it; "
+                 "e.g. --broker-arg=--threads --broker-arg=4)")
+      ->allow_extra_args(false);
   std::string only;
   app.add_option(
          "--only", only,
          "one scenario: online, latency, offline, connections, listing, "
-         "login, scaling")
+         "login, scaling, cores")
       ->check(CLI::IsMember({"online", "latency", "offline", "connections",
-                             "listing", "login", "scaling"}));
+                             "listing", "login", "scaling", "cores"}));
 
   std::string bind, endpoint_file, endpoint;
   int first = 0, count = 0;
@@ -337,11 +471,21 @@ int main(int argc, char** argv) {
   char tmpl[] = "/tmp/zchat-bench-XXXXXX";
   s.dir = mkdtemp(tmpl);
   if (s.quick) s.seconds = std::min(s.seconds, 1.0);
+  s.no_mosquitto = MosquittoUnavailable();
   const bool all = only.empty();
   Json report;
-  std::printf("zchat-bench: broker %s, --sync %s, %s s per throughput run%s\n",
-              s.broker.c_str(), s.sync.c_str(), Fmt(s.seconds, 1).c_str(),
-              s.quick ? " (quick)" : "");
+  std::string extra;
+  for (const std::string& a : s.broker_args) extra += " " + a;
+  std::printf(
+      "zchat-bench: broker %s%s, --sync %s, %s s per throughput run, %d load "
+      "threads%s\n",
+      s.broker.c_str(), extra.c_str(), s.sync.c_str(),
+      Fmt(s.seconds, 1).c_str(), s.load_threads, s.quick ? " (quick)" : "");
+  if (!s.no_mosquitto.empty()) {
+    std::printf("Mosquitto: skipped (%s)\n", s.no_mosquitto.c_str());
+  }
+  report["load_threads"] = s.load_threads;
+  report["broker_args"] = s.broker_args;
   if (all || only == "online") {
     report["online_1"] =
         Cycle(s, "Online full cycle, 1 pair, window 64", 1, 64);
@@ -364,6 +508,7 @@ int main(int argc, char** argv) {
   if (all || only == "login") {
     report["login"] = Login(s, 8, s.quick ? 1 : 4);
   }
+  if (only == "cores") report["cores"] = Cores(s);
   if (only == "scaling") {
     Json rows = Json::array();
     for (int pairs : {1, 10, 100, 1000}) {

@@ -1,0 +1,621 @@
+#include "bench/mqtt.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#ifdef ZCHAT_BENCH_MOSQUITTO
+#include <mosquitto.h>
+#endif
+
+namespace zchat::bench {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// The `mosquitto` executable: on PATH, else where Debian puts it.
+[[maybe_unused]] std::string MosquittoBinary() {
+  std::vector<std::string> dirs;
+  if (const char* path = std::getenv("PATH")) {
+    std::string p = path;
+    for (size_t from = 0; from <= p.size();) {
+      size_t to = p.find(':', from);
+      if (to == std::string::npos) to = p.size();
+      dirs.push_back(p.substr(from, to - from));
+      from = to + 1;
+    }
+  }
+  dirs.push_back("/usr/sbin");
+  dirs.push_back("/usr/local/sbin");
+  for (const std::string& d : dirs) {
+    const std::string f = d + "/mosquitto";
+    if (!d.empty() && access(f.c_str(), X_OK) == 0) return f;
+  }
+  return "";
+}
+
+}  // namespace
+
+#ifndef ZCHAT_BENCH_MOSQUITTO
+
+std::string MosquittoUnavailable() {
+  return "built without libmosquitto (pkg-config did not find it)";
+}
+bool StartMosquitto(testing::ChildProcess&, const std::string&, Target*,
+                    std::string* why) {
+  *why = MosquittoUnavailable();
+  return false;
+}
+CycleFigures RunMqttCycle(const Target&, int, int, double, const std::string&,
+                          int) {
+  return {.failure = MosquittoUnavailable()};
+}
+QueueFigures RunMqttOffline(const Target&, uint64_t, int) {
+  return {.failure = MosquittoUnavailable()};
+}
+
+#else
+
+namespace {
+
+// A stall this long is a failure, as in the zchat scenarios.
+constexpr auto kStall = std::chrono::seconds(30);
+
+// A port that was free a moment ago (mosquitto 2.0.11 takes "listener 0" as
+// a Unix socket path, not as "any port"): StartMosquitto tries again with
+// another one if mosquitto cannot bind it.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+bool Accepts(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+// One MQTT client, run without libmosquitto's thread: Pump polls its socket
+// and calls the library's read and write steps, which run the callbacks.
+struct Client {
+  mosquitto* m = nullptr;
+  bool connected = false, subscribed = false, lost = false;
+  int connack = -1;
+  std::function<void(int mid)> on_publish;  // PUBACK received
+  std::function<void(const mosquitto_message*)> on_message;
+
+  Client(const std::string& id, bool clean_session) {
+    m = mosquitto_new(id.c_str(), clean_session, this);
+    if (!m) return;
+    // No client-side cap: the bench's window is the cap, as for zchat.
+    mosquitto_max_inflight_messages_set(m, 0);
+    mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1);
+    mosquitto_connect_callback_set(m, [](mosquitto*, void* c, int rc) {
+      static_cast<Client*>(c)->connack = rc;
+      static_cast<Client*>(c)->connected = rc == 0;
+    });
+    mosquitto_disconnect_callback_set(m, [](mosquitto*, void* c, int rc) {
+      static_cast<Client*>(c)->connected = false;
+      if (rc != 0) static_cast<Client*>(c)->lost = true;
+    });
+    mosquitto_subscribe_callback_set(
+        m, [](mosquitto*, void* c, int, int, const int*) {
+          static_cast<Client*>(c)->subscribed = true;
+        });
+    mosquitto_publish_callback_set(m, [](mosquitto*, void* c, int mid) {
+      auto* self = static_cast<Client*>(c);
+      if (self->on_publish) self->on_publish(mid);
+    });
+    mosquitto_message_callback_set(
+        m, [](mosquitto*, void* c, const mosquitto_message* msg) {
+          auto* self = static_cast<Client*>(c);
+          if (self->on_message) self->on_message(msg);
+        });
+  }
+  ~Client() {
+    if (m) mosquitto_destroy(m);
+  }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+};
+
+using Clients = std::vector<std::unique_ptr<Client> >;
+
+// Polls the clients' sockets once (up to `timeout_ms`) and lets libmosquitto
+// read and write; false if a connection was lost.
+bool Pump(const std::vector<Client*>& cs, int timeout_ms) {
+  std::vector<pollfd> fds;
+  std::vector<Client*> who;
+  for (Client* c : cs) {
+    const int fd = mosquitto_socket(c->m);
+    if (fd < 0) continue;
+    fds.push_back({fd,
+                   static_cast<short>(
+                       POLLIN | (mosquitto_want_write(c->m) ? POLLOUT : 0)),
+                   0});
+    who.push_back(c);
+  }
+  if (fds.empty()) return true;
+  if (poll(fds.data(), fds.size(), timeout_ms) < 0) return true;  // EINTR
+  bool ok = true;
+  for (size_t i = 0; i < fds.size(); ++i) {
+    int rc = MOSQ_ERR_SUCCESS;
+    if (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) {
+      rc = mosquitto_loop_read(who[i]->m, 1);
+    }
+    if (rc == MOSQ_ERR_SUCCESS && (fds[i].revents & POLLOUT)) {
+      rc = mosquitto_loop_write(who[i]->m, 1);
+    }
+    if (rc != MOSQ_ERR_SUCCESS || who[i]->lost) ok = false;
+  }
+  return ok;
+}
+
+std::vector<Client*> Ptrs(const Clients& cs) {
+  std::vector<Client*> out;
+  for (auto& c : cs) out.push_back(c.get());
+  return out;
+}
+
+// Pumps until done() or 30 s; "" or why not.
+std::string PumpUntil(const std::vector<Client*>& cs,
+                      const std::function<bool()>& done,
+                      const std::string& what) {
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (!done()) {
+    if (Clock::now() > deadline) return what + " timed out";
+    if (!Pump(cs, 100)) return "a connection was lost while " + what;
+  }
+  return "";
+}
+
+std::string ConnectAll(const Target& target, const Clients& cs) {
+  for (auto& c : cs) {
+    if (!c->m) return "mosquitto_new failed";
+    c->connack = -1;
+    const int rc = mosquitto_connect(c->m, "127.0.0.1", target.port, 60);
+    if (rc != MOSQ_ERR_SUCCESS) {
+      return std::string("mosquitto_connect: ") + mosquitto_strerror(rc);
+    }
+  }
+  return PumpUntil(
+      Ptrs(cs),
+      [&] {
+        for (auto& c : cs) {
+          if (c->connack > 0) return true;  // refused: checked below
+          if (!c->connected) return false;
+        }
+        return true;
+      },
+      "connecting");
+}
+
+std::string CheckConnected(const Clients& cs) {
+  for (auto& c : cs) {
+    if (!c->connected) {
+      return "a connection was refused (CONNACK " + std::to_string(c->connack) +
+             ")";
+    }
+  }
+  return "";
+}
+
+std::string SubscribeAll(const Clients& cs,
+                         const std::function<std::string(size_t)>& topic) {
+  for (size_t i = 0; i < cs.size(); ++i) {
+    if (mosquitto_subscribe(cs[i]->m, nullptr, topic(i).c_str(), 1) !=
+        MOSQ_ERR_SUCCESS) {
+      return "mosquitto_subscribe failed";
+    }
+  }
+  return PumpUntil(
+      Ptrs(cs),
+      [&] {
+        for (auto& c : cs) {
+          if (!c->subscribed) return false;
+        }
+        return true;
+      },
+      "subscribing");
+}
+
+std::string DisconnectAll(const Clients& cs) {
+  for (auto& c : cs) mosquitto_disconnect(c->m);
+  return PumpUntil(
+      Ptrs(cs),
+      [&] {
+        for (auto& c : cs) {
+          if (c->connected || mosquitto_socket(c->m) >= 0) return false;
+        }
+        return true;
+      },
+      "disconnecting");
+}
+
+struct LibInit {
+  LibInit() { mosquitto_lib_init(); }
+};
+
+}  // namespace
+
+std::string MosquittoUnavailable() {
+  if (MosquittoBinary().empty()) {
+    return "no mosquitto executable on PATH or in /usr/sbin";
+  }
+  return "";
+}
+
+bool StartMosquitto(testing::ChildProcess& child, const std::string& dir,
+                    Target* target, std::string* why) {
+  const std::string binary = MosquittoBinary();
+  if (binary.empty()) {
+    *why = MosquittoUnavailable();
+    return false;
+  }
+  const std::string data = dir + "/mosquitto";
+  fs::remove_all(data);
+  fs::create_directories(data);
+  const passwd* pw = getpwuid(geteuid());
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    const int port = FreePort();
+    if (port == 0) continue;
+    const std::string conf = data + "/mosquitto.conf";
+    {
+      std::ofstream f(conf);
+      f << "listener " << port << " 127.0.0.1\n"
+        << "allow_anonymous true\n"
+        // Messages to offline persistent sessions are kept in memory and
+        // written to mosquitto.db at shutdown and every autosave_interval
+        // (default 30 min): not a write per message, unlike zchat.
+        << "persistence true\n"
+        << "persistence_location " << data
+        << "/\n"
+        // Outgoing QoS 1 messages in flight per client (default 20): above
+        // the cycle's windows.
+        << "max_inflight_messages 1000\n"
+        // No cap on what waits for an offline session (default 1000).
+        << "max_queued_messages 0\n"
+        << "set_tcp_nodelay true\n"
+        << "log_dest file " << data << "/mosquitto.log\n"
+        << "log_type error\nlog_type warning\n";
+      // As root mosquitto would switch to the "mosquitto" user, which
+      // cannot write in our temporary directory.
+      if (pw) f << "user " << pw->pw_name << "\n";
+    }
+    if (!child.Start({binary, "-c", conf},
+                     {.stderr_path = data + "/stderr.log"})) {
+      *why = "could not run " + binary;
+      return false;
+    }
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (Clock::now() < deadline) {
+      if (child.Wait(std::chrono::milliseconds(0))) break;  // exited
+      if (Accepts(port)) {
+        target->name = "Mosquitto";
+        target->pid = child.pid();
+        target->port = port;
+        target->endpoint = "127.0.0.1:" + std::to_string(port);
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    child.Stop();  // exited (port taken meanwhile?) or never listened
+  }
+  // The temporary directory goes at the end: quote the log here.
+  std::string log;
+  for (const char* f : {"/mosquitto.log", "/stderr.log"}) {
+    std::ifstream in(data + f);
+    log.append(std::istreambuf_iterator<char>(in), {});
+  }
+  if (log.size() > 400) log = log.substr(log.size() - 400);
+  *why = "mosquitto did not start: " + (log.empty() ? "no log" : log);
+  return false;
+}
+
+// The cycle over MQTT, mirroring RunCycle:
+//   SEND_MESSAGE             -> PUBLISH QoS 1 to the recipient's topic
+//   MESSAGE_PENDING          -> PUBACK to the sender (the broker has it)
+//   DISTRIBUTE_MESSAGE       -> PUBLISH QoS 1 to the subscribed recipient
+//   MESSAGE_RECEIPT          -> the recipient's PUBACK (libmosquitto sends it)
+//   MESSAGE_SUCCESS          -> no MQTT equivalent (nothing tells a sender
+//                               its message reached the recipient); the load
+//                               generator sees both ends, so a message
+//                               completes, and frees its slot in the window,
+//                               once the sender has its PUBACK *and* the
+//                               recipient has the message. "confirmed" is
+//                               the time to that point.
+// Same body size as zchat's (68 bytes), same warm-up, window and measuring.
+CycleFigures RunMqttCycle(const Target& target, int pairs, int window,
+                          double seconds, const std::string& tag, int threads) {
+  static LibInit init;
+  CycleFigures out;
+  threads = std::clamp(threads, 1, pairs);
+  Clients senders, recipients;
+  for (int i = 0; i < pairs; ++i) {
+    senders.push_back(std::make_unique<Client>(tag + "s" + std::to_string(i),
+                                               /*clean_session=*/true));
+    recipients.push_back(std::make_unique<Client>(tag + "r" + std::to_string(i),
+                                                  /*clean_session=*/true));
+  }
+  auto topic = [&](size_t i) { return "z/" + tag + "r" + std::to_string(i); };
+  std::string why = ConnectAll(target, senders);
+  if (why.empty()) why = ConnectAll(target, recipients);
+  if (why.empty()) why = CheckConnected(senders);
+  if (why.empty()) why = CheckConnected(recipients);
+  if (why.empty()) why = SubscribeAll(recipients, topic);
+  if (!why.empty()) {
+    out.failure = why;
+    return out;
+  }
+
+  const CycleClock clock(seconds);
+  std::vector<CyclePart> parts(threads);
+  std::atomic<bool> abort{false};
+  auto drive = [&](int t) {
+    CyclePart& part = parts[t];
+    struct InFlight {
+      int64_t sent_ns = 0;
+      bool acked = false, received = false;
+    };
+    struct Pair {
+      uint64_t next_seq = 0;
+      std::unordered_map<int, uint64_t> seq_of_mid;
+      std::unordered_map<uint64_t, InFlight> in_flight;  // by seq
+    };
+    std::vector<int> mine;
+    for (int i = t; i < pairs; i += threads) mine.push_back(i);
+    std::vector<Pair> state(pairs);  // indexed by pair, only mine used
+    std::vector<Client*> clients;
+    uint64_t in_flight = 0;
+    bool sending = true;
+    auto last_progress = Clock::now();
+
+    auto send_one = [&](int i) {
+      Pair& p = state[i];
+      const uint64_t seq = p.next_seq++;
+      const int64_t now = NowNs();
+      std::string body = std::to_string(now) + " " + std::to_string(seq) + " ";
+      body.resize(68, '.');
+      int mid = 0;
+      const int rc = mosquitto_publish(senders[i]->m, &mid, topic(i).c_str(),
+                                       static_cast<int>(body.size()),
+                                       body.data(), 1, false);
+      if (rc != MOSQ_ERR_SUCCESS && part.failure.empty()) {
+        part.failure =
+            std::string("mosquitto_publish: ") + mosquitto_strerror(rc);
+        return;
+      }
+      p.seq_of_mid[mid] = seq;
+      p.in_flight[seq].sent_ns = now;
+      ++in_flight;
+      ++part.sent;
+    };
+    auto complete = [&](int i, uint64_t seq) {
+      Pair& p = state[i];
+      auto it = p.in_flight.find(seq);
+      if (!it->second.acked || !it->second.received) return;
+      if (clock.Measuring(Clock::now())) {
+        part.confirmed.push_back(NowNs() - it->second.sent_ns);
+        ++part.completed;
+      }
+      p.in_flight.erase(it);
+      --in_flight;
+      last_progress = Clock::now();
+      if (sending) send_one(i);
+    };
+    for (int i : mine) {
+      clients.push_back(senders[i].get());
+      clients.push_back(recipients[i].get());
+      senders[i]->on_publish = [&, i](int mid) {
+        Pair& p = state[i];
+        auto it = p.seq_of_mid.find(mid);
+        if (it == p.seq_of_mid.end()) {
+          if (part.failure.empty()) part.failure = "PUBACK for no message";
+          return;
+        }
+        const uint64_t seq = it->second;
+        p.seq_of_mid.erase(it);
+        p.in_flight[seq].acked = true;
+        complete(i, seq);
+      };
+      recipients[i]->on_message = [&, i](const mosquitto_message* msg) {
+        const char* b = static_cast<const char*>(msg->payload);
+        char* end = nullptr;
+        const long long sent_ns = std::strtoll(b, &end, 10);
+        const unsigned long long seq = std::strtoull(end, nullptr, 10);
+        Pair& p = state[i];
+        auto it = p.in_flight.find(seq);
+        if (it == p.in_flight.end() || it->second.received) {
+          if (part.failure.empty()) {
+            part.failure = "a recipient got a message not in flight";
+          }
+          return;
+        }
+        if (clock.Measuring(Clock::now())) {
+          part.delivered.push_back(NowNs() - sent_ns);
+        }
+        ++part.distributed;
+        it->second.received = true;
+        complete(i, seq);
+      };
+    }
+    for (int i : mine) {
+      for (int w = 0; w < window; ++w) send_one(i);
+    }
+    auto misc_at = Clock::now();
+    while (sending || in_flight > 0) {
+      if (abort) return;
+      if (!Pump(clients, 100) && part.failure.empty()) {
+        part.failure = "a connection to Mosquitto was lost";
+      }
+      const auto now = Clock::now();
+      if (now - last_progress > kStall && part.failure.empty()) {
+        part.failure = std::to_string(in_flight) + " of " +
+                       std::to_string(part.sent) + " messages stalled";
+      }
+      if (!part.failure.empty()) {
+        abort = true;
+        return;
+      }
+      if (sending && now >= clock.to) sending = false;
+      if (now - misc_at > std::chrono::seconds(1)) {  // keepalive
+        for (Client* c : clients) mosquitto_loop_misc(c->m);
+        misc_at = now;
+      }
+    }
+  };
+  const CpuWindow cpu = RunLoadThreads(clock, threads, target.pid, drive);
+  out = MergeCycle(clock, cpu, parts);
+  DisconnectAll(senders);
+  DisconnectAll(recipients);
+  return out;
+}
+
+QueueFigures RunMqttOffline(const Target& target, uint64_t messages,
+                            int recipients) {
+  static LibInit init;
+  QueueFigures out;
+  out.messages = messages;
+  Clients rs, sender;
+  for (int i = 0; i < recipients; ++i) {
+    rs.push_back(std::make_unique<Client>("qr" + std::to_string(i),
+                                          /*clean_session=*/false));
+  }
+  sender.push_back(std::make_unique<Client>("qsender", true));
+  auto topic = [](uint64_t i) { return "q/" + std::to_string(i); };
+  // The recipients' sessions: subscribed with QoS 1, then offline.
+  std::string why = ConnectAll(target, rs);
+  if (why.empty()) why = CheckConnected(rs);
+  if (why.empty()) why = SubscribeAll(rs, topic);
+  if (why.empty()) why = DisconnectAll(rs);
+  if (why.empty()) why = ConnectAll(target, sender);
+  if (why.empty()) why = CheckConnected(sender);
+  if (!why.empty()) {
+    out.failure = why;
+    return out;
+  }
+
+  // Enqueue: as zchat's, a window of 2000 publishes awaiting their PUBACK,
+  // round robin over the recipients, 64-byte bodies.
+  const std::string body(64, 'q');
+  constexpr uint64_t kWindow = 2000;
+  uint64_t sent = 0, acked = 0;
+  sender[0]->on_publish = [&](int) { ++acked; };
+  auto ss = Ptrs(sender);
+  const int64_t cpu0 = testing::CpuTime(target.pid).count();
+  const auto t0 = Clock::now();
+  auto last_progress = t0;
+  uint64_t last_acked = 0;
+  while (acked < messages) {
+    while (sent < messages && sent - acked < kWindow) {
+      if (mosquitto_publish(sender[0]->m, nullptr,
+                            topic(sent % recipients).c_str(),
+                            static_cast<int>(body.size()), body.data(), 1,
+                            false) != MOSQ_ERR_SUCCESS) {
+        out.failure = "mosquitto_publish failed";
+        return out;
+      }
+      ++sent;
+    }
+    if (!Pump(ss, 100)) {
+      out.failure = "the sender's connection was lost";
+      return out;
+    }
+    if (acked != last_acked) last_acked = acked, last_progress = Clock::now();
+    if (Clock::now() - last_progress > kStall) {
+      out.failure = "enqueueing stalled at " + std::to_string(acked) + " of " +
+                    std::to_string(messages);
+      return out;
+    }
+  }
+  const double enqueue_s =
+      std::chrono::duration<double>(Clock::now() - t0).count();
+  out.enqueue_per_s = messages / enqueue_s;
+  out.enqueue_cpu_us =
+      static_cast<double>(testing::CpuTime(target.pid).count() - cpu0) /
+      messages;
+  DisconnectAll(sender);
+
+  // Drain: the recipients come back (same client ids, clean session off)
+  // and Mosquitto sends what it kept; libmosquitto PUBACKs each.
+  uint64_t drained = 0;
+  for (auto& c : rs) {
+    c->on_message = [&](const mosquitto_message*) {
+      ++drained;
+      last_progress = Clock::now();
+    };
+  }
+  const int64_t cpu1 = testing::CpuTime(target.pid).count();
+  const auto t1 = Clock::now();
+  for (auto& c : rs) {
+    c->connack = -1;
+    if (mosquitto_reconnect(c->m) != MOSQ_ERR_SUCCESS) {
+      out.failure = "a recipient could not reconnect";
+      return out;
+    }
+  }
+  auto rp = Ptrs(rs);
+  last_progress = Clock::now();
+  while (drained < messages) {
+    if (!Pump(rp, 100)) {
+      out.failure = "a recipient's connection was lost while draining";
+      return out;
+    }
+    if (Clock::now() - last_progress > kStall) {
+      out.failure = "draining stalled at " + std::to_string(drained) + " of " +
+                    std::to_string(messages);
+      return out;
+    }
+  }
+  const double drain_s =
+      std::chrono::duration<double>(Clock::now() - t1).count();
+  out.drain_per_s = drained / drain_s;
+  out.drain_cpu_us =
+      static_cast<double>(testing::CpuTime(target.pid).count() - cpu1) /
+      drained;
+  // Anything beyond `messages` would be a duplicate: give it a moment.
+  for (int i = 0; i < 3; ++i) Pump(rp, 50);
+  if (drained != messages) {
+    out.failure = std::to_string(messages) + " messages queued, " +
+                  std::to_string(drained) + " delivered";
+  }
+  DisconnectAll(rs);
+  return out;
+}
+
+#endif  // ZCHAT_BENCH_MOSQUITTO
+
+}  // namespace zchat::bench
