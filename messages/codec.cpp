@@ -21,7 +21,17 @@ constexpr std::string_view kRequestIdKey = "req";
 constexpr size_t kMaxMapEntries = 16;
 constexpr size_t kMaxDepth = 2;  // the frame map, and one array inside it
 
-using Packer = msgpack::packer<msgpack::sbuffer>;
+// Packs straight into the std::string Encode returns (msgpack's sbuffer
+// would need a copy into it).
+class StringBuffer {
+ public:
+  explicit StringBuffer(std::string& out) : out_(out) {}
+  void write(const char* data, size_t size) { out_.append(data, size); }
+
+ private:
+  std::string& out_;
+};
+using Packer = msgpack::packer<StringBuffer>;
 
 // --- Encoding ---------------------------------------------------------------
 
@@ -139,14 +149,16 @@ std::string_view AsView(const msgpack::object_str& s) {
 class FieldReader {
  public:
   FieldReader(const msgpack::object_map& map, bool strict)
-      : map_(map), used_(map.size, false), strict_(strict) {}
+      : map_(map), strict_(strict) {
+    static_assert(kMaxMapEntries <= 32, "used_ is a 32-bit mask");
+  }
 
   const Status& status() const { return status_; }
 
   const msgpack::object* Find(std::string_view key) {
     for (uint32_t i = 0; i < map_.size; ++i) {
       if (AsView(map_.ptr[i].key.via.str) == key) {
-        used_[i] = true;
+        used_ |= uint32_t{1} << i;
         // nil counts as absent, so that optional fields may be sent as null.
         if (map_.ptr[i].val.type == msgpack::type::NIL) return nullptr;
         return &map_.ptr[i].val;
@@ -209,7 +221,7 @@ class FieldReader {
   Status Finish() {
     if (status_.ok() && strict_) {
       for (uint32_t i = 0; i < map_.size; ++i) {
-        if (!used_[i]) {
+        if (!(used_ & (uint32_t{1} << i))) {
           return Malformed("unknown field '" +
                            Printable(AsView(map_.ptr[i].key.via.str)) + "'");
         }
@@ -264,7 +276,7 @@ class FieldReader {
   }
 
   const msgpack::object_map& map_;
-  std::vector<bool> used_;
+  uint32_t used_ = 0;  // bit i: key i was read
   bool strict_;
   Status status_;
 };
@@ -361,7 +373,9 @@ Result<Message> DecodeObject(const msgpack::object& root,
 }  // namespace
 
 std::string Encode(const Message& message) {
-  msgpack::sbuffer buffer(256);
+  std::string out;
+  out.reserve(128);
+  StringBuffer buffer(out);
   Packer pk(buffer);
   std::visit(
       [&](const auto& body) {
@@ -378,7 +392,7 @@ std::string Encode(const Message& message) {
         fields.Visit(packer);
       },
       message.body);
-  return std::string(buffer.data(), buffer.size());
+  return out;
 }
 
 Result<Message> Decode(std::string_view frame, uint64_t* request_id) {
@@ -392,14 +406,19 @@ Result<Message> Decode(std::string_view frame, uint64_t* request_id) {
       /*array=*/kMaxListLimit, /*map=*/kMaxMapEntries,
       /*str=*/kMaxFrameBytes, /*bin=*/kMaxFrameBytes, /*ext=*/0,
       /*depth=*/kMaxDepth);
+  // The parsed tree lives in a zone kept per thread and emptied for each
+  // frame (its first chunk stays allocated): DecodeObject copies out every
+  // value it keeps.
+  thread_local msgpack::zone zone;
+  zone.clear();
   try {
     size_t offset = 0;
-    msgpack::object_handle handle = msgpack::unpack(
-        frame.data(), frame.size(), offset, nullptr, nullptr, limits);
+    const msgpack::object root = msgpack::unpack(
+        zone, frame.data(), frame.size(), offset, nullptr, nullptr, limits);
     if (offset != frame.size()) {
       return Malformed("trailing bytes after the message");
     }
-    return DecodeObject(handle.get(), request_id);
+    return DecodeObject(root, request_id);
   } catch (const msgpack::insufficient_bytes&) {
     return Malformed("frame is truncated");
   } catch (const msgpack::depth_size_overflow&) {
