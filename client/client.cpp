@@ -23,6 +23,44 @@ uint64_t RandomStart() {
 
 }  // namespace
 
+namespace {
+
+std::vector<std::string> SplitEndpoints(const std::string& list) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = list.find(',', start);
+    std::string one = list.substr(
+        start, comma == std::string::npos ? std::string::npos : comma - start);
+    while (!one.empty() && one.front() == ' ') one.erase(0, 1);
+    while (!one.empty() && one.back() == ' ') one.pop_back();
+    out.push_back(std::move(one));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
+}  // namespace
+
+Status Client::CheckEndpoints(const std::string& endpoints) {
+  zmq::context_t context(1);
+  for (const std::string& e : SplitEndpoints(endpoints)) {
+    if (e.empty()) {
+      return Status(ErrorCode::kInvalidArgument,
+                    "an empty endpoint in '" + endpoints + "'");
+    }
+    zmq::socket_t probe(context, zmq::socket_type::dealer);
+    probe.set(zmq::sockopt::linger, 0);
+    try {
+      probe.connect(e);
+    } catch (const zmq::error_t& err) {
+      return Status(ErrorCode::kInvalidArgument,
+                    e + ": not a usable ZeroMQ endpoint (" + err.what() + ")");
+    }
+  }
+  return Status::Ok();
+}
+
 Client::Client(ClientOptions options)
     : options_(std::move(options)),
       own_context_(std::make_unique<zmq::context_t>(1)),
@@ -45,6 +83,14 @@ Client::~Client() {
 }
 
 void Client::Connect() {
+  if (endpoints_.empty()) endpoints_ = SplitEndpoints(options_.endpoint);
+  if (socket_) {
+    zmq_socket_monitor(socket_.handle(), nullptr, 0);
+    monitor_.close();
+    socket_.close();
+  }
+  connected_ = false;
+  down_since_ = Clock::now();
   socket_ = zmq::socket_t(context_, zmq::socket_type::dealer);
   socket_.set(zmq::sockopt::linger, 0);
   // Nothing is queued for a connection that is not up: requests wait in
@@ -66,16 +112,45 @@ void Client::Connect() {
     socket_.set(zmq::sockopt::curve_publickey, std::string(public_key));
     socket_.set(zmq::sockopt::curve_secretkey, std::string(secret_key));
   }
+  // A new name for each socket: the old monitor's may not be released yet.
   const std::string monitor_endpoint =
       "inproc://zchat-client-" +
-      std::to_string(reinterpret_cast<uintptr_t>(this));
+      std::to_string(reinterpret_cast<uintptr_t>(this)) + "-" +
+      std::to_string(generation_++);
   zmq_socket_monitor(socket_.handle(), monitor_endpoint.c_str(),
                      kMonitorEvents);
   monitor_ = zmq::socket_t(context_, zmq::socket_type::pair);
   monitor_.set(zmq::sockopt::linger, 0);
   monitor_.connect(monitor_endpoint);
-  socket_.connect(options_.endpoint);
+  socket_.connect(endpoints_[current_]);
   last_send_ = Clock::now();
+}
+
+void Client::MaybeFailover() {
+  if (connected_ || endpoints_.size() < 2 ||
+      Clock::now() - down_since_ < options_.failover_after) {
+    return;
+  }
+  current_ = (current_ + 1) % endpoints_.size();
+  for (auto& [id, request] : in_flight_) request.sent = false;
+  if (logged_in_) {
+    logged_in_ = false;
+    session_lost_ = true;
+  }
+  // A relogin that was waiting is sent again after the next handshake.
+  if (relogin_request_ != 0) {
+    in_flight_.erase(relogin_request_);
+    relogin_request_ = 0;
+  }
+  events_.push_back(ConnectionEvent{ConnectionEvent::Kind::kFailover,
+                                    "trying " + endpoints_[current_]});
+  try {
+    Connect();
+  } catch (const zmq::error_t&) {
+    // CheckEndpoints vets the list; if one fails anyway, the next round of
+    // failover moves past it.
+    down_since_ = Clock::now();
+  }
 }
 
 void Client::SendFrame(uint64_t request_id, const Body& body) {
@@ -119,6 +194,7 @@ Result<Message> Client::Wait(uint64_t request_id) {
                         std::to_string(options_.request_timeout.count()) +
                         " ms");
     }
+    MaybeFailover();
     MaybePing();
     WaitReadable(deadline);
   }
@@ -262,6 +338,7 @@ std::optional<Event> Client::NextEvent(std::chrono::milliseconds timeout) {
       return event;
     }
     if (Clock::now() >= deadline) return std::nullopt;
+    MaybeFailover();
     MaybePing();
     WaitReadable(deadline);
   }
@@ -274,12 +351,17 @@ std::array<zmq::pollitem_t, 2> Client::poll_items() {
 
 void Client::Pump() {
   Drain();
+  MaybeFailover();
   MaybePing();
 }
 
 void Client::WaitReadable(Clock::time_point deadline) {
+  auto until = std::min(deadline, last_send_ + options_.ping_interval);
+  if (!connected_ && endpoints_.size() > 1) {
+    until = std::min(until, down_since_ + options_.failover_after);
+  }
   auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::min(deadline, last_send_ + options_.ping_interval) - Clock::now());
+      until - Clock::now());
   if (wait.count() < 0) wait = std::chrono::milliseconds(0);
   auto items = poll_items();
   try {
@@ -312,6 +394,7 @@ void Client::Drain() {
 void Client::HandleMonitorEvent(uint16_t event) {
   if (event == ZMQ_EVENT_DISCONNECTED) {
     connected_ = false;
+    down_since_ = Clock::now();
     for (auto& [id, request] : in_flight_) request.sent = false;
     if (logged_in_) {
       logged_in_ = false;

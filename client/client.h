@@ -35,7 +35,13 @@
 namespace zchat {
 
 struct ClientOptions {
+  // One broker endpoint, or several separated by commas
+  // ("tcp://a:5555,tcp://b:5555"): brokers sharing one store. The client
+  // uses the first; when it cannot reach its broker for `failover_after`, it
+  // moves on to the next (round the list), logs in again with its session
+  // token and resends what was unanswered.
   std::string endpoint = "tcp://127.0.0.1:5555";
+  std::chrono::milliseconds failover_after{2'000};
   std::chrono::milliseconds request_timeout{10'000};
   std::chrono::milliseconds ping_interval{20'000};  // PING after this idle
   std::chrono::milliseconds reconnect_min{100};     // ZeroMQ backoff bounds
@@ -53,9 +59,10 @@ struct ClientOptions {
 // A change in the connection, as seen by the client.
 struct ConnectionEvent {
   enum class Kind {
-    kLost,          // the connection dropped; requests wait for it
-    kRestored,      // reconnected and logged in again; requests resent
-    kRestoreFailed  // reconnected, but the session could not be resumed
+    kLost,           // the connection dropped; requests wait for it
+    kRestored,       // reconnected and logged in again; requests resent
+    kRestoreFailed,  // reconnected, but the session could not be resumed
+    kFailover        // moving to another endpoint (detail: which)
   };
   Kind kind = Kind::kLost;
   std::string detail;
@@ -66,6 +73,10 @@ using Event = std::variant<DistributeMessage, MessageSuccess,
 
 class Client {
  public:
+  // The endpoints in `endpoints` (one, or several separated by commas), or
+  // the first that libzmq cannot use and why.
+  static Status CheckEndpoints(const std::string& endpoints);
+
   // Uses its own ZeroMQ context.
   explicit Client(ClientOptions options);
   // Shares `context` (which must outlive the client): many clients in one
@@ -124,7 +135,8 @@ class Client {
   bool logged_in() const { return logged_in_; }
   const std::string& username() const { return username_; }
   const std::string& token() const { return token_; }
-  const std::string& endpoint() const { return options_.endpoint; }
+  // The endpoint in use now.
+  const std::string& endpoint() const { return endpoints_[current_]; }
 
  private:
   // A request sent and not yet answered; kept for resending.
@@ -135,6 +147,9 @@ class Client {
   };
 
   void Connect();
+  // Not connected for failover_after with other endpoints to try: closes
+  // the socket and connects to the next one.
+  void MaybeFailover();
   void SendFrame(uint64_t request_id, const Body& body);
   // Reads what is waiting on the socket (and the monitor) without blocking.
   void Drain();
@@ -168,6 +183,10 @@ class Client {
   zmq::socket_t socket_;
   zmq::socket_t monitor_;
   bool connected_ = false;
+  std::vector<std::string> endpoints_;
+  size_t current_ = 0;
+  uint64_t generation_ = 0;  // sockets made, for unique monitor endpoints
+  std::chrono::steady_clock::time_point down_since_;
 
   uint64_t next_request_id_ = 1;
   uint64_t next_client_msg_id_;

@@ -63,7 +63,10 @@ int main(int argc, char** argv) {
       "--password-file, $ZCHAT_PASSWORD, or the terminal (no echo).\n"
       "Exit status: 0 ok, 1 refused by the broker, 2 usage, 3 no answer."};
   app.set_version_flag("--version", std::string("zchat 0.1.0"));
-  app.add_option("--connect", o.endpoint, "broker endpoint ($ZCHAT_ENDPOINT)")
+  app.add_option("--connect", o.endpoint,
+                 "broker endpoint, or several separated by commas (brokers "
+                 "sharing one store: the client moves to the next when its "
+                 "broker is unreachable) ($ZCHAT_ENDPOINT)")
       ->capture_default_str();
   app.add_flag("--json", o.json, "print one JSON object per event");
   app.add_option("--timeout", o.timeout_s, "seconds to wait for a reply")
@@ -156,6 +159,12 @@ int main(int argc, char** argv) {
   };
   zchat::ClientOptions copts;
   copts.endpoint = o.endpoint;
+  if (zchat::Status s = zchat::Client::CheckEndpoints(o.endpoint); !s.ok()) {
+    const bool from_env = app.count("--connect") == 0;
+    return usage_error(
+        std::string(from_env ? "$ZCHAT_ENDPOINT " : "--connect ") + s.detail() +
+        "; for example tcp://127.0.0.1:5555");
+  }
   if (!server_key.empty()) {
     std::ifstream in(server_key);
     std::string from_file;

@@ -118,7 +118,8 @@ void Printer::SessionEnd(const SessionEnded& e) {
 
 void Printer::Connection(const ConnectionEvent& e) {
   static constexpr const char* kNames[] = {
-      "connection_lost", "connection_restored", "connection_restore_failed"};
+      "connection_lost", "connection_restored", "connection_restore_failed",
+      "failover"};
   const char* name = kNames[static_cast<int>(e.kind)];
   if (json_) {
     return Emit(Line({{"event", name}, {"detail", e.detail}}));
@@ -131,6 +132,8 @@ void Printer::Connection(const ConnectionEvent& e) {
     case ConnectionEvent::Kind::kRestoreFailed:
       return Emit("[" + Now() +
                   "] * reconnected, but not logged in: " + e.detail);
+    case ConnectionEvent::Kind::kFailover:
+      return Emit("[" + Now() + "] * broker unreachable; " + e.detail);
   }
 }
 

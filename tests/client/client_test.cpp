@@ -246,6 +246,81 @@ TEST_F(ClientTest, SurvivesBrokerRestart) {
   EXPECT_TRUE(bob->logged_in());
 }
 
+// Two endpoints: when its broker goes away, the client moves to the next
+// one by itself, logs in again with its token and resends. (With SQLite the
+// brokers cannot run at once, so the second starts on the first's database
+// after the first stops, on an ipc endpoint the client knew beforehand.)
+TEST_F(ClientTest, FailsOverToTheNextEndpoint) {
+  testing::TempDir dir;
+  const std::string second = "ipc://" + dir.File("second.ipc");
+  ClientOptions options;
+  options.endpoint = broker_.endpoint() + "," + second;
+  options.failover_after = 300ms;
+  options.request_timeout = 15s;
+  auto alice = std::make_unique<Client>(ctx_, options);
+  auto bob = std::make_unique<Client>(ctx_, options);
+  ASSERT_TRUE(alice->CreateAccount("alice", "password123").ok());
+  ASSERT_TRUE(alice->Login("alice", "password123").ok());
+  ASSERT_TRUE(bob->CreateAccount("bob", "password123").ok());
+  ASSERT_TRUE(bob->Login("bob", "password123").ok());
+  EXPECT_EQ(alice->endpoint(), broker_.endpoint());
+  ASSERT_TRUE(alice->Send("bob", "before").ok());
+  ASSERT_TRUE(NextOf<DistributeMessage>(*bob).has_value());
+
+  broker_.Stop();
+  broker_.Start(second);
+
+  const std::string body = "après la bascule 🌍 你好 שלום مرحبا";
+  Result<MessagePending> during = alice->Send("bob", body);
+  ASSERT_TRUE(during.ok()) << during.status().ToString();
+  EXPECT_EQ(alice->endpoint(), second);
+  EXPECT_TRUE(alice->logged_in()) << "resumed with the token";
+
+  std::vector<std::string> bodies;
+  const auto deadline = std::chrono::steady_clock::now() + 15s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::optional<Event> e = bob->NextEvent(200ms);
+    if (!e) {
+      if (bob->logged_in()) {
+        ASSERT_TRUE(bob->Fetch().ok());
+      }
+      continue;
+    }
+    if (auto* m = std::get_if<DistributeMessage>(&*e)) {
+      bodies.push_back(m->body);
+      if (m->body == body) break;
+    }
+  }
+  EXPECT_EQ(bodies, std::vector<std::string>{body}) << "lost, or shown twice";
+  EXPECT_EQ(bob->endpoint(), second);
+
+  // alice saw the move, then her session come back.
+  bool failed_over = false, restored = false;
+  while (std::optional<Event> e = alice->NextEvent(0ms)) {
+    if (auto* c = std::get_if<ConnectionEvent>(&*e)) {
+      if (c->kind == ConnectionEvent::Kind::kFailover) {
+        failed_over = true;
+        EXPECT_NE(c->detail.find(second), std::string::npos) << c->detail;
+      }
+      if (c->kind == ConnectionEvent::Kind::kRestored) restored = true;
+    }
+  }
+  EXPECT_TRUE(failed_over);
+  EXPECT_TRUE(restored);
+}
+
+TEST(CheckEndpointsTest, NamesTheEndpointThatCannotBeUsed) {
+  EXPECT_TRUE(Client::CheckEndpoints("tcp://127.0.0.1:5555").ok());
+  EXPECT_TRUE(
+      Client::CheckEndpoints("tcp://127.0.0.1:5555, ipc:///tmp/zchat-x").ok());
+  Status bad = Client::CheckEndpoints("tcp://127.0.0.1:5555,garbage");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(bad.detail().rfind("garbage: not a usable ZeroMQ endpoint", 0), 0u)
+      << bad.detail();
+  EXPECT_FALSE(Client::CheckEndpoints("tcp://127.0.0.1:5555,").ok());
+}
+
 }  // namespace
 }  // namespace zchat
 
