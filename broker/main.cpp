@@ -16,6 +16,7 @@
 
 #include "broker/log.h"
 #include "broker/server.h"
+#include "broker/store.h"
 
 namespace {
 
@@ -56,6 +57,18 @@ std::string DefaultDbPath() {
     base = ".";
   }
   return (base / "zchat" / "zchat.db").string();
+}
+
+// The store spec as logged: a PostgreSQL URI without its password.
+std::string RedactedStore(const std::string& spec) {
+  if (!zchat::IsPostgresSpec(spec)) return spec;
+  const size_t scheme = spec.find("://") + 3;
+  const size_t at = spec.find('@', scheme);
+  const size_t colon = spec.find(':', scheme);
+  if (at == std::string::npos || colon == std::string::npos || colon > at) {
+    return spec;
+  }
+  return spec.substr(0, colon + 1) + "***" + spec.substr(at);
 }
 
 // Writes a new CurveZMQ key pair: FILE (secret, 0600) and FILE.pub.
@@ -99,7 +112,8 @@ int RunBroker(const zchat::ServerOptions& options,
     zchat::Log(zchat::LogLevel::kError, server.status().ToString());
     return 1;
   }
-  zchat::Log(zchat::LogLevel::kInfo, "database " + options.db_path);
+  zchat::Log(zchat::LogLevel::kInfo,
+             "database " + RedactedStore(options.db_path));
   const std::string metrics_url = (*server)->metrics_url();
   if (!metrics_url.empty()) {
     zchat::Log(zchat::LogLevel::kInfo, "metrics at " + metrics_url);
@@ -191,6 +205,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--db", options.db_path, "SQLite database file")
       ->capture_default_str();
+  std::string store_spec;
+  app.add_option("--store", store_spec,
+                 "where the state lives: sqlite:PATH (the default, as --db), "
+                 "or a PostgreSQL URI, postgresql://USER@HOST:PORT/DB (libpq "
+                 "syntax; several brokers may share one)")
+      ->excludes("--db");
   app.add_option("--log-level", log_level, "debug, info, warn, error, off")
       ->capture_default_str();
   app.add_option("--sync", sync,
@@ -272,10 +292,23 @@ int main(int argc, char** argv) {
     options.hash_cost = {1, 8192};
   }
 
-  std::error_code ec;
-  std::filesystem::path db_dir =
-      std::filesystem::path(options.db_path).parent_path();
-  if (!db_dir.empty()) std::filesystem::create_directories(db_dir, ec);
+  if (!store_spec.empty()) {
+    if (store_spec.starts_with("sqlite:")) {
+      options.db_path = store_spec.substr(7);
+    } else if (zchat::IsPostgresSpec(store_spec)) {
+      options.db_path = store_spec;
+    } else {
+      std::cerr << "--store: expected sqlite:PATH or postgresql://..., got '"
+                << store_spec << "'\n";
+      return 2;
+    }
+  }
+  if (!zchat::IsPostgresSpec(options.db_path)) {
+    std::error_code ec;
+    std::filesystem::path db_dir =
+        std::filesystem::path(options.db_path).parent_path();
+    if (!db_dir.empty()) std::filesystem::create_directories(db_dir, ec);
+  }
 
   if (supervise) return Supervise(options, endpoint_file);
   return RunBroker(options, endpoint_file);

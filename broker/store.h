@@ -1,36 +1,22 @@
-// Store: the broker's durable state in SQLite (WAL). Accounts, the queue of
-// undelivered messages, send dedup ids, stored notices for offline senders,
-// and session token hashes. Not thread-safe: owned and used by the broker
-// loop only, and the only writer of its database file while open.
+// Store: the broker's durable state: accounts, the queue of undelivered
+// messages, send dedup ids, sender notices kept until acknowledged, and
+// session token hashes. Two implementations: SqliteStore (sqlite_store.h),
+// one SQLite file, the embedded default; PgStore (pg_store.h), a PostgreSQL
+// database that several brokers may share. Not thread-safe: owned and used
+// by the broker loop only.
 //
 // Transactions. Writes happen inside a transaction that the caller opens with
 // Begin() and ends with Commit() (group commit of a whole batch); outside
-// one, reads work and writes (including AckNotice) are refused with
-// kStorage. A transaction ends without its writes when the caller calls
-// Rollback(), when Commit() fails, or when SQLite drops it by itself after a
-// failed statement (disk full, I/O error; InTransaction() turns false).
+// one, reads work and writes are refused with kStorage. A transaction ends
+// without its writes when the caller calls Rollback(), when Commit() fails,
+// or when the database drops it by itself after a failed statement
+// (InTransaction() turns false).
 //
-// Caches. The store keeps in memory, and serves reads from:
-//   - accounts by key (FindAccount), bounded (cleared when full);
-//   - each account's count of queued messages (CountPending), loaded by
-//     counting on first use and then kept exact by Enqueue, ConfirmDelivery
-//     and DeleteAccount;
-//   - each account's count of stored notices (CountNotices), likewise kept
-//     exact by AddNotice, AckNotice and DeleteAccount.
-// They reflect the writes of the open transaction. When a transaction ends
-// without its writes (any of the three ways above), the caches are dropped
-// whole: the store notices a transaction SQLite dropped at its next call.
-//
-// Ids. Account and message ids are never handed out twice by one Store,
-// whether or not the transaction that assigned them committed: after a
-// rollback, new ids continue above the highest id assigned so far. The
-// database itself remembers only committed ids (AUTOINCREMENT): a new Store
-// continues above the highest committed one. An id lost to a rollback reads
-// in ConfirmDelivery as kUnknown until a higher id commits, then as
-// kAlreadyConfirmed.
+// Ids. Account and message ids are never handed out twice, whether or not
+// the transaction that assigned them committed. ConfirmDelivery tells an id
+// that was handed out (kAlreadyConfirmed once gone) from one never handed
+// out (kUnknown).
 #pragma once
-
-#include <sqlite3.h>
 
 #include <cstdint>
 #include <functional>
@@ -38,7 +24,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "messages/status.h"
@@ -104,149 +89,89 @@ struct StoreTotals {
   int64_t notices = 0;          // not yet acknowledged by their sender
 };
 
+// Whether `spec` names a PostgreSQL database (a postgresql:// or
+// postgres:// URI) rather than an SQLite file.
+bool IsPostgresSpec(std::string_view spec);
+
 class Store {
  public:
-  static Result<std::unique_ptr<Store>> Open(const std::string& path,
+  // Opens the store `spec` names: a PostgreSQL connection URI
+  // (postgresql://... or postgres://...), else an SQLite database file.
+  static Result<std::unique_ptr<Store>> Open(const std::string& spec,
                                              const StoreOptions& options);
-  ~Store();
+  virtual ~Store() = default;
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
-  static constexpr int kSchemaVersion = 3;
-
-  // Transactions (see the top of this file). Commit failing (disk full)
-  // rolls everything back. Rollback outside a transaction only drops the
-  // caches.
-  Status Begin();
-  Status Commit();
-  void Rollback();
-  bool InTransaction() const;
+  // Transactions (see the top of this file). Commit failing (disk full,
+  // lost connection) rolls everything back.
+  virtual Status Begin() = 0;
+  virtual Status Commit() = 0;
+  virtual void Rollback() = 0;
+  virtual bool InTransaction() const = 0;
 
   // Rows changed since the database was opened: a request that leaves it
   // unchanged wrote nothing.
-  int64_t TotalChanges() const;
+  virtual int64_t TotalChanges() const = 0;
 
   // Accounts. `key` is the case-folded username.
-  Result<int64_t> CreateAccount(std::string_view name, std::string_view key,
-                                std::string_view password_hash, int64_t now_ms);
-  Result<std::optional<Account>> FindAccount(std::string_view key);
-  Result<std::optional<Account>> FindAccountById(int64_t id);
+  virtual Result<int64_t> CreateAccount(std::string_view name,
+                                        std::string_view key,
+                                        std::string_view password_hash,
+                                        int64_t now_ms) = 0;
+  virtual Result<std::optional<Account>> FindAccount(std::string_view key) = 0;
+  virtual Result<std::optional<Account>> FindAccountById(int64_t id) = 0;
   // Removes the account, its queue, notices and tokens. Returns the purged
   // messages (bodies cleared) so their senders can be told.
-  Result<std::vector<QueuedMessage>> DeleteAccount(int64_t id);
+  virtual Result<std::vector<QueuedMessage>> DeleteAccount(int64_t id) = 0;
 
   // Walks keys in order from max(`from`, just after `after`) while they start
   // with `prefix`; calls `visit(key, name)` for each until it returns false
   // or `max_rows` keys were examined. Returns the last key examined, or ""
   // when no key after it can be in range (the scan reached the end).
-  Result<std::string> ScanAccounts(
+  virtual Result<std::string> ScanAccounts(
       std::string_view prefix, std::string_view after, int64_t max_rows,
-      const std::function<bool(std::string_view, std::string_view)>& visit);
+      const std::function<bool(std::string_view, std::string_view)>& visit) = 0;
 
   // Messages.
-  Result<std::optional<int64_t>> FindSend(int64_t sender_id,
-                                          uint64_t client_msg_id);
-  Result<int64_t> Enqueue(const QueuedMessage& message);
-  Result<int64_t> CountPending(int64_t recipient_id);
-  Result<std::vector<QueuedMessage>> FetchPending(int64_t recipient_id,
-                                                  int64_t limit);
-  Result<ReceiptResult> ConfirmDelivery(int64_t recipient_id,
-                                        int64_t message_id);
+  virtual Result<std::optional<int64_t>> FindSend(int64_t sender_id,
+                                                  uint64_t client_msg_id) = 0;
+  virtual Result<int64_t> Enqueue(const QueuedMessage& message) = 0;
+  virtual Result<int64_t> CountPending(int64_t recipient_id) = 0;
+  virtual Result<std::vector<QueuedMessage>> FetchPending(int64_t recipient_id,
+                                                          int64_t limit) = 0;
+  virtual Result<ReceiptResult> ConfirmDelivery(int64_t recipient_id,
+                                                int64_t message_id) = 0;
 
   // Sender notices, kept until the sender acknowledges them. AddNotice
   // stores one (a second notice for the same message is ignored) and, if the
   // account then holds more than `cap`, deletes the notices of its oldest
   // messages down to `cap`; returns how many it deleted. ListNotices reads
   // the oldest `limit` (ascending message id). AckNotice removes one and
-  // says whether it was there. CountNotices is served from a cache.
-  Result<int64_t> AddNotice(int64_t account_id, const Notice& notice,
-                            int64_t cap);
-  Result<int64_t> CountNotices(int64_t account_id);
-  Result<std::vector<Notice>> ListNotices(int64_t account_id, int64_t limit);
-  Result<bool> AckNotice(int64_t account_id, int64_t message_id);
+  // says whether it was there.
+  virtual Result<int64_t> AddNotice(int64_t account_id, const Notice& notice,
+                                    int64_t cap) = 0;
+  virtual Result<int64_t> CountNotices(int64_t account_id) = 0;
+  virtual Result<std::vector<Notice>> ListNotices(int64_t account_id,
+                                                  int64_t limit) = 0;
+  virtual Result<bool> AckNotice(int64_t account_id, int64_t message_id) = 0;
 
   // Session tokens, stored as hashes.
-  Status AddToken(std::string_view token_hash, int64_t account_id,
-                  int64_t now_ms);
-  Result<std::optional<int64_t>> FindToken(std::string_view token_hash,
-                                           int64_t not_before_ms);
-  Status RevokeToken(std::string_view token_hash);
+  virtual Status AddToken(std::string_view token_hash, int64_t account_id,
+                          int64_t now_ms) = 0;
+  virtual Result<std::optional<int64_t>> FindToken(std::string_view token_hash,
+                                                   int64_t not_before_ms) = 0;
+  virtual Status RevokeToken(std::string_view token_hash) = 0;
 
   // Counts every table's rows: a scan, meant for a second, read-only store
   // (the metrics server's), which sees what is committed.
-  Result<StoreTotals> Totals();
+  virtual Result<StoreTotals> Totals() = 0;
 
   // Housekeeping: drops dedup ids and tokens older than the cut-offs.
-  Status Prune(int64_t sends_before_ms, int64_t tokens_before_ms);
+  virtual Status Prune(int64_t sends_before_ms, int64_t tokens_before_ms) = 0;
 
- private:
-  class Statement;
-  struct CloseDb {
-    void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-  };
-  // Ids of one AUTOINCREMENT table handed out by this store.
-  struct IdFloor {
-    int64_t assigned = 0;  // the highest id handed out, 0 = none yet
-    // A transaction that may have assigned ids ended without them, so the
-    // table's sqlite_sequence may be below `assigned`: the next insert
-    // gives its id explicitly.
-    bool behind = false;
-    // The id to bind for the next insert (nullopt: let SQLite choose).
-    std::optional<int64_t> Next() const;
-    void Assigned(int64_t id);
-  };
-  static constexpr size_t kAccountCacheSize = 100'000;
-  static constexpr size_t kPendingCacheSize = 100'000;
-  static constexpr size_t kNoticeCountCacheSize = 100'000;
-
-  explicit Store(sqlite3* db);
-  sqlite3* db() const { return db_.get(); }
-  Status Exec(const char* sql);
-  // Runs a fixed statement that returns no rows (BEGIN, COMMIT...),
-  // prepared once.
-  Status RunFixed(const char* sql);
-  Status RequireTransaction();
-  // The database's PRAGMA user_version (0 for a new, empty file).
-  Result<int64_t> SchemaVersion();
-  // Refuses a version newer than kSchemaVersion with a message naming both.
-  static Status CheckNotNewer(int64_t version);
-  // Brings the schema up to kSchemaVersion.
-  Status Migrate();
-  // A prepared, reset statement for `sql` (a string literal), prepared once.
-  Statement& Prepare(const char* sql);
-  // The single account row a prepared, bound statement selects, if any.
-  Result<std::optional<Account>> ReadAccount(Statement& st);
-  static QueuedMessage ReadQueued(const Statement& st, int64_t recipient_id,
-                                  bool with_body);
-  // A kStorage status naming `what` and SQLite's last error. Also notices a
-  // transaction SQLite dropped because of that error.
-  Status Error(std::string_view what);
-  // If a transaction this store began is gone without Commit or Rollback
-  // (SQLite rolled it back after an error), does what Rollback does.
-  void NoticeLostTransaction();
-  // What every end of a transaction without its writes does: drops the
-  // caches and marks the id floors behind.
-  void ForgetTransaction();
-
-  // Declared first, destroyed last: statements are finalized before close.
-  std::unique_ptr<sqlite3, CloseDb> db_;
-  // Prepared once per SQL text (string literals, keyed by address).
-  std::unordered_map<const char*, std::unique_ptr<Statement>> statements_;
-  // True from a successful Begin() to Commit()/Rollback(); differs from
-  // InTransaction() when SQLite dropped the transaction by itself.
-  bool transaction_open_ = false;
-  IdFloor account_ids_;
-  // Message ids come from blocks reserved in the meta table (schema v3):
-  // one write per block instead of AUTOINCREMENT's sqlite_sequence update
-  // per message. A block reserved in a transaction that is lost is dropped.
-  static constexpr int64_t kMessageIdBlock = 4096;
-  int64_t next_message_id_ = 1;    // the next id to hand out
-  int64_t message_block_end_ = 0;  // the reserved block's last id (0: none)
-  Result<int64_t> NextMessageId();
-  // Caches (see the top of this file).
-  std::unordered_map<std::string, Account> accounts_by_key_;
-  std::unordered_map<int64_t, int64_t> pending_counts_;
-  std::unordered_map<int64_t, int64_t> notice_counts_;
+ protected:
+  Store() = default;
 };
 
 }  // namespace zchat

@@ -1,6 +1,7 @@
 // Store: transactions, the caches it owns, ids, and opening databases
 // (migration, newer schemas, files that are not databases).
 #include "broker/store.h"
+#include "broker/sqlite_store.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -514,7 +515,7 @@ TEST_F(StoreTest, OpensSchemaVersion1Database) {
 TEST(StoreOpenTest, RefusesNewerSchema) {
   TempDir dir;
   const std::string path = dir.File("newer.db");
-  const int newer = Store::kSchemaVersion + 1;
+  const int newer = SqliteStore::kSchemaVersion + 1;
   RawExec(path, "CREATE TABLE future(x); PRAGMA user_version=" +
                     std::to_string(newer));
   for (bool read_only : {false, true}) {
@@ -527,7 +528,7 @@ TEST(StoreOpenTest, RefusesNewerSchema) {
     EXPECT_EQ(s.detail(), "open " + path + ": database schema version " +
                               std::to_string(newer) +
                               " is newer than this broker's schema version " +
-                              std::to_string(Store::kSchemaVersion));
+                              std::to_string(SqliteStore::kSchemaVersion));
   }
 }
 

@@ -6,17 +6,31 @@
 #include <set>
 
 #include "tests/support/test_broker.h"
+#include "tests/support/test_postgres.h"
 
 namespace zchat {
 namespace {
 
 using namespace std::chrono_literals;
 
-class ClientTest : public ::testing::Test {
+// Every test runs against a broker on each store: SQLite (a file) and
+// PostgreSQL (a database on a throwaway server).
+class ClientTest : public ::testing::TestWithParam<std::string> {
  protected:
+  void SetUp() override {
+    if (GetParam() == "postgresql") {
+      const std::string uri = testing::SharedPostgres().NewDatabase();
+      ASSERT_FALSE(uri.empty()) << testing::SharedPostgres().error();
+      broker_ = std::make_unique<testing::TestBroker>(
+          [uri](ServerOptions& o) { o.db_path = uri; });
+    } else {
+      broker_ = std::make_unique<testing::TestBroker>();
+    }
+  }
+
   std::unique_ptr<Client> NewClient() {
     ClientOptions options;
-    options.endpoint = broker_.endpoint();
+    options.endpoint = broker_->endpoint();
     options.request_timeout = 10s;
     return std::make_unique<Client>(ctx_, options);
   }
@@ -37,11 +51,11 @@ class ClientTest : public ::testing::Test {
     return std::nullopt;
   }
 
-  testing::TestBroker broker_;
+  std::unique_ptr<testing::TestBroker> broker_;
   zmq::context_t ctx_;
 };
 
-TEST_F(ClientTest, EveryCallReturnsItsReply) {
+TEST_P(ClientTest, EveryCallReturnsItsReply) {
   auto alice = NewClient();
   Result<CreateSuccess> created = alice->CreateAccount("alice", "password123");
   ASSERT_TRUE(created.ok()) << created.status().ToString();
@@ -82,7 +96,7 @@ TEST_F(ClientTest, EveryCallReturnsItsReply) {
   EXPECT_EQ(deleted->purged, 1u);
 }
 
-TEST_F(ClientTest, ErrorsComeBackAsValues) {
+TEST_P(ClientTest, ErrorsComeBackAsValues) {
   auto alice = NewClient();
   Result<MessagePending> before_login = alice->Send("bob", "x");
   ASSERT_FALSE(before_login.ok());
@@ -98,17 +112,17 @@ TEST_F(ClientTest, ErrorsComeBackAsValues) {
   EXPECT_FALSE(unknown.status().detail().empty());
 }
 
-TEST_F(ClientTest, TimesOutWhenNoBrokerAnswers) {
-  broker_.Stop();
+TEST_P(ClientTest, TimesOutWhenNoBrokerAnswers) {
+  broker_->Stop();
   ClientOptions options;
-  options.endpoint = broker_.endpoint();
+  options.endpoint = broker_->endpoint();
   options.request_timeout = 300ms;
   Client lonely(ctx_, options);
   Status s = lonely.Ping();
   EXPECT_EQ(s.code(), ErrorCode::kTimeout) << s.ToString();
 }
 
-TEST_F(ClientTest, PushesArriveAsEventsAndReceiptTellsSender) {
+TEST_P(ClientTest, PushesArriveAsEventsAndReceiptTellsSender) {
   auto alice = Join("alice");
   auto bob = Join("bob");
   Result<MessagePending> sent = alice->Send("bob", "are you there?");
@@ -125,7 +139,7 @@ TEST_F(ClientTest, PushesArriveAsEventsAndReceiptTellsSender) {
   EXPECT_EQ(delivered->recipient, "bob");
 }
 
-TEST_F(ClientTest, DuplicateDeliveriesAreDropped) {
+TEST_P(ClientTest, DuplicateDeliveriesAreDropped) {
   auto alice = Join("alice");
   auto bob = Join("bob");
   ASSERT_TRUE(alice->Send("bob", "once").ok());
@@ -139,7 +153,7 @@ TEST_F(ClientTest, DuplicateDeliveriesAreDropped) {
 
 // Notices are acknowledged as NextEvent hands them over, and the broker's
 // repeats of them (at a login, on FETCH_NOTICES) are dropped.
-TEST_F(ClientTest, NoticesAreAcknowledgedAndShownOnce) {
+TEST_P(ClientTest, NoticesAreAcknowledgedAndShownOnce) {
   auto alice = Join("alice");
   auto bob = Join("bob");
   Result<MessagePending> sent = alice->Send("bob", "hi");
@@ -157,9 +171,9 @@ TEST_F(ClientTest, NoticesAreAcknowledgedAndShownOnce) {
   EXPECT_FALSE(other->NextEvent(300ms).has_value()) << "acknowledged";
 }
 
-TEST_F(ClientTest, UnacknowledgedNoticeComesBackButIsShownOnce) {
+TEST_P(ClientTest, UnacknowledgedNoticeComesBackButIsShownOnce) {
   ClientOptions options;
-  options.endpoint = broker_.endpoint();
+  options.endpoint = broker_->endpoint();
   options.auto_receipt = false;
   Client alice(ctx_, options);
   ASSERT_TRUE(alice.CreateAccount("alice", "password123").ok());
@@ -186,7 +200,7 @@ TEST_F(ClientTest, UnacknowledgedNoticeComesBackButIsShownOnce) {
   EXPECT_EQ(fetched->count, 0u);
 }
 
-TEST_F(ClientTest, PipelinesManyRequests) {
+TEST_P(ClientTest, PipelinesManyRequests) {
   auto alice = Join("alice");
   auto bob = Join("bob");
   std::vector<uint64_t> requests;
@@ -212,14 +226,14 @@ TEST_F(ClientTest, PipelinesManyRequests) {
 // The broker restarts under two logged-in clients. They reconnect, log in
 // again with their tokens, and a send made while it was down goes through;
 // nothing is lost and nothing is shown twice.
-TEST_F(ClientTest, SurvivesBrokerRestart) {
+TEST_P(ClientTest, SurvivesBrokerRestart) {
   auto alice = Join("alice");
   auto bob = Join("bob");
   ASSERT_TRUE(alice->Send("bob", "before").ok());
   auto before = NextOf<DistributeMessage>(*bob);
   ASSERT_TRUE(before.has_value());
 
-  broker_.Restart();
+  broker_->Restart();
 
   Result<MessagePending> during = alice->Send("bob", "after the restart");
   ASSERT_TRUE(during.ok()) << during.status().ToString();
@@ -250,11 +264,11 @@ TEST_F(ClientTest, SurvivesBrokerRestart) {
 // one by itself, logs in again with its token and resends. (With SQLite the
 // brokers cannot run at once, so the second starts on the first's database
 // after the first stops, on an ipc endpoint the client knew beforehand.)
-TEST_F(ClientTest, FailsOverToTheNextEndpoint) {
+TEST_P(ClientTest, FailsOverToTheNextEndpoint) {
   testing::TempDir dir;
   const std::string second = "ipc://" + dir.File("second.ipc");
   ClientOptions options;
-  options.endpoint = broker_.endpoint() + "," + second;
+  options.endpoint = broker_->endpoint() + "," + second;
   options.failover_after = 300ms;
   options.request_timeout = 15s;
   auto alice = std::make_unique<Client>(ctx_, options);
@@ -263,12 +277,12 @@ TEST_F(ClientTest, FailsOverToTheNextEndpoint) {
   ASSERT_TRUE(alice->Login("alice", "password123").ok());
   ASSERT_TRUE(bob->CreateAccount("bob", "password123").ok());
   ASSERT_TRUE(bob->Login("bob", "password123").ok());
-  EXPECT_EQ(alice->endpoint(), broker_.endpoint());
+  EXPECT_EQ(alice->endpoint(), broker_->endpoint());
   ASSERT_TRUE(alice->Send("bob", "before").ok());
   ASSERT_TRUE(NextOf<DistributeMessage>(*bob).has_value());
 
-  broker_.Stop();
-  broker_.Start(second);
+  broker_->Stop();
+  broker_->Start(second);
 
   const std::string body = "après la bascule 🌍 你好 שלום مرحبا";
   Result<MessagePending> during = alice->Send("bob", body);
@@ -308,6 +322,10 @@ TEST_F(ClientTest, FailsOverToTheNextEndpoint) {
   EXPECT_TRUE(failed_over);
   EXPECT_TRUE(restored);
 }
+
+INSTANTIATE_TEST_SUITE_P(Stores, ClientTest,
+                         ::testing::Values("sqlite", "postgresql"),
+                         [](const auto& info) { return info.param; });
 
 TEST(CheckEndpointsTest, NamesTheEndpointThatCannotBeUsed) {
   EXPECT_TRUE(Client::CheckEndpoints("tcp://127.0.0.1:5555").ok());

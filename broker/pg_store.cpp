@@ -1,0 +1,584 @@
+#include "broker/pg_store.h"
+
+#include <libpq-fe.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "broker/log.h"
+
+namespace zchat {
+namespace {
+
+// client_msg_id is a uint64 on the wire, BIGINT is signed: the bit pattern
+// is stored as is (as in SQLite).
+int64_t ToSql(uint64_t v) { return static_cast<int64_t>(v); }
+uint64_t FromSql(int64_t v) { return static_cast<uint64_t>(v); }
+
+PgStore::Param P(int64_t v) { return {std::to_string(v), false}; }
+PgStore::Param P(std::string_view v) { return {std::string(v), false}; }
+PgStore::Param Bin(std::string_view v) { return {std::string(v), true}; }
+
+int64_t Int(const PGresult* r, int row, int col) {
+  return std::strtoll(PQgetvalue(r, row, col), nullptr, 10);
+}
+std::string Text(const PGresult* r, int row, int col) {
+  return std::string(PQgetvalue(r, row, col), PQgetlength(r, row, col));
+}
+// A bytea column in the text result format: \x followed by hex digits.
+std::string Bytes(const PGresult* r, int row, int col) {
+  const char* p = PQgetvalue(r, row, col);
+  const int n = PQgetlength(r, row, col);
+  auto nibble = [](char c) -> int {
+    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+  };
+  std::string out;
+  if (n < 2 || p[0] != '\\' || p[1] != 'x') return out;
+  out.reserve((n - 2) / 2);
+  for (int i = 2; i + 1 < n; i += 2) {
+    out.push_back(static_cast<char>(nibble(p[i]) << 4 | nibble(p[i + 1])));
+  }
+  return out;
+}
+
+// Version 1 of the schema. Bodies are bytea: a text column cannot hold the
+// NUL character, which is valid UTF-8. name_key sorts bytewise (COLLATE
+// "C"), as LIST_ACCOUNTS pages in byte order.
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE accounts(
+  id BIGSERIAL PRIMARY KEY,
+  name TEXT NOT NULL,
+  name_key TEXT COLLATE "C" NOT NULL UNIQUE,
+  password_hash TEXT NOT NULL,
+  created_at BIGINT NOT NULL);
+CREATE TABLE messages(
+  id BIGSERIAL PRIMARY KEY,
+  sender_id BIGINT NOT NULL,
+  sender_name TEXT NOT NULL,
+  recipient_id BIGINT NOT NULL,
+  recipient_name TEXT NOT NULL,
+  client_msg_id BIGINT NOT NULL,
+  body BYTEA NOT NULL,
+  sent_at BIGINT NOT NULL);
+CREATE INDEX messages_by_recipient ON messages(recipient_id, id);
+CREATE TABLE sends(
+  sender_id BIGINT NOT NULL,
+  client_msg_id BIGINT NOT NULL,
+  message_id BIGINT NOT NULL,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY(sender_id, client_msg_id));
+CREATE INDEX sends_by_age ON sends(created_at);
+CREATE TABLE notices(
+  account_id BIGINT NOT NULL,
+  message_id BIGINT NOT NULL,
+  kind INTEGER NOT NULL,
+  peer_name TEXT NOT NULL,
+  client_msg_id BIGINT NOT NULL,
+  PRIMARY KEY(account_id, message_id));
+CREATE TABLE tokens(
+  hash BYTEA PRIMARY KEY,
+  account_id BIGINT NOT NULL,
+  created_at BIGINT NOT NULL);
+CREATE INDEX tokens_by_account ON tokens(account_id);
+)sql";
+
+// Any number: it only has to be the same in every broker.
+constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(7276829)";
+
+}  // namespace
+
+void PgStore::ClearResult::operator()(pg_result* r) const { PQclear(r); }
+
+PgStore::PgStore(pg_conn* conn, const StoreOptions& options)
+    : conn_(conn), options_(options) {}
+
+PgStore::~PgStore() { PQfinish(conn_); }
+
+Result<std::unique_ptr<PgStore>> PgStore::Open(const std::string& uri,
+                                               const StoreOptions& options) {
+  std::unique_ptr<PgStore> store(
+      new PgStore(PQconnectdb(uri.c_str()), options));
+  if (!store->conn_ || PQstatus(store->conn_) != CONNECTION_OK) {
+    return Status(ErrorCode::kStorage,
+                  "connect to PostgreSQL: " +
+                      std::string(store->conn_ ? PQerrorMessage(store->conn_)
+                                               : "out of memory"));
+  }
+  if (Status s = store->Setup(); !s.ok()) return s;
+  return store;
+}
+
+Status PgStore::Error(std::string_view what) const {
+  std::string message = PQerrorMessage(conn_);
+  while (!message.empty() &&
+         (message.back() == '\n' || message.back() == ' ')) {
+    message.pop_back();
+  }
+  return Status(ErrorCode::kStorage, std::string(what) + ": " + message);
+}
+
+Status PgStore::Setup() {
+  prepared_.clear();  // a new connection has none
+  // Quiet NOTICEs (they would go to stderr).
+  PQsetNoticeProcessor(
+      conn_, [](void*, const char*) {}, nullptr);
+  std::string settings = "SET client_min_messages = warning;";
+  settings += options_.sync == SyncMode::kFull
+                  ? "SET synchronous_commit = on;"
+                  : "SET synchronous_commit = off;";
+  ResultPtr r(PQexec(conn_, settings.c_str()));
+  if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) return Error("settings");
+  if (Status s = Migrate(); !s.ok()) return s;
+  if (options_.read_only) {
+    ResultPtr ro(PQexec(conn_, "SET default_transaction_read_only = on"));
+    if (PQresultStatus(ro.get()) != PGRES_COMMAND_OK) return Error("settings");
+  }
+  return Status::Ok();
+}
+
+Status PgStore::Migrate() {
+  auto exec = [this](const char* sql) {
+    ResultPtr r(PQexec(conn_, sql));
+    const ExecStatusType st = PQresultStatus(r.get());
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+  };
+  auto fail = [&](std::string_view what) {
+    Status s = Error(what);
+    exec("ROLLBACK");
+    return s;
+  };
+  if (!exec("BEGIN")) return Error("migrate");
+  if (!exec(kMigrationLock)) return fail("migrate: lock");
+  if (!exec("CREATE TABLE IF NOT EXISTS zchat_meta("
+            "key TEXT PRIMARY KEY, value BIGINT NOT NULL)")) {
+    return fail("migrate: meta");
+  }
+  ResultPtr v(PQexec(
+      conn_, "SELECT value FROM zchat_meta WHERE key = 'schema_version'"));
+  if (PQresultStatus(v.get()) != PGRES_TUPLES_OK) return fail("migrate");
+  const int64_t version = PQntuples(v.get()) ? Int(v.get(), 0, 0) : 0;
+  if (version > kSchemaVersion) {
+    exec("ROLLBACK");
+    return Status(ErrorCode::kStorage,
+                  "database schema version " + std::to_string(version) +
+                      " is newer than this broker's schema version " +
+                      std::to_string(kSchemaVersion));
+  }
+  if (version < 1) {
+    if (!exec(kSchemaV1)) return fail("migrate to schema version 1");
+    if (!exec(
+            "INSERT INTO zchat_meta(key, value) VALUES('schema_version', 1)")) {
+      return fail("migrate to schema version 1");
+    }
+  }
+  if (!exec("COMMIT")) return fail("migrate: commit");
+  return Status::Ok();
+}
+
+Result<PgStore::ResultPtr> PgStore::Run(const char* what, const char* sql,
+                                        const std::vector<Param>& params) {
+  auto it = prepared_.find(sql);
+  if (it == prepared_.end()) {
+    const std::string name = "s" + std::to_string(prepared_.size());
+    ResultPtr r(PQprepare(conn_, name.c_str(), sql,
+                          static_cast<int>(params.size()), nullptr));
+    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) return Error(what);
+    it = prepared_.emplace(sql, name).first;
+  }
+  std::vector<const char*> values;
+  std::vector<int> lengths;
+  std::vector<int> formats;
+  for (const Param& p : params) {
+    values.push_back(p.value.c_str());
+    lengths.push_back(static_cast<int>(p.value.size()));
+    formats.push_back(p.binary ? 1 : 0);
+  }
+  ResultPtr r(PQexecPrepared(conn_, it->second.c_str(),
+                             static_cast<int>(params.size()), values.data(),
+                             lengths.data(), formats.data(), 0));
+  const ExecStatusType st = PQresultStatus(r.get());
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return Error(what);
+  const char* tuples = PQcmdTuples(r.get());
+  if (tuples && *tuples && std::strncmp(PQcmdStatus(r.get()), "SELECT", 6)) {
+    changes_ += std::strtoll(tuples, nullptr, 10);
+  }
+  return r;
+}
+
+Status PgStore::Begin() {
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    // The server went away (restart, network): try again now.
+    PQreset(conn_);
+    if (PQstatus(conn_) != CONNECTION_OK) return Error("reconnect");
+    if (Status s = Setup(); !s.ok()) return s;
+    Log(LogLevel::kInfo, "PostgreSQL connection re-established");
+  }
+  if (PQtransactionStatus(conn_) != PQTRANS_IDLE) Rollback();
+  ResultPtr r(PQexec(conn_, "BEGIN"));
+  if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) return Error("begin");
+  return Status::Ok();
+}
+
+Status PgStore::Commit() {
+  if (PQtransactionStatus(conn_) != PQTRANS_INTRANS) {
+    Rollback();
+    return Status(ErrorCode::kStorage, "commit: the transaction was lost");
+  }
+  ResultPtr r(PQexec(conn_, "COMMIT"));
+  // COMMIT of a transaction that failed reports success with "ROLLBACK".
+  if (PQresultStatus(r.get()) != PGRES_COMMAND_OK ||
+      std::strcmp(PQcmdStatus(r.get()), "COMMIT") != 0) {
+    Status s = Error("commit");
+    Rollback();
+    return s;
+  }
+  return Status::Ok();
+}
+
+void PgStore::Rollback() {
+  const PGTransactionStatusType st = PQtransactionStatus(conn_);
+  if (st == PQTRANS_INTRANS || st == PQTRANS_INERROR) {
+    ResultPtr r(PQexec(conn_, "ROLLBACK"));
+  }
+}
+
+bool PgStore::InTransaction() const {
+  return PQtransactionStatus(conn_) == PQTRANS_INTRANS;
+}
+
+Status PgStore::RequireTransaction() {
+  if (InTransaction()) return Status::Ok();
+  return Status(ErrorCode::kStorage, "the database is not writable now");
+}
+
+Result<int64_t> PgStore::CreateAccount(std::string_view name,
+                                       std::string_view key,
+                                       std::string_view password_hash,
+                                       int64_t now_ms) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  // Two brokers creating one name at once: the second waits for the first
+  // to commit, then inserts nothing.
+  auto r =
+      Run("create account",
+          "INSERT INTO accounts(name, name_key, password_hash, created_at) "
+          "VALUES($1, $2, $3, $4) ON CONFLICT (name_key) DO NOTHING "
+          "RETURNING id",
+          {P(name), P(key), P(password_hash), P(now_ms)});
+  if (!r.ok()) return r.status();
+  if (PQntuples(r->get()) == 0) {
+    return Status(ErrorCode::kUsernameTaken, "username is taken");
+  }
+  return Int(r->get(), 0, 0);
+}
+
+Result<std::optional<Account>> PgStore::FindAccount(std::string_view key) {
+  auto r =
+      Run("find account",
+          "SELECT id, name, password_hash FROM accounts WHERE name_key = $1",
+          {P(key)});
+  if (!r.ok()) return r.status();
+  if (PQntuples(r->get()) == 0) return std::optional<Account>();
+  return std::optional<Account>(
+      Account{Int(r->get(), 0, 0), Text(r->get(), 0, 1), Text(r->get(), 0, 2)});
+}
+
+Result<std::optional<Account>> PgStore::FindAccountById(int64_t id) {
+  auto r = Run("find account",
+               "SELECT id, name, password_hash FROM accounts WHERE id = $1",
+               {P(id)});
+  if (!r.ok()) return r.status();
+  if (PQntuples(r->get()) == 0) return std::optional<Account>();
+  return std::optional<Account>(
+      Account{Int(r->get(), 0, 0), Text(r->get(), 0, 1), Text(r->get(), 0, 2)});
+}
+
+Result<std::vector<QueuedMessage>> PgStore::DeleteAccount(int64_t id) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  auto r = Run("delete account",
+               "DELETE FROM messages WHERE recipient_id = $1 RETURNING id, "
+               "sender_id, sender_name, recipient_name, client_msg_id",
+               {P(id)});
+  if (!r.ok()) return r.status();
+  std::vector<QueuedMessage> purged;
+  for (int i = 0; i < PQntuples(r->get()); ++i) {
+    QueuedMessage m;
+    m.id = Int(r->get(), i, 0);
+    m.sender_id = Int(r->get(), i, 1);
+    m.sender_name = Text(r->get(), i, 2);
+    m.recipient_id = id;
+    m.recipient_name = Text(r->get(), i, 3);
+    m.client_msg_id = FromSql(Int(r->get(), i, 4));
+    purged.push_back(std::move(m));
+  }
+  std::sort(purged.begin(), purged.end(),
+            [](const QueuedMessage& a, const QueuedMessage& b) {
+              return a.id < b.id;
+            });
+  const char* const kDeletes[] = {
+      "DELETE FROM notices WHERE account_id = $1",
+      "DELETE FROM tokens WHERE account_id = $1",
+      "DELETE FROM sends WHERE sender_id = $1",
+      "DELETE FROM accounts WHERE id = $1",
+  };
+  for (const char* sql : kDeletes) {
+    if (auto d = Run("delete account", sql, {P(id)}); !d.ok()) {
+      return d.status();
+    }
+  }
+  return purged;
+}
+
+Result<std::string> PgStore::ScanAccounts(
+    std::string_view prefix, std::string_view after, int64_t max_rows,
+    const std::function<bool(std::string_view, std::string_view)>& visit) {
+  auto r = Run("list accounts",
+               "SELECT name_key, name FROM accounts WHERE name_key >= $1 AND "
+               "name_key > $2 ORDER BY name_key LIMIT $3",
+               {P(prefix), P(after), P(max_rows)});
+  if (!r.ok()) return r.status();
+  std::string last;
+  int64_t examined = 0;
+  bool stopped = false;
+  for (int i = 0; i < PQntuples(r->get()); ++i) {
+    const std::string key = Text(r->get(), i, 0);
+    if (key.compare(0, prefix.size(), prefix) != 0) {
+      last.clear();  // past the prefix: nothing more can match
+      stopped = true;
+      break;
+    }
+    last = key;
+    ++examined;
+    if (!visit(key, Text(r->get(), i, 1))) {
+      stopped = true;
+      break;
+    }
+  }
+  if (!stopped && examined < max_rows) last.clear();
+  return last;
+}
+
+Result<std::optional<int64_t>> PgStore::FindSend(int64_t sender_id,
+                                                 uint64_t client_msg_id) {
+  auto r = Run("find send",
+               "SELECT message_id FROM sends WHERE sender_id = $1 AND "
+               "client_msg_id = $2",
+               {P(sender_id), P(ToSql(client_msg_id))});
+  if (!r.ok()) return r.status();
+  if (PQntuples(r->get()) == 0) return std::optional<int64_t>();
+  return std::optional<int64_t>(Int(r->get(), 0, 0));
+}
+
+Result<int64_t> PgStore::Enqueue(const QueuedMessage& m) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  auto r = Run(
+      "enqueue",
+      "INSERT INTO messages(sender_id, sender_name, recipient_id, "
+      "recipient_name, client_msg_id, body, sent_at) "
+      "VALUES($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+      {P(m.sender_id), P(m.sender_name), P(m.recipient_id), P(m.recipient_name),
+       P(ToSql(m.client_msg_id)), Bin(m.body), P(m.sent_at_ms)});
+  if (!r.ok()) return r.status();
+  const int64_t id = Int(r->get(), 0, 0);
+  // The same send retried on another broker at the same moment: the later
+  // insert waits for the earlier one's commit and inserts nothing; its
+  // message row goes, and the send is the earlier one's.
+  auto d =
+      Run("enqueue",
+          "INSERT INTO sends(sender_id, client_msg_id, message_id, "
+          "created_at) VALUES($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+          {P(m.sender_id), P(ToSql(m.client_msg_id)), P(id), P(m.sent_at_ms)});
+  if (!d.ok()) return d.status();
+  if (std::strcmp(PQcmdTuples(d->get()), "0") == 0) {
+    if (auto del =
+            Run("enqueue", "DELETE FROM messages WHERE id = $1", {P(id)});
+        !del.ok()) {
+      return del.status();
+    }
+    Result<std::optional<int64_t>> earlier =
+        FindSend(m.sender_id, m.client_msg_id);
+    if (!earlier.ok()) return earlier.status();
+    if (earlier->has_value()) return **earlier;
+    return Status(ErrorCode::kStorage, "enqueue: the send vanished");
+  }
+  return id;
+}
+
+Result<int64_t> PgStore::CountPending(int64_t recipient_id) {
+  auto r = Run("count pending",
+               "SELECT count(*) FROM messages WHERE recipient_id = $1",
+               {P(recipient_id)});
+  if (!r.ok()) return r.status();
+  return Int(r->get(), 0, 0);
+}
+
+Result<std::vector<QueuedMessage>> PgStore::FetchPending(int64_t recipient_id,
+                                                         int64_t limit) {
+  auto r = Run("fetch",
+               "SELECT id, sender_id, sender_name, recipient_name, "
+               "client_msg_id, body, sent_at FROM messages WHERE "
+               "recipient_id = $1 ORDER BY id LIMIT $2",
+               {P(recipient_id), P(limit)});
+  if (!r.ok()) return r.status();
+  std::vector<QueuedMessage> out;
+  for (int i = 0; i < PQntuples(r->get()); ++i) {
+    QueuedMessage m;
+    m.id = Int(r->get(), i, 0);
+    m.sender_id = Int(r->get(), i, 1);
+    m.sender_name = Text(r->get(), i, 2);
+    m.recipient_id = recipient_id;
+    m.recipient_name = Text(r->get(), i, 3);
+    m.client_msg_id = FromSql(Int(r->get(), i, 4));
+    m.body = Bytes(r->get(), i, 5);
+    m.sent_at_ms = Int(r->get(), i, 6);
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+Result<ReceiptResult> PgStore::ConfirmDelivery(int64_t recipient_id,
+                                               int64_t message_id) {
+  ReceiptResult result;
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  auto r = Run("confirm delivery",
+               "DELETE FROM messages WHERE id = $1 AND recipient_id = $2 "
+               "RETURNING sender_id, sender_name, recipient_name, "
+               "client_msg_id",
+               {P(message_id), P(recipient_id)});
+  if (!r.ok()) return r.status();
+  if (PQntuples(r->get()) == 1) {
+    result.message.id = message_id;
+    result.message.recipient_id = recipient_id;
+    result.message.sender_id = Int(r->get(), 0, 0);
+    result.message.sender_name = Text(r->get(), 0, 1);
+    result.message.recipient_name = Text(r->get(), 0, 2);
+    result.message.client_msg_id = FromSql(Int(r->get(), 0, 3));
+    result.outcome = ReceiptOutcome::kConfirmed;
+    return result;
+  }
+  auto other = Run("confirm delivery", "SELECT 1 FROM messages WHERE id = $1",
+                   {P(message_id)});
+  if (!other.ok()) return other.status();
+  if (PQntuples(other->get()) > 0) {
+    result.outcome = ReceiptOutcome::kNotYours;
+    return result;
+  }
+  // The sequence hands out each id once, committed or not: at or below its
+  // last value, the id was handed out.
+  auto seq = Run("confirm delivery",
+                 "SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
+                 "FROM messages_id_seq",
+                 {});
+  if (!seq.ok()) return seq.status();
+  result.outcome = message_id <= Int(seq->get(), 0, 0)
+                       ? ReceiptOutcome::kAlreadyConfirmed
+                       : ReceiptOutcome::kUnknown;
+  return result;
+}
+
+Result<int64_t> PgStore::AddNotice(int64_t account_id, const Notice& n,
+                                   int64_t cap) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  auto r = Run("add notice",
+               "INSERT INTO notices(account_id, message_id, kind, peer_name, "
+               "client_msg_id) VALUES($1, $2, $3, $4, $5) ON CONFLICT DO "
+               "NOTHING",
+               {P(account_id), P(n.message_id), P(static_cast<int64_t>(n.kind)),
+                P(n.peer_name), P(ToSql(n.client_msg_id))});
+  if (!r.ok()) return r.status();
+  Result<int64_t> stored = CountNotices(account_id);
+  if (!stored.ok()) return stored.status();
+  if (*stored <= cap) return int64_t{0};
+  // Over the cap: the notices of the oldest messages go.
+  auto drop = Run("add notice",
+                  "DELETE FROM notices WHERE account_id = $1 AND message_id IN "
+                  "(SELECT message_id FROM notices WHERE account_id = $1 "
+                  "ORDER BY message_id LIMIT $2)",
+                  {P(account_id), P(*stored - cap)});
+  if (!drop.ok()) return drop.status();
+  return std::strtoll(PQcmdTuples(drop->get()), nullptr, 10);
+}
+
+Result<int64_t> PgStore::CountNotices(int64_t account_id) {
+  auto r =
+      Run("count notices", "SELECT count(*) FROM notices WHERE account_id = $1",
+          {P(account_id)});
+  if (!r.ok()) return r.status();
+  return Int(r->get(), 0, 0);
+}
+
+Result<std::vector<Notice>> PgStore::ListNotices(int64_t account_id,
+                                                 int64_t limit) {
+  auto r = Run("list notices",
+               "SELECT kind, message_id, peer_name, client_msg_id FROM notices "
+               "WHERE account_id = $1 ORDER BY message_id LIMIT $2",
+               {P(account_id), P(limit)});
+  if (!r.ok()) return r.status();
+  std::vector<Notice> out;
+  for (int i = 0; i < PQntuples(r->get()); ++i) {
+    out.push_back(Notice{static_cast<NoticeKind>(Int(r->get(), i, 0)),
+                         Int(r->get(), i, 1), Text(r->get(), i, 2),
+                         FromSql(Int(r->get(), i, 3))});
+  }
+  return out;
+}
+
+Result<bool> PgStore::AckNotice(int64_t account_id, int64_t message_id) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  auto r = Run("acknowledge notice",
+               "DELETE FROM notices WHERE account_id = $1 AND message_id = $2",
+               {P(account_id), P(message_id)});
+  if (!r.ok()) return r.status();
+  return std::strcmp(PQcmdTuples(r->get()), "0") != 0;
+}
+
+Status PgStore::AddToken(std::string_view token_hash, int64_t account_id,
+                         int64_t now_ms) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  auto r = Run("add token",
+               "INSERT INTO tokens(hash, account_id, created_at) "
+               "VALUES($1, $2, $3)",
+               {Bin(token_hash), P(account_id), P(now_ms)});
+  return r.ok() ? Status::Ok() : r.status();
+}
+
+Result<std::optional<int64_t>> PgStore::FindToken(std::string_view token_hash,
+                                                  int64_t not_before_ms) {
+  auto r = Run("find token",
+               "SELECT account_id FROM tokens WHERE hash = $1 AND "
+               "created_at >= $2",
+               {Bin(token_hash), P(not_before_ms)});
+  if (!r.ok()) return r.status();
+  if (PQntuples(r->get()) == 0) return std::optional<int64_t>();
+  return std::optional<int64_t>(Int(r->get(), 0, 0));
+}
+
+Status PgStore::RevokeToken(std::string_view token_hash) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  auto r = Run("revoke token", "DELETE FROM tokens WHERE hash = $1",
+               {Bin(token_hash)});
+  return r.ok() ? Status::Ok() : r.status();
+}
+
+Result<StoreTotals> PgStore::Totals() {
+  auto r = Run("count totals",
+               "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM "
+               "messages), (SELECT count(*) FROM notices)",
+               {});
+  if (!r.ok()) return r.status();
+  return StoreTotals{Int(r->get(), 0, 0), Int(r->get(), 0, 1),
+                     Int(r->get(), 0, 2)};
+}
+
+Status PgStore::Prune(int64_t sends_before_ms, int64_t tokens_before_ms) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  if (auto r = Run("prune", "DELETE FROM sends WHERE created_at < $1",
+                   {P(sends_before_ms)});
+      !r.ok()) {
+    return r.status();
+  }
+  auto r = Run("prune", "DELETE FROM tokens WHERE created_at < $1",
+               {P(tokens_before_ms)});
+  return r.ok() ? Status::Ok() : r.status();
+}
+
+}  // namespace zchat

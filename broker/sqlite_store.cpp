@@ -1,0 +1,853 @@
+#include "broker/sqlite_store.h"
+
+#include <algorithm>
+#include <iterator>
+#include <mutex>
+#include <type_traits>
+#include <utility>
+
+namespace zchat {
+
+// A prepared statement, owned: finalized when it goes away. Move-only (a
+// moved-from Statement owns nothing). One that owns nothing (a failed
+// prepare) fails every Step/Run with SQLITE_MISUSE, leaving sqlite3_errmsg
+// with the reason the prepare failed.
+class SqliteStore::Statement {
+ public:
+  Statement() = default;
+  explicit Statement(sqlite3_stmt* stmt) : stmt_(stmt) {}
+  ~Statement() { sqlite3_finalize(stmt_); }  // a no-op for nullptr
+  Statement(Statement&& other) noexcept
+      : stmt_(std::exchange(other.stmt_, nullptr)) {}
+  Statement& operator=(Statement&& other) noexcept {
+    if (this != &other) {
+      sqlite3_finalize(stmt_);
+      stmt_ = std::exchange(other.stmt_, nullptr);
+    }
+    return *this;
+  }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  // Resets the statement and clears its bindings, for a fresh use.
+  Statement& Start() {
+    if (stmt_ != nullptr) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
+    return *this;
+  }
+  Statement& Bind(int index, int64_t value) {
+    sqlite3_bind_int64(stmt_, index, value);
+    return *this;
+  }
+  // Binds SQL NULL when `value` is empty.
+  Statement& Bind(int index, std::optional<int64_t> value) {
+    if (value) return Bind(index, *value);
+    sqlite3_bind_null(stmt_, index);
+    return *this;
+  }
+  Statement& Bind(int index, std::string_view text) {
+    sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()),
+                      SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& BindBlob(int index, std::string_view bytes) {
+    sqlite3_bind_blob(stmt_, index, bytes.data(),
+                      static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  // SQLITE_ROW, SQLITE_DONE, or an error code.
+  int Step() { return sqlite3_step(stmt_); }
+  // Runs a statement that returns no rows; resets it.
+  int Run() {
+    int rc = sqlite3_step(stmt_);
+    sqlite3_reset(stmt_);
+    return rc == SQLITE_ROW ? SQLITE_DONE : rc;
+  }
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  std::string_view Text(int col) const {
+    const auto* p =
+        reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p ? std::string_view(p, sqlite3_column_bytes(stmt_, col))
+             : std::string_view();
+  }
+  void Reset() { sqlite3_reset(stmt_); }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+namespace {
+
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE accounts(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL,
+  name_key TEXT NOT NULL UNIQUE,
+  password_hash TEXT NOT NULL,
+  created_at INTEGER NOT NULL);
+CREATE TABLE messages(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  sender_id INTEGER NOT NULL,
+  sender_name TEXT NOT NULL,
+  recipient_id INTEGER NOT NULL,
+  recipient_name TEXT NOT NULL,
+  client_msg_id INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  sent_at INTEGER NOT NULL);
+CREATE INDEX messages_by_recipient ON messages(recipient_id, id);
+CREATE TABLE sends(
+  sender_id INTEGER NOT NULL,
+  client_msg_id INTEGER NOT NULL,
+  message_id INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY(sender_id, client_msg_id)) WITHOUT ROWID;
+CREATE INDEX sends_by_age ON sends(created_at);
+CREATE TABLE notices(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  account_id INTEGER NOT NULL,
+  kind INTEGER NOT NULL,
+  message_id INTEGER NOT NULL,
+  peer_name TEXT NOT NULL,
+  client_msg_id INTEGER NOT NULL);
+CREATE INDEX notices_by_account ON notices(account_id, id);
+CREATE TABLE tokens(
+  hash BLOB PRIMARY KEY,
+  account_id INTEGER NOT NULL,
+  created_at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX tokens_by_account ON tokens(account_id);
+)sql";
+
+// Notices are kept until the sender acknowledges them (NOTICE_RECEIPT), so
+// the table is written twice per confirmed message: keyed by (account,
+// message) in one b-tree, an insert and an acknowledgement touch one b-tree
+// each, and an account's notices are a key range in message id order. A
+// message has one sender and ends once (confirmed or purged), so it has at
+// most one notice.
+constexpr const char* kSchemaV2 = R"sql(
+CREATE TABLE notices_v2(
+  account_id INTEGER NOT NULL,
+  message_id INTEGER NOT NULL,
+  kind INTEGER NOT NULL,
+  peer_name TEXT NOT NULL,
+  client_msg_id INTEGER NOT NULL,
+  PRIMARY KEY(account_id, message_id)) WITHOUT ROWID;
+INSERT OR IGNORE INTO notices_v2(account_id, message_id, kind, peer_name,
+                                 client_msg_id)
+  SELECT account_id, message_id, kind, peer_name, client_msg_id
+  FROM notices ORDER BY id;
+DROP TABLE notices;
+ALTER TABLE notices_v2 RENAME TO notices;
+)sql";
+
+// Message ids without AUTOINCREMENT, which reads and rewrites a row of
+// sqlite_sequence with every insert: ids are handed out from blocks
+// reserved in `meta` (one write per block), and `meta` keeps the highest id
+// ever reserved, so no id is handed out twice, even after a rollback or a
+// restart.
+constexpr const char* kSchemaV3 = R"sql(
+CREATE TABLE messages_v3(
+  id INTEGER PRIMARY KEY,
+  sender_id INTEGER NOT NULL,
+  sender_name TEXT NOT NULL,
+  recipient_id INTEGER NOT NULL,
+  recipient_name TEXT NOT NULL,
+  client_msg_id INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  sent_at INTEGER NOT NULL);
+INSERT INTO messages_v3(id, sender_id, sender_name, recipient_id,
+                        recipient_name, client_msg_id, body, sent_at)
+  SELECT id, sender_id, sender_name, recipient_id, recipient_name,
+         client_msg_id, body, sent_at FROM messages;
+CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO meta(key, value) VALUES('message_ids', max(
+  coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0),
+  coalesce((SELECT max(id) FROM messages), 0)));
+DROP TABLE messages;
+ALTER TABLE messages_v3 RENAME TO messages;
+CREATE INDEX messages_by_recipient ON messages(recipient_id, id);
+)sql";
+
+// client_msg_id is a uint64 on the wire; SQLite integers are signed 64-bit.
+// The bit pattern is stored as is.
+int64_t ToSql(uint64_t v) { return static_cast<int64_t>(v); }
+uint64_t FromSql(int64_t v) { return static_cast<uint64_t>(v); }
+
+// Adds or replaces an entry of a bounded cache: a full cache is emptied
+// first (cheap, and the misses that follow reload what is used).
+template <class Map, class Key, class Value>
+void CachePut(Map& map, size_t capacity, Key&& key, Value&& value) {
+  if (map.size() >= capacity && map.find(key) == map.end()) map.clear();
+  map.insert_or_assign(std::forward<Key>(key), std::forward<Value>(value));
+}
+
+}  // namespace
+
+std::optional<int64_t> SqliteStore::IdFloor::Next() const {
+  // `assigned` is at least the table's committed sqlite_sequence: it is an id
+  // SQLite chose above it, or one given explicitly (which raises it), and
+  // nothing else writes the database.
+  if (behind && assigned > 0) return assigned + 1;
+  return std::nullopt;
+}
+
+void SqliteStore::IdFloor::Assigned(int64_t id) {
+  assigned = std::max(assigned, id);
+  // sqlite_sequence is now >= id in this transaction; if the transaction is
+  // lost, ForgetTransaction sets `behind` again.
+  behind = false;
+}
+
+SqliteStore::SqliteStore(sqlite3* db) : db_(db) {}
+
+SqliteStore::~SqliteStore() = default;
+
+Status SqliteStore::Error(std::string_view what) {
+  Status s(ErrorCode::kStorage,
+           std::string(what) + ": " + sqlite3_errmsg(db()));
+  NoticeLostTransaction();
+  return s;
+}
+
+Status SqliteStore::Exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db(), sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string message = err ? err : "unknown error";
+    sqlite3_free(err);
+    return Status(ErrorCode::kStorage, message);
+  }
+  return Status::Ok();
+}
+
+SqliteStore::Statement& SqliteStore::Prepare(const char* sql) {
+  static_assert(!std::is_copy_constructible_v<Statement> &&
+                !std::is_copy_assignable_v<Statement>);
+  static_assert(std::is_nothrow_move_constructible_v<Statement> &&
+                std::is_nothrow_move_assignable_v<Statement>);
+  auto it = statements_.find(sql);
+  if (it == statements_.end()) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v3(db(), sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt,
+                           nullptr) != SQLITE_OK) {
+      // The SQL is ours and fixed, so the database could not be read (locked,
+      // damaged, out of memory). Not remembered: the next call tries again.
+      static Statement unprepared;
+      return unprepared;
+    }
+    it = statements_.emplace(sql, std::make_unique<Statement>(stmt)).first;
+  }
+  return it->second->Start();
+}
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(
+    const std::string& path, const StoreOptions& options) {
+  // Process-wide, before SQLite's first use: no memory statistics, which
+  // otherwise take a global mutex on every allocation SQLite makes. (If
+  // SQLite was already in use, this is refused and changes nothing.)
+  static std::once_flag configured;
+  std::call_once(configured,
+                 [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
+  sqlite3* raw = nullptr;
+  const int mode = options.read_only
+                       ? SQLITE_OPEN_READONLY
+                       : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &raw, mode | SQLITE_OPEN_NOMUTEX, nullptr);
+  // The handle is owned from here on, even when the open failed.
+  std::unique_ptr<SqliteStore> store(new SqliteStore(raw));
+  auto failed = [&path](std::string_view why) {
+    return Status(ErrorCode::kStorage,
+                  "open " + path + ": " + std::string(why));
+  };
+  if (rc != SQLITE_OK) {
+    return failed(raw ? sqlite3_errmsg(raw) : "out of memory");
+  }
+  sqlite3_busy_timeout(raw, 5000);
+  // Reading the version is the first read of the file: it tells a file that
+  // is not a database (or is damaged) before anything is changed.
+  Result<int64_t> version = store->SchemaVersion();
+  if (!version.ok()) return failed(version.status().detail());
+  if (Status s = CheckNotNewer(*version); !s.ok()) return failed(s.detail());
+  if (options.read_only) {
+    // The schema must already be there; nothing is changed.
+    if (*version < kSchemaVersion) {
+      return failed("database schema version " + std::to_string(*version) +
+                    " needs migrating to version " +
+                    std::to_string(kSchemaVersion) +
+                    ", and the database is open read-only");
+    }
+    return store;
+  }
+  std::string pragmas = "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=OFF;";
+  pragmas += options.sync == SyncMode::kFull ? "PRAGMA synchronous=FULL;"
+                                             : "PRAGMA synchronous=NORMAL;";
+  if (options.max_pages > 0) {
+    pragmas +=
+        "PRAGMA max_page_count=" + std::to_string(options.max_pages) + ";";
+  }
+  if (Status s = store->Exec(pragmas.c_str()); !s.ok()) {
+    return failed(s.detail());
+  }
+  if (Status s = store->Migrate(); !s.ok()) return failed(s.detail());
+  {
+    // Ids up to the highest reserved may have been handed out.
+    Statement& st =
+        store->Prepare("SELECT value FROM meta WHERE key = 'message_ids'");
+    if (st.Step() != SQLITE_ROW) {
+      st.Reset();
+      return failed(std::string("read meta: ") + sqlite3_errmsg(store->db()));
+    }
+    store->next_message_id_ = st.Int(0) + 1;
+    st.Reset();
+  }
+  return store;
+}
+
+Result<int64_t> SqliteStore::SchemaVersion() {
+  sqlite3_stmt* raw = nullptr;
+  const int rc =
+      sqlite3_prepare_v2(db(), "PRAGMA user_version", -1, &raw, nullptr);
+  Statement st(raw);  // finalized on every path
+  if (rc != SQLITE_OK) return Error("read schema version");
+  if (st.Step() != SQLITE_ROW) return Error("read schema version");
+  return st.Int(0);
+}
+
+Status SqliteStore::CheckNotNewer(int64_t version) {
+  if (version <= kSchemaVersion) return Status::Ok();
+  return Status(ErrorCode::kStorage,
+                "database schema version " + std::to_string(version) +
+                    " is newer than this broker's schema version " +
+                    std::to_string(kSchemaVersion));
+}
+
+Status SqliteStore::Migrate() {
+  // Each step takes the schema from version N to N+1 in one transaction,
+  // reading N inside it (another broker may be migrating the same file).
+  static const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3};
+  static_assert(std::size(kMigrations) == kSchemaVersion);
+  for (;;) {
+    if (Status s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+    Result<int64_t> version = SchemaVersion();
+    Status s = version.ok() ? CheckNotNewer(*version) : version.status();
+    if (!s.ok() || *version == kSchemaVersion) {
+      Exec("ROLLBACK").IgnoreError();  // already failing
+      return s;
+    }
+    const int64_t next = *version + 1;
+    s = Exec(kMigrations[*version]);
+    if (s.ok()) {
+      s = Exec(("PRAGMA user_version=" + std::to_string(next)).c_str());
+    }
+    if (!s.ok()) {
+      Exec("ROLLBACK").IgnoreError();  // already failing
+      return Status(ErrorCode::kStorage, "migration to schema version " +
+                                             std::to_string(next) + ": " +
+                                             s.detail());
+    }
+    if (Status c = Exec("COMMIT"); !c.ok()) {
+      Exec("ROLLBACK").IgnoreError();  // already failing
+      return c;
+    }
+  }
+}
+
+Status SqliteStore::RequireTransaction() {
+  NoticeLostTransaction();
+  // Writes outside a transaction would commit piecemeal: refuse them.
+  if (InTransaction()) return Status::Ok();
+  return Status(ErrorCode::kStorage, "the database is not writable now");
+}
+
+void SqliteStore::NoticeLostTransaction() {
+  if (transaction_open_ && !InTransaction()) {
+    transaction_open_ = false;
+    ForgetTransaction();
+  }
+}
+
+void SqliteStore::ForgetTransaction() {
+  accounts_by_key_.clear();
+  pending_counts_.clear();
+  notice_counts_.clear();
+  account_ids_.behind = true;
+  // A block reserved in the lost transaction is no longer reserved.
+  message_block_end_ = 0;
+}
+
+Result<int64_t> SqliteStore::NextMessageId() {
+  if (next_message_id_ > message_block_end_) {
+    Statement& st = Prepare(
+        "UPDATE meta SET value = value + ? WHERE key = 'message_ids' "
+        "RETURNING value");
+    st.Bind(1, kMessageIdBlock);
+    if (st.Step() != SQLITE_ROW) {
+      st.Reset();
+      return Error("reserve message ids");
+    }
+    const int64_t end = st.Int(0);
+    const int rc = st.Step();
+    st.Reset();
+    if (rc != SQLITE_DONE) return Error("reserve message ids");
+    message_block_end_ = end;
+    next_message_id_ = std::max(next_message_id_, end - kMessageIdBlock + 1);
+  }
+  return next_message_id_++;
+}
+
+Status SqliteStore::RunFixed(const char* sql) {
+  if (Prepare(sql).Run() != SQLITE_DONE) {
+    return Status(ErrorCode::kStorage, sqlite3_errmsg(db()));
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::Begin() {
+  NoticeLostTransaction();
+  Status s = RunFixed("BEGIN IMMEDIATE");
+  if (s.ok()) transaction_open_ = true;
+  return s;
+}
+
+Status SqliteStore::Commit() {
+  NoticeLostTransaction();
+  Status s = RunFixed("COMMIT");
+  if (s.ok()) {
+    transaction_open_ = false;
+  } else {
+    Rollback();
+  }
+  return s;
+}
+
+void SqliteStore::Rollback() {
+  // A failed ROLLBACK leaves nothing to undo: SQLite has ended the
+  // transaction itself.
+  if (InTransaction()) RunFixed("ROLLBACK").IgnoreError();
+  transaction_open_ = false;
+  ForgetTransaction();
+}
+
+bool SqliteStore::InTransaction() const {
+  return !sqlite3_get_autocommit(db());
+}
+
+int64_t SqliteStore::TotalChanges() const {
+  return sqlite3_total_changes64(db());
+}
+
+Result<int64_t> SqliteStore::CreateAccount(std::string_view name,
+                                           std::string_view key,
+                                           std::string_view password_hash,
+                                           int64_t now_ms) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  Statement& st = Prepare(
+      "INSERT INTO accounts(id, name, name_key, password_hash, created_at) "
+      "VALUES(?, ?, ?, ?, ?)");
+  st.Bind(1, account_ids_.Next())
+      .Bind(2, name)
+      .Bind(3, key)
+      .Bind(4, password_hash)
+      .Bind(5, now_ms);
+  if (st.Run() != SQLITE_DONE) {
+    if (sqlite3_extended_errcode(db()) == SQLITE_CONSTRAINT_UNIQUE) {
+      return Status(ErrorCode::kUsernameTaken, "username is taken");
+    }
+    return Error("create account");
+  }
+  const int64_t id = sqlite3_last_insert_rowid(db());
+  account_ids_.Assigned(id);
+  CachePut(accounts_by_key_, kAccountCacheSize, std::string(key),
+           Account{id, std::string(name), std::string(password_hash)});
+  return id;
+}
+
+// A queued message from a row of (id, sender_id, sender_name,
+// recipient_name, client_msg_id[, body, sent_at]).
+QueuedMessage SqliteStore::ReadQueued(const Statement& st, int64_t recipient_id,
+                                      bool with_body) {
+  QueuedMessage m;
+  m.id = st.Int(0);
+  m.sender_id = st.Int(1);
+  m.sender_name = st.Text(2);
+  m.recipient_id = recipient_id;
+  m.recipient_name = st.Text(3);
+  m.client_msg_id = FromSql(st.Int(4));
+  if (with_body) {
+    m.body = st.Text(5);
+    m.sent_at_ms = st.Int(6);
+  }
+  return m;
+}
+
+Result<std::optional<Account>> SqliteStore::ReadAccount(Statement& st) {
+  int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<Account>();
+  if (rc != SQLITE_ROW) return Error("find account");
+  Account a{st.Int(0), std::string(st.Text(1)), std::string(st.Text(2))};
+  st.Reset();
+  return std::optional<Account>(std::move(a));
+}
+
+Result<std::optional<Account>> SqliteStore::FindAccount(std::string_view key) {
+  NoticeLostTransaction();
+  if (auto it = accounts_by_key_.find(std::string(key));
+      it != accounts_by_key_.end()) {
+    return std::optional<Account>(it->second);
+  }
+  Result<std::optional<Account>> found = ReadAccount(
+      Prepare("SELECT id, name, password_hash FROM accounts WHERE name_key = ?")
+          .Bind(1, key));
+  // Only accounts that exist are cached (an unknown key costs a lookup).
+  if (found.ok() && found->has_value()) {
+    CachePut(accounts_by_key_, kAccountCacheSize, std::string(key), **found);
+  }
+  return found;
+}
+
+Result<std::optional<Account>> SqliteStore::FindAccountById(int64_t id) {
+  return ReadAccount(
+      Prepare("SELECT id, name, password_hash FROM accounts WHERE id = ?")
+          .Bind(1, id));
+}
+
+Result<std::vector<QueuedMessage>> SqliteStore::DeleteAccount(int64_t id) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  // Forgetting a cache entry is always safe (a miss reloads it), so the
+  // account's count goes first, whatever happens below.
+  pending_counts_.erase(id);
+  notice_counts_.erase(id);
+  std::vector<QueuedMessage> purged;
+  {
+    Statement& st = Prepare(
+        "SELECT id, sender_id, sender_name, recipient_name, client_msg_id "
+        "FROM messages WHERE recipient_id = ? ORDER BY id");
+    st.Bind(1, id);
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      purged.push_back(ReadQueued(st, id, /*with_body=*/false));
+    }
+    st.Reset();
+    if (rc != SQLITE_DONE) return Error("delete account");
+  }
+  const char* const kDeletes[] = {
+      "DELETE FROM messages WHERE recipient_id = ?",
+      "DELETE FROM notices WHERE account_id = ?",
+      "DELETE FROM tokens WHERE account_id = ?",
+      "DELETE FROM sends WHERE sender_id = ?",
+  };
+  for (const char* sql : kDeletes) {
+    if (Prepare(sql).Bind(1, id).Run() != SQLITE_DONE) {
+      return Error("delete account");
+    }
+  }
+  Statement& del =
+      Prepare("DELETE FROM accounts WHERE id = ? RETURNING name_key");
+  del.Bind(1, id);
+  int rc;
+  while ((rc = del.Step()) == SQLITE_ROW) {
+    accounts_by_key_.erase(std::string(del.Text(0)));
+  }
+  del.Reset();
+  if (rc != SQLITE_DONE) return Error("delete account");
+  return purged;
+}
+
+Result<std::string> SqliteStore::ScanAccounts(
+    std::string_view prefix, std::string_view after, int64_t max_rows,
+    const std::function<bool(std::string_view, std::string_view)>& visit) {
+  // Keys are ASCII; `after` (the cursor) excludes itself, `prefix` includes.
+  Statement& st = Prepare(
+      "SELECT name_key, name FROM accounts WHERE name_key >= ? AND name_key > ?"
+      " ORDER BY name_key LIMIT ?");
+  st.Bind(1, prefix).Bind(2, after).Bind(3, max_rows);
+  std::string last;
+  int64_t examined = 0;
+  bool stopped = false;  // by the visitor, or at the end of the prefix range
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    std::string_view key = st.Text(0);
+    if (key.substr(0, prefix.size()) != prefix) {
+      rc = SQLITE_DONE;
+      last.clear();  // past the prefix: nothing more can match
+      stopped = true;
+      break;
+    }
+    last.assign(key);
+    ++examined;
+    if (!visit(key, st.Text(1))) {
+      stopped = true;
+      break;
+    }
+  }
+  st.Reset();
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return Error("list accounts");
+  // Fewer rows than asked for and no stop: the table is exhausted.
+  if (!stopped && examined < max_rows) last.clear();
+  return last;
+}
+
+Result<std::optional<int64_t>> SqliteStore::FindSend(int64_t sender_id,
+                                                     uint64_t client_msg_id) {
+  Statement& st = Prepare(
+      "SELECT message_id FROM sends WHERE sender_id = ? AND client_msg_id = ?");
+  st.Bind(1, sender_id).Bind(2, ToSql(client_msg_id));
+  int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<int64_t>();
+  if (rc != SQLITE_ROW) return Error("find send");
+  int64_t id = st.Int(0);
+  st.Reset();
+  return std::optional<int64_t>(id);
+}
+
+Result<int64_t> SqliteStore::Enqueue(const QueuedMessage& m) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  Result<int64_t> id = NextMessageId();
+  if (!id.ok()) return id.status();
+  Statement& st = Prepare(
+      "INSERT INTO messages(id, sender_id, sender_name, recipient_id, "
+      "recipient_name, client_msg_id, body, sent_at) "
+      "VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+  st.Bind(1, *id)
+      .Bind(2, m.sender_id)
+      .Bind(3, m.sender_name)
+      .Bind(4, m.recipient_id)
+      .Bind(5, m.recipient_name)
+      .Bind(6, ToSql(m.client_msg_id))
+      .Bind(7, m.body)
+      .Bind(8, m.sent_at_ms);
+  if (st.Run() != SQLITE_DONE) return Error("enqueue");
+  // The row is in: the count follows it at once (even if the dedup insert
+  // below fails, the row stays in the transaction until it rolls back).
+  if (auto it = pending_counts_.find(m.recipient_id);
+      it != pending_counts_.end()) {
+    ++it->second;
+  }
+  Statement& dedup = Prepare(
+      "INSERT INTO sends(sender_id, client_msg_id, message_id, created_at) "
+      "VALUES(?, ?, ?, ?)");
+  dedup.Bind(1, m.sender_id)
+      .Bind(2, ToSql(m.client_msg_id))
+      .Bind(3, *id)
+      .Bind(4, m.sent_at_ms);
+  if (dedup.Run() != SQLITE_DONE) return Error("enqueue");
+  return *id;
+}
+
+Result<int64_t> SqliteStore::CountPending(int64_t recipient_id) {
+  NoticeLostTransaction();
+  if (auto it = pending_counts_.find(recipient_id);
+      it != pending_counts_.end()) {
+    return it->second;
+  }
+  Statement& st =
+      Prepare("SELECT count(*) FROM messages WHERE recipient_id = ?");
+  st.Bind(1, recipient_id);
+  if (st.Step() != SQLITE_ROW) return Error("count pending");
+  const int64_t n = st.Int(0);
+  st.Reset();
+  CachePut(pending_counts_, kPendingCacheSize, recipient_id, n);
+  return n;
+}
+
+Result<StoreTotals> SqliteStore::Totals() {
+  // One statement, so the three counts come from one snapshot.
+  Statement& st = Prepare(
+      "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM "
+      "messages), (SELECT count(*) FROM notices)");
+  if (st.Step() != SQLITE_ROW) return Error("count totals");
+  StoreTotals t{st.Int(0), st.Int(1), st.Int(2)};
+  st.Reset();
+  return t;
+}
+
+Result<std::vector<QueuedMessage>> SqliteStore::FetchPending(
+    int64_t recipient_id, int64_t limit) {
+  Statement& st = Prepare(
+      "SELECT id, sender_id, sender_name, recipient_name, client_msg_id, "
+      "body, sent_at FROM messages WHERE recipient_id = ? ORDER BY id "
+      "LIMIT ?");
+  st.Bind(1, recipient_id).Bind(2, limit);
+  std::vector<QueuedMessage> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    out.push_back(ReadQueued(st, recipient_id, /*with_body=*/true));
+  }
+  st.Reset();
+  if (rc != SQLITE_DONE) return Error("fetch");
+  return out;
+}
+
+Result<ReceiptResult> SqliteStore::ConfirmDelivery(int64_t recipient_id,
+                                                   int64_t message_id) {
+  ReceiptResult result;
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  // Read the row by its key, then delete it by its key. (One DELETE ...
+  // RETURNING costs more: SQLite materializes RETURNING rows in a
+  // temporary b-tree, opened and zeroed for every statement.)
+  Statement& row = Prepare(
+      "SELECT recipient_id, sender_id, sender_name, recipient_name, "
+      "client_msg_id FROM messages WHERE id = ?");
+  row.Bind(1, message_id);
+  int rc = row.Step();
+  if (rc == SQLITE_ROW) {
+    if (row.Int(0) != recipient_id) {
+      row.Reset();
+      result.outcome = ReceiptOutcome::kNotYours;
+      return result;
+    }
+    result.message.id = message_id;
+    result.message.recipient_id = recipient_id;
+    result.message.sender_id = row.Int(1);
+    result.message.sender_name = row.Text(2);
+    result.message.recipient_name = row.Text(3);
+    result.message.client_msg_id = FromSql(row.Int(4));
+    row.Reset();
+    Statement& del = Prepare("DELETE FROM messages WHERE id = ?");
+    del.Bind(1, message_id);
+    if (del.Run() != SQLITE_DONE) return Error("confirm delivery");
+    if (auto it = pending_counts_.find(recipient_id);
+        it != pending_counts_.end()) {
+      --it->second;
+    }
+    result.outcome = ReceiptOutcome::kConfirmed;
+    return result;
+  }
+  row.Reset();
+  if (rc != SQLITE_DONE) return Error("confirm delivery");
+  // No such row: already confirmed (or purged), or never handed out. Ids
+  // are handed out in increasing order and never twice, so ids below the
+  // next one were (or were skipped, after a rollback or a restart, and read
+  // as confirmed too).
+  result.outcome = message_id < next_message_id_
+                       ? ReceiptOutcome::kAlreadyConfirmed
+                       : ReceiptOutcome::kUnknown;
+  return result;
+}
+
+Result<int64_t> SqliteStore::AddNotice(int64_t account_id, const Notice& n,
+                                       int64_t cap) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  Result<int64_t> count = CountNotices(account_id);
+  if (!count.ok()) return count.status();
+  Statement& st = Prepare(
+      "INSERT OR IGNORE INTO notices(account_id, message_id, kind, peer_name, "
+      "client_msg_id) VALUES(?, ?, ?, ?, ?)");
+  st.Bind(1, account_id)
+      .Bind(2, n.message_id)
+      .Bind(3, static_cast<int64_t>(n.kind))
+      .Bind(4, n.peer_name)
+      .Bind(5, ToSql(n.client_msg_id));
+  if (st.Run() != SQLITE_DONE) return Error("add notice");
+  int64_t& stored = notice_counts_[account_id];
+  stored = *count + sqlite3_changes(db());
+  if (stored <= cap) return int64_t{0};
+  // Over the cap: the notices of the oldest messages go.
+  const int64_t excess = stored - cap;
+  Statement& drop = Prepare(
+      "DELETE FROM notices WHERE account_id = ?1 AND message_id IN "
+      "(SELECT message_id FROM notices WHERE account_id = ?1 "
+      "ORDER BY message_id LIMIT ?2)");
+  drop.Bind(1, account_id).Bind(2, excess);
+  if (drop.Run() != SQLITE_DONE) return Error("add notice");
+  const int64_t dropped = sqlite3_changes(db());
+  stored -= dropped;
+  return dropped;
+}
+
+Result<int64_t> SqliteStore::CountNotices(int64_t account_id) {
+  NoticeLostTransaction();
+  if (auto it = notice_counts_.find(account_id); it != notice_counts_.end()) {
+    return it->second;
+  }
+  Statement& st = Prepare("SELECT count(*) FROM notices WHERE account_id = ?");
+  st.Bind(1, account_id);
+  if (st.Step() != SQLITE_ROW) return Error("count notices");
+  const int64_t n = st.Int(0);
+  st.Reset();
+  CachePut(notice_counts_, kNoticeCountCacheSize, account_id, n);
+  return n;
+}
+
+Result<std::vector<Notice>> SqliteStore::ListNotices(int64_t account_id,
+                                                     int64_t limit) {
+  Statement& st = Prepare(
+      "SELECT kind, message_id, peer_name, client_msg_id FROM notices "
+      "WHERE account_id = ? ORDER BY message_id LIMIT ?");
+  st.Bind(1, account_id).Bind(2, limit);
+  std::vector<Notice> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    out.push_back(Notice{static_cast<NoticeKind>(st.Int(0)), st.Int(1),
+                         std::string(st.Text(2)), FromSql(st.Int(3))});
+  }
+  st.Reset();
+  if (rc != SQLITE_DONE) return Error("list notices");
+  return out;
+}
+
+Result<bool> SqliteStore::AckNotice(int64_t account_id, int64_t message_id) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  if (Prepare("DELETE FROM notices WHERE account_id = ? AND message_id = ?")
+          .Bind(1, account_id)
+          .Bind(2, message_id)
+          .Run() != SQLITE_DONE) {
+    return Error("acknowledge notice");
+  }
+  const bool removed = sqlite3_changes(db()) > 0;
+  if (removed) {
+    if (auto it = notice_counts_.find(account_id); it != notice_counts_.end()) {
+      --it->second;
+    }
+  }
+  return removed;
+}
+
+Status SqliteStore::AddToken(std::string_view token_hash, int64_t account_id,
+                             int64_t now_ms) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  Statement& st = Prepare(
+      "INSERT INTO tokens(hash, account_id, created_at) VALUES(?, ?, ?)");
+  st.BindBlob(1, token_hash).Bind(2, account_id).Bind(3, now_ms);
+  if (st.Run() != SQLITE_DONE) return Error("add token");
+  return Status::Ok();
+}
+
+Result<std::optional<int64_t>> SqliteStore::FindToken(
+    std::string_view token_hash, int64_t not_before_ms) {
+  Statement& st = Prepare(
+      "SELECT account_id FROM tokens WHERE hash = ? AND created_at >= ?");
+  st.BindBlob(1, token_hash).Bind(2, not_before_ms);
+  int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<int64_t>();
+  if (rc != SQLITE_ROW) return Error("find token");
+  int64_t id = st.Int(0);
+  st.Reset();
+  return std::optional<int64_t>(id);
+}
+
+Status SqliteStore::RevokeToken(std::string_view token_hash) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  if (Prepare("DELETE FROM tokens WHERE hash = ?")
+          .BindBlob(1, token_hash)
+          .Run() != SQLITE_DONE) {
+    return Error("revoke token");
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::Prune(int64_t sends_before_ms, int64_t tokens_before_ms) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  if (Prepare("DELETE FROM sends WHERE created_at < ?")
+              .Bind(1, sends_before_ms)
+              .Run() != SQLITE_DONE ||
+      Prepare("DELETE FROM tokens WHERE created_at < ?")
+              .Bind(1, tokens_before_ms)
+              .Run() != SQLITE_DONE) {
+    return Error("prune");
+  }
+  return Status::Ok();
+}
+
+}  // namespace zchat

@@ -1,0 +1,294 @@
+// The Store contract (store.h), the same tests against both stores: SQLite
+// (a file in a temporary directory) and PostgreSQL (a throwaway server,
+// TestPostgres, one database per test). What only one store does (SQLite's
+// schema migrations from a v1 file, full disks, caches) is in store_test.
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "broker/store.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_postgres.h"
+
+namespace zchat {
+namespace {
+
+testing::TestPostgres& Postgres() { return testing::SharedPostgres(); }
+
+class StoreContractTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "postgresql") {
+      spec_ = Postgres().NewDatabase();
+      ASSERT_FALSE(spec_.empty()) << Postgres().error();
+    } else {
+      spec_ = dir_.File("contract.db");
+    }
+    Reopen();
+  }
+  void Reopen() {
+    store_.reset();
+    Result<std::unique_ptr<Store>> s = Store::Open(spec_, StoreOptions{});
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(*s);
+  }
+  void Begin() { ASSERT_TRUE(store_->Begin().ok()); }
+  void Commit() { ASSERT_TRUE(store_->Commit().ok()); }
+  int64_t Create(const std::string& name) {
+    Result<int64_t> id = store_->CreateAccount(name, name, "hash-" + name, 1);
+    EXPECT_TRUE(id.ok()) << id.status().ToString();
+    return id.ok() ? *id : 0;
+  }
+  int64_t Enqueue(int64_t from, int64_t to, uint64_t cmid,
+                  const std::string& body = "hi") {
+    QueuedMessage m;
+    m.sender_id = from;
+    m.sender_name = "s" + std::to_string(from);
+    m.recipient_id = to;
+    m.recipient_name = "r" + std::to_string(to);
+    m.client_msg_id = cmid;
+    m.body = body;
+    m.sent_at_ms = 1000 + static_cast<int64_t>(cmid);
+    Result<int64_t> id = store_->Enqueue(m);
+    EXPECT_TRUE(id.ok()) << id.status().ToString();
+    return id.ok() ? *id : 0;
+  }
+
+  testing::TempDir dir_;
+  std::string spec_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(StoreContractTest, AccountsAreUniqueByKeyAndFoundBothWays) {
+  Begin();
+  const int64_t alice = Create("alice");
+  Result<int64_t> again = store_->CreateAccount("Alice", "alice", "h", 2);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), ErrorCode::kUsernameTaken);
+  EXPECT_TRUE(store_->InTransaction()) << "a taken name is not a failure";
+  const int64_t bob = Create("bob");
+  Commit();
+  EXPECT_NE(alice, bob);
+  auto by_key = store_->FindAccount("alice");
+  ASSERT_TRUE(by_key.ok() && by_key->has_value());
+  EXPECT_EQ((*by_key)->id, alice);
+  EXPECT_EQ((*by_key)->password_hash, "hash-alice");
+  auto by_id = store_->FindAccountById(bob);
+  ASSERT_TRUE(by_id.ok() && by_id->has_value());
+  EXPECT_EQ((*by_id)->name, "bob");
+  EXPECT_FALSE(store_->FindAccount("carol")->has_value());
+}
+
+TEST_P(StoreContractTest, WritesOutsideATransactionAreRefused) {
+  Result<int64_t> id = store_->CreateAccount("a", "a", "h", 1);
+  ASSERT_FALSE(id.ok());
+  EXPECT_EQ(id.status().code(), ErrorCode::kStorage);
+  EXPECT_FALSE(store_->FindAccount("a")->has_value());
+}
+
+TEST_P(StoreContractTest, QueueKeepsOrderBodiesAndDedup) {
+  Begin();
+  const int64_t a = Create("a"), b = Create("b");
+  // Every script people type, and a NUL byte (valid UTF-8).
+  const std::string bodies[] = {"héllo wörld", "你好，世界 🌍👋🏽",
+                                "שלום عالم", std::string("nul\0byte", 8)};
+  std::vector<int64_t> ids;
+  for (uint64_t i = 0; i < 4; ++i)
+    ids.push_back(Enqueue(a, b, 100 + i, bodies[i]));
+  Commit();
+  EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+  EXPECT_EQ(*store_->CountPending(b), 4);
+  EXPECT_EQ(*store_->FindSend(a, 102), std::optional<int64_t>(ids[2]));
+  EXPECT_FALSE(store_->FindSend(a, 999)->has_value());
+  EXPECT_FALSE(store_->FindSend(b, 100)->has_value()) << "dedup is per sender";
+  Result<std::vector<QueuedMessage>> fetched = store_->FetchPending(b, 3);
+  ASSERT_TRUE(fetched.ok());
+  ASSERT_EQ(fetched->size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ((*fetched)[i].id, ids[i]);
+    EXPECT_EQ((*fetched)[i].body, bodies[i]);
+    EXPECT_EQ((*fetched)[i].sender_id, a);
+    EXPECT_EQ((*fetched)[i].client_msg_id, 100 + i);
+  }
+  EXPECT_EQ(store_->FetchPending(b, 10)->back().body, bodies[3]);
+}
+
+TEST_P(StoreContractTest, ReceiptOutcomes) {
+  Begin();
+  const int64_t a = Create("a"), b = Create("b");
+  const int64_t id = Enqueue(a, b, 1);
+  Commit();
+  Begin();
+  EXPECT_EQ(store_->ConfirmDelivery(a, id)->outcome, ReceiptOutcome::kNotYours);
+  Result<ReceiptResult> r = store_->ConfirmDelivery(b, id);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->outcome, ReceiptOutcome::kConfirmed);
+  EXPECT_EQ(r->message.sender_id, a);
+  EXPECT_EQ(r->message.client_msg_id, 1u);
+  EXPECT_EQ(store_->ConfirmDelivery(b, id)->outcome,
+            ReceiptOutcome::kAlreadyConfirmed);
+  EXPECT_EQ(store_->ConfirmDelivery(b, id + 1000)->outcome,
+            ReceiptOutcome::kUnknown);
+  Commit();
+  EXPECT_EQ(*store_->CountPending(b), 0);
+}
+
+TEST_P(StoreContractTest, RollbackUndoesWritesAndIdsAreNotReused) {
+  Begin();
+  const int64_t a = Create("a");
+  const int64_t kept = Enqueue(a, a, 1);
+  Commit();
+  Begin();
+  const int64_t lost = Enqueue(a, a, 2);
+  Create("ghost");
+  store_->Rollback();
+  EXPECT_FALSE(store_->InTransaction());
+  EXPECT_FALSE(store_->FindAccount("ghost")->has_value());
+  EXPECT_FALSE(store_->FindSend(a, 2)->has_value());
+  EXPECT_EQ(*store_->CountPending(a), 1);
+  Begin();
+  const int64_t next = Enqueue(a, a, 2);
+  Commit();
+  EXPECT_GT(lost, kept);
+  EXPECT_GT(next, lost) << "an id handed out before a rollback is not reused";
+  Reopen();
+  Begin();
+  EXPECT_GT(Enqueue(a, a, 3), next) << "nor after a restart";
+  Commit();
+}
+
+TEST_P(StoreContractTest, DeletingAnAccountPurgesWhatItHeld) {
+  Begin();
+  const int64_t a = Create("a"), b = Create("b");
+  const int64_t m1 = Enqueue(a, b, 1), m2 = Enqueue(a, b, 2);
+  ASSERT_TRUE(store_->AddToken("tokenhash-b", b, 5).ok());
+  ASSERT_TRUE(
+      store_->AddNotice(b, Notice{NoticeKind::kDelivered, 77, "x", 3}, 10)
+          .ok());
+  Commit();
+  Begin();
+  Result<std::vector<QueuedMessage>> purged = store_->DeleteAccount(b);
+  ASSERT_TRUE(purged.ok());
+  Commit();
+  ASSERT_EQ(purged->size(), 2u);
+  EXPECT_EQ((*purged)[0].id, m1);
+  EXPECT_EQ((*purged)[1].id, m2);
+  EXPECT_EQ((*purged)[0].sender_id, a);
+  EXPECT_FALSE(store_->FindAccount("b")->has_value());
+  EXPECT_FALSE(store_->FindToken("tokenhash-b", 0)->has_value());
+  EXPECT_EQ(*store_->CountNotices(b), 0);
+  EXPECT_EQ(*store_->CountPending(b), 0);
+}
+
+TEST_P(StoreContractTest, NoticesAreKeptInOrderCappedAndAcknowledged) {
+  Begin();
+  const int64_t a = Create("a");
+  for (int64_t id : {30, 10, 20}) {
+    ASSERT_EQ(
+        *store_->AddNotice(a, Notice{NoticeKind::kDelivered, id, "bob", 1}, 10),
+        0);
+  }
+  // The same message again: ignored.
+  ASSERT_TRUE(
+      store_->AddNotice(a, Notice{NoticeKind::kDelivered, 20, "bob", 1}, 10)
+          .ok());
+  EXPECT_EQ(*store_->CountNotices(a), 3);
+  // Over a cap of 3: the oldest message's notice goes.
+  EXPECT_EQ(
+      *store_->AddNotice(a, Notice{NoticeKind::kUndeliverable, 40, "z", 2}, 3),
+      1);
+  Commit();
+  Result<std::vector<Notice>> list = store_->ListNotices(a, 10);
+  ASSERT_TRUE(list.ok());
+  std::vector<int64_t> ids;
+  for (const Notice& n : *list) ids.push_back(n.message_id);
+  EXPECT_EQ(ids, (std::vector<int64_t>{20, 30, 40}));
+  EXPECT_EQ(list->back().kind, NoticeKind::kUndeliverable);
+  EXPECT_EQ(list->back().peer_name, "z");
+  Begin();
+  EXPECT_TRUE(*store_->AckNotice(a, 30));
+  EXPECT_FALSE(*store_->AckNotice(a, 30));
+  Commit();
+  EXPECT_EQ(*store_->CountNotices(a), 2);
+}
+
+TEST_P(StoreContractTest, TokensExpireAndAreRevoked) {
+  Begin();
+  const int64_t a = Create("a");
+  const std::string hash("\x00\xff token \x01", 10);  // binary
+  ASSERT_TRUE(store_->AddToken(hash, a, 1000).ok());
+  Commit();
+  EXPECT_EQ(*store_->FindToken(hash, 500), std::optional<int64_t>(a));
+  EXPECT_FALSE(store_->FindToken(hash, 2000)->has_value()) << "too old";
+  EXPECT_FALSE(store_->FindToken(std::string("\x00\xff", 2), 0)->has_value());
+  Begin();
+  ASSERT_TRUE(store_->RevokeToken(hash).ok());
+  Commit();
+  EXPECT_FALSE(store_->FindToken(hash, 0)->has_value());
+}
+
+TEST_P(StoreContractTest, PruneDropsOldSendsAndTokens) {
+  Begin();
+  const int64_t a = Create("a");
+  Enqueue(a, a, 1);  // sent at 1001
+  ASSERT_TRUE(store_->AddToken("old", a, 10).ok());
+  ASSERT_TRUE(store_->AddToken("new", a, 5000).ok());
+  Commit();
+  Begin();
+  ASSERT_TRUE(store_->Prune(2000, 100).ok());
+  Commit();
+  EXPECT_FALSE(store_->FindSend(a, 1)->has_value());
+  EXPECT_FALSE(store_->FindToken("old", 0)->has_value());
+  EXPECT_TRUE(store_->FindToken("new", 0)->has_value());
+  EXPECT_EQ(*store_->CountPending(a), 1) << "the message itself stays";
+}
+
+TEST_P(StoreContractTest, ScanWalksKeysInByteOrderWithinAPrefix) {
+  Begin();
+  for (const char* n : {"bob", "al", "alice", "alma", "zed", "al_2"}) Create(n);
+  Commit();
+  std::vector<std::string> seen;
+  auto visit = [&](std::string_view key, std::string_view) {
+    seen.emplace_back(key);
+    return true;
+  };
+  Result<std::string> last = store_->ScanAccounts("al", "", 2, visit);
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(seen, (std::vector<std::string>{"al", "al_2"}));
+  EXPECT_EQ(*last, "al_2");
+  last = store_->ScanAccounts("al", *last, 10, visit);
+  EXPECT_EQ(seen, (std::vector<std::string>{"al", "al_2", "alice", "alma"}));
+  EXPECT_EQ(*last, "") << "past the prefix: the end";
+}
+
+TEST_P(StoreContractTest, TotalsCountWhatIsCommitted) {
+  Begin();
+  const int64_t a = Create("a"), b = Create("b");
+  Enqueue(a, b, 1);
+  Enqueue(a, b, 2);
+  ASSERT_TRUE(
+      store_->AddNotice(a, Notice{NoticeKind::kDelivered, 9, "b", 1}, 10).ok());
+  Commit();
+  Result<StoreTotals> t = store_->Totals();
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->accounts, 2);
+  EXPECT_EQ(t->queued_messages, 2);
+  EXPECT_EQ(t->notices, 1);
+}
+
+TEST_P(StoreContractTest, TotalChangesTellsWhetherARequestWrote) {
+  Begin();
+  const int64_t before = store_->TotalChanges();
+  (void)store_->FindAccount("nobody");
+  EXPECT_EQ(store_->TotalChanges(), before);
+  Create("a");
+  EXPECT_GT(store_->TotalChanges(), before);
+  Commit();
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, StoreContractTest,
+                         ::testing::Values("sqlite", "postgresql"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace zchat
