@@ -160,6 +160,7 @@ class ZchatClient:
             raise ValueError("connect() needs at least one endpoint")
         self.close()
         self._endpoints, self._ep_index = endpoints, 0
+        self._inflight.clear()          # nothing of an earlier connection is resent
         self._open()
 
     @property
