@@ -7,16 +7,21 @@ Needs pyzmq and msgpack (Debian: python3-zmq, python3-msgpack).
     c.connect("tcp://127.0.0.1:5555")
     c.login("alice", "correct horse")
     message_id = c.send("bob", "hello bob")
+
+Failover: connect("tcp://a:5555,tcp://b:5555") (or a list) and the client
+moves to the next endpoint when its broker goes away, resumes its session
+with the token and resends the requests left unanswered (see ZchatClient).
 """
 
 import itertools
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 import msgpack
 import zmq
+import zmq.utils.monitor
 
 PROTOCOL_VERSION = 1
 
@@ -93,13 +98,43 @@ class ZchatClient:
     every login until acknowledged: next_push() hands each out once (repeats
     are dropped by message_id) and, with auto_ack, acknowledges it with
     NOTICE_RECEIPT as it does.
+
+    Failover (only when connect() is given more than one endpoint; with one,
+    nothing changes): the broker counts as lost when the socket monitor
+    reports a disconnect, when no handshake succeeds within `failover_after`
+    seconds of connecting, or when a request waits `failover_after` seconds
+    with no frame at all arriving. The client then closes the socket, opens
+    a new DEALER to the next endpoint (round robin), logs in again with its
+    token if it was logged in, and resends every request not yet known to
+    be processed, with the same req and the same fields (so a send keeps
+    its client_msg_id and the broker's dedup makes the resend safe). The
+    caller's blocked call simply returns once the reply comes; it still
+    fails with TimeoutError `timeout` seconds after it began. Each failover
+    appends a push {"type": "failover", ...} (the type is a str, unlike the
+    wire's numbers) and increments `failovers`; `endpoint` is the endpoint
+    in use. A refused token raises ZchatError (bad_credentials) from the
+    call that was waiting.
     """
 
     DEDUP_WINDOW = 100_000   # notice ids remembered for dropping repeats
+    FAILOVER = "failover"    # the `type` of the failover event push
+    # Requests that get no reply when accepted (they never hold up failover).
+    NO_REPLY_TYPES = {MESSAGE_RECEIPT, NOTICE_RECEIPT}
 
-    def __init__(self, timeout=10.0, context=None, auto_ack=True):
+    def __init__(self, timeout=10.0, context=None, auto_ack=True, failover_after=2.0):
         self.timeout = timeout
         self.auto_ack = auto_ack
+        self.failover_after = failover_after
+        self.failovers = 0             # failovers so far
+        self._endpoints = []
+        self._ep_index = 0
+        self._monitor = None           # monitor PAIR socket (failover mode only)
+        self._poller = None
+        self._opened_at = 0.0          # when the current socket was opened
+        self._handshaken = False       # a ZMTP handshake succeeded on it
+        self._last_frame = 0.0         # when its last frame arrived
+        self._lost = None              # why the broker counts as lost, or None
+        self._inflight = OrderedDict() # req -> (type, fields, sent at), not known processed
         self._notices_seen = set()     # notice message ids handed out
         self._notices_order = deque()  # the same ids, oldest first
         self._context = context or zmq.Context.instance()
@@ -114,16 +149,60 @@ class ZchatClient:
     # -- transport -----------------------------------------------------------
 
     def connect(self, endpoint):
-        """Connect to the broker, e.g. "tcp://127.0.0.1:5555". No routing id is set."""
+        """Connect to the broker, e.g. "tcp://127.0.0.1:5555". No routing id is set.
+        Several endpoints, as "tcp://a:5555,tcp://b:5555" or a list, turn on
+        failover (see the class): the first is used until its broker is lost."""
+        if isinstance(endpoint, str):
+            endpoints = [e.strip() for e in endpoint.split(",") if e.strip()]
+        else:
+            endpoints = [str(e).strip() for e in endpoint]
+        if not endpoints:
+            raise ValueError("connect() needs at least one endpoint")
+        self.close()
+        self._endpoints, self._ep_index = endpoints, 0
+        self._inflight.clear()          # nothing of an earlier connection is resent
+        self._open()
+
+    @property
+    def endpoint(self):
+        """The endpoint in use (None before connect())."""
+        return self._endpoints[self._ep_index] if self._endpoints else None
+
+    @property
+    def endpoints(self):
+        """Every endpoint given to connect(), in rotation order."""
+        return list(self._endpoints)
+
+    @property
+    def _failover_on(self):
+        return len(self._endpoints) > 1
+
+    def _open(self):
+        """A new DEALER to self.endpoint (and, for failover, its monitor)."""
         self._sock = self._context.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 1000)
-        self._sock.connect(endpoint)
+        if self._failover_on:
+            self._monitor = self._sock.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+            self._poller = zmq.Poller()
+            self._poller.register(self._sock, zmq.POLLIN)
+            self._poller.register(self._monitor, zmq.POLLIN)
+            self._opened_at = self._last_frame = time.monotonic()
+            self._handshaken, self._lost = False, None
+        self._sock.connect(self.endpoint)
+
+    def _close_socket(self, linger=None):
+        if self._monitor is not None:
+            self._sock.disable_monitor()
+            self._monitor.close(0)
+            self._monitor = self._poller = None
+        if self._sock is not None:
+            self._sock.close(linger)
+            self._sock = None
 
     def close(self):
         """Close the socket (a session still open simply ends on the broker side)."""
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        self._close_socket()
 
     def __enter__(self):
         return self
@@ -134,29 +213,159 @@ class ZchatClient:
     def _send(self, msg_type, **fields):
         """Send one request frame; return its req id. None fields are left out."""
         req, self._next_req = self._next_req, self._next_req + 1
-        frame = {"v": PROTOCOL_VERSION, "type": msg_type, "req": req}
-        frame.update({k: v for k, v in fields.items() if v is not None})
-        self._sock.send(msgpack.packb(frame, use_bin_type=True))
+        fields = {k: v for k, v in fields.items() if v is not None}
+        if self._failover_on:
+            self._inflight[req] = (msg_type, fields, time.monotonic())
+        self._send_frame(msg_type, req, fields)
         return req
 
+    def _send_frame(self, msg_type, req, fields):
+        frame = {"v": PROTOCOL_VERSION, "type": msg_type, "req": req}
+        frame.update(fields)
+        self._sock.send(msgpack.packb(frame, use_bin_type=True))
+
     def _read_one(self, deadline):
-        """Read and file one frame. Return False if the deadline passed first."""
+        """Read and file one frame. Return False if the deadline passed first.
+        In failover mode a lost broker is replaced first (that counts as
+        progress: True)."""
+        if self._failover_on:
+            return self._read_one_failover(deadline)
         wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
         if not self._sock.poll(wait_ms, zmq.POLLIN):
             return False
+        self._file(self._sock.recv())
+        return True
+
+    def _file(self, data):
+        """File one received frame: a reply by req, a push in the queue."""
         try:
-            msg = msgpack.unpackb(self._sock.recv(), raw=False)
+            msg = msgpack.unpackb(data, raw=False)
         except ValueError:
-            return True                         # not MessagePack: ignore it
+            return                              # not MessagePack: ignore it
         if not isinstance(msg, dict):
-            return True
+            return
         req = msg.get("req", 0)
         if req:
+            self._processed(req, msg)
             self._replies[req] = msg
         elif self._fetching is not None and msg.get("type") == DISTRIBUTE_MESSAGE:
             self._fetching.append(msg)
         else:
             self._pushes.append(msg)            # includes an ERROR with req 0
+
+    # -- failover --------------------------------------------------------------
+
+    def _processed(self, req, reply):
+        """A reply to `req` came: it, and (replies keeping request order) every
+        request sent before it, took effect. A `busy` refusal may overtake
+        others (protocol.md 4), so it proves only itself."""
+        if req not in self._inflight:
+            return
+        if reply.get("code") == ERROR_NAMES.index("busy"):
+            del self._inflight[req]
+            return
+        while self._inflight:
+            first, _ = self._inflight.popitem(last=False)
+            if first == req:
+                return
+
+    def _failover_due(self, also_waiting=None):
+        """When the current broker counts as lost if nothing arrives, or None.
+        also_waiting: when a request outside _inflight (the resuming login)
+        was sent."""
+        if not self._handshaken:
+            return self._opened_at + self.failover_after
+        waiting = [sent for t, _, sent in self._inflight.values()
+                   if t not in self.NO_REPLY_TYPES]
+        if also_waiting is not None:
+            waiting.append(also_waiting)
+        if not waiting:
+            return None
+        return max(self._last_frame, min(waiting)) + self.failover_after
+
+    def _drain_monitor(self):
+        while self._monitor.poll(0, zmq.POLLIN):
+            event = zmq.utils.monitor.recv_monitor_message(self._monitor)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._handshaken = True
+            elif event == zmq.EVENT_DISCONNECTED:
+                self._lost = self._lost or "disconnected"
+
+    def _poll_once(self, deadline, also_waiting=None):
+        """Wait for one frame or monitor event, up to the deadline or the
+        failover timer. Returns the frame's bytes or None; sets self._lost."""
+        due = self._failover_due(also_waiting)
+        until = deadline if due is None else min(deadline, due)
+        wait_ms = max(0, int((until - time.monotonic()) * 1000))
+        ready = dict(self._poller.poll(wait_ms))
+        if self._monitor in ready:
+            self._drain_monitor()
+        if self._lost is None and self._sock in ready:
+            self._last_frame = time.monotonic()
+            return self._sock.recv()
+        if self._lost is None and due is not None and time.monotonic() >= due:
+            self._lost = "no handshake" if not self._handshaken else "no reply"
+        return None
+
+    def _read_one_failover(self, deadline):
+        while True:
+            if self._lost is not None:
+                return self._failover(deadline)
+            data = self._poll_once(deadline)
+            if data is not None:
+                self._file(data)
+                return True
+            if self._lost is None and time.monotonic() >= deadline:
+                return False
+
+    def _failover(self, deadline):
+        """Move to the next endpoint, resume the session, resend what was
+        unanswered. Returns True once done. Each endpoint gets one full try
+        (failover_after), even past the caller's deadline; when the deadline
+        has passed after a failed try it returns False, and the broker still
+        counts as lost, so the next read goes on with the next endpoint."""
+        reason = self._lost
+        previous = self.endpoint
+        resumed = None
+        while True:
+            self._close_socket(linger=0)
+            self._ep_index = (self._ep_index + 1) % len(self._endpoints)
+            self._open()
+            self.failovers += 1
+            if self.username is None or self.token is None:
+                break
+            login_req = self._next_req
+            self._next_req += 1
+            sent = time.monotonic()
+            self._send_frame(LOGIN_REQUEST, login_req,
+                             {"username": self.username, "token": bytes(self.token)})
+            while login_req not in self._replies and self._lost is None:
+                data = self._poll_once(float("inf"), also_waiting=sent)
+                if data is not None:
+                    self._file(data)
+            if self._lost is not None:          # this one is gone too
+                if time.monotonic() >= deadline:
+                    return False
+                continue
+            resumed = self._replies.pop(login_req)
+            if resumed.get("type") in FAILURE_TYPES:
+                self._inflight.clear()
+                self.username = None
+                self._pushes.append({"type": self.FAILOVER, "from": previous,
+                                     "to": self.endpoint, "reason": reason,
+                                     "resumed": False, "resent": 0,
+                                     "code": resumed.get("code", 0)})
+                raise ZchatError(resumed.get("code", 0),
+                                 "failover: token login refused: " + resumed.get("reason", ""),
+                                 resumed)
+            break
+        for req, (msg_type, fields, _) in list(self._inflight.items()):
+            self._inflight[req] = (msg_type, fields, time.monotonic())
+            self._send_frame(msg_type, req, fields)
+        self._pushes.append({"type": self.FAILOVER, "from": previous, "to": self.endpoint,
+                             "reason": reason, "resumed": resumed is not None,
+                             "pending": (resumed or {}).get("pending", 0),
+                             "resent": len(self._inflight)})
         return True
 
     def _wait(self, req, timeout=None):
