@@ -1,6 +1,7 @@
 #include "broker/broker_core.h"
 
 #include <cassert>
+#include <cstdlib>
 #include <utility>
 
 #include "broker/dispatcher.h"
@@ -201,6 +202,62 @@ void BrokerCore::OnPeerGone(std::string_view routing_id) {
   sessions_.Remove(routing_id);
 }
 
+void BrokerCore::OnStoreNotifications() {
+  assert(in_batch_);
+  if (!store_.Shared()) return;
+  for (const std::string& item : store_.TakeNotifications()) {
+    if (item.starts_with("m ")) {
+      const int64_t id = std::strtoll(item.c_str() + 2, nullptr, 10);
+      Result<std::optional<QueuedMessage>> m = store_.FindMessage(id);
+      if (!m.ok() || !m->has_value()) continue;  // confirmed meanwhile
+      const QueuedMessage& q = **m;
+      const std::vector<std::string> here =
+          sessions_.SessionsOf(q.recipient_id);
+      if (here.empty()) continue;
+      const std::string frame = Encode(Message{
+          0, DistributeMessage{static_cast<uint64_t>(q.id), q.sender_name,
+                               q.body, static_cast<uint64_t>(q.sent_at_ms)}});
+      for (const std::string& s : here) batch_.EmitIndependent(s, frame);
+    } else if (item.starts_with("n ")) {
+      int64_t account = 0;
+      Notice notice;
+      if (!Notices::FromItem(item, &account, &notice)) continue;
+      const std::vector<std::string> here = sessions_.SessionsOf(account);
+      if (here.empty()) continue;
+      const std::string frame = Encode(Message{0, Notices::ToBody(notice)});
+      for (const std::string& s : here) batch_.EmitIndependent(s, frame);
+    } else if (item.starts_with("d ")) {
+      const int64_t account = std::strtoll(item.c_str() + 2, nullptr, 10);
+      for (const std::string& s : sessions_.SessionsOf(account)) {
+        batch_.EmitIndependent(
+            s, Encode(Message{0, SessionEnded{ErrorCode::kAccountDeleted,
+                                              "the account was deleted"}}));
+        if (Peer* p = sessions_.Find(s)) sessions_.Logout(*p);
+      }
+    }
+  }
+}
+
+void BrokerCore::ReconcilePresence(int64_t now_ms) {
+  if (Status s = store_.RenewLease(now_ms, kLeaseMs); !s.ok()) {
+    Log(LogLevel::kWarn, "renewing this broker's lease: " + s.ToString());
+    return;
+  }
+  std::unordered_set<int64_t> now_here;
+  for (int64_t account : sessions_.Accounts()) {
+    now_here.insert(account);
+    if (!published_.count(account)) {
+      if (!store_.SetPresence(account, true).ok()) return;
+    }
+  }
+  for (int64_t account : published_) {
+    if (!now_here.count(account)) {
+      if (!store_.SetPresence(account, false).ok()) return;
+    }
+  }
+  published_ = std::move(now_here);
+}
+
 void BrokerCore::OnTick() {
   assert(in_batch_);
   const int64_t now = clock_();
@@ -221,6 +278,7 @@ void BrokerCore::OnTick() {
     sessions_.Remove(id);
   }
   throttle_.Forget(now);
+  if (store_.Shared() && store_.InTransaction()) ReconcilePresence(now);
   if (store_.InTransaction()) {
     if (Status s = store_.Prune(now - config_.dedup_window_ms,
                                 now - config_.token_lifetime_ms);

@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "broker/batch.h"
@@ -60,6 +61,11 @@ class BrokerCore {
   // Commits the batch and returns what to send, in order (see batch.h for
   // what a failed commit sends instead).
   std::vector<OutFrame> EndBatch();
+
+  // Several brokers on one store: pushes what other brokers' commits told
+  // this one (messages and notices for accounts with sessions here, deleted
+  // accounts). Does nothing for a store of one broker.
+  void OnStoreNotifications();
 
   // The transport could not deliver to this peer (it is gone): its session
   // ends. Queued messages stay queued.
@@ -104,6 +110,13 @@ class BrokerCore {
   Batch batch_;
   bool in_batch_ = false;
   std::unordered_map<uint64_t, Deferral> deferred_;  // by hash-pool ticket
+  // Several brokers on one store: the accounts this broker has recorded as
+  // present here, reconciled with the session table at every tick, and how
+  // long its lease lasts without renewal.
+  std::unordered_set<int64_t> published_;
+  static constexpr int64_t kLeaseMs = 10'000;
+  // Records presence changes and renews the lease (at a tick, in a batch).
+  void ReconcilePresence(int64_t now_ms);
   uint64_t next_ticket_ = 1;
 };
 

@@ -50,6 +50,13 @@ void ChangeSession(Context& ctx, Responder& out, Peer& peer,
   transition();
 }
 
+// Tells the other brokers holding sessions of `account_id` (several brokers
+// on one store) about `item` when the batch commits: "m ID" (a message to
+// push), "n ACCOUNT ID KIND CLIENT_MSG_ID PEER" (a notice), "d ACCOUNT" (the
+// account was deleted). Nothing for a store of one broker.
+Status NotifyOtherBrokers(Context& ctx, int64_t account_id,
+                          const std::string& item);
+
 // Pushes `body` to every session of an account (none: nothing is sent).
 // Returns how many sessions it went to.
 size_t PushToAccount(Context& ctx, Responder& out, int64_t account_id,

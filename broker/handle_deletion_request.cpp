@@ -26,12 +26,18 @@ Verdict HandleDeletionRequest(Context& ctx, Request& req, const Message& m) {
     if (q.sender_id == id) continue;
     Status s = ctx.notices.Deliver(req.out, q.sender_id,
                                    Notice{NoticeKind::kUndeliverable, q.id,
-                                          q.recipient_name, q.client_msg_id});
+                                          q.recipient_name, q.client_msg_id},
+                                   ctx.now_ms);
     if (!s.ok()) return s;
   }
   Log(LogLevel::kInfo, "account deleted: " + peer.username + " (" +
                            std::to_string(purged->size()) +
                            " undelivered messages discarded)");
+  // Sessions of the account on other brokers sharing the store end too.
+  if (Status s = NotifyOtherBrokers(ctx, id, "d " + std::to_string(id));
+      !s.ok()) {
+    return s;
+  }
   req.Reply(DeletionSuccess{static_cast<uint64_t>(purged->size())});
   for (const std::string& other : ctx.sessions.SessionsOf(id)) {
     Peer* p = ctx.sessions.Find(other);

@@ -36,6 +36,9 @@ Verdict StartSession(Context& ctx, Request& req, const Account& account,
                      std::string token, std::string token_hash) {
   Result<int64_t> pending = ctx.store.CountPending(account.id);
   if (!pending.ok()) return pending.status();
+  // Other brokers sharing the store push this account's messages here from
+  // now on (a store of one broker ignores this).
+  if (Status s = ctx.store.SetPresence(account.id, true); !s.ok()) return s;
   ChangeSession(ctx, req.out, req.peer, [&] {
     ctx.sessions.CompleteLogin(req.peer, account.id, account.name,
                                std::move(token_hash));

@@ -28,7 +28,8 @@ Verdict HandleMessageReceipt(Context& ctx, Request& req, const Message& m) {
   // The sender hears of it now and until it acknowledges (unless it is gone).
   return ctx.notices.Deliver(
       req.out, q.sender_id,
-      Notice{NoticeKind::kDelivered, q.id, q.recipient_name, q.client_msg_id});
+      Notice{NoticeKind::kDelivered, q.id, q.recipient_name, q.client_msg_id},
+      ctx.now_ms);
 }
 
 }  // namespace zchat

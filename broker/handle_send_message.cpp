@@ -54,6 +54,10 @@ Verdict HandleSendMessage(Context& ctx, Request& req, const Message& m) {
                     DistributeMessage{static_cast<uint64_t>(*id), q.sender_name,
                                       std::move(q.body),
                                       static_cast<uint64_t>(q.sent_at_ms)});
+  if (Status s = NotifyOtherBrokers(ctx, to.id, "m " + std::to_string(*id));
+      !s.ok()) {
+    return s;
+  }
   req.out.Count(MessageEvent::kAccepted);
   req.out.Count(pushed > 0 ? MessageEvent::kDeliveredLive
                            : MessageEvent::kQueued);

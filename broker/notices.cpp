@@ -1,6 +1,7 @@
 #include "broker/notices.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "broker/log.h"
 #include "messages/codec.h"
@@ -17,8 +18,31 @@ Body Notices::ToBody(const Notice& n) {
                               "recipient account was deleted"};
 }
 
+std::string Notices::ToItem(int64_t account_id, const Notice& n) {
+  return "n " + std::to_string(account_id) + " " +
+         std::to_string(n.message_id) + " " +
+         std::to_string(static_cast<int>(n.kind)) + " " +
+         std::to_string(n.client_msg_id) + " " + n.peer_name;
+}
+
+bool Notices::FromItem(std::string_view item, int64_t* account_id, Notice* n) {
+  // Usernames hold no spaces, so the peer name is the rest of the line.
+  char peer[128] = {};
+  long long account = 0, message = 0;
+  int kind = 0;
+  unsigned long long cmid = 0;
+  const std::string text(item);
+  if (std::sscanf(text.c_str(), "n %lld %lld %d %llu %127s", &account, &message,
+                  &kind, &cmid, peer) != 5) {
+    return false;
+  }
+  *account_id = account;
+  *n = Notice{static_cast<NoticeKind>(kind), message, peer, cmid};
+  return true;
+}
+
 Status Notices::Deliver(Responder& out, int64_t account_id,
-                        const Notice& notice) {
+                        const Notice& notice, int64_t now_ms) {
   const std::vector<std::string> sessions = sessions_.SessionsOf(account_id);
   if (sessions.empty()) {
     // An online account exists (deletion ends its sessions); an offline one
@@ -34,6 +58,14 @@ Status Notices::Deliver(Responder& out, int64_t account_id,
                              std::to_string(cap_) +
                              " unacknowledged notices; dropped the oldest " +
                              std::to_string(*dropped));
+  }
+  if (store_.Shared()) {
+    Result<std::vector<std::string>> brokers =
+        store_.OtherBrokersOf(account_id, now_ms);
+    if (!brokers.ok()) return brokers.status();
+    for (const std::string& b : *brokers) {
+      store_.Notify(b, ToItem(account_id, notice));
+    }
   }
   if (sessions.empty()) return Status::Ok();
   const std::string frame = Encode(Message{0, ToBody(notice)});

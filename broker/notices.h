@@ -24,8 +24,14 @@ class Notices {
 
   // Stores the notice for `account_id` and pushes it to its sessions. An
   // account that no longer exists gets nothing.
+  // With several brokers on one store, the sender's sessions on the others
+  // are told too (`now_ms` checks their leases).
   [[nodiscard]] Status Deliver(Responder& out, int64_t account_id,
-                               const Notice& notice);
+                               const Notice& notice, int64_t now_ms);
+  // The item that tells another broker of a notice (context.h), and back.
+  static std::string ToItem(int64_t account_id, const Notice& notice);
+  static bool FromItem(std::string_view item, int64_t* account_id,
+                       Notice* notice);
 
   struct Resent {
     int64_t count = 0;      // notices pushed

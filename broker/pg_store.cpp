@@ -2,8 +2,11 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <random>
+#include <utility>
 
 #include "broker/log.h"
 
@@ -82,6 +85,33 @@ CREATE TABLE tokens(
 CREATE INDEX tokens_by_account ON tokens(account_id);
 )sql";
 
+// Version 2: the brokers sharing the store, each with a lease, and which of
+// them hold sessions of which accounts (presence). Rows of a broker whose
+// lease ran out are ignored, then removed by the others.
+constexpr const char* kSchemaV2 = R"sql(
+CREATE TABLE brokers(
+  id TEXT PRIMARY KEY,
+  lease_until BIGINT NOT NULL);
+CREATE TABLE presence(
+  account_id BIGINT NOT NULL,
+  broker_id TEXT NOT NULL,
+  PRIMARY KEY(account_id, broker_id));
+CREATE INDEX presence_by_broker ON presence(broker_id);
+)sql";
+
+// A broker's notification channel: an identifier, so letters and digits.
+std::string Channel(const std::string& broker_id) {
+  return "zchat_" + broker_id;
+}
+
+std::string RandomBrokerId() {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::random_device rd;
+  std::string id;
+  for (int i = 0; i < 16; ++i) id.push_back(kHex[rd() & 15]);
+  return id;
+}
+
 // Any number: it only has to be the same in every broker.
 constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(7276829)";
 
@@ -90,7 +120,7 @@ constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(7276829)";
 void PgStore::ClearResult::operator()(pg_result* r) const { PQclear(r); }
 
 PgStore::PgStore(pg_conn* conn, const StoreOptions& options)
-    : conn_(conn), options_(options) {}
+    : conn_(conn), options_(options), broker_id_(RandomBrokerId()) {}
 
 PgStore::~PgStore() { PQfinish(conn_); }
 
@@ -132,7 +162,11 @@ Status PgStore::Setup() {
   if (options_.read_only) {
     ResultPtr ro(PQexec(conn_, "SET default_transaction_read_only = on"));
     if (PQresultStatus(ro.get()) != PGRES_COMMAND_OK) return Error("settings");
+    return Status::Ok();
   }
+  // Notifications addressed to this broker (again after a reconnect).
+  ResultPtr listen(PQexec(conn_, ("LISTEN " + Channel(broker_id_)).c_str()));
+  if (PQresultStatus(listen.get()) != PGRES_COMMAND_OK) return Error("listen");
   return Status::Ok();
 }
 
@@ -169,6 +203,12 @@ Status PgStore::Migrate() {
     if (!exec(
             "INSERT INTO zchat_meta(key, value) VALUES('schema_version', 1)")) {
       return fail("migrate to schema version 1");
+    }
+  }
+  if (version < 2) {
+    if (!exec(kSchemaV2) ||
+        !exec("UPDATE zchat_meta SET value = 2 WHERE key = 'schema_version'")) {
+      return fail("migrate to schema version 2");
     }
   }
   if (!exec("COMMIT")) return fail("migrate: commit");
@@ -224,6 +264,10 @@ Status PgStore::Commit() {
     Rollback();
     return Status(ErrorCode::kStorage, "commit: the transaction was lost");
   }
+  if (Status s = SendNotifications(); !s.ok()) {
+    Rollback();
+    return s;
+  }
   ResultPtr r(PQexec(conn_, "COMMIT"));
   // COMMIT of a transaction that failed reports success with "ROLLBACK".
   if (PQresultStatus(r.get()) != PGRES_COMMAND_OK ||
@@ -236,6 +280,7 @@ Status PgStore::Commit() {
 }
 
 void PgStore::Rollback() {
+  outgoing_.clear();
   const PGTransactionStatusType st = PQtransactionStatus(conn_);
   if (st == PQTRANS_INTRANS || st == PQTRANS_INERROR) {
     ResultPtr r(PQexec(conn_, "ROLLBACK"));
@@ -579,6 +624,132 @@ Status PgStore::Prune(int64_t sends_before_ms, int64_t tokens_before_ms) {
   auto r = Run("prune", "DELETE FROM tokens WHERE created_at < $1",
                {P(tokens_before_ms)});
   return r.ok() ? Status::Ok() : r.status();
+}
+
+Status PgStore::RenewLease(int64_t now_ms, int64_t lease_ms) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  if (auto r = Run("renew lease",
+                   "INSERT INTO brokers(id, lease_until) VALUES($1, $2) ON "
+                   "CONFLICT (id) DO UPDATE SET lease_until = $2",
+                   {P(broker_id_), P(now_ms + lease_ms)});
+      !r.ok()) {
+    return r.status();
+  }
+  // Brokers gone silent: their sessions are over (their clients fail over
+  // and log in elsewhere).
+  if (auto r = Run("renew lease",
+                   "DELETE FROM presence WHERE broker_id IN (SELECT id FROM "
+                   "brokers WHERE lease_until < $1)",
+                   {P(now_ms)});
+      !r.ok()) {
+    return r.status();
+  }
+  auto r = Run("renew lease", "DELETE FROM brokers WHERE lease_until < $1",
+               {P(now_ms)});
+  return r.ok() ? Status::Ok() : r.status();
+}
+
+Status PgStore::SetPresence(int64_t account_id, bool present) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  auto r = present ? Run("presence",
+                         "INSERT INTO presence(account_id, broker_id) "
+                         "VALUES($1, $2) ON CONFLICT DO NOTHING",
+                         {P(account_id), P(broker_id_)})
+                   : Run("presence",
+                         "DELETE FROM presence WHERE account_id = $1 AND "
+                         "broker_id = $2",
+                         {P(account_id), P(broker_id_)});
+  return r.ok() ? Status::Ok() : r.status();
+}
+
+Result<std::vector<std::string>> PgStore::OtherBrokersOf(int64_t account_id,
+                                                         int64_t now_ms) {
+  auto r = Run("presence",
+               "SELECT p.broker_id FROM presence p JOIN brokers b ON b.id = "
+               "p.broker_id WHERE p.account_id = $1 AND p.broker_id <> $2 "
+               "AND b.lease_until >= $3",
+               {P(account_id), P(broker_id_), P(now_ms)});
+  if (!r.ok()) return r.status();
+  std::vector<std::string> out;
+  for (int i = 0; i < PQntuples(r->get()); ++i) {
+    out.push_back(Text(r->get(), i, 0));
+  }
+  return out;
+}
+
+void PgStore::Notify(const std::string& to, const std::string& item) {
+  outgoing_[to].push_back(item);
+}
+
+Status PgStore::SendNotifications() {
+  // One notification per target broker and commit, items one per line,
+  // split below PostgreSQL's 8000-byte payload limit.
+  constexpr size_t kMaxPayload = 7000;
+  for (const auto& [to, items] : outgoing_) {
+    std::string payload;
+    auto flush = [&]() -> Status {
+      if (payload.empty()) return Status::Ok();
+      auto r = Run("notify", "SELECT pg_notify($1, $2)",
+                   {P(Channel(to)), P(payload)});
+      payload.clear();
+      return r.ok() ? Status::Ok() : r.status();
+    };
+    for (const std::string& item : items) {
+      if (payload.size() + item.size() + 1 > kMaxPayload) {
+        if (Status s = flush(); !s.ok()) return s;
+      }
+      if (!payload.empty()) payload.push_back('\n');
+      payload += item;
+    }
+    if (Status s = flush(); !s.ok()) return s;
+  }
+  outgoing_.clear();
+  return Status::Ok();
+}
+
+int PgStore::NotificationFd() const { return PQsocket(conn_); }
+
+void PgStore::CollectNotifications() {
+  while (PGnotify* n = PQnotifies(conn_)) {
+    std::string_view payload(n->extra);
+    size_t start = 0;
+    for (;;) {
+      const size_t end = payload.find('\n', start);
+      const std::string_view item = payload.substr(
+          start,
+          end == std::string_view::npos ? std::string_view::npos : end - start);
+      if (!item.empty()) incoming_.emplace_back(item);
+      if (end == std::string_view::npos) break;
+      start = end + 1;
+    }
+    PQfreemem(n);
+  }
+}
+
+std::vector<std::string> PgStore::TakeNotifications() {
+  PQconsumeInput(conn_);
+  CollectNotifications();
+  return std::exchange(incoming_, {});
+}
+
+Result<std::optional<QueuedMessage>> PgStore::FindMessage(int64_t id) {
+  auto r = Run("find message",
+               "SELECT id, sender_id, sender_name, recipient_id, "
+               "recipient_name, client_msg_id, body, sent_at FROM messages "
+               "WHERE id = $1",
+               {P(id)});
+  if (!r.ok()) return r.status();
+  if (PQntuples(r->get()) == 0) return std::optional<QueuedMessage>();
+  QueuedMessage m;
+  m.id = Int(r->get(), 0, 0);
+  m.sender_id = Int(r->get(), 0, 1);
+  m.sender_name = Text(r->get(), 0, 2);
+  m.recipient_id = Int(r->get(), 0, 3);
+  m.recipient_name = Text(r->get(), 0, 4);
+  m.client_msg_id = FromSql(Int(r->get(), 0, 5));
+  m.body = Bytes(r->get(), 0, 6);
+  m.sent_at_ms = Int(r->get(), 0, 7);
+  return std::optional<QueuedMessage>(std::move(m));
 }
 
 }  // namespace zchat

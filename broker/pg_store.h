@@ -33,7 +33,7 @@ namespace zchat {
 
 class PgStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // `uri`: a libpq connection URI (postgresql://user@host:port/db, or with
   // ?host=/socket/dir for a Unix socket).
@@ -83,6 +83,18 @@ class PgStore final : public Store {
   Result<StoreTotals> Totals() override;
   Status Prune(int64_t sends_before_ms, int64_t tokens_before_ms) override;
 
+  bool Shared() const override { return true; }
+  Status RenewLease(int64_t now_ms, int64_t lease_ms) override;
+  Status SetPresence(int64_t account_id, bool present) override;
+  Result<std::vector<std::string>> OtherBrokersOf(int64_t account_id,
+                                                  int64_t now_ms) override;
+  void Notify(const std::string& to, const std::string& item) override;
+  int NotificationFd() const override;
+  std::vector<std::string> TakeNotifications() override;
+  Result<std::optional<QueuedMessage>> FindMessage(int64_t id) override;
+  // This broker's id among the brokers of the store (random, per process).
+  const std::string& broker_id() const { return broker_id_; }
+
   // One statement parameter, in libpq's text format (bytea in binary).
   struct Param {
     std::string value;
@@ -106,11 +118,19 @@ class PgStore final : public Store {
   // Sets the session up after a connect: settings, then the schema.
   Status Setup();
   Status Migrate();
+  // Sends outgoing_ (pg_notify, inside the transaction: delivered when it
+  // commits) and empties it.
+  Status SendNotifications();
+  void CollectNotifications();
 
   pg_conn* conn_;
   const StoreOptions options_;
   std::unordered_map<const char*, std::string> prepared_;  // sql -> name
   int64_t changes_ = 0;
+  const std::string broker_id_;
+  // Items for other brokers, sent at commit: broker id -> items.
+  std::unordered_map<std::string, std::vector<std::string>> outgoing_;
+  std::vector<std::string> incoming_;
 };
 
 }  // namespace zchat

@@ -96,18 +96,25 @@ void Server::Stop() {
 
 void Server::Run() {
   Log(LogLevel::kInfo, "listening on " + endpoint_);
-  int64_t next_tick = SteadyMillis() + options_.tick_ms;
+  // The first tick at once: with a store shared by several brokers it
+  // registers this broker (its lease) before any client is served.
+  int64_t next_tick = SteadyMillis();
   for (;;) {
+    // With a store shared by several brokers, its connection's socket too:
+    // it turns readable when another broker's commit notifies this one.
+    const int store_fd = store_->NotificationFd();
     zmq::pollitem_t items[] = {
         {router_.handle(), 0, ZMQ_POLLIN, 0},
         {nullptr, hashes_.wake_fd(), ZMQ_POLLIN, 0},
         {nullptr, stop_fd_.get(), ZMQ_POLLIN, 0},
         admission_->poll_items()[0],
         admission_->poll_items()[1],
+        {nullptr, store_fd, ZMQ_POLLIN, 0},
     };
     const int64_t timeout = std::max<int64_t>(0, next_tick - SteadyMillis());
     try {
-      zmq::poll(items, 5, std::chrono::milliseconds(timeout));
+      zmq::poll(items, store_fd >= 0 ? 6 : 5,
+                std::chrono::milliseconds(timeout));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) {
         Log(LogLevel::kError, std::string("poll: ") + e.what());
@@ -122,6 +129,9 @@ void Server::Run() {
     ++batches_;
     if (items[0].revents & ZMQ_POLLIN) ReadBatch();
     if (items[1].revents & ZMQ_POLLIN) core_->OnHashResults();
+    // Every time round (not only when the socket is readable): libpq may
+    // have read notifications while it waited for a statement's result.
+    core_->OnStoreNotifications();
     if (tick) {
       core_->OnTick();
       next_tick = SteadyMillis() + options_.tick_ms;

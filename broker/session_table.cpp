@@ -58,6 +58,15 @@ void SessionTable::EndAuthentication(Peer& peer) {
   peer.state = SessionState::kAnonymous;
 }
 
+std::vector<int64_t> SessionTable::Accounts() const {
+  std::vector<int64_t> out;
+  for (auto it = by_account_.begin(); it != by_account_.end();
+       it = by_account_.equal_range(it->first).second) {
+    out.push_back(it->first);
+  }
+  return out;
+}
+
 void SessionTable::CompleteLogin(Peer& peer, int64_t account_id,
                                  std::string username, std::string token_hash) {
   assert(peer.state == SessionState::kAnonymous);

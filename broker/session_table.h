@@ -98,6 +98,8 @@ class SessionTable {
 
   size_t peer_count() const { return peers_.size(); }
   size_t session_count() const { return by_account_.size(); }
+  // Accounts with at least one session here.
+  std::vector<int64_t> Accounts() const;
 
  private:
   void Index(Peer& peer);

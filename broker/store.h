@@ -170,6 +170,38 @@ class Store {
   // Housekeeping: drops dedup ids and tokens older than the cut-offs.
   virtual Status Prune(int64_t sends_before_ms, int64_t tokens_before_ms) = 0;
 
+  // --- Several brokers on one store (PgStore). A store of one broker
+  // (SqliteStore) has no other brokers: these do nothing. ---
+
+  // Whether other brokers may share this store.
+  virtual bool Shared() const { return false; }
+  // Registers this broker with a lease until now + lease_ms, renews it, and
+  // forgets brokers whose lease ran out (with the sessions they held).
+  // Inside a transaction.
+  virtual Status RenewLease(int64_t /*now_ms*/, int64_t /*lease_ms*/) {
+    return Status::Ok();
+  }
+  // This broker holds (or no longer holds) sessions of `account_id`.
+  virtual Status SetPresence(int64_t /*account_id*/, bool /*present*/) {
+    return Status::Ok();
+  }
+  // The other brokers, with live leases, that hold sessions of `account_id`.
+  virtual Result<std::vector<std::string>> OtherBrokersOf(
+      int64_t /*account_id*/, int64_t /*now_ms*/) {
+    return std::vector<std::string>();
+  }
+  // Queues `item` for broker `to`: sent, with the other items for it, when
+  // the transaction commits (nothing if it does not).
+  virtual void Notify(const std::string& /*to*/, const std::string& /*item*/) {}
+  // A descriptor that turns readable when notifications arrive (-1: none),
+  // and the items received since the last call.
+  virtual int NotificationFd() const { return -1; }
+  virtual std::vector<std::string> TakeNotifications() { return {}; }
+  // One queued message by id (nullopt: confirmed, purged or never there).
+  virtual Result<std::optional<QueuedMessage>> FindMessage(int64_t /*id*/) {
+    return std::optional<QueuedMessage>();
+  }
+
  protected:
   Store() = default;
 };

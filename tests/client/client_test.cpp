@@ -327,6 +327,62 @@ INSTANTIATE_TEST_SUITE_P(Stores, ClientTest,
                          ::testing::Values("sqlite", "postgresql"),
                          [](const auto& info) { return info.param; });
 
+// Two brokers on one PostgreSQL database at once: a message sent through
+// one reaches a recipient logged in on the other at once (NOTIFY at the
+// sender's commit), the sender hears of its delivery, and deleting an
+// account through one ends its sessions on the other.
+TEST(SharedStoreTest, BrokersOnOneDatabaseDeliverToEachOther) {
+  const std::string uri = testing::SharedPostgres().NewDatabase();
+  ASSERT_FALSE(uri.empty()) << testing::SharedPostgres().error();
+  auto on_uri = [uri](ServerOptions& o) { o.db_path = uri; };
+  testing::TestBroker a(on_uri);
+  testing::TestBroker b(on_uri);
+  zmq::context_t ctx;
+  auto client = [&](const testing::TestBroker& broker) {
+    ClientOptions o;
+    o.endpoint = broker.endpoint();
+    o.request_timeout = 10s;
+    return std::make_unique<Client>(ctx, o);
+  };
+  auto alice = client(a);
+  auto bob = client(b);
+  ASSERT_TRUE(alice->CreateAccount("alice", "password123").ok());
+  Result<CreateSuccess> taken = bob->CreateAccount("ALICE", "password123");
+  ASSERT_FALSE(taken.ok()) << "one name across brokers";
+  EXPECT_EQ(taken.status().code(), ErrorCode::kUsernameTaken);
+  ASSERT_TRUE(bob->CreateAccount("bob", "password123").ok());
+  ASSERT_TRUE(alice->Login("alice", "password123").ok());
+  ASSERT_TRUE(bob->Login("bob", "password123").ok());
+
+  const std::string body = "d'un broker à l'autre: 你好 🌍 שלום";
+  Result<MessagePending> sent = alice->Send("bob", body);
+  ASSERT_TRUE(sent.ok()) << sent.status().ToString();
+  std::optional<Event> got = bob->NextEvent(10s);
+  ASSERT_TRUE(got.has_value()) << "no live delivery across brokers";
+  auto* m = std::get_if<DistributeMessage>(&*got);
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->message_id, sent->message_id);
+  EXPECT_EQ(m->body, body);
+  EXPECT_EQ(m->sender, "alice");
+  // bob's client confirmed it (auto receipt) on broker B; alice, on A,
+  // hears of it.
+  std::optional<Event> success = alice->NextEvent(10s);
+  ASSERT_TRUE(success.has_value()) << "no MESSAGE_SUCCESS across brokers";
+  auto* ok = std::get_if<MessageSuccess>(&*success);
+  ASSERT_NE(ok, nullptr);
+  EXPECT_EQ(ok->message_id, sent->message_id);
+
+  // bob deletes his account through broker A: his session on B ends.
+  auto bob_on_a = client(a);
+  ASSERT_TRUE(bob_on_a->Login("bob", "password123").ok());
+  ASSERT_TRUE(bob_on_a->DeleteAccount(true).ok());
+  std::optional<Event> ended = bob->NextEvent(10s);
+  ASSERT_TRUE(ended.has_value());
+  auto* e = std::get_if<SessionEnded>(&*ended);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->code, ErrorCode::kAccountDeleted);
+}
+
 TEST(CheckEndpointsTest, NamesTheEndpointThatCannotBeUsed) {
   EXPECT_TRUE(Client::CheckEndpoints("tcp://127.0.0.1:5555").ok());
   EXPECT_TRUE(
