@@ -18,9 +18,11 @@
 #include "bench/forwarder.h"
 #include "bench/load.h"
 #include "bench/mqtt.h"
+#include "broker/store.h"
 #include "tests/support/child_process.h"
 #include "tests/support/fd_limit.h"
 #include "tests/support/raw_client.h"
+#include "tests/support/test_postgres.h"
 
 namespace fs = std::filesystem;
 using namespace zchat::bench;
@@ -41,6 +43,7 @@ struct Settings {
   int load_threads = 1;
   std::vector<std::string> broker_args;  // appended to every broker start
   std::string no_mosquitto;  // why Mosquitto is skipped ("" if it is not)
+  bool postgresql = false;   // also zchat on PostgreSQL (--postgresql)
 };
 
 // Why scenarios did not complete; any of them makes the exit status 1.
@@ -90,9 +93,14 @@ Running Start(const Settings& s, const std::string& name,
 Running StartBroker(const Settings& s, const std::string& db,
                     const std::string& cost,
                     const std::string& bind = "tcp://127.0.0.1:*") {
+  // `db`: an SQLite file, or a PostgreSQL URI.
   std::vector<std::string> argv = {
-      s.broker,    "--bind",        bind, "--db",   db,    "--log-level",
-      s.log_level, "--pwhash-cost", cost, "--sync", s.sync};
+      s.broker,    "--bind",
+      bind,        zchat::IsPostgresSpec(db) ? "--store" : "--db",
+      db,          "--log-level",
+      s.log_level, "--pwhash-cost",
+      cost,        "--sync",
+      s.sync};
   argv.insert(argv.end(), s.broker_args.begin(), s.broker_args.end());
   return Start(s, "zchat", argv);
 }
@@ -153,7 +161,8 @@ std::string Ratio(double a, double b) {
 // was skipped when it was.
 void PrintCycle(const std::string& title, const CycleFigures& z,
                 const CycleFigures& b, const std::optional<CycleFigures>& m,
-                const std::string& no_mosquitto) {
+                const std::string& no_mosquitto,
+                const std::optional<CycleFigures>& pg = std::nullopt) {
   std::printf("\n%s\n", title.c_str());
   std::printf("  %-10s %12s %10s %6s %28s %28s\n", "", "chat msg/s",
               "cpu us/msg", "cores", "send->delivered p50/p99/p99.9",
@@ -177,6 +186,7 @@ void PrintCycle(const std::string& title, const CycleFigures& z,
   } else {
     std::printf("  %-10s skipped (%s)\n", "Mosquitto", no_mosquitto.c_str());
   }
+  if (pg) row("zchat/PG", *pg);
   std::printf("  zchat/baseline: throughput %s, cpu/msg %s, p50 delivered %s\n",
               Ratio(z.messages_per_s, b.messages_per_s).c_str(),
               Ratio(z.cpu_us_per_message, b.cpu_us_per_message).c_str(),
@@ -187,6 +197,13 @@ void PrintCycle(const std::string& title, const CycleFigures& z,
         Ratio(z.messages_per_s, m->messages_per_s).c_str(),
         Ratio(z.cpu_us_per_message, m->cpu_us_per_message).c_str(),
         Ratio(z.delivered.p50_us, m->delivered.p50_us).c_str());
+  }
+  if (pg) {
+    std::printf(
+        "  zchat on PostgreSQL / on SQLite: throughput %s, broker cpu/msg %s "
+        "(the PostgreSQL server's own CPU is not counted)\n",
+        Ratio(pg->messages_per_s, z.messages_per_s).c_str(),
+        Ratio(pg->cpu_us_per_message, z.cpu_us_per_message).c_str());
   }
 }
 
@@ -234,7 +251,22 @@ Json Cycle(const Settings& s, const std::string& title, int pairs, int window,
       no_mosquitto = "did not start";
     }
   }
-  PrintCycle(title, zf, bf, mf, no_mosquitto);
+  std::optional<CycleFigures> pf;
+  if (s.postgresql) {
+    zchat::testing::TestPostgres& pg = zchat::testing::SharedPostgres();
+    const std::string uri = pg.NewDatabase();
+    if (uri.empty()) {
+      Fail(title + " (PostgreSQL)", pg.error());
+    } else {
+      Running p = StartBroker(s, uri, "min");
+      if (Started(title + " (PostgreSQL)", p)) {
+        pf = RunCycle(p.target, pairs, window, s.seconds, "c", s.load_threads);
+        Stop(title + " (PostgreSQL)", p);
+        if (!Completed(title + " (PostgreSQL)", pf->failure)) pf.reset();
+      }
+    }
+  }
+  PrintCycle(title, zf, bf, mf, no_mosquitto, pf);
   Json j = {{"pairs", pairs},
             {"window", window},
             {"load_threads", std::min(s.load_threads, pairs)},
@@ -242,6 +274,7 @@ Json Cycle(const Settings& s, const std::string& title, int pairs, int window,
             {"baseline", CycleJson(bf)},
             {"throughput_ratio",
              bf.messages_per_s ? zf.messages_per_s / bf.messages_per_s : 0}};
+  if (pf) j["zchat_postgresql"] = CycleJson(*pf);
   if (mf) {
     j["mosquitto"] = CycleJson(*mf);
     j["throughput_ratio_mosquitto"] =
@@ -439,6 +472,9 @@ int main(int argc, char** argv) {
                  "threads driving the online cycle's pairs")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  app.add_flag("--postgresql", s.postgresql,
+               "also run zchat on PostgreSQL (--store) in the online "
+               "scenarios, on a throwaway server the bench starts");
   app.add_option("--broker-arg", s.broker_args,
                  "an extra flag for every zchat-broker started (repeat it; "
                  "e.g. --broker-arg=--threads --broker-arg=4)")
