@@ -383,6 +383,56 @@ TEST(SharedStoreTest, BrokersOnOneDatabaseDeliverToEachOther) {
   EXPECT_EQ(e->code, ErrorCode::kAccountDeleted);
 }
 
+// The PostgreSQL server restarts under a broker: meanwhile requests are
+// refused with `storage` (nothing acknowledged is lost: it is committed),
+// then the broker reconnects by itself and serves again.
+TEST(SharedStoreTest, BrokerRecoversWhenPostgresRestarts) {
+  testing::TestPostgres pg;  // a server of its own: this test stops it
+  ASSERT_TRUE(pg.error().empty()) << pg.error();
+  const std::string uri = pg.NewDatabase();
+  ASSERT_FALSE(uri.empty()) << pg.error();
+  testing::TestBroker broker([uri](ServerOptions& o) { o.db_path = uri; });
+  zmq::context_t ctx;
+  ClientOptions o;
+  o.endpoint = broker.endpoint();
+  o.request_timeout = 10s;
+  Client alice(ctx, o);
+  ASSERT_TRUE(alice.CreateAccount("alice", "password123").ok());
+  ASSERT_TRUE(alice.Login("alice", "password123").ok());
+  Result<MessagePending> before = alice.Send("alice", "avant: ça va 🙂");
+  ASSERT_TRUE(before.ok()) << before.status().ToString();
+
+  ASSERT_TRUE(pg.Stop());
+  Result<MessagePending> during = alice.Send("alice", "pendant");
+  ASSERT_FALSE(during.ok());
+  EXPECT_EQ(during.status().code(), ErrorCode::kStorage)
+      << during.status().ToString();
+
+  ASSERT_TRUE(pg.Start());
+  // The broker reconnects at its next batch; until it has, requests may
+  // still be refused: retry with a deadline.
+  Result<MessagePending> after = Status(ErrorCode::kStorage, "not tried");
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    after = alice.Send("alice", "après: ça repart 🚀");
+    if (after.ok() || after.status().code() != ErrorCode::kStorage) break;
+  }
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_GT(after->message_id, before->message_id);
+  Result<FetchResult> fetched = alice.Fetch();
+  ASSERT_TRUE(fetched.ok()) << fetched.status().ToString();
+  std::vector<std::string> bodies;
+  while (std::optional<Event> e = alice.NextEvent(2s)) {
+    if (auto* m = std::get_if<DistributeMessage>(&*e)) {
+      bodies.push_back(m->body);
+    }
+    if (bodies.size() == 2) break;
+  }
+  EXPECT_EQ(bodies, (std::vector<std::string>{"avant: ça va 🙂",
+                                              "après: ça repart 🚀"}))
+      << "the acknowledged message survived; the refused one was not stored";
+}
+
 TEST(CheckEndpointsTest, NamesTheEndpointThatCannotBeUsed) {
   EXPECT_TRUE(Client::CheckEndpoints("tcp://127.0.0.1:5555").ok());
   EXPECT_TRUE(
