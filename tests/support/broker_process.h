@@ -38,15 +38,13 @@ class BrokerProcess {
   std::string Start(const std::string& bind = "tcp://127.0.0.1:*") {
     const std::string file = dir_.File("endpoint");
     std::remove(file.c_str());
-    std::vector<std::string> args = {ZCHAT_BROKER_BINARY,
-                                     "--bind",
-                                     bind,
-                                     "--db",
-                                     dir_.File("broker.db"),
-                                     "--pwhash-cost",
-                                     "min",
-                                     "--endpoint-file",
-                                     file};
+    std::vector<std::string> args = {
+        ZCHAT_BROKER_BINARY, "--bind", bind, "--pwhash-cost", "min",
+        "--endpoint-file",   file};
+    // Its own SQLite file, unless the extra flags name a store (--store).
+    if (std::find(extra_.begin(), extra_.end(), "--store") == extra_.end()) {
+      args.insert(args.end(), {"--db", dir_.File("broker.db")});
+    }
     args.insert(args.end(), extra_.begin(), extra_.end());
     endpoint_.clear();
     if (!child_.Start(args, child_options_)) return "";
