@@ -44,6 +44,21 @@ std::string Bytes(const PGresult* r, int row, int col) {
   return out;
 }
 
+// A queued message from a row of (id, sender_id, sender_name,
+// recipient_name, client_msg_id, body, sent_at).
+QueuedMessage QueuedFromRow(const PGresult* r, int row, int64_t recipient_id) {
+  QueuedMessage m;
+  m.id = Int(r, row, 0);
+  m.sender_id = Int(r, row, 1);
+  m.sender_name = Text(r, row, 2);
+  m.recipient_id = recipient_id;
+  m.recipient_name = Text(r, row, 3);
+  m.client_msg_id = FromSql(Int(r, row, 4));
+  m.body = Bytes(r, row, 5);
+  m.sent_at_ms = Int(r, row, 6);
+  return m;
+}
+
 // Version 1 of the schema. Bodies are bytea: a text column cannot hold the
 // NUL character, which is valid UTF-8. name_key sorts bytewise (COLLATE
 // "C"), as LIST_ACCOUNTS pages in byte order.
@@ -466,16 +481,7 @@ Result<std::vector<QueuedMessage>> PgStore::FetchPending(int64_t recipient_id,
   if (!r.ok()) return r.status();
   std::vector<QueuedMessage> out;
   for (int i = 0; i < PQntuples(r->get()); ++i) {
-    QueuedMessage m;
-    m.id = Int(r->get(), i, 0);
-    m.sender_id = Int(r->get(), i, 1);
-    m.sender_name = Text(r->get(), i, 2);
-    m.recipient_id = recipient_id;
-    m.recipient_name = Text(r->get(), i, 3);
-    m.client_msg_id = FromSql(Int(r->get(), i, 4));
-    m.body = Bytes(r->get(), i, 5);
-    m.sent_at_ms = Int(r->get(), i, 6);
-    out.push_back(std::move(m));
+    out.push_back(QueuedFromRow(r->get(), i, recipient_id));
   }
   return out;
 }
@@ -734,22 +740,14 @@ std::vector<std::string> PgStore::TakeNotifications() {
 
 Result<std::optional<QueuedMessage>> PgStore::FindMessage(int64_t id) {
   auto r = Run("find message",
-               "SELECT id, sender_id, sender_name, recipient_id, "
-               "recipient_name, client_msg_id, body, sent_at FROM messages "
+               "SELECT id, sender_id, sender_name, recipient_name, "
+               "client_msg_id, body, sent_at, recipient_id FROM messages "
                "WHERE id = $1",
                {P(id)});
   if (!r.ok()) return r.status();
   if (PQntuples(r->get()) == 0) return std::optional<QueuedMessage>();
-  QueuedMessage m;
-  m.id = Int(r->get(), 0, 0);
-  m.sender_id = Int(r->get(), 0, 1);
-  m.sender_name = Text(r->get(), 0, 2);
-  m.recipient_id = Int(r->get(), 0, 3);
-  m.recipient_name = Text(r->get(), 0, 4);
-  m.client_msg_id = FromSql(Int(r->get(), 0, 5));
-  m.body = Bytes(r->get(), 0, 6);
-  m.sent_at_ms = Int(r->get(), 0, 7);
-  return std::optional<QueuedMessage>(std::move(m));
+  return std::optional<QueuedMessage>(
+      QueuedFromRow(r->get(), 0, Int(r->get(), 0, 7)));
 }
 
 }  // namespace zchat

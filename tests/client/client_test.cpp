@@ -51,6 +51,30 @@ class ClientTest : public ::testing::TestWithParam<std::string> {
     return std::nullopt;
   }
 
+  // The bodies of the messages `c` receives until one is `last` (15 s at
+  // most), fetching when nothing comes: after a reconnect the live push may
+  // have reached the client before its session was back, and the message
+  // then waits in the queue.
+  static std::vector<std::string> ReceivedUntil(Client& c,
+                                                const std::string& last) {
+    std::vector<std::string> bodies;
+    const auto deadline = std::chrono::steady_clock::now() + 15s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::optional<Event> e = c.NextEvent(200ms);
+      if (!e) {
+        if (c.logged_in()) {
+          EXPECT_TRUE(c.Fetch().ok());
+        }
+        continue;
+      }
+      if (auto* m = std::get_if<DistributeMessage>(&*e)) {
+        bodies.push_back(m->body);
+        if (m->body == last) break;
+      }
+    }
+    return bodies;
+  }
+
   std::unique_ptr<testing::TestBroker> broker_;
   zmq::context_t ctx_;
 };
@@ -237,23 +261,8 @@ TEST_P(ClientTest, SurvivesBrokerRestart) {
 
   Result<MessagePending> during = alice->Send("bob", "after the restart");
   ASSERT_TRUE(during.ok()) << during.status().ToString();
-  std::vector<std::string> bodies;
-  const auto deadline = std::chrono::steady_clock::now() + 15s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::optional<Event> e = bob->NextEvent(200ms);
-    if (!e) {
-      // The live push may have reached bob before his session was back:
-      // the message then waits in the queue.
-      if (bob->logged_in()) {
-        ASSERT_TRUE(bob->Fetch().ok());
-      }
-      continue;
-    }
-    if (auto* m = std::get_if<DistributeMessage>(&*e)) {
-      bodies.push_back(m->body);
-      if (m->body == "after the restart") break;
-    }
-  }
+  const std::vector<std::string> bodies =
+      ReceivedUntil(*bob, "after the restart");
   EXPECT_EQ(bodies, (std::vector<std::string>{"after the restart"}))
       << "lost, or shown twice";
   EXPECT_TRUE(alice->logged_in());
@@ -290,21 +299,7 @@ TEST_P(ClientTest, FailsOverToTheNextEndpoint) {
   EXPECT_EQ(alice->endpoint(), second);
   EXPECT_TRUE(alice->logged_in()) << "resumed with the token";
 
-  std::vector<std::string> bodies;
-  const auto deadline = std::chrono::steady_clock::now() + 15s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::optional<Event> e = bob->NextEvent(200ms);
-    if (!e) {
-      if (bob->logged_in()) {
-        ASSERT_TRUE(bob->Fetch().ok());
-      }
-      continue;
-    }
-    if (auto* m = std::get_if<DistributeMessage>(&*e)) {
-      bodies.push_back(m->body);
-      if (m->body == body) break;
-    }
-  }
+  const std::vector<std::string> bodies = ReceivedUntil(*bob, body);
   EXPECT_EQ(bodies, std::vector<std::string>{body}) << "lost, or shown twice";
   EXPECT_EQ(bob->endpoint(), second);
 
