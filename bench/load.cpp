@@ -34,6 +34,14 @@ constexpr auto kStall = std::chrono::seconds(30);
 
 // CPU time of the target process, in microseconds.
 int64_t CpuMicros(pid_t pid) { return CpuTime(pid).count(); }
+int64_t CpuMicros(const std::vector<pid_t>& pids) {
+  int64_t total = 0;
+  for (pid_t p : pids) total += CpuMicros(p);
+  return total;
+}
+std::vector<pid_t> AllPids(const Target& t) {
+  return t.pids.empty() ? std::vector<pid_t>{t.pid} : t.pids;
+}
 
 // One raw DEALER connection, with room for a deep window of messages.
 using Conn = testing::RawClient;
@@ -221,8 +229,15 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
     names.push_back(tag + "s" + std::to_string(i));
   for (int i = 0; i < pairs; ++i)
     names.push_back(tag + "r" + std::to_string(i));
+  // With several brokers, sender i on broker i and its recipient on the
+  // next one: every message crosses brokers.
+  const size_t brokers = std::max<size_t>(1, target.endpoints.size());
   for (size_t i = 0; i < names.size(); ++i) {
-    conns.push_back(NewConn(ctx, target.endpoint));
+    const size_t pair = i % static_cast<size_t>(pairs);
+    const size_t b =
+        (pair + (i >= static_cast<size_t>(pairs) ? 1 : 0)) % brokers;
+    conns.push_back(NewConn(
+        ctx, target.endpoints.empty() ? target.endpoint : target.endpoints[b]));
   }
   if (!Enter(conns, names)) {
     out.failure =
@@ -331,19 +346,20 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
       }
     }
   };
-  const CpuWindow cpu = RunLoadThreads(clock, threads, target.pid, drive);
+  const CpuWindow cpu = RunLoadThreads(clock, threads, AllPids(target), drive);
   return MergeCycle(clock, cpu, parts);
 }
 
-CpuWindow RunLoadThreads(const CycleClock& clock, int threads, pid_t pid,
+CpuWindow RunLoadThreads(const CycleClock& clock, int threads,
+                         const std::vector<pid_t>& pids,
                          const std::function<void(int)>& drive) {
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) workers.emplace_back(drive, t);
   CpuWindow cpu;
   std::this_thread::sleep_until(clock.from);
-  cpu.begin_us = CpuMicros(pid);
+  cpu.begin_us = CpuMicros(pids);
   std::this_thread::sleep_until(clock.to);
-  cpu.end_us = CpuMicros(pid);
+  cpu.end_us = CpuMicros(pids);
   for (auto& w : workers) w.join();
   return cpu;
 }

@@ -23,6 +23,11 @@ struct Target {
   pid_t pid = -1;
   std::string endpoint;  // ZeroMQ endpoint; for Mosquitto "127.0.0.1:PORT"
   int port = 0;          // Mosquitto's TCP port
+  // Several brokers sharing one store: every broker's endpoint and pid
+  // (endpoint and pid are the first's). The online cycle puts each sender
+  // on one broker and its recipient on the next, and counts the CPU of all.
+  std::vector<std::string> endpoints;
+  std::vector<pid_t> pids;
 };
 
 struct Latency {
@@ -73,7 +78,8 @@ struct CpuWindow {
 };
 // Runs drive(0) .. drive(threads - 1) on their own threads and reads the
 // CPU time of `pid` at the window's ends meanwhile.
-CpuWindow RunLoadThreads(const CycleClock& clock, int threads, pid_t pid,
+CpuWindow RunLoadThreads(const CycleClock& clock, int threads,
+                         const std::vector<pid_t>& pids,
                          const std::function<void(int)>& drive);
 // The figures of the parts together.
 CycleFigures MergeCycle(const CycleClock& clock, const CpuWindow& cpu,

@@ -42,8 +42,9 @@ struct Settings {
   std::string dir;
   int load_threads = 1;
   std::vector<std::string> broker_args;  // appended to every broker start
-  std::string no_mosquitto;  // why Mosquitto is skipped ("" if it is not)
-  bool postgresql = false;   // also zchat on PostgreSQL (--postgresql)
+  std::string no_mosquitto;        // why Mosquitto is skipped ("" if it is not)
+  bool postgresql = false;         // also zchat on PostgreSQL (--postgresql)
+  std::vector<int> pg_brokers{1};  // brokers sharing the database, per row
 };
 
 // Why scenarios did not complete; any of them makes the exit status 1.
@@ -159,10 +160,10 @@ std::string Ratio(double a, double b) {
 
 // A table of cycle figures, a row per target; Mosquitto's row says why it
 // was skipped when it was.
-void PrintCycle(const std::string& title, const CycleFigures& z,
-                const CycleFigures& b, const std::optional<CycleFigures>& m,
-                const std::string& no_mosquitto,
-                const std::optional<CycleFigures>& pg = std::nullopt) {
+void PrintCycle(
+    const std::string& title, const CycleFigures& z, const CycleFigures& b,
+    const std::optional<CycleFigures>& m, const std::string& no_mosquitto,
+    const std::vector<std::pair<std::string, CycleFigures>>& pg = {}) {
   std::printf("\n%s\n", title.c_str());
   std::printf("  %-10s %12s %10s %6s %28s %28s\n", "", "chat msg/s",
               "cpu us/msg", "cores", "send->delivered p50/p99/p99.9",
@@ -186,7 +187,7 @@ void PrintCycle(const std::string& title, const CycleFigures& z,
   } else {
     std::printf("  %-10s skipped (%s)\n", "Mosquitto", no_mosquitto.c_str());
   }
-  if (pg) row("zchat/PG", *pg);
+  for (const auto& [label, f] : pg) row(label.c_str(), f);
   std::printf("  zchat/baseline: throughput %s, cpu/msg %s, p50 delivered %s\n",
               Ratio(z.messages_per_s, b.messages_per_s).c_str(),
               Ratio(z.cpu_us_per_message, b.cpu_us_per_message).c_str(),
@@ -198,12 +199,12 @@ void PrintCycle(const std::string& title, const CycleFigures& z,
         Ratio(z.cpu_us_per_message, m->cpu_us_per_message).c_str(),
         Ratio(z.delivered.p50_us, m->delivered.p50_us).c_str());
   }
-  if (pg) {
+  for (const auto& [label, f] : pg) {
     std::printf(
-        "  zchat on PostgreSQL / on SQLite: throughput %s, broker cpu/msg %s "
-        "(the PostgreSQL server's own CPU is not counted)\n",
-        Ratio(pg->messages_per_s, z.messages_per_s).c_str(),
-        Ratio(pg->cpu_us_per_message, z.cpu_us_per_message).c_str());
+        "  %s / zchat on SQLite: throughput %s, broker cpu/msg %s (the "
+        "PostgreSQL server's own CPU is not counted)\n",
+        label.c_str(), Ratio(f.messages_per_s, z.messages_per_s).c_str(),
+        Ratio(f.cpu_us_per_message, z.cpu_us_per_message).c_str());
   }
 }
 
@@ -251,22 +252,41 @@ Json Cycle(const Settings& s, const std::string& title, int pairs, int window,
       no_mosquitto = "did not start";
     }
   }
-  std::optional<CycleFigures> pf;
-  if (s.postgresql) {
+  // zchat on PostgreSQL: a row per broker count, each on a fresh database
+  // of the bench's throwaway server.
+  std::vector<std::pair<std::string, CycleFigures>> pg_rows;
+  for (int n : s.postgresql ? s.pg_brokers : std::vector<int>{}) {
+    const std::string label = "zchat/PGx" + std::to_string(n);
     zchat::testing::TestPostgres& pg = zchat::testing::SharedPostgres();
     const std::string uri = pg.NewDatabase();
     if (uri.empty()) {
-      Fail(title + " (PostgreSQL)", pg.error());
-    } else {
-      Running p = StartBroker(s, uri, "min");
-      if (Started(title + " (PostgreSQL)", p)) {
-        pf = RunCycle(p.target, pairs, window, s.seconds, "c", s.load_threads);
-        Stop(title + " (PostgreSQL)", p);
-        if (!Completed(title + " (PostgreSQL)", pf->failure)) pf.reset();
+      Fail(title + " (" + label + ")", pg.error());
+      continue;
+    }
+    std::vector<Running> brokers;
+    Target t;
+    bool up = true;
+    for (int b = 0; b < n && up; ++b) {
+      brokers.push_back(StartBroker(s, uri, "min"));
+      up = Started(title + " (" + label + ")", brokers.back());
+      if (up) {
+        t.endpoints.push_back(brokers.back().target.endpoint);
+        t.pids.push_back(brokers.back().target.pid);
       }
     }
+    if (up) {
+      t.name = label;
+      t.endpoint = t.endpoints[0];
+      t.pid = t.pids[0];
+      CycleFigures f =
+          RunCycle(t, pairs, window, s.seconds, "c", s.load_threads);
+      if (Completed(title + " (" + label + ")", f.failure)) {
+        pg_rows.emplace_back(label, f);
+      }
+    }
+    for (Running& r : brokers) Stop(title + " (" + label + ")", r);
   }
-  PrintCycle(title, zf, bf, mf, no_mosquitto, pf);
+  PrintCycle(title, zf, bf, mf, no_mosquitto, pg_rows);
   Json j = {{"pairs", pairs},
             {"window", window},
             {"load_threads", std::min(s.load_threads, pairs)},
@@ -274,7 +294,7 @@ Json Cycle(const Settings& s, const std::string& title, int pairs, int window,
             {"baseline", CycleJson(bf)},
             {"throughput_ratio",
              bf.messages_per_s ? zf.messages_per_s / bf.messages_per_s : 0}};
-  if (pf) j["zchat_postgresql"] = CycleJson(*pf);
+  for (const auto& [label, f] : pg_rows) j[label] = CycleJson(f);
   if (mf) {
     j["mosquitto"] = CycleJson(*mf);
     j["throughput_ratio_mosquitto"] =
@@ -475,6 +495,12 @@ int main(int argc, char** argv) {
   app.add_flag("--postgresql", s.postgresql,
                "also run zchat on PostgreSQL (--store) in the online "
                "scenarios, on a throwaway server the bench starts");
+  app.add_option("--postgresql-brokers", s.pg_brokers,
+                 "with --postgresql: a row for each of these numbers of "
+                 "brokers sharing the database (each sender on one broker, "
+                 "its recipient on the next), e.g. 1,2,4")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 16));
   app.add_option("--broker-arg", s.broker_args,
                  "an extra flag for every zchat-broker started (repeat it; "
                  "e.g. --broker-arg=--threads --broker-arg=4)")

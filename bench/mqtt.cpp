@@ -497,7 +497,7 @@ CycleFigures RunMqttCycle(const Target& target, int pairs, int window,
       }
     }
   };
-  const CpuWindow cpu = RunLoadThreads(clock, threads, target.pid, drive);
+  const CpuWindow cpu = RunLoadThreads(clock, threads, {target.pid}, drive);
   out = MergeCycle(clock, cpu, parts);
   DisconnectAll(senders);
   DisconnectAll(recipients);
