@@ -691,7 +691,9 @@ Status PgStore::SendNotifications() {
   // One notification per target broker and commit, items one per line,
   // split below PostgreSQL's 8000-byte payload limit.
   constexpr size_t kMaxPayload = 7000;
-  for (const auto& [to, items] : outgoing_) {
+  for (const auto& [broker, items] : outgoing_) {
+    // A copy: clang does not let a lambda capture a structured binding.
+    const std::string to = broker;
     std::string payload;
     auto flush = [&]() -> Status {
       if (payload.empty()) return Status::Ok();
