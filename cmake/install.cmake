@@ -9,8 +9,11 @@
 # resolve. The test support library (tests/support) is not installed.
 include(CMakePackageConfigHelpers)
 
-install(TARGETS zchat-broker zchat zchat-bench zchat-core-bench
+install(TARGETS zchat-broker zchat zchat-core-bench
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+if(TARGET zchat-bench)  # not in builds with ZCHAT_BUILD_BENCH=OFF
+  install(TARGETS zchat-bench RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
 install(TARGETS client messages EXPORT zchatTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
