@@ -656,6 +656,7 @@ Status PgStore::RenewLease(int64_t now_ms, int64_t lease_ms) {
 }
 
 Status PgStore::SetPresence(int64_t account_id, bool present) {
+  if (options_.read_only) return Status::Ok();  // not taking part
   if (Status s = RequireTransaction(); !s.ok()) return s;
   auto r = present ? Run("presence",
                          "INSERT INTO presence(account_id, broker_id) "

@@ -83,7 +83,8 @@ class PgStore final : public Store {
   Result<StoreTotals> Totals() override;
   Status Prune(int64_t sends_before_ms, int64_t tokens_before_ms) override;
 
-  bool Shared() const override { return true; }
+  // A read-only store serves reads and takes no part in presence.
+  bool Shared() const override { return !options_.read_only; }
   Status RenewLease(int64_t now_ms, int64_t lease_ms) override;
   Status SetPresence(int64_t account_id, bool present) override;
   Result<std::vector<std::string>> OtherBrokersOf(int64_t account_id,

@@ -7,6 +7,7 @@
 #include <poll.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <map>
@@ -19,6 +20,7 @@
 #include "broker/wildcard.h"
 #include "messages/codec.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/test_postgres.h"
 
 namespace zchat::testing {
 
@@ -26,11 +28,23 @@ class CoreTest : public ::testing::Test {
  protected:
   void SetUp() override { Restart(); }
 
-  // Opens (or reopens: a broker restart) the store and a fresh core.
+  // Opens (or reopens: a broker restart) the store and a fresh core. With
+  // ZCHAT_TEST_STORE=postgresql, the store is a database of its own on the
+  // test program's throwaway PostgreSQL server (TestPostgres), else an
+  // SQLite file.
   void Restart(StoreOptions options = {}) {
     core_.reset();
     store_.reset();
-    auto store = Store::Open(dir_.File("broker.db"), options);
+    if (spec_.empty()) {
+      const char* which = std::getenv("ZCHAT_TEST_STORE");
+      if (which && std::string(which) == "postgresql") {
+        spec_ = SharedPostgres().NewDatabase();
+        ASSERT_FALSE(spec_.empty()) << SharedPostgres().error();
+      } else {
+        spec_ = dir_.File("broker.db");
+      }
+    }
+    auto store = Store::Open(spec_, options);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(*store);
     core_ = std::make_unique<BrokerCore>(*store_, pool_, config_,
@@ -178,6 +192,7 @@ class CoreTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  std::string spec_;  // the store: an SQLite file or a PostgreSQL URI
   BrokerConfig config_;
   HashPool pool_{1, 64, HashCost{1, 8192}};
   std::unique_ptr<Store> store_;
