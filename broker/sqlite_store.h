@@ -1,17 +1,10 @@
 // SqliteStore: the Store in one SQLite database file (WAL), the embedded
-// default. See store.h for the contract; what is particular to SQLite:
+// default. See store.h for the contract (transactions, ids); what is
+// particular to SQLite:
 //
-// (Formerly Store.) The broker's durable state in SQLite (WAL). Accounts, the
-// queue of undelivered messages, send dedup ids, stored notices for offline
-// senders, and session token hashes. Not thread-safe: owned and used by the
-// broker loop only, and the only writer of its database file while open.
-//
-// Transactions. Writes happen inside a transaction that the caller opens with
-// Begin() and ends with Commit() (group commit of a whole batch); outside
-// one, reads work and writes (including AckNotice) are refused with
-// kStorage. A transaction ends without its writes when the caller calls
-// Rollback(), when Commit() fails, or when SQLite drops it by itself after a
-// failed statement (disk full, I/O error; InTransaction() turns false).
+// The only writer of its file while open. A transaction also ends without
+// its writes when SQLite drops it by itself after a failed statement (disk
+// full, I/O error); the store notices that at its next call.
 //
 // Caches. The store keeps in memory, and serves reads from:
 //   - accounts by key (FindAccount), bounded (cleared when full);
@@ -21,16 +14,15 @@
 //   - each account's count of stored notices (CountNotices), likewise kept
 //     exact by AddNotice, AckNotice and DeleteAccount.
 // They reflect the writes of the open transaction. When a transaction ends
-// without its writes (any of the three ways above), the caches are dropped
-// whole: the store notices a transaction SQLite dropped at its next call.
+// without its writes, the caches are dropped whole.
 //
-// Ids. Account and message ids are never handed out twice by one Store,
-// whether or not the transaction that assigned them committed: after a
-// rollback, new ids continue above the highest id assigned so far. The
-// database itself remembers only committed ids (AUTOINCREMENT): a new Store
-// continues above the highest committed one. An id lost to a rollback reads
-// in ConfirmDelivery as kUnknown until a higher id commits, then as
-// kAlreadyConfirmed.
+// Ids. Account ids come from AUTOINCREMENT, with a floor kept in memory so
+// that an id of a rolled-back transaction is not handed out again. Message
+// ids come from blocks of kMessageIdBlock reserved in the `meta` table
+// (schema v3): the next id starts above the highest reserved one, after a
+// rollback (the block is dropped) or a restart. ConfirmDelivery reads an id
+// below the next one to hand out as kAlreadyConfirmed, one at or above it
+// as kUnknown.
 #pragma once
 
 #include <sqlite3.h>

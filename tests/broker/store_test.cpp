@@ -1,7 +1,6 @@
 // Store: transactions, the caches it owns, ids, and opening databases
 // (migration, newer schemas, files that are not databases).
 #include "broker/store.h"
-#include "broker/sqlite_store.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -10,6 +9,7 @@
 #include <fstream>
 #include <string>
 
+#include "broker/sqlite_store.h"
 #include "tests/support/temp_dir.h"
 
 namespace zchat {
