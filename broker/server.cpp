@@ -140,10 +140,11 @@ void Server::Run() {
     UpdateGauges();
     if (stopping) break;
   }
-  Log(LogLevel::kInfo, "stopped; " + std::to_string(frames_in_) +
-                           " frames in " + std::to_string(batches_) +
-                           " batches, " + std::to_string(dropped_sends_) +
-                           " sends dropped at the high-water mark");
+  Log(LogLevel::kInfo,
+      "stopped; " + std::to_string(core_->metrics().frames_received.value()) +
+          " frames in " + std::to_string(batches_) + " batches, " +
+          std::to_string(core_->metrics().sends_dropped.value()) +
+          " sends dropped at the high-water mark");
 }
 
 void Server::UpdateGauges() {
@@ -153,8 +154,6 @@ void Server::UpdateGauges() {
                             m.connections_refused.value());
   m.sessions.Set(static_cast<int64_t>(core_->sessions().session_count()));
   m.hash_jobs.Set(static_cast<int64_t>(hashes_.in_flight()));
-  m.frames_received.Add(frames_in_ - m.frames_received.value());
-  m.sends_dropped.Add(dropped_sends_ - m.sends_dropped.value());
 }
 
 void Server::ReadBatch() {
@@ -163,7 +162,7 @@ void Server::ReadBatch() {
     zmq::message_t frame;
     try {
       if (!router_.recv(id, zmq::recv_flags::dontwait)) return;
-      ++frames_in_;
+      core_->metrics().frames_received.Add();
       if (!id.more()) continue;  // cannot happen with a ROUTER
       (void)router_.recv(frame);
       if (!frame.more()) {
@@ -206,7 +205,8 @@ void Server::Flush(std::vector<OutFrame> frames) {
       zmq::message_t body(out.frame.data(), out.frame.size());
       if (!router_.send(id,
                         zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
-        ++dropped_sends_;  // the peer's queue is full: it is not reading
+        // The peer's queue is full: it is not reading.
+        core_->metrics().sends_dropped.Add();
         continue;
       }
       (void)router_.send(body, zmq::send_flags::dontwait);

@@ -65,7 +65,9 @@ class Server {
   Server(const ServerOptions& options, std::unique_ptr<Store> store);
   void ReadBatch();
   void Flush(std::vector<OutFrame> frames);
-  // Copies the transport's figures into the core's metrics.
+  // Copies the transport's gauges (connections, sessions, hash jobs) into
+  // the core's metrics; frames in and sends dropped are counted there as
+  // they happen.
   void UpdateGauges();
 
   ServerOptions options_;
@@ -77,8 +79,6 @@ class Server {
   std::unique_ptr<Admission> admission_;
   std::string endpoint_;
   UniqueFd stop_fd_;
-  uint64_t dropped_sends_ = 0;
-  uint64_t frames_in_ = 0;
   uint64_t batches_ = 0;
   // Last: stopped (its thread joined) before what it reads is destroyed.
   std::unique_ptr<MetricsServer> metrics_server_;
