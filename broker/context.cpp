@@ -4,14 +4,9 @@
 
 namespace zchat {
 
-Status NotifyOtherBrokers(Context& ctx, int64_t account_id,
-                          const std::string& item) {
-  if (!ctx.store.Shared()) return Status::Ok();
-  Result<std::vector<std::string>> brokers =
-      ctx.store.OtherBrokersOf(account_id, ctx.now_ms);
-  if (!brokers.ok()) return brokers.status();
-  for (const std::string& b : *brokers) ctx.store.Notify(b, item);
-  return Status::Ok();
+void NotifyOtherBrokers(Context& ctx, int64_t account_id,
+                        const std::string& item) {
+  ctx.store.NotifyBrokersOf(account_id, item, ctx.now_ms);
 }
 
 size_t PushToAccount(Context& ctx, Responder& out, int64_t account_id,

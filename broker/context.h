@@ -54,8 +54,8 @@ void ChangeSession(Context& ctx, Responder& out, Peer& peer,
 // on one store) about `item` when the batch commits: "m ID" (a message to
 // push), "n ACCOUNT ID KIND CLIENT_MSG_ID PEER" (a notice), "d ACCOUNT" (the
 // account was deleted). Nothing for a store of one broker.
-Status NotifyOtherBrokers(Context& ctx, int64_t account_id,
-                          const std::string& item);
+void NotifyOtherBrokers(Context& ctx, int64_t account_id,
+                        const std::string& item);
 
 // Pushes `body` to every session of an account (none: nothing is sent).
 // Returns how many sessions it went to.

@@ -34,10 +34,7 @@ Verdict HandleDeletionRequest(Context& ctx, Request& req, const Message& m) {
                            std::to_string(purged->size()) +
                            " undelivered messages discarded)");
   // Sessions of the account on other brokers sharing the store end too.
-  if (Status s = NotifyOtherBrokers(ctx, id, "d " + std::to_string(id));
-      !s.ok()) {
-    return s;
-  }
+  NotifyOtherBrokers(ctx, id, "d " + std::to_string(id));
   req.Reply(DeletionSuccess{static_cast<uint64_t>(purged->size())});
   for (const std::string& other : ctx.sessions.SessionsOf(id)) {
     Peer* p = ctx.sessions.Find(other);

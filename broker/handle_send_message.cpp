@@ -15,30 +15,26 @@ Verdict HandleSendMessage(Context& ctx, Request& req, const Message& m) {
                   "body is " + std::to_string(send.body.size()) +
                       " bytes; the limit is " + std::to_string(kMaxBodyBytes));
   }
-  Result<std::optional<int64_t>> prior =
-      ctx.store.FindSend(peer.account_id, send.client_msg_id);
-  if (!prior.ok()) return prior.status();
-  if (prior->has_value()) {
-    req.Reply(
-        MessagePending{static_cast<uint64_t>(**prior), send.client_msg_id});
+  Result<SendCheck> check = ctx.store.CheckSend(
+      peer.account_id, send.client_msg_id, UsernameKey(send.recipient));
+  if (!check.ok()) return check.status();
+  if (check->prior) {
+    req.Reply(MessagePending{static_cast<uint64_t>(*check->prior),
+                             send.client_msg_id});
     return Verdict::Accepted();
   }
-  Result<std::optional<Account>> recipient =
-      ctx.store.FindAccount(UsernameKey(send.recipient));
-  if (!recipient.ok()) return recipient.status();
-  if (!recipient->has_value()) {
+  if (!check->recipient) {
     return Status(ErrorCode::kUnknownRecipient,
                   "no account named '" + send.recipient + "'");
   }
-  const Account& to = **recipient;
-  Result<int64_t> queued = ctx.store.CountPending(to.id);
-  if (!queued.ok()) return queued.status();
-  if (*queued >= ctx.config.max_queue_per_user) {
+  const Account& to = *check->recipient;
+  if (check->queued >= ctx.config.max_queue_per_user) {
     return Status(ErrorCode::kQueueFull,
-                  "'" + to.name + "' has " + std::to_string(*queued) +
+                  "'" + to.name + "' has " + std::to_string(check->queued) +
                       " undelivered messages, the most allowed");
   }
   QueuedMessage q;
+  q.id = check->reserved_id;
   q.sender_id = peer.account_id;
   q.sender_name = peer.username;
   q.recipient_id = to.id;
@@ -54,10 +50,7 @@ Verdict HandleSendMessage(Context& ctx, Request& req, const Message& m) {
                     DistributeMessage{static_cast<uint64_t>(*id), q.sender_name,
                                       std::move(q.body),
                                       static_cast<uint64_t>(q.sent_at_ms)});
-  if (Status s = NotifyOtherBrokers(ctx, to.id, "m " + std::to_string(*id));
-      !s.ok()) {
-    return s;
-  }
+  NotifyOtherBrokers(ctx, to.id, "m " + std::to_string(*id));
   req.out.Count(MessageEvent::kAccepted);
   req.out.Count(pushed > 0 ? MessageEvent::kDeliveredLive
                            : MessageEvent::kQueued);

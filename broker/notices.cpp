@@ -51,22 +51,8 @@ Status Notices::Deliver(Responder& out, int64_t account_id,
     if (!account.ok()) return account.status();
     if (!account->has_value()) return Status::Ok();
   }
-  Result<int64_t> dropped = store_.AddNotice(account_id, notice, cap_);
-  if (!dropped.ok()) return dropped.status();
-  if (*dropped > 0) {
-    Log(LogLevel::kWarn, "account " + std::to_string(account_id) + " has " +
-                             std::to_string(cap_) +
-                             " unacknowledged notices; dropped the oldest " +
-                             std::to_string(*dropped));
-  }
-  if (store_.Shared()) {
-    Result<std::vector<std::string>> brokers =
-        store_.OtherBrokersOf(account_id, now_ms);
-    if (!brokers.ok()) return brokers.status();
-    for (const std::string& b : *brokers) {
-      store_.Notify(b, ToItem(account_id, notice));
-    }
-  }
+  if (Status s = store_.AddNotice(account_id, notice, cap_); !s.ok()) return s;
+  store_.NotifyBrokersOf(account_id, ToItem(account_id, notice), now_ms);
   if (sessions.empty()) return Status::Ok();
   const std::string frame = Encode(Message{0, ToBody(notice)});
   for (const std::string& id : sessions) out.PushFrame(id, frame);
@@ -89,8 +75,7 @@ Result<Notices::Resent> Notices::Resend(Responder& out,
 }
 
 Status Notices::Acknowledge(int64_t account_id, int64_t message_id) {
-  Result<bool> removed = store_.AckNotice(account_id, message_id);
-  return removed.ok() ? Status::Ok() : removed.status();
+  return store_.AckNotice(account_id, message_id);
 }
 
 }  // namespace zchat

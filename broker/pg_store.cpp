@@ -134,15 +134,18 @@ constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(7276829)";
 
 void PgStore::ClearResult::operator()(pg_result* r) const { PQclear(r); }
 
-PgStore::PgStore(pg_conn* conn, const StoreOptions& options)
-    : conn_(conn), options_(options), broker_id_(RandomBrokerId()) {}
+PgStore::PgStore(pg_conn* conn, std::string uri, const StoreOptions& options)
+    : conn_(conn),
+      uri_(std::move(uri)),
+      options_(options),
+      broker_id_(RandomBrokerId()) {}
 
 PgStore::~PgStore() { PQfinish(conn_); }
 
 Result<std::unique_ptr<PgStore>> PgStore::Open(const std::string& uri,
                                                const StoreOptions& options) {
   std::unique_ptr<PgStore> store(
-      new PgStore(PQconnectdb(uri.c_str()), options));
+      new PgStore(PQconnectdb(uri.c_str()), uri, options));
   if (!store->conn_ || PQstatus(store->conn_) != CONNECTION_OK) {
     return Status(ErrorCode::kStorage,
                   "connect to PostgreSQL: " +
@@ -232,12 +235,65 @@ Status PgStore::Migrate() {
 
 Result<PgStore::ResultPtr> PgStore::Run(const char* what, const char* sql,
                                         const std::vector<Param>& params) {
+  ResultPtr r;
+  if (in_transaction_) {
+    if (!failure_.empty()) return Status(ErrorCode::kStorage, failure_);
+    if (!SendPrepared(what, sql, params, {})) return Error(what);
+    r = Drain();
+    if (!r) return Status(ErrorCode::kStorage, failure_);
+  } else {
+    auto it = prepared_.find(sql);
+    if (it == prepared_.end()) {
+      const std::string name = "s" + std::to_string(prepared_.size());
+      ResultPtr p(PQprepare(conn_, name.c_str(), sql,
+                            static_cast<int>(params.size()), nullptr));
+      if (PQresultStatus(p.get()) != PGRES_COMMAND_OK) return Error(what);
+      it = prepared_.emplace(sql, name).first;
+    }
+    std::vector<const char*> values;
+    std::vector<int> lengths;
+    std::vector<int> formats;
+    for (const Param& p : params) {
+      values.push_back(p.value.c_str());
+      lengths.push_back(static_cast<int>(p.value.size()));
+      formats.push_back(p.binary ? 1 : 0);
+    }
+    r.reset(PQexecPrepared(conn_, it->second.c_str(),
+                           static_cast<int>(params.size()), values.data(),
+                           lengths.data(), formats.data(), 0));
+    const ExecStatusType st = PQresultStatus(r.get());
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return Error(what);
+  }
+  const char* tuples = PQcmdTuples(r.get());
+  if (tuples && *tuples && std::strncmp(PQcmdStatus(r.get()), "SELECT", 6)) {
+    changes_ += std::strtoll(tuples, nullptr, 10);
+  }
+  return r;
+}
+
+Status PgStore::Defer(const char* what, const char* sql,
+                      const std::vector<Param>& params,
+                      std::function<void(const pg_result*)> on_result) {
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  if (!SendPrepared(what, sql, params, std::move(on_result))) {
+    return Status(ErrorCode::kStorage, failure_);
+  }
+  ++changes_;
+  return Status::Ok();
+}
+
+bool PgStore::SendPrepared(const char* what, const char* sql,
+                           const std::vector<Param>& params,
+                           std::function<void(const pg_result*)> on_result) {
   auto it = prepared_.find(sql);
   if (it == prepared_.end()) {
     const std::string name = "s" + std::to_string(prepared_.size());
-    ResultPtr r(PQprepare(conn_, name.c_str(), sql,
-                          static_cast<int>(params.size()), nullptr));
-    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) return Error(what);
+    if (PQsendPrepare(conn_, name.c_str(), sql, static_cast<int>(params.size()),
+                      nullptr) != 1) {
+      Fail(Error(what).detail());
+      return false;
+    }
+    pending_.push_back(Pending{what, sql, false, {}});
     it = prepared_.emplace(sql, name).first;
   }
   std::vector<const char*> values;
@@ -248,46 +304,130 @@ Result<PgStore::ResultPtr> PgStore::Run(const char* what, const char* sql,
     lengths.push_back(static_cast<int>(p.value.size()));
     formats.push_back(p.binary ? 1 : 0);
   }
-  ResultPtr r(PQexecPrepared(conn_, it->second.c_str(),
-                             static_cast<int>(params.size()), values.data(),
-                             lengths.data(), formats.data(), 0));
-  const ExecStatusType st = PQresultStatus(r.get());
-  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return Error(what);
-  const char* tuples = PQcmdTuples(r.get());
-  if (tuples && *tuples && std::strncmp(PQcmdStatus(r.get()), "SELECT", 6)) {
-    changes_ += std::strtoll(tuples, nullptr, 10);
+  if (PQsendQueryPrepared(conn_, it->second.c_str(),
+                          static_cast<int>(params.size()), values.data(),
+                          lengths.data(), formats.data(), 0) != 1) {
+    Fail(Error(what).detail());
+    return false;
   }
-  return r;
+  pending_.push_back(Pending{what, nullptr, false, std::move(on_result)});
+  return true;
+}
+
+void PgStore::Fail(std::string message) {
+  if (failure_.empty()) failure_ = std::move(message);
+  if (failure_.empty()) failure_ = "the transaction failed";
+}
+
+PgStore::ResultPtr PgStore::Drain() {
+  // Without a sync point at the end, the server holds results until asked.
+  if (pending_.empty() || !pending_.back().sync) {
+    if (PQsendFlushRequest(conn_) != 1) Fail(Error("flush").detail());
+  }
+  if (PQflush(conn_) != 0) Fail(Error("flush").detail());
+  ResultPtr last;
+  while (!pending_.empty()) {
+    Pending p = std::move(pending_.front());
+    pending_.pop_front();
+    ResultPtr r(PQgetResult(conn_));
+    if (!r) {  // the connection is gone
+      Fail(Error(p.what ? p.what : "sync").detail());
+      pending_.clear();
+      return nullptr;
+    }
+    const ExecStatusType st = PQresultStatus(r.get());
+    if (p.sync) continue;  // PGRES_PIPELINE_SYNC: no null follows
+    // Each statement's results end with a null.
+    while (PGresult* more = PQgetResult(conn_)) PQclear(more);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+      if (p.on_result) p.on_result(r.get());
+      if (pending_.empty()) last = std::move(r);
+      continue;
+    }
+    // The statement failed, or an earlier one did (PGRES_PIPELINE_ABORTED):
+    // a statement whose PREPARE did not run is not prepared.
+    if (p.prepared) prepared_.erase(p.prepared);
+    if (st == PGRES_PIPELINE_ABORTED) {
+      Fail(std::string(p.what) + ": an earlier statement failed");
+    } else {
+      std::string message = PQresultErrorMessage(r.get());
+      while (!message.empty() &&
+             (message.back() == '\n' || message.back() == ' ')) {
+        message.pop_back();
+      }
+      Fail(std::string(p.what) + ": " + message);
+    }
+  }
+  return failure_.empty() ? std::move(last) : nullptr;
+}
+
+void PgStore::EndPipeline() {
+  if (PQpipelineStatus(conn_) == PQ_PIPELINE_OFF) return;
+  if (PQpipelineSync(conn_) == 1) {
+    pending_.push_back(Pending{"sync", nullptr, true, {}});
+    Drain();
+  }
+  pending_.clear();
+  PQexitPipelineMode(conn_);
 }
 
 Status PgStore::Begin() {
-  if (PQstatus(conn_) != CONNECTION_OK) {
-    // The server went away (restart, network): try again now.
-    PQreset(conn_);
+  if (in_transaction_) Rollback();
+  if (PQstatus(conn_) != CONNECTION_OK ||
+      PQpipelineStatus(conn_) != PQ_PIPELINE_OFF) {
+    // The server went away (restart, network): connect again now.
+    PQfinish(conn_);
+    conn_ = PQconnectdb(uri_.c_str());
     if (PQstatus(conn_) != CONNECTION_OK) return Error("reconnect");
     if (Status s = Setup(); !s.ok()) return s;
     Log(LogLevel::kInfo, "PostgreSQL connection re-established");
   }
   if (PQtransactionStatus(conn_) != PQTRANS_IDLE) Rollback();
-  ResultPtr r(PQexec(conn_, "BEGIN"));
-  if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) return Error("begin");
+  if (PQenterPipelineMode(conn_) != 1) return Error("begin");
+  in_transaction_ = true;
+  failure_.clear();
+  if (PQsendQueryParams(conn_, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr,
+                        0) != 1) {
+    Status s = Error("begin");
+    Rollback();
+    return s;
+  }
+  pending_.push_back(Pending{"begin", nullptr, false, {}});
   return Status::Ok();
 }
 
 Status PgStore::Commit() {
-  if (PQtransactionStatus(conn_) != PQTRANS_INTRANS) {
-    Rollback();
-    return Status(ErrorCode::kStorage, "commit: the transaction was lost");
-  }
-  if (Status s = SendNotifications(); !s.ok()) {
+  if (!in_transaction_ || !failure_.empty()) {
+    Status s(ErrorCode::kStorage, failure_.empty() ? "commit: no transaction"
+                                                   : "commit: " + failure_);
     Rollback();
     return s;
   }
-  ResultPtr r(PQexec(conn_, "COMMIT"));
+  SendNotifications();
   // COMMIT of a transaction that failed reports success with "ROLLBACK".
-  if (PQresultStatus(r.get()) != PGRES_COMMAND_OK ||
-      std::strcmp(PQcmdStatus(r.get()), "COMMIT") != 0) {
-    Status s = Error("commit");
+  if (failure_.empty() &&
+      PQsendQueryParams(conn_, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr,
+                        0) == 1) {
+    pending_.push_back(Pending{
+        "commit", nullptr, false, [this](const PGresult* r) {
+          if (std::strcmp(PQcmdStatus(const_cast<PGresult*>(r)), "COMMIT")) {
+            Fail("commit: the transaction was rolled back");
+          }
+        }});
+  } else {
+    Fail(Error("commit").detail());
+  }
+  if (PQpipelineSync(conn_) == 1) {
+    pending_.push_back(Pending{"sync", nullptr, true, {}});
+  } else {
+    Fail(Error("commit").detail());
+  }
+  Drain();
+  pending_.clear();
+  PQexitPipelineMode(conn_);
+  in_transaction_ = false;
+  if (!failure_.empty()) {
+    Status s(ErrorCode::kStorage, failure_);
     Rollback();
     return s;
   }
@@ -296,6 +436,12 @@ Status PgStore::Commit() {
 
 void PgStore::Rollback() {
   outgoing_.clear();
+  if (PQstatus(conn_) == CONNECTION_OK) EndPipeline();
+  in_transaction_ = false;
+  if (PQstatus(conn_) != CONNECTION_OK ||
+      PQpipelineStatus(conn_) != PQ_PIPELINE_OFF) {
+    return;  // Begin() connects again
+  }
   const PGTransactionStatusType st = PQtransactionStatus(conn_);
   if (st == PQTRANS_INTRANS || st == PQTRANS_INERROR) {
     ResultPtr r(PQexec(conn_, "ROLLBACK"));
@@ -303,7 +449,8 @@ void PgStore::Rollback() {
 }
 
 bool PgStore::InTransaction() const {
-  return PQtransactionStatus(conn_) == PQTRANS_INTRANS;
+  return in_transaction_ && failure_.empty() &&
+         PQstatus(conn_) == CONNECTION_OK;
 }
 
 Status PgStore::RequireTransaction() {
@@ -381,9 +528,7 @@ Result<std::vector<QueuedMessage>> PgStore::DeleteAccount(int64_t id) {
       "DELETE FROM accounts WHERE id = $1",
   };
   for (const char* sql : kDeletes) {
-    if (auto d = Run("delete account", sql, {P(id)}); !d.ok()) {
-      return d.status();
-    }
+    if (Status s = Defer("delete account", sql, {P(id)}); !s.ok()) return s;
   }
   return purged;
 }
@@ -428,37 +573,61 @@ Result<std::optional<int64_t>> PgStore::FindSend(int64_t sender_id,
   return std::optional<int64_t>(Int(r->get(), 0, 0));
 }
 
+Result<SendCheck> PgStore::CheckSend(int64_t sender_id, uint64_t client_msg_id,
+                                     std::string_view recipient_key) {
+  // One round trip: the earlier send, the recipient, its queue, and an id
+  // for the new message (unused if there is none: ids may be skipped).
+  auto r = Run("check send",
+               "SELECT (SELECT message_id FROM sends WHERE sender_id = $1 AND "
+               "client_msg_id = $2), a.id, a.name, a.password_hash, "
+               "(SELECT count(*) FROM messages WHERE recipient_id = a.id), "
+               "nextval('messages_id_seq') "
+               "FROM (SELECT 1) AS one LEFT JOIN accounts a ON a.name_key = $3",
+               {P(sender_id), P(ToSql(client_msg_id)), P(recipient_key)});
+  if (!r.ok()) return r.status();
+  const PGresult* row = r->get();
+  SendCheck check;
+  if (!PQgetisnull(row, 0, 0)) {
+    check.prior = Int(row, 0, 0);
+    return check;
+  }
+  if (!PQgetisnull(row, 0, 1)) {
+    check.recipient = Account{Int(row, 0, 1), Text(row, 0, 2), Text(row, 0, 3)};
+    check.queued = Int(row, 0, 4);
+  }
+  check.reserved_id = Int(row, 0, 5);
+  return check;
+}
+
 Result<int64_t> PgStore::Enqueue(const QueuedMessage& m) {
   if (Status s = RequireTransaction(); !s.ok()) return s;
-  auto r = Run(
-      "enqueue",
-      "INSERT INTO messages(sender_id, sender_name, recipient_id, "
-      "recipient_name, client_msg_id, body, sent_at) "
-      "VALUES($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-      {P(m.sender_id), P(m.sender_name), P(m.recipient_id), P(m.recipient_name),
-       P(ToSql(m.client_msg_id)), Bin(m.body), P(m.sent_at_ms)});
-  if (!r.ok()) return r.status();
-  const int64_t id = Int(r->get(), 0, 0);
-  // The same send retried on another broker at the same moment: the later
-  // insert waits for the earlier one's commit and inserts nothing; its
-  // message row goes, and the send is the earlier one's.
-  auto d =
-      Run("enqueue",
-          "INSERT INTO sends(sender_id, client_msg_id, message_id, "
-          "created_at) VALUES($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+  int64_t id = m.id;
+  if (id == 0) {
+    auto r = Run("enqueue", "SELECT nextval('messages_id_seq')", {});
+    if (!r.ok()) return r.status();
+    id = Int(r->get(), 0, 0);
+  }
+  if (Status s =
+          Defer("enqueue",
+                "INSERT INTO messages(id, sender_id, sender_name, "
+                "recipient_id, recipient_name, client_msg_id, body, "
+                "sent_at) VALUES($1, $2, $3, $4, $5, $6, $7, $8)",
+                {P(id), P(m.sender_id), P(m.sender_name), P(m.recipient_id),
+                 P(m.recipient_name), P(ToSql(m.client_msg_id)), Bin(m.body),
+                 P(m.sent_at_ms)});
+      !s.ok()) {
+    return s;
+  }
+  // The same send retried on another broker at the same moment: this insert
+  // waits for the other's commit, then fails the transaction; the client's
+  // retry finds the other's message id.
+  if (Status s = Defer(
+          "enqueue",
+          "INSERT INTO sends(sender_id, client_msg_id, "
+          "message_id, created_at) VALUES($1, $2, $3, $4)",
           {P(m.sender_id), P(ToSql(m.client_msg_id)), P(id), P(m.sent_at_ms)});
-  if (!d.ok()) return d.status();
-  if (std::strcmp(PQcmdTuples(d->get()), "0") == 0) {
-    if (auto del =
-            Run("enqueue", "DELETE FROM messages WHERE id = $1", {P(id)});
-        !del.ok()) {
-      return del.status();
-    }
-    Result<std::optional<int64_t>> earlier =
-        FindSend(m.sender_id, m.client_msg_id);
-    if (!earlier.ok()) return earlier.status();
-    if (earlier->has_value()) return **earlier;
-    return Status(ErrorCode::kStorage, "enqueue: the send vanished");
+      !s.ok()) {
+    return s;
   }
   return id;
 }
@@ -490,63 +659,64 @@ Result<ReceiptResult> PgStore::ConfirmDelivery(int64_t recipient_id,
                                                int64_t message_id) {
   ReceiptResult result;
   if (Status s = RequireTransaction(); !s.ok()) return s;
+  // One round trip: the delete, whether the message is someone else's, and
+  // the sequence's last value (the sequence hands out each id once,
+  // committed or not: at or below it, the id was handed out). A message of
+  // this recipient that the delete did not find was confirmed meanwhile.
   auto r = Run("confirm delivery",
-               "DELETE FROM messages WHERE id = $1 AND recipient_id = $2 "
-               "RETURNING sender_id, sender_name, recipient_name, "
-               "client_msg_id",
+               "WITH d AS (DELETE FROM messages WHERE id = $1 AND "
+               "recipient_id = $2 RETURNING sender_id, sender_name, "
+               "recipient_name, client_msg_id) "
+               "SELECT d.sender_id, d.sender_name, d.recipient_name, "
+               "d.client_msg_id, EXISTS(SELECT 1 FROM messages WHERE id = $1 "
+               "AND recipient_id <> $2), (SELECT CASE WHEN is_called THEN "
+               "last_value ELSE 0 END FROM messages_id_seq) "
+               "FROM (SELECT 1) AS one LEFT JOIN d ON true",
                {P(message_id), P(recipient_id)});
   if (!r.ok()) return r.status();
-  if (PQntuples(r->get()) == 1) {
+  const PGresult* row = r->get();
+  if (!PQgetisnull(row, 0, 0)) {
+    ++changes_;
     result.message.id = message_id;
     result.message.recipient_id = recipient_id;
-    result.message.sender_id = Int(r->get(), 0, 0);
-    result.message.sender_name = Text(r->get(), 0, 1);
-    result.message.recipient_name = Text(r->get(), 0, 2);
-    result.message.client_msg_id = FromSql(Int(r->get(), 0, 3));
+    result.message.sender_id = Int(row, 0, 0);
+    result.message.sender_name = Text(row, 0, 1);
+    result.message.recipient_name = Text(row, 0, 2);
+    result.message.client_msg_id = FromSql(Int(row, 0, 3));
     result.outcome = ReceiptOutcome::kConfirmed;
-    return result;
-  }
-  auto other = Run("confirm delivery", "SELECT 1 FROM messages WHERE id = $1",
-                   {P(message_id)});
-  if (!other.ok()) return other.status();
-  if (PQntuples(other->get()) > 0) {
+  } else if (std::strcmp(PQgetvalue(row, 0, 4), "t") == 0) {
     result.outcome = ReceiptOutcome::kNotYours;
-    return result;
+  } else {
+    result.outcome = message_id <= Int(row, 0, 5)
+                         ? ReceiptOutcome::kAlreadyConfirmed
+                         : ReceiptOutcome::kUnknown;
   }
-  // The sequence hands out each id once, committed or not: at or below its
-  // last value, the id was handed out.
-  auto seq = Run("confirm delivery",
-                 "SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
-                 "FROM messages_id_seq",
-                 {});
-  if (!seq.ok()) return seq.status();
-  result.outcome = message_id <= Int(seq->get(), 0, 0)
-                       ? ReceiptOutcome::kAlreadyConfirmed
-                       : ReceiptOutcome::kUnknown;
   return result;
 }
 
-Result<int64_t> PgStore::AddNotice(int64_t account_id, const Notice& n,
-                                   int64_t cap) {
-  if (Status s = RequireTransaction(); !s.ok()) return s;
-  auto r = Run("add notice",
-               "INSERT INTO notices(account_id, message_id, kind, peer_name, "
-               "client_msg_id) VALUES($1, $2, $3, $4, $5) ON CONFLICT DO "
-               "NOTHING",
-               {P(account_id), P(n.message_id), P(static_cast<int64_t>(n.kind)),
-                P(n.peer_name), P(ToSql(n.client_msg_id))});
-  if (!r.ok()) return r.status();
-  Result<int64_t> stored = CountNotices(account_id);
-  if (!stored.ok()) return stored.status();
-  if (*stored <= cap) return int64_t{0};
+Status PgStore::AddNotice(int64_t account_id, const Notice& n, int64_t cap) {
+  if (Status s = Defer(
+          "add notice",
+          "INSERT INTO notices(account_id, message_id, kind, "
+          "peer_name, client_msg_id) VALUES($1, $2, $3, $4, $5) "
+          "ON CONFLICT DO NOTHING",
+          {P(account_id), P(n.message_id), P(static_cast<int64_t>(n.kind)),
+           P(n.peer_name), P(ToSql(n.client_msg_id))});
+      !s.ok()) {
+    return s;
+  }
   // Over the cap: the notices of the oldest messages go.
-  auto drop = Run("add notice",
-                  "DELETE FROM notices WHERE account_id = $1 AND message_id IN "
-                  "(SELECT message_id FROM notices WHERE account_id = $1 "
-                  "ORDER BY message_id LIMIT $2)",
-                  {P(account_id), P(*stored - cap)});
-  if (!drop.ok()) return drop.status();
-  return std::strtoll(PQcmdTuples(drop->get()), nullptr, 10);
+  return Defer(
+      "add notice",
+      "DELETE FROM notices WHERE account_id = $1 AND message_id IN (SELECT "
+      "message_id FROM notices WHERE account_id = $1 ORDER BY message_id "
+      "LIMIT GREATEST(0, (SELECT count(*) FROM notices WHERE account_id = $1) "
+      "- $2))",
+      {P(account_id), P(cap)}, [account_id, cap](const PGresult* r) {
+        LogDroppedNotices(
+            account_id, cap,
+            std::strtoll(PQcmdTuples(const_cast<PGresult*>(r)), nullptr, 10));
+      });
 }
 
 Result<int64_t> PgStore::CountNotices(int64_t account_id) {
@@ -573,23 +743,18 @@ Result<std::vector<Notice>> PgStore::ListNotices(int64_t account_id,
   return out;
 }
 
-Result<bool> PgStore::AckNotice(int64_t account_id, int64_t message_id) {
-  if (Status s = RequireTransaction(); !s.ok()) return s;
-  auto r = Run("acknowledge notice",
+Status PgStore::AckNotice(int64_t account_id, int64_t message_id) {
+  return Defer("acknowledge notice",
                "DELETE FROM notices WHERE account_id = $1 AND message_id = $2",
                {P(account_id), P(message_id)});
-  if (!r.ok()) return r.status();
-  return std::strcmp(PQcmdTuples(r->get()), "0") != 0;
 }
 
 Status PgStore::AddToken(std::string_view token_hash, int64_t account_id,
                          int64_t now_ms) {
-  if (Status s = RequireTransaction(); !s.ok()) return s;
-  auto r = Run("add token",
+  return Defer("add token",
                "INSERT INTO tokens(hash, account_id, created_at) "
                "VALUES($1, $2, $3)",
                {Bin(token_hash), P(account_id), P(now_ms)});
-  return r.ok() ? Status::Ok() : r.status();
 }
 
 Result<std::optional<int64_t>> PgStore::FindToken(std::string_view token_hash,
@@ -604,10 +769,8 @@ Result<std::optional<int64_t>> PgStore::FindToken(std::string_view token_hash,
 }
 
 Status PgStore::RevokeToken(std::string_view token_hash) {
-  if (Status s = RequireTransaction(); !s.ok()) return s;
-  auto r = Run("revoke token", "DELETE FROM tokens WHERE hash = $1",
+  return Defer("revoke token", "DELETE FROM tokens WHERE hash = $1",
                {Bin(token_hash)});
-  return r.ok() ? Status::Ok() : r.status();
 }
 
 Result<StoreTotals> PgStore::Totals() {
@@ -621,99 +784,94 @@ Result<StoreTotals> PgStore::Totals() {
 }
 
 Status PgStore::Prune(int64_t sends_before_ms, int64_t tokens_before_ms) {
-  if (Status s = RequireTransaction(); !s.ok()) return s;
-  if (auto r = Run("prune", "DELETE FROM sends WHERE created_at < $1",
-                   {P(sends_before_ms)});
-      !r.ok()) {
-    return r.status();
+  if (Status s = Defer("prune", "DELETE FROM sends WHERE created_at < $1",
+                       {P(sends_before_ms)});
+      !s.ok()) {
+    return s;
   }
-  auto r = Run("prune", "DELETE FROM tokens WHERE created_at < $1",
+  return Defer("prune", "DELETE FROM tokens WHERE created_at < $1",
                {P(tokens_before_ms)});
-  return r.ok() ? Status::Ok() : r.status();
 }
 
 Status PgStore::RenewLease(int64_t now_ms, int64_t lease_ms) {
-  if (Status s = RequireTransaction(); !s.ok()) return s;
-  if (auto r = Run("renew lease",
-                   "INSERT INTO brokers(id, lease_until) VALUES($1, $2) ON "
-                   "CONFLICT (id) DO UPDATE SET lease_until = $2",
-                   {P(broker_id_), P(now_ms + lease_ms)});
-      !r.ok()) {
-    return r.status();
+  if (Status s = Defer("renew lease",
+                       "INSERT INTO brokers(id, lease_until) VALUES($1, $2) "
+                       "ON CONFLICT (id) DO UPDATE SET lease_until = $2",
+                       {P(broker_id_), P(now_ms + lease_ms)});
+      !s.ok()) {
+    return s;
   }
   // Brokers gone silent: their sessions are over (their clients fail over
   // and log in elsewhere).
-  if (auto r = Run("renew lease",
-                   "DELETE FROM presence WHERE broker_id IN (SELECT id FROM "
-                   "brokers WHERE lease_until < $1)",
-                   {P(now_ms)});
-      !r.ok()) {
-    return r.status();
+  if (Status s = Defer("renew lease",
+                       "DELETE FROM presence WHERE broker_id IN (SELECT id "
+                       "FROM brokers WHERE lease_until < $1)",
+                       {P(now_ms)});
+      !s.ok()) {
+    return s;
   }
-  auto r = Run("renew lease", "DELETE FROM brokers WHERE lease_until < $1",
+  return Defer("renew lease", "DELETE FROM brokers WHERE lease_until < $1",
                {P(now_ms)});
-  return r.ok() ? Status::Ok() : r.status();
 }
 
 Status PgStore::SetPresence(int64_t account_id, bool present) {
   if (options_.read_only) return Status::Ok();  // not taking part
-  if (Status s = RequireTransaction(); !s.ok()) return s;
-  auto r = present ? Run("presence",
+  return present ? Defer("presence",
                          "INSERT INTO presence(account_id, broker_id) "
                          "VALUES($1, $2) ON CONFLICT DO NOTHING",
                          {P(account_id), P(broker_id_)})
-                   : Run("presence",
+                 : Defer("presence",
                          "DELETE FROM presence WHERE account_id = $1 AND "
                          "broker_id = $2",
                          {P(account_id), P(broker_id_)});
-  return r.ok() ? Status::Ok() : r.status();
 }
 
-Result<std::vector<std::string>> PgStore::OtherBrokersOf(int64_t account_id,
-                                                         int64_t now_ms) {
-  auto r = Run("presence",
-               "SELECT p.broker_id FROM presence p JOIN brokers b ON b.id = "
-               "p.broker_id WHERE p.account_id = $1 AND p.broker_id <> $2 "
-               "AND b.lease_until >= $3",
-               {P(account_id), P(broker_id_), P(now_ms)});
-  if (!r.ok()) return r.status();
-  std::vector<std::string> out;
-  for (int i = 0; i < PQntuples(r->get()); ++i) {
-    out.push_back(Text(r->get(), i, 0));
-  }
-  return out;
+void PgStore::NotifyBrokersOf(int64_t account_id, const std::string& item,
+                              int64_t now_ms) {
+  if (!Shared()) return;
+  outgoing_.emplace_back(account_id, item);
+  outgoing_now_ms_ = now_ms;
 }
 
-void PgStore::Notify(const std::string& to, const std::string& item) {
-  outgoing_[to].push_back(item);
-}
-
-Status PgStore::SendNotifications() {
-  // One notification per target broker and commit, items one per line,
-  // split below PostgreSQL's 8000-byte payload limit.
+void PgStore::SendNotifications() {
+  // One statement per chunk of items: it finds the live brokers holding
+  // sessions of each item's account and sends each one notification with
+  // its items, one per line, in order. A chunk's items stay below
+  // PostgreSQL's 8000-byte payload limit.
   constexpr size_t kMaxPayload = 7000;
-  for (const auto& [broker, items] : outgoing_) {
-    // A copy: clang does not let a lambda capture a structured binding.
-    const std::string to = broker;
-    std::string payload;
-    auto flush = [&]() -> Status {
-      if (payload.empty()) return Status::Ok();
-      auto r = Run("notify", "SELECT pg_notify($1, $2)",
-                   {P(Channel(to)), P(payload)});
-      payload.clear();
-      return r.ok() ? Status::Ok() : r.status();
-    };
-    for (const std::string& item : items) {
-      if (payload.size() + item.size() + 1 > kMaxPayload) {
-        if (Status s = flush(); !s.ok()) return s;
+  size_t next = 0;
+  while (next < outgoing_.size() && failure_.empty()) {
+    std::string accounts = "{", items = "{";
+    size_t bytes = 0;
+    for (; next < outgoing_.size(); ++next) {
+      const auto& [account, item] = outgoing_[next];
+      if (bytes > 0 && bytes + item.size() + 1 > kMaxPayload) break;
+      bytes += item.size() + 1;
+      if (accounts.size() > 1) {
+        accounts.push_back(',');
+        items.push_back(',');
       }
-      if (!payload.empty()) payload.push_back('\n');
-      payload += item;
+      accounts += std::to_string(account);
+      items.push_back('"');
+      for (char c : item) {
+        if (c == '"' || c == '\\') items.push_back('\\');
+        items.push_back(c);
+      }
+      items.push_back('"');
     }
-    if (Status s = flush(); !s.ok()) return s;
+    accounts.push_back('}');
+    items.push_back('}');
+    Defer("notify",
+          "SELECT pg_notify('zchat_' || t.broker_id, string_agg(t.item, "
+          "E'\\n' ORDER BY t.n)) FROM (SELECT p.broker_id, i.item, i.n FROM "
+          "unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS i(account_id, "
+          "item, n) JOIN presence p ON p.account_id = i.account_id JOIN "
+          "brokers b ON b.id = p.broker_id WHERE p.broker_id <> $3 AND "
+          "b.lease_until >= $4) AS t GROUP BY t.broker_id",
+          {P(accounts), P(items), P(broker_id_), P(outgoing_now_ms_)})
+        .IgnoreError();  // a failure fails the commit
   }
   outgoing_.clear();
-  return Status::Ok();
 }
 
 int PgStore::NotificationFd() const { return PQsocket(conn_); }
@@ -736,7 +894,7 @@ void PgStore::CollectNotifications() {
 }
 
 std::vector<std::string> PgStore::TakeNotifications() {
-  PQconsumeInput(conn_);
+  if (!in_transaction_) PQconsumeInput(conn_);
   CollectNotifications();
   return std::exchange(incoming_, {});
 }

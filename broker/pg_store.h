@@ -6,11 +6,21 @@
 //     COMMITTED).
 //   - Ids come from sequences (BIGSERIAL), which never hand out a value
 //     twice, even to transactions that roll back.
+//   - A transaction runs in libpq's pipeline mode: a write whose answer the
+//     broker does not need (enqueue with a reserved id, notices, tokens,
+//     presence, leases) is sent without waiting, and its result is read with
+//     the next read's or at COMMIT. So a round trip is a read the handler
+//     needs (one per SEND_MESSAGE: CheckSend; one per MESSAGE_RECEIPT:
+//     ConfirmDelivery) plus one for the commit, with every write since.
 //   - A failed statement aborts the whole transaction in PostgreSQL, so
 //     expected conflicts are written so as not to fail: a taken name is an
 //     INSERT ... ON CONFLICT DO NOTHING that inserts nothing. After a real
-//     failure InTransaction() is false (the batch fails, as with SQLite).
-//   - A lost connection is re-established at the next Begin(); until then,
+//     failure InTransaction() is false (the batch fails, as with SQLite); a
+//     deferred write's failure shows at the next read or at Commit().
+//   - Notifications to other brokers are addressed by account: at commit one
+//     statement looks up which live brokers hold sessions of those accounts
+//     and sends each broker one pg_notify with all its items.
+//   - A lost connection is replaced at the next Begin(); until then,
 //     and while the server is down, writes are refused with kStorage.
 //   - Migrations run under an advisory lock, so brokers starting together
 //     migrate once.
@@ -19,9 +29,12 @@
 //     only; `max_pages` does not apply.
 #pragma once
 
+#include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "broker/store.h"
@@ -60,6 +73,8 @@ class PgStore final : public Store {
 
   Result<std::optional<int64_t>> FindSend(int64_t sender_id,
                                           uint64_t client_msg_id) override;
+  Result<SendCheck> CheckSend(int64_t sender_id, uint64_t client_msg_id,
+                              std::string_view recipient_key) override;
   Result<int64_t> Enqueue(const QueuedMessage& message) override;
   Result<int64_t> CountPending(int64_t recipient_id) override;
   Result<std::vector<QueuedMessage>> FetchPending(int64_t recipient_id,
@@ -67,12 +82,12 @@ class PgStore final : public Store {
   Result<ReceiptResult> ConfirmDelivery(int64_t recipient_id,
                                         int64_t message_id) override;
 
-  Result<int64_t> AddNotice(int64_t account_id, const Notice& notice,
-                            int64_t cap) override;
+  Status AddNotice(int64_t account_id, const Notice& notice,
+                   int64_t cap) override;
   Result<int64_t> CountNotices(int64_t account_id) override;
   Result<std::vector<Notice>> ListNotices(int64_t account_id,
                                           int64_t limit) override;
-  Result<bool> AckNotice(int64_t account_id, int64_t message_id) override;
+  Status AckNotice(int64_t account_id, int64_t message_id) override;
 
   Status AddToken(std::string_view token_hash, int64_t account_id,
                   int64_t now_ms) override;
@@ -87,9 +102,8 @@ class PgStore final : public Store {
   bool Shared() const override { return !options_.read_only; }
   Status RenewLease(int64_t now_ms, int64_t lease_ms) override;
   Status SetPresence(int64_t account_id, bool present) override;
-  Result<std::vector<std::string>> OtherBrokersOf(int64_t account_id,
-                                                  int64_t now_ms) override;
-  void Notify(const std::string& to, const std::string& item) override;
+  void NotifyBrokersOf(int64_t account_id, const std::string& item,
+                       int64_t now_ms) override;
   int NotificationFd() const override;
   std::vector<std::string> TakeNotifications() override;
   Result<std::optional<QueuedMessage>> FindMessage(int64_t id) override;
@@ -108,12 +122,38 @@ class PgStore final : public Store {
   };
   using ResultPtr = std::unique_ptr<pg_result, ClearResult>;
 
-  PgStore(pg_conn* conn, const StoreOptions& options);
+  // A statement sent in the pipeline whose result is not read yet.
+  struct Pending {
+    const char* what = nullptr;      // for the error message
+    const char* prepared = nullptr;  // a PREPARE of this sql, or null
+    bool sync = false;               // a pipeline sync point
+    std::function<void(const pg_result*)> on_result;  // when it succeeded
+  };
+
+  PgStore(pg_conn* conn, std::string uri, const StoreOptions& options);
   // Runs `sql` (a string literal, prepared once per connection) with
-  // `params`; a failure is kStorage naming `what` and the server's message.
-  // Counts the rows an INSERT, UPDATE or DELETE changed.
+  // `params` and returns its result; a failure is kStorage naming `what`
+  // and the server's message. Counts the rows an INSERT, UPDATE or DELETE
+  // changed. In a transaction, it sends the statement after the deferred
+  // ones and reads every result up to its own.
   Result<ResultPtr> Run(const char* what, const char* sql,
                         const std::vector<Param>& params);
+  // In a transaction: sends a write without waiting for its result
+  // (`on_result` sees it when read). Counts as a change.
+  Status Defer(const char* what, const char* sql,
+               const std::vector<Param>& params,
+               std::function<void(const pg_result*)> on_result = {});
+  // Sends `sql` in the pipeline (preparing it first if need be).
+  bool SendPrepared(const char* what, const char* sql,
+                    const std::vector<Param>& params,
+                    std::function<void(const pg_result*)> on_result);
+  // Reads the results of every pending statement; returns the last one's
+  // (null if it failed or there was none). A failure marks the transaction
+  // failed.
+  ResultPtr Drain();
+  void Fail(std::string message);
+  // Ends pipeline mode after a sync, reading what is left.
+  void EndPipeline();
   Status RequireTransaction();
   Status Error(std::string_view what) const;
   // Sets the session up after a connect: settings, then the schema.
@@ -121,16 +161,24 @@ class PgStore final : public Store {
   Status Migrate();
   // Sends outgoing_ (pg_notify, inside the transaction: delivered when it
   // commits) and empties it.
-  Status SendNotifications();
+  void SendNotifications();
   void CollectNotifications();
 
   pg_conn* conn_;
+  const std::string uri_;
   const StoreOptions options_;
+  // The current transaction, in pipeline mode: statements sent and not yet
+  // read, and the first failure (the transaction is then lost).
+  bool in_transaction_ = false;
+  std::deque<Pending> pending_;
+  std::string failure_;
   std::unordered_map<const char*, std::string> prepared_;  // sql -> name
   int64_t changes_ = 0;
   const std::string broker_id_;
-  // Items for other brokers, sent at commit: broker id -> items.
-  std::unordered_map<std::string, std::vector<std::string>> outgoing_;
+  // Items for the other brokers holding sessions of an account, sent at
+  // commit: (account id, item), and the time their leases are checked at.
+  std::vector<std::pair<int64_t, std::string>> outgoing_;
+  int64_t outgoing_now_ms_ = 0;
   std::vector<std::string> incoming_;
 };
 

@@ -726,8 +726,8 @@ Result<ReceiptResult> SqliteStore::ConfirmDelivery(int64_t recipient_id,
   return result;
 }
 
-Result<int64_t> SqliteStore::AddNotice(int64_t account_id, const Notice& n,
-                                       int64_t cap) {
+Status SqliteStore::AddNotice(int64_t account_id, const Notice& n,
+                              int64_t cap) {
   if (Status s = RequireTransaction(); !s.ok()) return s;
   Result<int64_t> count = CountNotices(account_id);
   if (!count.ok()) return count.status();
@@ -742,7 +742,7 @@ Result<int64_t> SqliteStore::AddNotice(int64_t account_id, const Notice& n,
   if (st.Run() != SQLITE_DONE) return Error("add notice");
   int64_t& stored = notice_counts_[account_id];
   stored = *count + sqlite3_changes(db());
-  if (stored <= cap) return int64_t{0};
+  if (stored <= cap) return Status::Ok();
   // Over the cap: the notices of the oldest messages go.
   const int64_t excess = stored - cap;
   Statement& drop = Prepare(
@@ -753,7 +753,8 @@ Result<int64_t> SqliteStore::AddNotice(int64_t account_id, const Notice& n,
   if (drop.Run() != SQLITE_DONE) return Error("add notice");
   const int64_t dropped = sqlite3_changes(db());
   stored -= dropped;
-  return dropped;
+  LogDroppedNotices(account_id, cap, dropped);
+  return Status::Ok();
 }
 
 Result<int64_t> SqliteStore::CountNotices(int64_t account_id) {
@@ -787,7 +788,7 @@ Result<std::vector<Notice>> SqliteStore::ListNotices(int64_t account_id,
   return out;
 }
 
-Result<bool> SqliteStore::AckNotice(int64_t account_id, int64_t message_id) {
+Status SqliteStore::AckNotice(int64_t account_id, int64_t message_id) {
   if (Status s = RequireTransaction(); !s.ok()) return s;
   if (Prepare("DELETE FROM notices WHERE account_id = ? AND message_id = ?")
           .Bind(1, account_id)
@@ -795,13 +796,12 @@ Result<bool> SqliteStore::AckNotice(int64_t account_id, int64_t message_id) {
           .Run() != SQLITE_DONE) {
     return Error("acknowledge notice");
   }
-  const bool removed = sqlite3_changes(db()) > 0;
-  if (removed) {
+  if (sqlite3_changes(db()) > 0) {
     if (auto it = notice_counts_.find(account_id); it != notice_counts_.end()) {
       --it->second;
     }
   }
-  return removed;
+  return Status::Ok();
 }
 
 Status SqliteStore::AddToken(std::string_view token_hash, int64_t account_id,

@@ -84,18 +84,13 @@ class SqliteStore final : public Store {
   Result<ReceiptResult> ConfirmDelivery(int64_t recipient_id,
                                         int64_t message_id) override;
 
-  // Sender notices, kept until the sender acknowledges them. AddNotice
-  // stores one (a second notice for the same message is ignored) and, if the
-  // account then holds more than `cap`, deletes the notices of its oldest
-  // messages down to `cap`; returns how many it deleted. ListNotices reads
-  // the oldest `limit` (ascending message id). AckNotice removes one and
-  // says whether it was there. CountNotices is served from a cache.
-  Result<int64_t> AddNotice(int64_t account_id, const Notice& notice,
-                            int64_t cap) override;
+  // Sender notices (see store.h). CountNotices is served from a cache.
+  Status AddNotice(int64_t account_id, const Notice& notice,
+                   int64_t cap) override;
   Result<int64_t> CountNotices(int64_t account_id) override;
   Result<std::vector<Notice>> ListNotices(int64_t account_id,
                                           int64_t limit) override;
-  Result<bool> AckNotice(int64_t account_id, int64_t message_id) override;
+  Status AckNotice(int64_t account_id, int64_t message_id) override;
 
   // Session tokens, stored as hashes.
   Status AddToken(std::string_view token_hash, int64_t account_id,

@@ -82,6 +82,17 @@ struct ReceiptResult {
   QueuedMessage message;  // set when kConfirmed (body cleared)
 };
 
+// What a send needs to know before it is stored (Store::CheckSend).
+struct SendCheck {
+  // The message id of an earlier send with this client_msg_id (a retry).
+  std::optional<int64_t> prior;
+  // The recipient, when prior is unset (nullopt: no such account).
+  std::optional<Account> recipient;
+  int64_t queued = 0;  // the recipient's undelivered messages
+  // An id reserved for this send (0: none), to pass to Enqueue.
+  int64_t reserved_id = 0;
+};
+
 // Whole-database totals (for the metrics endpoint).
 struct StoreTotals {
   int64_t accounts = 0;
@@ -92,6 +103,9 @@ struct StoreTotals {
 // Whether `spec` names a PostgreSQL database (a postgresql:// or
 // postgres:// URI) rather than an SQLite file.
 bool IsPostgresSpec(std::string_view spec);
+
+// AddNotice's warning when it dropped notices over the cap.
+void LogDroppedNotices(int64_t account_id, int64_t cap, int64_t dropped);
 
 class Store {
  public:
@@ -110,8 +124,9 @@ class Store {
   virtual void Rollback() = 0;
   virtual bool InTransaction() const = 0;
 
-  // Rows changed since the database was opened: a request that leaves it
-  // unchanged wrote nothing.
+  // Counts writes since the database was opened: a request that leaves it
+  // unchanged wrote nothing. (PgStore counts each write statement it sends,
+  // whether or not it then changes a row.)
   virtual int64_t TotalChanges() const = 0;
 
   // Accounts. `key` is the case-folded username.
@@ -136,6 +151,15 @@ class Store {
   // Messages.
   virtual Result<std::optional<int64_t>> FindSend(int64_t sender_id,
                                                   uint64_t client_msg_id) = 0;
+  // FindSend, then (no prior send) FindAccount(recipient_key), then (it
+  // exists) CountPending, all at once: one round trip for PgStore, which
+  // also reserves the new message's id.
+  virtual Result<SendCheck> CheckSend(int64_t sender_id, uint64_t client_msg_id,
+                                      std::string_view recipient_key);
+  // Stores `message` under message.id when it is an id CheckSend reserved,
+  // else under a new id. Returns the id. The caller checked with FindSend
+  // or CheckSend that the send is new; should another broker store the same
+  // send meanwhile, the commit fails (and the retry finds the other's).
   virtual Result<int64_t> Enqueue(const QueuedMessage& message) = 0;
   virtual Result<int64_t> CountPending(int64_t recipient_id) = 0;
   virtual Result<std::vector<QueuedMessage>> FetchPending(int64_t recipient_id,
@@ -146,15 +170,16 @@ class Store {
   // Sender notices, kept until the sender acknowledges them. AddNotice
   // stores one (a second notice for the same message is ignored) and, if the
   // account then holds more than `cap`, deletes the notices of its oldest
-  // messages down to `cap`; returns how many it deleted. ListNotices reads
-  // the oldest `limit` (ascending message id). AckNotice removes one and
-  // says whether it was there.
-  virtual Result<int64_t> AddNotice(int64_t account_id, const Notice& notice,
-                                    int64_t cap) = 0;
+  // messages down to `cap` (and logs a warning). ListNotices reads the
+  // oldest `limit` (ascending message id). AckNotice removes one if it is
+  // there. Neither write waits for an answer from the database: a failure
+  // shows at the latest when the transaction commits.
+  virtual Status AddNotice(int64_t account_id, const Notice& notice,
+                           int64_t cap) = 0;
   virtual Result<int64_t> CountNotices(int64_t account_id) = 0;
   virtual Result<std::vector<Notice>> ListNotices(int64_t account_id,
                                                   int64_t limit) = 0;
-  virtual Result<bool> AckNotice(int64_t account_id, int64_t message_id) = 0;
+  virtual Status AckNotice(int64_t account_id, int64_t message_id) = 0;
 
   // Session tokens, stored as hashes.
   virtual Status AddToken(std::string_view token_hash, int64_t account_id,
@@ -185,14 +210,13 @@ class Store {
   virtual Status SetPresence(int64_t /*account_id*/, bool /*present*/) {
     return Status::Ok();
   }
-  // The other brokers, with live leases, that hold sessions of `account_id`.
-  virtual Result<std::vector<std::string>> OtherBrokersOf(
-      int64_t /*account_id*/, int64_t /*now_ms*/) {
-    return std::vector<std::string>();
-  }
-  // Queues `item` for broker `to`: sent, with the other items for it, when
-  // the transaction commits (nothing if it does not).
-  virtual void Notify(const std::string& /*to*/, const std::string& /*item*/) {}
+  // Queues `item` for the other brokers that hold sessions of `account_id`
+  // with a live lease (as of `now_ms`): resolved and sent when the
+  // transaction commits, one notification per broker (nothing if it does
+  // not commit).
+  virtual void NotifyBrokersOf(int64_t /*account_id*/,
+                               const std::string& /*item*/,
+                               int64_t /*now_ms*/) {}
   // A descriptor that turns readable when notifications arrive (-1: none),
   // and the items received since the last call.
   virtual int NotificationFd() const { return -1; }

@@ -157,6 +157,80 @@ TEST_P(StoreContractTest, RollbackUndoesWritesAndIdsAreNotReused) {
   Commit();
 }
 
+TEST_P(StoreContractTest, CheckSendTellsRetriesUnknownRecipientsAndQueues) {
+  Begin();
+  const int64_t a = Create("a"), b = Create("b");
+  const int64_t first = Enqueue(a, b, 1);
+  Enqueue(a, b, 2);
+  Commit();
+  Begin();
+  Result<SendCheck> retry = store_->CheckSend(a, 1, "b");
+  ASSERT_TRUE(retry.ok()) << retry.status().ToString();
+  EXPECT_EQ(retry->prior, std::optional<int64_t>(first));
+  Result<SendCheck> unknown = store_->CheckSend(a, 3, "nobody");
+  ASSERT_TRUE(unknown.ok());
+  EXPECT_FALSE(unknown->prior.has_value());
+  EXPECT_FALSE(unknown->recipient.has_value());
+  Result<SendCheck> fresh = store_->CheckSend(a, 3, "b");
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_FALSE(fresh->prior.has_value());
+  ASSERT_TRUE(fresh->recipient.has_value());
+  EXPECT_EQ(fresh->recipient->id, b);
+  EXPECT_EQ(fresh->recipient->name, "b");
+  EXPECT_EQ(fresh->queued, 2);
+  // Stored under the id it reserved, if it reserved one.
+  QueuedMessage m;
+  m.id = fresh->reserved_id;
+  m.sender_id = a;
+  m.sender_name = "a";
+  m.recipient_id = b;
+  m.recipient_name = "b";
+  m.client_msg_id = 3;
+  m.body = "café 你好 🙂 שלום مرحبا";
+  m.sent_at_ms = 5;
+  Result<int64_t> id = store_->Enqueue(m);
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  if (fresh->reserved_id != 0) {
+    EXPECT_EQ(*id, fresh->reserved_id);
+  }
+  EXPECT_GT(*id, first);
+  // Read back in the same transaction: the write was sent before the read.
+  Result<SendCheck> again = store_->CheckSend(a, 3, "b");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->prior, std::optional<int64_t>(*id));
+  Commit();
+  Result<std::vector<QueuedMessage>> queued = store_->FetchPending(b, 10);
+  ASSERT_TRUE(queued.ok());
+  ASSERT_EQ(queued->size(), 3u);
+  EXPECT_EQ(queued->back().id, *id);
+  EXPECT_EQ(queued->back().body, m.body);
+}
+
+TEST_P(StoreContractTest, ASendStoredTwiceFailsItsTransaction) {
+  Begin();
+  const int64_t a = Create("a");
+  Commit();
+  Begin();
+  QueuedMessage m;
+  m.sender_id = m.recipient_id = a;
+  m.sender_name = m.recipient_name = "a";
+  m.client_msg_id = 7;
+  m.body = "x";
+  ASSERT_TRUE(store_->Enqueue(m).ok());
+  // A second store of the same send (another broker's, in the field): this
+  // call or the commit fails, and nothing of the transaction is kept.
+  const bool stored = store_->Enqueue(m).ok();
+  const bool committed = stored && store_->Commit().ok();
+  EXPECT_FALSE(committed);
+  if (store_->InTransaction()) store_->Rollback();
+  EXPECT_FALSE(store_->FindSend(a, 7)->has_value());
+  EXPECT_EQ(*store_->CountPending(a), 0);
+  // The store goes on working.
+  Begin();
+  EXPECT_GT(Enqueue(a, a, 8), 0);
+  Commit();
+}
+
 TEST_P(StoreContractTest, DeletingAnAccountPurgesWhatItHeld) {
   Begin();
   const int64_t a = Create("a"), b = Create("b");
@@ -184,9 +258,9 @@ TEST_P(StoreContractTest, NoticesAreKeptInOrderCappedAndAcknowledged) {
   Begin();
   const int64_t a = Create("a");
   for (int64_t id : {30, 10, 20}) {
-    ASSERT_EQ(
-        *store_->AddNotice(a, Notice{NoticeKind::kDelivered, id, "bob", 1}, 10),
-        0);
+    ASSERT_TRUE(
+        store_->AddNotice(a, Notice{NoticeKind::kDelivered, id, "bob", 1}, 10)
+            .ok());
   }
   // The same message again: ignored.
   ASSERT_TRUE(
@@ -194,9 +268,10 @@ TEST_P(StoreContractTest, NoticesAreKeptInOrderCappedAndAcknowledged) {
           .ok());
   EXPECT_EQ(*store_->CountNotices(a), 3);
   // Over a cap of 3: the oldest message's notice goes.
-  EXPECT_EQ(
-      *store_->AddNotice(a, Notice{NoticeKind::kUndeliverable, 40, "z", 2}, 3),
-      1);
+  ASSERT_TRUE(
+      store_->AddNotice(a, Notice{NoticeKind::kUndeliverable, 40, "z", 2}, 3)
+          .ok());
+  EXPECT_EQ(*store_->CountNotices(a), 3);
   Commit();
   Result<std::vector<Notice>> list = store_->ListNotices(a, 10);
   ASSERT_TRUE(list.ok());
@@ -206,8 +281,10 @@ TEST_P(StoreContractTest, NoticesAreKeptInOrderCappedAndAcknowledged) {
   EXPECT_EQ(list->back().kind, NoticeKind::kUndeliverable);
   EXPECT_EQ(list->back().peer_name, "z");
   Begin();
-  EXPECT_TRUE(*store_->AckNotice(a, 30));
-  EXPECT_FALSE(*store_->AckNotice(a, 30));
+  ASSERT_TRUE(store_->AckNotice(a, 30).ok());
+  EXPECT_EQ(*store_->CountNotices(a), 2);
+  ASSERT_TRUE(store_->AckNotice(a, 30).ok()) << "again: nothing to remove";
+  ASSERT_TRUE(store_->AckNotice(a, 99).ok()) << "never there";
   Commit();
   EXPECT_EQ(*store_->CountNotices(a), 2);
 }

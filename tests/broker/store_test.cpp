@@ -101,10 +101,9 @@ TEST_F(StoreTest, NoticesStayUntilAcknowledged) {
   int64_t alice = Create("alice");
   int64_t bob = Create("bob");
   for (int64_t m : {7, 3, 5}) {
-    auto dropped = store_->AddNotice(
+    Status added = store_->AddNotice(
         alice, Notice{NoticeKind::kDelivered, m, "bob", uint64_t(m) + 40}, 10);
-    ASSERT_TRUE(dropped.ok()) << dropped.status().ToString();
-    EXPECT_EQ(*dropped, 0);
+    ASSERT_TRUE(added.ok()) << added.ToString();
   }
   // A second notice for one message is ignored.
   ASSERT_TRUE(store_
@@ -114,9 +113,9 @@ TEST_F(StoreTest, NoticesStayUntilAcknowledged) {
                   .ok());
   Commit();
 
-  auto ack = store_->AckNotice(alice, 3);
+  Status ack = store_->AckNotice(alice, 3);
   ASSERT_FALSE(ack.ok()) << "a write outside a transaction";
-  EXPECT_EQ(ack.status().code(), ErrorCode::kStorage);
+  EXPECT_EQ(ack.code(), ErrorCode::kStorage);
 
   auto listed = store_->ListNotices(alice, 10);
   ASSERT_TRUE(listed.ok());
@@ -130,12 +129,12 @@ TEST_F(StoreTest, NoticesStayUntilAcknowledged) {
   EXPECT_EQ(*store_->CountNotices(alice), 3);
 
   Begin();
-  auto removed = store_->AckNotice(alice, 3);
-  ASSERT_TRUE(removed.ok());
-  EXPECT_TRUE(*removed);
-  EXPECT_FALSE(*store_->AckNotice(alice, 3)) << "already acknowledged";
-  EXPECT_FALSE(*store_->AckNotice(bob, 5)) << "not bob's";
+  ASSERT_TRUE(store_->AckNotice(alice, 3).ok());
   EXPECT_EQ(*store_->CountNotices(alice), 2);
+  EXPECT_TRUE(store_->AckNotice(alice, 3).ok()) << "already acknowledged";
+  EXPECT_TRUE(store_->AckNotice(bob, 5).ok()) << "not bob's";
+  EXPECT_EQ(*store_->CountNotices(alice), 2);
+  EXPECT_EQ(*store_->CountNotices(bob), 0);
   Commit();
   Reopen();
   EXPECT_EQ(*store_->CountNotices(alice), 2);
@@ -149,15 +148,14 @@ TEST_F(StoreTest, NoticesOverTheCapDropTheOldest) {
   Begin();
   int64_t alice = Create("alice");
   for (int64_t m = 1; m <= 4; ++m) {
-    auto dropped =
-        store_->AddNotice(alice, Notice{NoticeKind::kDelivered, m, "b", 1}, 4);
-    ASSERT_TRUE(dropped.ok());
-    EXPECT_EQ(*dropped, 0);
+    ASSERT_TRUE(
+        store_->AddNotice(alice, Notice{NoticeKind::kDelivered, m, "b", 1}, 4)
+            .ok());
   }
-  auto dropped =
-      store_->AddNotice(alice, Notice{NoticeKind::kDelivered, 9, "b", 1}, 4);
-  ASSERT_TRUE(dropped.ok());
-  EXPECT_EQ(*dropped, 1);
+  EXPECT_EQ(*store_->CountNotices(alice), 4);
+  ASSERT_TRUE(
+      store_->AddNotice(alice, Notice{NoticeKind::kDelivered, 9, "b", 1}, 4)
+          .ok());
   EXPECT_EQ(*store_->CountNotices(alice), 4);
   Commit();
   auto listed = store_->ListNotices(alice, 10);
@@ -208,8 +206,8 @@ TEST_F(StoreTest, EveryWriteRequiresTransaction) {
       {"DeleteAccount", store_->DeleteAccount(alice).status()},
       {"Enqueue", store_->Enqueue(m).status()},
       {"ConfirmDelivery", store_->ConfirmDelivery(alice, message).status()},
-      {"AddNotice", store_->AddNotice(alice, Notice{}, 10).status()},
-      {"AckNotice", store_->AckNotice(alice, 1).status()},
+      {"AddNotice", store_->AddNotice(alice, Notice{}, 10)},
+      {"AckNotice", store_->AckNotice(alice, 1)},
       {"AddToken", store_->AddToken("hash", alice, 1)},
       {"RevokeToken", store_->RevokeToken("hash")},
       {"Prune", store_->Prune(100, 100)},
@@ -503,7 +501,8 @@ TEST_F(StoreTest, OpensSchemaVersion1Database) {
   EXPECT_EQ((*notices)[0].client_msg_id, 7u);
   EXPECT_EQ(*store_->CountNotices(1), 1);
   Begin();
-  EXPECT_TRUE(*store_->AckNotice(1, 1));
+  ASSERT_TRUE(store_->AckNotice(1, 1).ok());
+  EXPECT_EQ(*store_->CountNotices(1), 0);
   EXPECT_EQ(Confirm(2, 1), ReceiptOutcome::kAlreadyConfirmed);
   // Ids continue after the file's (deleted rows included).
   EXPECT_EQ(Create("dave"), 4);
