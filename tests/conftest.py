@@ -10,6 +10,9 @@ zchat-broker for each test (its own database in the test's tmp_path, a free
 port on 127.0.0.1 read back from the broker) and expects it to exit 0 on
 SIGTERM at teardown; a failing test's report carries the broker's log.
 --python-only deselects the tests that need the zchat binary.
+--store postgresql runs every broker on a database of its own in one
+throwaway PostgreSQL server (zchat_testkit.Postgres) instead of an SQLite
+file: the same tests against the other store.
 """
 
 import os
@@ -19,7 +22,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
-from zchat_testkit import Broker  # noqa: E402
+from zchat_testkit import Broker, Postgres  # noqa: E402
 
 
 def pytest_addoption(parser):
@@ -29,6 +32,9 @@ def pytest_addoption(parser):
                     help="path to the zchat terminal client (required unless --python-only)")
     group.addoption("--python-only", action="store_true",
                     help="deselect the tests that need the zchat binary")
+    group.addoption("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                    help="the brokers' store: an SQLite file each (default) or a "
+                         "database each on a throwaway PostgreSQL server")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -67,14 +73,34 @@ def zchat_bin(pytestconfig):
     return _binary(pytestconfig, "--zchat")
 
 
+@pytest.fixture(scope="session")
+def postgres(pytestconfig):
+    """With --store postgresql, the throwaway PostgreSQL server of this run;
+    otherwise None."""
+    if pytestconfig.getoption("--store") != "postgresql":
+        yield None
+        return
+    server = Postgres()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def broker(request, broker_bin, tmp_path):
+def store_spec(postgres, tmp_path):
+    """Where this test's brokers keep their state: a new SQLite file, or a
+    new database on the run's PostgreSQL server (--store postgresql)."""
+    return postgres.new_database() if postgres else str(tmp_path / "store.db")
+
+
+@pytest.fixture
+def broker(request, broker_bin, tmp_path, store_spec):
     """A fresh zchat-broker for this test; .endpoint is where it listens.
     A test marked broker_args(*flags) gets those extra flags."""
     directory = tmp_path / "broker"
     directory.mkdir()
     marker = request.node.get_closest_marker("broker_args")
-    b = Broker(broker_bin, directory, extra_args=marker.args if marker else ())
+    b = Broker(broker_bin, directory, extra_args=marker.args if marker else (),
+               db=store_spec)
     request.node.zchat_broker = b
     yield b
     rc = b.stop()

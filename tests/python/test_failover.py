@@ -49,12 +49,13 @@ BODIES_AFTER = [
 
 
 class Brokers:
-    """The brokers of one test, on one database file, one after the other.
-    .log() gives all their logs (attached to a failing test's report)."""
+    """The brokers of one test, on one store (an SQLite file, or a PostgreSQL
+    database with --store postgresql), one after the other. .log() gives all
+    their logs (attached to a failing test's report)."""
 
-    def __init__(self, binary, tmp_path):
+    def __init__(self, binary, tmp_path, store_spec):
         self.binary, self.tmp_path = binary, tmp_path
-        self.db = tmp_path / "shared.db"
+        self.db = store_spec
         self.started = []
 
     def start(self, name, endpoints=None):
@@ -76,8 +77,8 @@ class Brokers:
 
 
 @pytest.fixture
-def brokers(request, broker_bin, tmp_path):
-    bs = Brokers(broker_bin, tmp_path)
+def brokers(request, broker_bin, tmp_path, store_spec):
+    bs = Brokers(broker_bin, tmp_path, store_spec)
     request.node.zchat_broker = bs     # conftest attaches .log() to a failure
     yield bs
     bs.stop_all()

@@ -4,13 +4,19 @@ pytest fixtures in tests/conftest.py: starting and stopping a real
 zchat-broker on a free port in a directory of its own, and waiting for a
 condition with a deadline. Also, for tests/python/test_failover.py: a
 broker on a given endpoint and database, a free port to give it, and a TCP
-relay that can hold back a broker's replies. Standard library only.
+relay that can hold back a broker's replies. And Postgres, a throwaway
+PostgreSQL server for running the same tests with --store postgresql.
+Standard library only.
 """
 
+import glob
+import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -36,6 +42,57 @@ def free_tcp_port():
         return s.getsockname()[1]
 
 
+class Postgres:
+    """A throwaway PostgreSQL server (Debian's postgresql-15): initdb in a
+    temporary directory, listening on a Unix socket there only, fsync off.
+    Under root it runs as the 'postgres' user (PostgreSQL refuses root).
+    new_database() creates an empty database and returns its URI for
+    zchat-broker --store; stop() stops the server and removes everything."""
+
+    def __init__(self):
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not bins:
+            raise RuntimeError("no PostgreSQL server: apt-get install postgresql-15")
+        self.bin = os.path.dirname(bins[-1])
+        self.dir = tempfile.mkdtemp(prefix="zchat-pytest-pg-")
+        os.chmod(self.dir, 0o755)
+        self.sock = os.path.join(self.dir, "sock")
+        os.mkdir(self.sock)
+        self.as_owner = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+            shutil.chown(self.sock, "postgres")
+            self.as_owner = ["runuser", "-u", "postgres", "--"]
+        self.data = os.path.join(self.dir, "data")
+        self.log_path = os.path.join(self.dir, "postgres.log")
+        self.databases = 0
+        self._run(["initdb", "-D", self.data, "-A", "trust", "-U", "zchat",
+                   "-E", "UTF8", "--no-locale"])
+        self._run(["pg_ctl", "-D", self.data, "-l", self.log_path, "-w", "-o",
+                   f"-k {self.sock} -c listen_addresses= -p 5432 -c fsync=off "
+                   "-c full_page_writes=off -c max_connections=200", "start"])
+
+    def _run(self, argv):
+        argv = [*self.as_owner, os.path.join(self.bin, argv[0]), *argv[1:]]
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              cwd=self.dir, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed:\n"
+                               f"{done.stdout.decode(errors='replace')}")
+
+    def new_database(self):
+        self.databases += 1
+        name = f"t{self.databases}"
+        self._run(["createdb", "-h", self.sock, "-p", "5432", "-U", "zchat", name])
+        return f"postgresql:///{name}?host={self.sock}&port=5432&user=zchat"
+
+    def stop(self):
+        try:
+            self._run(["pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop"])
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class AddressInUse(RuntimeError):
     """The broker could not bind its endpoint: something else holds it."""
 
@@ -43,7 +100,8 @@ class AddressInUse(RuntimeError):
 class Broker:
     """A zchat-broker process listening on tcp://127.0.0.1 at a port the
     kernel chose (or on `bind`, when given); the endpoint is read back from
-    --endpoint-file. Its database is `db`, by default b.db in `directory`.
+    --endpoint-file. Its database is `db`, by default b.db in `directory`:
+    an SQLite file, or a postgresql:// URI (passed as --store).
     With --metrics-bind among extra_args, .metrics_url is the metrics URL
     (the endpoint file's second line); otherwise it is None."""
 
@@ -53,9 +111,11 @@ class Broker:
         ep_file = directory / "ep"
         if ep_file.exists():
             ep_file.unlink()
+        db = str(db or directory / "b.db")
+        store = ["--store", db] if db.startswith("postgresql://") else ["--db", db]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [binary, "--bind", bind, "--db", str(db or directory / "b.db"),
+                [binary, "--bind", bind, *store,
                  "--pwhash-cost", "min", "--log-level", "warn",
                  "--endpoint-file", str(ep_file), *extra_args],
                 stdout=log, stderr=subprocess.STDOUT)
