@@ -6,6 +6,7 @@
 
 #include "broker/dispatcher.h"
 #include "broker/log.h"
+#include "broker/usernames.h"
 #include "messages/codec.h"
 
 namespace zchat {
@@ -33,6 +34,7 @@ void BrokerCore::BeginBatch() {
 
 std::vector<OutFrame> BrokerCore::EndBatch() {
   assert(in_batch_);
+  RunArrived();
   in_batch_ = false;
   return batch_.Commit();
 }
@@ -58,7 +60,55 @@ void BrokerCore::OnFrame(std::string_view routing_id, std::string_view frame,
     }
     return;
   }
+  if (store_.WantsLookahead()) {
+    arrived_.push_back({std::string(routing_id), std::string(frame)});
+    return;
+  }
   Handle(peer, frame);
+}
+
+void BrokerCore::RunArrived() {
+  if (arrived_.empty()) return;
+  std::vector<Arrived> frames = std::exchange(arrived_, {});
+  std::vector<std::optional<Result<Message>>> decoded(frames.size());
+  std::vector<uint64_t> request_ids(frames.size(), 0);
+  std::vector<Lookahead> reads;
+  for (size_t i = 0; i < frames.size(); ++i) {
+    decoded[i].emplace(Decode(frames[i].frame, &request_ids[i]));
+    const Peer* peer = sessions_.Find(frames[i].routing_id);
+    const Result<Message>& m = *decoded[i];
+    // Only what the handler will read for sure: a wrong guess costs a read.
+    if (!m.ok() || !peer || peer->held() || !peer->logged_in()) continue;
+    if (const auto* send = std::get_if<SendMessage>(&m->body)) {
+      if (send->body.size() <= kMaxBodyBytes) {
+        reads.push_back({Lookahead::Kind::kSend, peer->account_id,
+                         send->client_msg_id, UsernameKey(send->recipient)});
+      }
+    } else if (const auto* receipt = std::get_if<MessageReceipt>(&m->body)) {
+      reads.push_back({Lookahead::Kind::kReceipt,
+                       peer->account_id,
+                       receipt->message_id,
+                       {}});
+    }
+  }
+  store_.Prefetch(reads);
+  for (size_t i = 0; i < frames.size(); ++i) {
+    Peer* peer = sessions_.Find(frames[i].routing_id);
+    if (!peer) continue;  // gone meanwhile (nothing removes one in a batch)
+    if (peer->held()) {   // an earlier frame of the batch holds it now
+      if (!sessions_.Wait(*peer, frames[i].frame, config_.max_waiting_requests,
+                          config_.max_waiting_bytes)) {
+        RefuseWaiting(*peer, frames[i].frame);
+      }
+      continue;
+    }
+    Result<Message>& m = *decoded[i];
+    if (!m.ok()) {
+      RefuseUndecoded(*peer, m.status(), request_ids[i]);
+      continue;
+    }
+    Dispatch(*peer, *m);
+  }
 }
 
 std::optional<Message> BrokerCore::DecodeOrRefuse(const Peer& peer,
@@ -66,13 +116,17 @@ std::optional<Message> BrokerCore::DecodeOrRefuse(const Peer& peer,
   uint64_t request_id = 0;
   Result<Message> decoded = Decode(frame, &request_id);
   if (decoded.ok()) return std::move(*decoded);
-  metrics_.CountRequest(0, decoded.status().code());
+  RefuseUndecoded(peer, decoded.status(), request_id);
+  return std::nullopt;
+}
+
+void BrokerCore::RefuseUndecoded(const Peer& peer, const Status& status,
+                                 uint64_t request_id) {
+  metrics_.CountRequest(0, status.code());
   // Not a request: its ERROR does not depend on the batch.
   batch_.EmitIndependent(
       peer.routing_id,
-      Encode(Message{request_id, Error{decoded.status().code(),
-                                       decoded.status().detail()}}));
-  return std::nullopt;
+      Encode(Message{request_id, Error{status.code(), status.detail()}}));
 }
 
 void BrokerCore::RefuseWaiting(Peer& peer, std::string_view frame) {
@@ -94,6 +148,7 @@ void BrokerCore::RefuseWaiting(Peer& peer, std::string_view frame) {
 
 void BrokerCore::OnTransportError(std::string_view routing_id, ErrorCode code,
                                   std::string detail) {
+  RunArrived();  // what arrived before it goes first
   // No session is looked up or created: the frame is not a request.
   metrics_.CountRequest(0, code);
   batch_.EmitIndependent(std::string(routing_id),
@@ -144,6 +199,7 @@ Verdict BrokerCore::Defer(Peer& peer, uint64_t request_id, Verdict deferred) {
 
 void BrokerCore::OnHashResults() {
   assert(in_batch_);
+  RunArrived();
   for (const HashResult& result : hashes_.TakeCompleted()) {
     auto it = deferred_.find(result.ticket);
     if (it == deferred_.end()) continue;
@@ -194,6 +250,7 @@ void BrokerCore::RunWaiting(Peer& peer) {
 }
 
 void BrokerCore::OnPeerGone(std::string_view routing_id) {
+  if (in_batch_) RunArrived();
   if (const Peer* peer = sessions_.Find(routing_id);
       peer && peer->logged_in()) {
     Log(LogLevel::kInfo,
@@ -204,6 +261,7 @@ void BrokerCore::OnPeerGone(std::string_view routing_id) {
 
 void BrokerCore::OnStoreNotifications() {
   assert(in_batch_);
+  RunArrived();
   if (!store_.Shared()) return;
   for (const std::string& item : store_.TakeNotifications()) {
     if (item.starts_with("m ")) {
@@ -260,6 +318,7 @@ void BrokerCore::ReconcilePresence(int64_t now_ms) {
 
 void BrokerCore::OnTick() {
   assert(in_batch_);
+  RunArrived();
   const int64_t now = clock_();
   for (const std::string& id :
        sessions_.SilentSince(now - config_.session_timeout_ms)) {

@@ -10,7 +10,10 @@
 // A batch is BeginBatch, any number of OnFrame/OnHashResults/OnTick, then
 // EndBatch, which commits and returns what to send. Requests of one
 // connection take effect in the order they were sent: while one waits for
-// password hashing, the connection's later frames wait behind it.
+// password hashing, the connection's later frames wait behind it. With a
+// store that reads ahead (Store::WantsLookahead, PostgreSQL), frames are
+// gathered until the batch's next other event, their sends' and receipts'
+// reads are announced at once (Store::Prefetch), and then they run in order.
 // Loop thread only.
 #pragma once
 
@@ -90,6 +93,13 @@ class BrokerCore {
                                         std::string_view frame);
   // Decodes and dispatches one frame of a peer that is not held.
   void Handle(Peer& peer, std::string_view frame);
+  // Answers a frame that did not decode with ERROR (it does not depend on
+  // the batch).
+  void RefuseUndecoded(const Peer& peer, const Status& status,
+                       uint64_t request_id);
+  // Runs the gathered frames (arrived_): announces their reads, then
+  // handles each in order.
+  void RunArrived();
   void Dispatch(Peer& peer, const Message& message);
   // Hands a deferred request's job to the pool and holds its connection.
   Verdict Defer(Peer& peer, uint64_t request_id, Verdict deferred);
@@ -109,6 +119,11 @@ class BrokerCore {
   Metrics metrics_;
   Batch batch_;
   bool in_batch_ = false;
+  struct Arrived {
+    std::string routing_id;
+    std::string frame;
+  };
+  std::vector<Arrived> arrived_;
   std::unordered_map<uint64_t, Deferral> deferred_;  // by hash-pool ticket
   // Several brokers on one store: the accounts this broker has recorded as
   // present here, reconciled with the session table at every tick, and how

@@ -127,6 +127,38 @@ std::string RandomBrokerId() {
   return id;
 }
 
+// CheckSend's statement: the earlier send, the recipient, its queue, and an
+// id for the new message (unused if there is none: ids may be skipped).
+constexpr const char* kCheckSend =
+    "SELECT (SELECT message_id FROM sends WHERE sender_id = $1 AND "
+    "client_msg_id = $2), a.id, a.name, a.password_hash, "
+    "(SELECT count(*) FROM messages WHERE recipient_id = a.id), "
+    "nextval('messages_id_seq') "
+    "FROM (SELECT 1) AS one LEFT JOIN accounts a ON a.name_key = $3";
+
+SendCheck SendCheckFromRow(const PGresult* row) {
+  SendCheck check;
+  if (!PQgetisnull(row, 0, 0)) {
+    check.prior = Int(row, 0, 0);
+    return check;
+  }
+  if (!PQgetisnull(row, 0, 1)) {
+    check.recipient = Account{Int(row, 0, 1), Text(row, 0, 2), Text(row, 0, 3)};
+    check.queued = Int(row, 0, 4);
+  }
+  check.reserved_id = Int(row, 0, 5);
+  return check;
+}
+
+// A receipt's read ahead: the message (if it is there), its sender's
+// account (if it is there), and the sequence's last value.
+constexpr const char* kReadMessage =
+    "SELECT m.recipient_id, m.sender_id, m.sender_name, m.recipient_name, "
+    "m.client_msg_id, s.name, s.password_hash, (SELECT CASE WHEN is_called "
+    "THEN last_value ELSE 0 END FROM messages_id_seq) FROM (SELECT 1) AS one "
+    "LEFT JOIN messages m ON m.id = $1 LEFT JOIN accounts s ON s.id = "
+    "m.sender_id";
+
 // Any number: it only has to be the same in every broker.
 constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(7276829)";
 
@@ -386,6 +418,7 @@ Status PgStore::Begin() {
   if (PQenterPipelineMode(conn_) != 1) return Error("begin");
   in_transaction_ = true;
   failure_.clear();
+  ForgetTransaction();
   if (PQsendQueryParams(conn_, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr,
                         0) != 1) {
     Status s = Error("begin");
@@ -426,6 +459,7 @@ Status PgStore::Commit() {
   pending_.clear();
   PQexitPipelineMode(conn_);
   in_transaction_ = false;
+  ForgetTransaction();
   if (!failure_.empty()) {
     Status s(ErrorCode::kStorage, failure_);
     Rollback();
@@ -436,6 +470,7 @@ Status PgStore::Commit() {
 
 void PgStore::Rollback() {
   outgoing_.clear();
+  ForgetTransaction();
   if (PQstatus(conn_) == CONNECTION_OK) EndPipeline();
   in_transaction_ = false;
   if (PQstatus(conn_) != CONNECTION_OK ||
@@ -463,6 +498,7 @@ Result<int64_t> PgStore::CreateAccount(std::string_view name,
                                        std::string_view password_hash,
                                        int64_t now_ms) {
   if (Status s = RequireTransaction(); !s.ok()) return s;
+  ForgetAhead();  // a send read ahead may name this account
   // Two brokers creating one name at once: the second waits for the first
   // to commit, then inserts nothing.
   auto r =
@@ -490,6 +526,9 @@ Result<std::optional<Account>> PgStore::FindAccount(std::string_view key) {
 }
 
 Result<std::optional<Account>> PgStore::FindAccountById(int64_t id) {
+  if (auto a = accounts_ahead_.find(id); a != accounts_ahead_.end()) {
+    return std::optional<Account>(a->second);
+  }
   auto r = Run("find account",
                "SELECT id, name, password_hash FROM accounts WHERE id = $1",
                {P(id)});
@@ -501,6 +540,13 @@ Result<std::optional<Account>> PgStore::FindAccountById(int64_t id) {
 
 Result<std::vector<QueuedMessage>> PgStore::DeleteAccount(int64_t id) {
   if (Status s = RequireTransaction(); !s.ok()) return s;
+  // What was read ahead or stored in this transaction for the account goes
+  // with it.
+  ForgetAhead();
+  std::erase_if(enqueued_in_tx_,
+                [id](const auto& e) { return e.second.recipient_id == id; });
+  std::erase_if(sent_in_tx_,
+                [id](const auto& e) { return e.first.first == id; });
   auto r = Run("delete account",
                "DELETE FROM messages WHERE recipient_id = $1 RETURNING id, "
                "sender_id, sender_name, recipient_name, client_msg_id",
@@ -573,30 +619,90 @@ Result<std::optional<int64_t>> PgStore::FindSend(int64_t sender_id,
   return std::optional<int64_t>(Int(r->get(), 0, 0));
 }
 
+void PgStore::Prefetch(const std::vector<Lookahead>& reads) {
+  if (!InTransaction() || reads.empty()) return;
+  for (const Lookahead& read : reads) {
+    if (read.kind == Lookahead::Kind::kSend) {
+      auto key = std::make_tuple(read.account_id, read.id, read.recipient_key);
+      if (!SendPrepared(
+              "check send", kCheckSend,
+              {P(read.account_id), P(ToSql(read.id)), P(read.recipient_key)},
+              [this, key](const PGresult* row) {
+                SendAhead ahead{SendCheckFromRow(row), 0};
+                if (ahead.check.recipient) {
+                  ahead.queued_base = ahead.check.queued -
+                                      queue_delta_[ahead.check.recipient->id];
+                }
+                send_ahead_[key].push_back(std::move(ahead));
+              })) {
+        return;
+      }
+      continue;
+    }
+    const auto id = static_cast<int64_t>(read.id);
+    if (!SendPrepared("confirm delivery", kReadMessage, {P(id)},
+                      [this, id](const PGresult* row) {
+                        ReceiptAhead& ahead = receipt_ahead_[id];
+                        ahead.last_id = Int(row, 0, 7);
+                        ahead.found = !PQgetisnull(row, 0, 0);
+                        if (!ahead.found) return;
+                        QueuedMessage& m = ahead.message;
+                        m.id = id;
+                        m.recipient_id = Int(row, 0, 0);
+                        m.sender_id = Int(row, 0, 1);
+                        m.sender_name = Text(row, 0, 2);
+                        m.recipient_name = Text(row, 0, 3);
+                        m.client_msg_id = FromSql(Int(row, 0, 4));
+                        if (!PQgetisnull(row, 0, 5)) {
+                          accounts_ahead_[m.sender_id] = Account{
+                              m.sender_id, Text(row, 0, 5), Text(row, 0, 6)};
+                        }
+                      })) {
+      return;
+    }
+  }
+  Drain();  // one round trip; the callbacks keep the answers
+}
+
+void PgStore::ForgetAhead() {
+  send_ahead_.clear();
+  receipt_ahead_.clear();
+  accounts_ahead_.clear();
+}
+
+void PgStore::ForgetTransaction() {
+  ForgetAhead();
+  sent_in_tx_.clear();
+  enqueued_in_tx_.clear();
+  confirmed_in_tx_.clear();
+  queue_delta_.clear();
+}
+
 Result<SendCheck> PgStore::CheckSend(int64_t sender_id, uint64_t client_msg_id,
                                      std::string_view recipient_key) {
-  // One round trip: the earlier send, the recipient, its queue, and an id
-  // for the new message (unused if there is none: ids may be skipped).
-  auto r = Run("check send",
-               "SELECT (SELECT message_id FROM sends WHERE sender_id = $1 AND "
-               "client_msg_id = $2), a.id, a.name, a.password_hash, "
-               "(SELECT count(*) FROM messages WHERE recipient_id = a.id), "
-               "nextval('messages_id_seq') "
-               "FROM (SELECT 1) AS one LEFT JOIN accounts a ON a.name_key = $3",
-               {P(sender_id), P(ToSql(client_msg_id)), P(recipient_key)});
-  if (!r.ok()) return r.status();
-  const PGresult* row = r->get();
-  SendCheck check;
-  if (!PQgetisnull(row, 0, 0)) {
-    check.prior = Int(row, 0, 0);
+  auto ahead = send_ahead_.find(
+      std::make_tuple(sender_id, client_msg_id, std::string(recipient_key)));
+  if (ahead != send_ahead_.end() && !ahead->second.empty()) {
+    SendAhead a = std::move(ahead->second.front());
+    ahead->second.pop_front();
+    SendCheck check = std::move(a.check);
+    // Stored by this transaction since the read: a retry now.
+    if (auto sent = sent_in_tx_.find({sender_id, client_msg_id});
+        sent != sent_in_tx_.end()) {
+      check.prior = sent->second;
+      check.recipient.reset();
+      return check;
+    }
+    if (!check.prior && check.recipient) {
+      check.queued = a.queued_base + queue_delta_[check.recipient->id];
+    }
     return check;
   }
-  if (!PQgetisnull(row, 0, 1)) {
-    check.recipient = Account{Int(row, 0, 1), Text(row, 0, 2), Text(row, 0, 3)};
-    check.queued = Int(row, 0, 4);
-  }
-  check.reserved_id = Int(row, 0, 5);
-  return check;
+  // Not read ahead: one round trip.
+  auto r = Run("check send", kCheckSend,
+               {P(sender_id), P(ToSql(client_msg_id)), P(recipient_key)});
+  if (!r.ok()) return r.status();
+  return SendCheckFromRow(r->get());
 }
 
 Result<int64_t> PgStore::Enqueue(const QueuedMessage& m) {
@@ -629,6 +735,11 @@ Result<int64_t> PgStore::Enqueue(const QueuedMessage& m) {
       !s.ok()) {
     return s;
   }
+  sent_in_tx_[{m.sender_id, m.client_msg_id}] = id;
+  enqueued_in_tx_[id] =
+      MessageSummary{m.sender_id, m.sender_name, m.recipient_id,
+                     m.recipient_name, m.client_msg_id};
+  ++queue_delta_[m.recipient_id];
   return id;
 }
 
@@ -659,6 +770,59 @@ Result<ReceiptResult> PgStore::ConfirmDelivery(int64_t recipient_id,
                                                int64_t message_id) {
   ReceiptResult result;
   if (Status s = RequireTransaction(); !s.ok()) return s;
+  if (confirmed_in_tx_.contains(message_id)) {
+    result.outcome = ReceiptOutcome::kAlreadyConfirmed;
+    return result;
+  }
+  // Known without a round trip: stored by this transaction, or read ahead.
+  std::optional<MessageSummary> known;
+  if (auto e = enqueued_in_tx_.find(message_id); e != enqueued_in_tx_.end()) {
+    known = e->second;
+  } else if (auto a = receipt_ahead_.find(message_id);
+             a != receipt_ahead_.end()) {
+    const ReceiptAhead& ahead = a->second;
+    if (!ahead.found) {
+      result.outcome = message_id <= ahead.last_id
+                           ? ReceiptOutcome::kAlreadyConfirmed
+                           : ReceiptOutcome::kUnknown;
+      return result;
+    }
+    const QueuedMessage& m = ahead.message;
+    known = MessageSummary{m.sender_id, m.sender_name, m.recipient_id,
+                           m.recipient_name, m.client_msg_id};
+  }
+  if (known) {
+    if (known->recipient_id != recipient_id) {
+      result.outcome = ReceiptOutcome::kNotYours;
+      return result;
+    }
+    // The row must still be there when the delete runs: another broker's
+    // session of this recipient may have confirmed it since the read.
+    if (Status s = Defer(
+            "confirm delivery",
+            "DELETE FROM messages WHERE id = $1 AND recipient_id = $2",
+            {P(message_id), P(recipient_id)},
+            [this, message_id](const PGresult* r) {
+              if (std::strcmp(PQcmdTuples(const_cast<PGresult*>(r)), "0") ==
+                  0) {
+                Fail("confirm delivery: message " + std::to_string(message_id) +
+                     " was confirmed meanwhile by another session");
+              }
+            });
+        !s.ok()) {
+      return s;
+    }
+    confirmed_in_tx_.insert(message_id);
+    --queue_delta_[recipient_id];
+    result.message.id = message_id;
+    result.message.recipient_id = recipient_id;
+    result.message.sender_id = known->sender_id;
+    result.message.sender_name = known->sender_name;
+    result.message.recipient_name = known->recipient_name;
+    result.message.client_msg_id = known->client_msg_id;
+    result.outcome = ReceiptOutcome::kConfirmed;
+    return result;
+  }
   // One round trip: the delete, whether the message is someone else's, and
   // the sequence's last value (the sequence hands out each id once,
   // committed or not: at or below it, the id was handed out). A message of
@@ -677,6 +841,8 @@ Result<ReceiptResult> PgStore::ConfirmDelivery(int64_t recipient_id,
   const PGresult* row = r->get();
   if (!PQgetisnull(row, 0, 0)) {
     ++changes_;
+    confirmed_in_tx_.insert(message_id);
+    --queue_delta_[recipient_id];
     result.message.id = message_id;
     result.message.recipient_id = recipient_id;
     result.message.sender_id = Int(row, 0, 0);
@@ -784,6 +950,7 @@ Result<StoreTotals> PgStore::Totals() {
 }
 
 Status PgStore::Prune(int64_t sends_before_ms, int64_t tokens_before_ms) {
+  ForgetAhead();
   if (Status s = Defer("prune", "DELETE FROM sends WHERE created_at < $1",
                        {P(sends_before_ms)});
       !s.ok()) {
@@ -894,7 +1061,9 @@ void PgStore::CollectNotifications() {
 }
 
 std::vector<std::string> PgStore::TakeNotifications() {
-  if (!in_transaction_) PQconsumeInput(conn_);
+  // Also in a transaction: what arrived since the last read is parsed, and
+  // the socket is not left readable.
+  PQconsumeInput(conn_);
   CollectNotifications();
   return std::exchange(incoming_, {});
 }

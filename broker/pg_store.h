@@ -10,8 +10,13 @@
 //     broker does not need (enqueue with a reserved id, notices, tokens,
 //     presence, leases) is sent without waiting, and its result is read with
 //     the next read's or at COMMIT. So a round trip is a read the handler
-//     needs (one per SEND_MESSAGE: CheckSend; one per MESSAGE_RECEIPT:
-//     ConfirmDelivery) plus one for the commit, with every write since.
+//     needs plus one for the commit, with every write since. The reads of
+//     SEND_MESSAGE (CheckSend) and MESSAGE_RECEIPT (ConfirmDelivery) are
+//     announced for the whole batch (Prefetch) and made in one round trip;
+//     the answers are then corrected for the writes the transaction made
+//     since (its own sends, confirmations, queue lengths). A confirmation's
+//     DELETE runs in its turn and must find the row: if another broker's
+//     session confirmed the same message meanwhile, the commit fails.
 //   - A failed statement aborts the whole transaction in PostgreSQL, so
 //     expected conflicts are written so as not to fail: a taken name is an
 //     INSERT ... ON CONFLICT DO NOTHING that inserts nothing. After a real
@@ -31,9 +36,12 @@
 
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -59,6 +67,8 @@ class PgStore final : public Store {
   void Rollback() override;
   bool InTransaction() const override;
   int64_t TotalChanges() const override { return changes_; }
+  bool WantsLookahead() const override { return true; }
+  void Prefetch(const std::vector<Lookahead>& reads) override;
 
   Result<int64_t> CreateAccount(std::string_view name, std::string_view key,
                                 std::string_view password_hash,
@@ -175,6 +185,38 @@ class PgStore final : public Store {
   std::unordered_map<const char*, std::string> prepared_;  // sql -> name
   int64_t changes_ = 0;
   const std::string broker_id_;
+  // What Prefetch read, by call, until the transaction ends or a write makes
+  // it stale (CreateAccount, DeleteAccount, Prune).
+  struct SendAhead {
+    SendCheck check;
+    int64_t queued_base = 0;  // queued minus queue_delta_ when read
+  };
+  struct ReceiptAhead {
+    bool found = false;
+    QueuedMessage message;  // when found (no body)
+    int64_t last_id = 0;    // the sequence's last value
+  };
+  struct MessageSummary {
+    int64_t sender_id = 0;
+    std::string sender_name;
+    int64_t recipient_id = 0;
+    std::string recipient_name;
+    uint64_t client_msg_id = 0;
+  };
+  std::map<std::tuple<int64_t, uint64_t, std::string>, std::deque<SendAhead>>
+      send_ahead_;
+  std::unordered_map<int64_t, ReceiptAhead> receipt_ahead_;
+  std::unordered_map<int64_t, Account> accounts_ahead_;  // senders, by id
+  void ForgetAhead();
+  // The transaction's own writes, to correct what was read ahead: sends
+  // stored (sender, client_msg_id) -> id, messages stored and confirmed,
+  // and each recipient's queue length change.
+  std::map<std::pair<int64_t, uint64_t>, int64_t> sent_in_tx_;
+  std::unordered_map<int64_t, MessageSummary> enqueued_in_tx_;
+  std::unordered_set<int64_t> confirmed_in_tx_;
+  std::unordered_map<int64_t, int64_t> queue_delta_;
+  void ForgetTransaction();
+
   // Items for the other brokers holding sessions of an account, sent at
   // commit: (account id, item), and the time their leases are checked at.
   std::vector<std::pair<int64_t, std::string>> outgoing_;

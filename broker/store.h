@@ -93,6 +93,15 @@ struct SendCheck {
   int64_t reserved_id = 0;
 };
 
+// A read that a request of the coming batch will make (Store::Prefetch).
+struct Lookahead {
+  enum class Kind { kSend, kReceipt };
+  Kind kind = Kind::kSend;
+  int64_t account_id = 0;     // the sender (kSend) or the recipient (kReceipt)
+  uint64_t id = 0;            // client_msg_id (kSend) or message id (kReceipt)
+  std::string recipient_key;  // kSend
+};
+
 // Whole-database totals (for the metrics endpoint).
 struct StoreTotals {
   int64_t accounts = 0;
@@ -123,6 +132,18 @@ class Store {
   virtual Status Commit() = 0;
   virtual void Rollback() = 0;
   virtual bool InTransaction() const = 0;
+
+  // Whether Prefetch saves anything: a store that pays a round trip per read
+  // (PgStore) wants to hear of the batch's reads before they are made.
+  virtual bool WantsLookahead() const { return false; }
+  // Announces the CheckSend and ConfirmDelivery calls (Lookahead) that the
+  // next requests of the transaction will make, so that PgStore reads what
+  // they need in one round trip. The calls then answer exactly as they
+  // would have without it (corrected for the transaction's writes since);
+  // a call that was not announced, or one after CreateAccount, DeleteAccount
+  // or Prune, reads as usual. ConfirmDelivery's delete still runs in its
+  // turn. Inside a transaction.
+  virtual void Prefetch(const std::vector<Lookahead>& /*reads*/) {}
 
   // Counts writes since the database was opened: a request that leaves it
   // unchanged wrote nothing. (PgStore counts each write statement it sends,

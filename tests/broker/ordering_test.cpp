@@ -240,5 +240,79 @@ TEST_F(CoreTest, LoginOfAGoneConnectionIsDropped) {
   EXPECT_EQ(core_->sessions().session_count(), 0u);
 }
 
+// --- One batch, many requests ------------------------------------------------
+
+// Sends, retries and receipts in one batch answer as if each ran alone, in
+// order: a store that reads the batch's lookups ahead (PostgreSQL) corrects
+// them for the batch's own writes (a retry of a send stored just before, a
+// queue grown and shrunk within the batch, a message confirmed twice).
+TEST_F(CoreTest, RequestsInOneBatchAnswerAsIfEachRanAlone) {
+  config_.max_queue_per_user = 4;
+  Restart();
+  Join("a", "alice");
+  Join("b", "bob");
+  const uint64_t m0 = SendText("a", "bob", "zéro");
+  const uint64_t m1 = SendText("a", "bob", "一");
+  Drain("a");
+  Drain("b");
+  Batch([&] {
+    core_->OnFrame("a", Encode({70, SendMessage{"bob", "café ☕", 100}}));
+    core_->OnFrame("a", Encode({71, SendMessage{"bob", "café ☕", 100}}));
+    core_->OnFrame("b", Encode({72, MessageReceipt{m0}}));
+    core_->OnFrame("b", Encode({73, MessageReceipt{m0}}));
+    core_->OnFrame("a", Encode({74, MessageReceipt{m1}}));
+    core_->OnFrame("a", Encode({75, SendMessage{"bob", "שלום", 101}}));
+    core_->OnFrame("a", Encode({76, SendMessage{"bob", "🙂🙃", 102}}));
+    core_->OnFrame("a", Encode({77, SendMessage{"bob", "full", 103}}));
+    core_->OnFrame("b", Encode({78, MessageReceipt{m1 + 1'000'000}}));
+    core_->OnFrame("a", Encode({79, SendMessage{"nobody", "?", 104}}));
+  });
+  std::map<uint64_t, Message> replies;
+  std::vector<uint64_t> order;
+  std::vector<MessageSuccess> success;
+  for (const std::string peer : {"a", "b"}) {
+    for (Message& m : Drain(peer)) {
+      if (m.request_id == 0) {  // a push
+        if (const auto* s = As<MessageSuccess>(m)) success.push_back(*s);
+        continue;
+      }
+      order.push_back(m.request_id);
+      replies.emplace(m.request_id, std::move(m));
+    }
+  }
+  // 72 and 73 (accepted receipts) have no reply.
+  EXPECT_EQ(order, (std::vector<uint64_t>{70, 71, 74, 75, 76, 77, 79, 78}));
+  ASSERT_NE(As<MessagePending>(replies[70]), nullptr);
+  ASSERT_NE(As<MessagePending>(replies[71]), nullptr);
+  const uint64_t first = As<MessagePending>(replies[70])->message_id;
+  EXPECT_EQ(As<MessagePending>(replies[71])->message_id, first)
+      << "the retry gets the id of the send just stored";
+  ASSERT_NE(As<Error>(replies[74]), nullptr);
+  EXPECT_EQ(As<Error>(replies[74])->code, ErrorCode::kNotYours);
+  // bob's queue: m0, m1 before; +first = 3; m0 confirmed = 2; 75 = 3; 76 = 4;
+  // 77 finds 4 of 4.
+  ASSERT_NE(As<MessagePending>(replies[75]), nullptr);
+  ASSERT_NE(As<MessagePending>(replies[76]), nullptr);
+  ASSERT_NE(As<MessageFailure>(replies[77]), nullptr);
+  EXPECT_EQ(As<MessageFailure>(replies[77])->code, ErrorCode::kQueueFull);
+  ASSERT_NE(As<Error>(replies[78]), nullptr);
+  EXPECT_EQ(As<Error>(replies[78])->code, ErrorCode::kUnknownMessage);
+  ASSERT_NE(As<MessageFailure>(replies[79]), nullptr);
+  EXPECT_EQ(As<MessageFailure>(replies[79])->code,
+            ErrorCode::kUnknownRecipient);
+  // One MESSAGE_SUCCESS for m0, though bob confirmed it twice.
+  ASSERT_EQ(success.size(), 1u);
+  EXPECT_EQ(success[0].message_id, m0);
+  // What is queued, in order.
+  auto bob = store_->FindAccount("bob");
+  ASSERT_TRUE(bob.ok() && bob->has_value());
+  auto queued = store_->FetchPending((*bob)->id, 10);
+  ASSERT_TRUE(queued.ok());
+  std::vector<std::string> bodies;
+  for (const QueuedMessage& q : *queued) bodies.push_back(q.body);
+  EXPECT_EQ(bodies,
+            (std::vector<std::string>{"一", "café ☕", "שלום", "🙂🙃"}));
+}
+
 }  // namespace
 }  // namespace zchat
