@@ -263,12 +263,30 @@ void BrokerCore::OnStoreNotifications() {
   assert(in_batch_);
   RunArrived();
   if (!store_.Shared()) return;
-  for (const std::string& item : store_.TakeNotifications()) {
+  const std::vector<std::string> items = store_.TakeNotifications();
+  // The messages named, read at once (those confirmed meanwhile are gone).
+  std::vector<int64_t> ids;
+  for (const std::string& item : items) {
+    if (item.starts_with("m ")) {
+      ids.push_back(std::strtoll(item.c_str() + 2, nullptr, 10));
+    }
+  }
+  std::unordered_map<int64_t, QueuedMessage> messages;
+  if (!ids.empty()) {
+    Result<std::vector<QueuedMessage>> found = store_.FindMessages(ids);
+    if (found.ok()) {
+      for (QueuedMessage& q : *found) messages[q.id] = std::move(q);
+    } else {
+      Log(LogLevel::kWarn, "notified messages not read (they stay queued): " +
+                               found.status().ToString());
+    }
+  }
+  for (const std::string& item : items) {
     if (item.starts_with("m ")) {
       const int64_t id = std::strtoll(item.c_str() + 2, nullptr, 10);
-      Result<std::optional<QueuedMessage>> m = store_.FindMessage(id);
-      if (!m.ok() || !m->has_value()) continue;  // confirmed meanwhile
-      const QueuedMessage& q = **m;
+      auto m = messages.find(id);
+      if (m == messages.end()) continue;  // confirmed meanwhile
+      const QueuedMessage& q = m->second;
       const std::vector<std::string> here =
           sessions_.SessionsOf(q.recipient_id);
       if (here.empty()) continue;

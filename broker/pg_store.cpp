@@ -1068,16 +1068,26 @@ std::vector<std::string> PgStore::TakeNotifications() {
   return std::exchange(incoming_, {});
 }
 
-Result<std::optional<QueuedMessage>> PgStore::FindMessage(int64_t id) {
-  auto r = Run("find message",
+Result<std::vector<QueuedMessage>> PgStore::FindMessages(
+    const std::vector<int64_t>& ids) {
+  std::vector<QueuedMessage> out;
+  if (ids.empty()) return out;
+  std::string array = "{";
+  for (int64_t id : ids) {
+    if (array.size() > 1) array.push_back(',');
+    array += std::to_string(id);
+  }
+  array.push_back('}');
+  auto r = Run("find messages",
                "SELECT id, sender_id, sender_name, recipient_name, "
                "client_msg_id, body, sent_at, recipient_id FROM messages "
-               "WHERE id = $1",
-               {P(id)});
+               "WHERE id = ANY($1::bigint[]) ORDER BY id",
+               {P(array)});
   if (!r.ok()) return r.status();
-  if (PQntuples(r->get()) == 0) return std::optional<QueuedMessage>();
-  return std::optional<QueuedMessage>(
-      QueuedFromRow(r->get(), 0, Int(r->get(), 0, 7)));
+  for (int i = 0; i < PQntuples(r->get()); ++i) {
+    out.push_back(QueuedFromRow(r->get(), i, Int(r->get(), i, 7)));
+  }
+  return out;
 }
 
 }  // namespace zchat

@@ -116,7 +116,8 @@ class PgStore final : public Store {
                        int64_t now_ms) override;
   int NotificationFd() const override;
   std::vector<std::string> TakeNotifications() override;
-  Result<std::optional<QueuedMessage>> FindMessage(int64_t id) override;
+  Result<std::vector<QueuedMessage>> FindMessages(
+      const std::vector<int64_t>& ids) override;
   // This broker's id among the brokers of the store (random, per process).
   const std::string& broker_id() const { return broker_id_; }
 

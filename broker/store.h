@@ -242,9 +242,11 @@ class Store {
   // and the items received since the last call.
   virtual int NotificationFd() const { return -1; }
   virtual std::vector<std::string> TakeNotifications() { return {}; }
-  // One queued message by id (nullopt: confirmed, purged or never there).
-  virtual Result<std::optional<QueuedMessage>> FindMessage(int64_t /*id*/) {
-    return std::optional<QueuedMessage>();
+  // The messages of `ids` still queued (not confirmed, purged or never
+  // there), in id order: one read for a notification's messages.
+  virtual Result<std::vector<QueuedMessage>> FindMessages(
+      const std::vector<int64_t>& /*ids*/) {
+    return std::vector<QueuedMessage>();
   }
 
  protected:
