@@ -5,6 +5,8 @@
 
 #include <set>
 
+#include "broker/store.h"
+#include "tests/support/raw_client.h"
 #include "tests/support/test_broker.h"
 #include "tests/support/test_postgres.h"
 
@@ -426,6 +428,74 @@ TEST(SharedStoreTest, BrokerRecoversWhenPostgresRestarts) {
   EXPECT_EQ(bodies, (std::vector<std::string>{"avant: ça va 🙂",
                                               "après: ça repart 🚀"}))
       << "the acknowledged message survived; the refused one was not stored";
+}
+
+// The same send (one client_msg_id) reaching two brokers at once, as when a
+// client fails over while its first broker still works on the send: it is
+// stored once, and every MESSAGE_PENDING names that one message. A broker
+// whose transaction lost the race refuses with `storage`, and the retry
+// there finds the other broker's message.
+TEST(SharedStoreTest, ASendRetriedOnTwoBrokersAtOnceIsStoredOnce) {
+  const std::string uri = testing::SharedPostgres().NewDatabase();
+  ASSERT_FALSE(uri.empty()) << testing::SharedPostgres().error();
+  auto on_uri = [uri](ServerOptions& o) { o.db_path = uri; };
+  testing::TestBroker a(on_uri);
+  testing::TestBroker b(on_uri);
+  zmq::context_t ctx;
+  testing::RawClient alice_a(ctx, a.endpoint());
+  testing::RawClient alice_b(ctx, b.endpoint());
+  testing::RawClient bob(ctx, b.endpoint());
+  alice_a.Call<CreateSuccess>(CreateAccount{"alice", "password123"});
+  bob.Call<CreateSuccess>(CreateAccount{"bob", "password123"});
+  alice_a.Call<LoginSuccess>(LoginRequest{"alice", "password123", {}});
+  alice_b.Call<LoginSuccess>(LoginRequest{"alice", "password123", {}});
+
+  constexpr uint64_t kRounds = 100;
+  auto body = [](uint64_t k) {
+    return "une fois, 一次, פעם אחת 🔂 #" + std::to_string(k);
+  };
+  int refused = 0;
+  for (uint64_t k = 1; k <= kRounds; ++k) {
+    testing::RawClient* clients[] = {&alice_a, &alice_b};
+    uint64_t requests[2];
+    for (int i = 0; i < 2; ++i) {
+      requests[i] = clients[i]->Send(SendMessage{"bob", body(k), k});
+    }
+    std::set<uint64_t> ids;
+    for (int i = 0; i < 2; ++i) {
+      std::optional<Message> reply = clients[i]->Await(requests[i]);
+      ASSERT_TRUE(reply.has_value()) << "round " << k << ": no reply";
+      while (const auto* f = std::get_if<MessageFailure>(&reply->body)) {
+        ASSERT_EQ(f->code, ErrorCode::kStorage) << f->reason;
+        ++refused;
+        reply =
+            clients[i]->Await(clients[i]->Send(SendMessage{"bob", body(k), k}));
+        ASSERT_TRUE(reply.has_value()) << "round " << k << ": no reply";
+      }
+      const auto* pending = std::get_if<MessagePending>(&reply->body);
+      ASSERT_NE(pending, nullptr) << MessageTypeName(TypeOf(reply->body));
+      EXPECT_EQ(pending->client_msg_id, k);
+      ids.insert(pending->message_id);
+    }
+    EXPECT_EQ(ids.size(), 1u) << "round " << k << ": two messages for one send";
+  }
+  ::testing::Test::RecordProperty("races_refused", refused);
+
+  // Stored once each, in the order sent.
+  StoreOptions read_only;
+  read_only.read_only = true;
+  Result<std::unique_ptr<Store>> store = Store::Open(uri, read_only);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  Result<std::optional<Account>> account = (*store)->FindAccount("bob");
+  ASSERT_TRUE(account.ok() && account->has_value());
+  Result<std::vector<QueuedMessage>> queued =
+      (*store)->FetchPending((*account)->id, 2 * kRounds);
+  ASSERT_TRUE(queued.ok()) << queued.status().ToString();
+  ASSERT_EQ(queued->size(), kRounds);
+  for (uint64_t k = 1; k <= kRounds; ++k) {
+    EXPECT_EQ((*queued)[k - 1].client_msg_id, k);
+    EXPECT_EQ((*queued)[k - 1].body, body(k));
+  }
 }
 
 TEST(CheckEndpointsTest, NamesTheEndpointThatCannotBeUsed) {
