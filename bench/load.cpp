@@ -346,20 +346,23 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
       }
     }
   };
-  const CpuWindow cpu = RunLoadThreads(clock, threads, AllPids(target), drive);
+  const CpuWindow cpu =
+      RunLoadThreads(clock, threads, AllPids(target), drive, target.server_pid);
   return MergeCycle(clock, cpu, parts);
 }
 
 CpuWindow RunLoadThreads(const CycleClock& clock, int threads,
                          const std::vector<pid_t>& pids,
-                         const std::function<void(int)>& drive) {
+                         const std::function<void(int)>& drive, pid_t server) {
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) workers.emplace_back(drive, t);
   CpuWindow cpu;
   std::this_thread::sleep_until(clock.from);
   cpu.begin_us = CpuMicros(pids);
+  if (server > 0) cpu.server_begin_us = testing::TreeCpuTime(server).count();
   std::this_thread::sleep_until(clock.to);
   cpu.end_us = CpuMicros(pids);
+  if (server > 0) cpu.server_end_us = testing::TreeCpuTime(server).count();
   for (auto& w : workers) w.join();
   return cpu;
 }
@@ -384,6 +387,10 @@ CycleFigures MergeCycle(const CycleClock& clock, const CpuWindow& cpu,
   out.messages_per_s = out.messages / elapsed;
   out.cpu_us_per_message = out.messages ? cpu_us / out.messages : 0;
   out.cpu_cores = cpu_us / (elapsed * 1e6);
+  const double server_us =
+      static_cast<double>(cpu.server_end_us - cpu.server_begin_us);
+  out.server_cpu_us_per_message = out.messages ? server_us / out.messages : 0;
+  out.server_cpu_cores = server_us / (elapsed * 1e6);
   out.delivered = Percentiles(delivered);
   out.confirmed = Percentiles(confirmed);
   if (distributed != sent) {

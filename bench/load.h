@@ -28,6 +28,9 @@ struct Target {
   // on one broker and its recipient on the next, and counts the CPU of all.
   std::vector<std::string> endpoints;
   std::vector<pid_t> pids;
+  // A database server the brokers use (PostgreSQL's main process), whose
+  // CPU, with its children's, is reported apart; -1: none.
+  pid_t server_pid = -1;
 };
 
 struct Latency {
@@ -42,6 +45,9 @@ struct CycleFigures {
   Latency delivered;     // SEND_MESSAGE -> DISTRIBUTE_MESSAGE
   Latency confirmed;     // SEND_MESSAGE -> MESSAGE_SUCCESS
   uint64_t messages = 0;
+  // The database server's (Target::server_pid), when there is one.
+  double server_cpu_us_per_message = 0;
+  double server_cpu_cores = 0;
   std::string failure;
 };
 
@@ -75,12 +81,15 @@ struct CyclePart {
 };
 struct CpuWindow {
   int64_t begin_us = 0, end_us = 0;  // the target's CPU time at from, to
+  int64_t server_begin_us = 0, server_end_us = 0;  // the server's, if any
 };
 // Runs drive(0) .. drive(threads - 1) on their own threads and reads the
-// CPU time of `pid` at the window's ends meanwhile.
+// CPU time of `pids` (and of `server`'s process tree, if not -1) at the
+// window's ends meanwhile.
 CpuWindow RunLoadThreads(const CycleClock& clock, int threads,
                          const std::vector<pid_t>& pids,
-                         const std::function<void(int)>& drive);
+                         const std::function<void(int)>& drive,
+                         pid_t server = -1);
 // The figures of the parts together.
 CycleFigures MergeCycle(const CycleClock& clock, const CpuWindow& cpu,
                         std::vector<CyclePart>& parts);

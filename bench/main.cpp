@@ -201,10 +201,12 @@ void PrintCycle(
   }
   for (const auto& [label, f] : pg) {
     std::printf(
-        "  %s / zchat on SQLite: throughput %s, broker cpu/msg %s (the "
-        "PostgreSQL server's own CPU is not counted)\n",
+        "  %s / zchat on SQLite: throughput %s, broker cpu/msg %s; the "
+        "PostgreSQL server's own CPU: %s us/msg, %s cores\n",
         label.c_str(), Ratio(f.messages_per_s, z.messages_per_s).c_str(),
-        Ratio(f.cpu_us_per_message, z.cpu_us_per_message).c_str());
+        Ratio(f.cpu_us_per_message, z.cpu_us_per_message).c_str(),
+        Fmt(f.server_cpu_us_per_message, 1).c_str(),
+        Fmt(f.server_cpu_cores, 2).c_str());
   }
 }
 
@@ -212,6 +214,8 @@ Json CycleJson(const CycleFigures& f) {
   return {{"messages_per_s", f.messages_per_s},
           {"cpu_us_per_message", f.cpu_us_per_message},
           {"cpu_cores", f.cpu_cores},
+          {"server_cpu_us_per_message", f.server_cpu_us_per_message},
+          {"server_cpu_cores", f.server_cpu_cores},
           {"messages", f.messages},
           {"delivered", LatencyJson(f.delivered)},
           {"confirmed", LatencyJson(f.confirmed)}};
@@ -278,6 +282,7 @@ Json Cycle(const Settings& s, const std::string& title, int pairs, int window,
       t.name = label;
       t.endpoint = t.endpoints[0];
       t.pid = t.pids[0];
+      t.server_pid = pg.ServerPid();
       CycleFigures f =
           RunCycle(t, pairs, window, s.seconds, "c", s.load_threads);
       if (Completed(title + " (" + label + ")", f.failure)) {

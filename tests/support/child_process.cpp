@@ -279,6 +279,49 @@ std::chrono::microseconds CpuTime(pid_t pid) {
   return std::chrono::microseconds(ticks * 1'000'000 / sysconf(_SC_CLK_TCK));
 }
 
+namespace {
+
+// utime + stime (+ cutime + cstime with `children`) in clock ticks, and the
+// parent pid, of /proc/PID/stat; false if it cannot be read.
+bool StatTicks(pid_t pid, bool children, int64_t* ticks, pid_t* parent) {
+  const std::string stat = ReadWhole("/proc/" + std::to_string(pid) + "/stat");
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return false;
+  std::istringstream rest(stat.substr(paren + 1));
+  std::string field;
+  *ticks = 0;
+  for (int i = 3; i <= 17 && rest >> field; ++i) {
+    if (i == 4) *parent = static_cast<pid_t>(std::stoll(field));
+    if (i == 14 || i == 15 || (children && (i == 16 || i == 17))) {
+      *ticks += std::stoll(field);
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::chrono::microseconds TreeCpuTime(pid_t pid) {
+  int64_t total = 0, ticks = 0;
+  pid_t parent = 0;
+  if (!StatTicks(pid, true, &ticks, &parent)) {
+    return std::chrono::microseconds(-1);
+  }
+  total += ticks;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.empty() || name.find_first_not_of("0123456789") != name.npos) {
+      continue;
+    }
+    const auto child = static_cast<pid_t>(std::stoll(name));
+    if (child == pid) continue;
+    if (StatTicks(child, true, &ticks, &parent) && parent == pid) {
+      total += ticks;
+    }
+  }
+  return std::chrono::microseconds(total * 1'000'000 / sysconf(_SC_CLK_TCK));
+}
+
 std::string SelfExe() {
   char buf[4096];
   const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);

@@ -88,6 +88,12 @@ class ChildProcess {
 // unknown) and user + system CPU time.
 int64_t RssKib(pid_t pid);
 std::chrono::microseconds CpuTime(pid_t pid);
+// CPU time of a process and its children, live and exited: its own, what
+// its reaped children used (cutime, cstime), and each live child's own and
+// reaped children's. A server that forks a process per connection
+// (PostgreSQL) is measured whole this way; grandchildren still running are
+// not counted.
+std::chrono::microseconds TreeCpuTime(pid_t pid);
 // This executable's path (for starting helpers of our own).
 std::string SelfExe();
 

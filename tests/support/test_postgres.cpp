@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
 namespace zchat::testing {
@@ -91,6 +92,13 @@ bool TestPostgres::Start() {
                     root_ +
                     "/sock -c listen_addresses= -p 5432 -c fsync=off\" "
                     "start >/dev/null 2>&1");
+}
+
+int TestPostgres::ServerPid() const {
+  std::ifstream pidfile(root_ + "/data/postmaster.pid");
+  int pid = -1;
+  if (!(pidfile >> pid)) return -1;
+  return pid;
 }
 
 bool TestPostgres::Stop() {

@@ -30,6 +30,8 @@ class TestPostgres {
   // same socket and data.
   bool Stop();
   bool Start();
+  // The server's main process (postmaster.pid), -1 if it is not running.
+  int ServerPid() const;
 
  private:
   // Runs a PostgreSQL program (as `postgres` under root); true on exit 0.
