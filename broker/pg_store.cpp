@@ -114,6 +114,18 @@ CREATE TABLE presence(
 CREATE INDEX presence_by_broker ON presence(broker_id);
 )sql";
 
+// Version 3: each account's queue length, kept so that a send's queue_full
+// check reads one row instead of counting the queue. A transaction adds its
+// changes at commit, in account order (so that brokers committing at once
+// wait for each other instead of deadlocking). No row: an empty queue.
+constexpr const char* kSchemaV3 = R"sql(
+CREATE TABLE queue_lengths(
+  account_id BIGINT PRIMARY KEY,
+  queued BIGINT NOT NULL);
+INSERT INTO queue_lengths(account_id, queued)
+  SELECT recipient_id, count(*) FROM messages GROUP BY recipient_id;
+)sql";
+
 // A broker's notification channel: an identifier, so letters and digits.
 std::string Channel(const std::string& broker_id) {
   return "zchat_" + broker_id;
@@ -127,13 +139,14 @@ std::string RandomBrokerId() {
   return id;
 }
 
-// CheckSend's statement: the earlier send, the recipient, its queue, and an
-// id for the new message (unused if there is none: ids may be skipped).
+// CheckSend's statement: the earlier send, the recipient, its committed
+// queue length, and an id for the new message (unused if there is none: ids
+// may be skipped).
 constexpr const char* kCheckSend =
     "SELECT (SELECT message_id FROM sends WHERE sender_id = $1 AND "
     "client_msg_id = $2), a.id, a.name, a.password_hash, "
-    "(SELECT count(*) FROM messages WHERE recipient_id = a.id), "
-    "nextval('messages_id_seq') "
+    "COALESCE((SELECT queued FROM queue_lengths WHERE account_id = a.id), "
+    "0), nextval('messages_id_seq') "
     "FROM (SELECT 1) AS one LEFT JOIN accounts a ON a.name_key = $3";
 
 SendCheck SendCheckFromRow(const PGresult* row) {
@@ -259,6 +272,12 @@ Status PgStore::Migrate() {
     if (!exec(kSchemaV2) ||
         !exec("UPDATE zchat_meta SET value = 2 WHERE key = 'schema_version'")) {
       return fail("migrate to schema version 2");
+    }
+  }
+  if (version < 3) {
+    if (!exec(kSchemaV3) ||
+        !exec("UPDATE zchat_meta SET value = 3 WHERE key = 'schema_version'")) {
+      return fail("migrate to schema version 3");
     }
   }
   if (!exec("COMMIT")) return fail("migrate: commit");
@@ -436,6 +455,7 @@ Status PgStore::Commit() {
     Rollback();
     return s;
   }
+  SendQueueLengths();
   SendNotifications();
   // COMMIT of a transaction that failed reports success with "ROLLBACK".
   if (failure_.empty() &&
@@ -547,6 +567,7 @@ Result<std::vector<QueuedMessage>> PgStore::DeleteAccount(int64_t id) {
                 [id](const auto& e) { return e.second.recipient_id == id; });
   std::erase_if(sent_in_tx_,
                 [id](const auto& e) { return e.first.first == id; });
+  queue_delta_.erase(id);  // its queue_lengths row goes below
   auto r = Run("delete account",
                "DELETE FROM messages WHERE recipient_id = $1 RETURNING id, "
                "sender_id, sender_name, recipient_name, client_msg_id",
@@ -571,6 +592,7 @@ Result<std::vector<QueuedMessage>> PgStore::DeleteAccount(int64_t id) {
       "DELETE FROM notices WHERE account_id = $1",
       "DELETE FROM tokens WHERE account_id = $1",
       "DELETE FROM sends WHERE sender_id = $1",
+      "DELETE FROM queue_lengths WHERE account_id = $1",
       "DELETE FROM accounts WHERE id = $1",
   };
   for (const char* sql : kDeletes) {
@@ -629,10 +651,7 @@ void PgStore::Prefetch(const std::vector<Lookahead>& reads) {
               {P(read.account_id), P(ToSql(read.id)), P(read.recipient_key)},
               [this, key](const PGresult* row) {
                 SendAhead ahead{SendCheckFromRow(row), 0};
-                if (ahead.check.recipient) {
-                  ahead.queued_base = ahead.check.queued -
-                                      queue_delta_[ahead.check.recipient->id];
-                }
+                ahead.queued_base = ahead.check.queued;  // committed
                 send_ahead_[key].push_back(std::move(ahead));
               })) {
         return;
@@ -702,7 +721,12 @@ Result<SendCheck> PgStore::CheckSend(int64_t sender_id, uint64_t client_msg_id,
   auto r = Run("check send", kCheckSend,
                {P(sender_id), P(ToSql(client_msg_id)), P(recipient_key)});
   if (!r.ok()) return r.status();
-  return SendCheckFromRow(r->get());
+  SendCheck check = SendCheckFromRow(r->get());
+  // The committed length, and this transaction's changes to it.
+  if (!check.prior && check.recipient) {
+    check.queued += queue_delta_[check.recipient->id];
+  }
+  return check;
 }
 
 Result<int64_t> PgStore::Enqueue(const QueuedMessage& m) {
@@ -1039,6 +1063,34 @@ void PgStore::SendNotifications() {
         .IgnoreError();  // a failure fails the commit
   }
   outgoing_.clear();
+}
+
+void PgStore::SendQueueLengths() {
+  std::vector<std::pair<int64_t, int64_t>> changes;
+  for (const auto& [account, delta] : queue_delta_) {
+    if (delta != 0) changes.emplace_back(account, delta);
+  }
+  if (changes.empty() || !failure_.empty()) return;
+  std::sort(changes.begin(), changes.end());
+  std::string accounts = "{", deltas = "{";
+  for (const auto& [account, delta] : changes) {
+    if (accounts.size() > 1) {
+      accounts.push_back(',');
+      deltas.push_back(',');
+    }
+    accounts += std::to_string(account);
+    deltas += std::to_string(delta);
+  }
+  accounts.push_back('}');
+  deltas.push_back('}');
+  // Rows are locked in the order the SELECT yields them: by account.
+  Defer("queue lengths",
+        "INSERT INTO queue_lengths(account_id, queued) SELECT a, d FROM "
+        "unnest($1::bigint[], $2::bigint[]) AS c(a, d) ORDER BY a ON CONFLICT "
+        "(account_id) DO UPDATE SET queued = queue_lengths.queued + "
+        "EXCLUDED.queued",
+        {P(accounts), P(deltas)})
+      .IgnoreError();  // a failure fails the commit
 }
 
 int PgStore::NotificationFd() const { return PQsocket(conn_); }

@@ -54,7 +54,7 @@ namespace zchat {
 
 class PgStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // `uri`: a libpq connection URI (postgresql://user@host:port/db, or with
   // ?host=/socket/dir for a Unix socket).
@@ -173,6 +173,8 @@ class PgStore final : public Store {
   // Sends outgoing_ (pg_notify, inside the transaction: delivered when it
   // commits) and empties it.
   void SendNotifications();
+  // Adds queue_delta_ to queue_lengths, in account order.
+  void SendQueueLengths();
   void CollectNotifications();
 
   pg_conn* conn_;
@@ -190,7 +192,7 @@ class PgStore final : public Store {
   // it stale (CreateAccount, DeleteAccount, Prune).
   struct SendAhead {
     SendCheck check;
-    int64_t queued_base = 0;  // queued minus queue_delta_ when read
+    int64_t queued_base = 0;  // the committed queue length, when read
   };
   struct ReceiptAhead {
     bool found = false;
@@ -211,7 +213,8 @@ class PgStore final : public Store {
   void ForgetAhead();
   // The transaction's own writes, to correct what was read ahead: sends
   // stored (sender, client_msg_id) -> id, messages stored and confirmed,
-  // and each recipient's queue length change.
+  // and each recipient's queue length change (written to queue_lengths at
+  // commit, in account order).
   std::map<std::pair<int64_t, uint64_t>, int64_t> sent_in_tx_;
   std::unordered_map<int64_t, MessageSummary> enqueued_in_tx_;
   std::unordered_set<int64_t> confirmed_in_tx_;

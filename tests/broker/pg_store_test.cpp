@@ -74,23 +74,38 @@ class PgStoreTest : public ::testing::Test {
 };
 
 // A database left at schema version 1 (before several brokers: no brokers
-// or presence tables) is migrated to the current version, its rows kept.
+// or presence tables, no queue lengths) is migrated to the current
+// version, its rows kept and its queue lengths counted.
 TEST_F(PgStoreTest, MigratesASchemaVersion1Database) {
   {
     auto store = Open();
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     ASSERT_TRUE((*store)->Begin().ok());
-    ASSERT_TRUE((*store)->CreateAccount("Zoë", "zoë", "hash", 1).ok());
+    Result<int64_t> zoe = (*store)->CreateAccount("Zoë", "zoë", "hash", 1);
+    ASSERT_TRUE(zoe.ok());
+    for (uint64_t cmid : {1, 2, 3}) {
+      QueuedMessage m;
+      m.sender_id = m.recipient_id = *zoe;
+      m.sender_name = m.recipient_name = "Zoë";
+      m.client_msg_id = cmid;
+      m.body = "ça 😀";
+      ASSERT_TRUE((*store)->Enqueue(m).ok());
+    }
     ASSERT_TRUE((*store)->Commit().ok());
   }
-  ASSERT_EQ(Exec("DROP TABLE presence; DROP TABLE brokers; UPDATE zchat_meta "
-                 "SET value = 1 WHERE key = 'schema_version'"),
+  ASSERT_EQ(Exec("DROP TABLE presence; DROP TABLE brokers; DROP TABLE "
+                 "queue_lengths; UPDATE zchat_meta SET value = 1 WHERE key = "
+                 "'schema_version'"),
             "");
   auto store = Open();
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   auto zoe = (*store)->FindAccount("zoë");
   ASSERT_TRUE(zoe.ok() && zoe->has_value());
   EXPECT_EQ((*zoe)->name, "Zoë");
+  EXPECT_EQ(Scalar("SELECT queued FROM queue_lengths"), "3");
+  Result<SendCheck> check = (*store)->CheckSend((*zoe)->id, 9, "zoë");
+  ASSERT_TRUE(check.ok()) << check.status().ToString();
+  EXPECT_EQ(check->queued, 3);
   EXPECT_EQ(SchemaVersion(), std::to_string(PgStore::kSchemaVersion));
   // The version-2 tables are back and used: a lease is renewed.
   ASSERT_TRUE((*store)->Begin().ok());
@@ -132,8 +147,9 @@ TEST_F(PgStoreTest, BrokersStartingTogetherMigrateOnce) {
   EXPECT_EQ(SchemaVersion(), std::to_string(PgStore::kSchemaVersion));
   EXPECT_EQ(Scalar("SELECT count(*) FROM information_schema.tables WHERE "
                    "table_name IN ('accounts', 'messages', 'sends', "
-                   "'notices', 'tokens', 'brokers', 'presence')"),
-            "7");
+                   "'notices', 'tokens', 'brokers', 'presence', "
+                   "'queue_lengths')"),
+            "8");
 }
 
 }  // namespace

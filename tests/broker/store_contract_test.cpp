@@ -206,6 +206,37 @@ TEST_P(StoreContractTest, CheckSendTellsRetriesUnknownRecipientsAndQueues) {
   EXPECT_EQ(queued->back().body, m.body);
 }
 
+// The queue length a send checks follows what commits: stores and
+// confirmations that roll back leave it as it was.
+TEST_P(StoreContractTest, QueueLengthFollowsCommitsOnly) {
+  Begin();
+  const int64_t a = Create("a"), b = Create("b");
+  const int64_t m1 = Enqueue(a, b, 1);
+  Enqueue(a, b, 2);
+  Commit();
+  auto queued = [&] {
+    Result<SendCheck> c = store_->CheckSend(a, 99, "b");
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? c->queued : -1;
+  };
+  EXPECT_EQ(queued(), 2);
+  Begin();
+  ASSERT_EQ(store_->ConfirmDelivery(b, m1)->outcome,
+            ReceiptOutcome::kConfirmed);
+  Enqueue(a, b, 3);
+  Enqueue(a, b, 4);
+  EXPECT_EQ(queued(), 3) << "in the transaction: its own changes count";
+  store_->Rollback();
+  EXPECT_EQ(queued(), 2) << "rolled back";
+  Begin();
+  ASSERT_EQ(store_->ConfirmDelivery(b, m1)->outcome,
+            ReceiptOutcome::kConfirmed);
+  Commit();
+  EXPECT_EQ(queued(), 1);
+  Reopen();
+  EXPECT_EQ(queued(), 1) << "after a restart";
+}
+
 TEST_P(StoreContractTest, ASendStoredTwiceFailsItsTransaction) {
   Begin();
   const int64_t a = Create("a");
