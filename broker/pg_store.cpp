@@ -118,13 +118,46 @@ CREATE INDEX presence_by_broker ON presence(broker_id);
 // check reads one row instead of counting the queue. A transaction adds its
 // changes at commit, in account order (so that brokers committing at once
 // wait for each other instead of deadlocking). No row: an empty queue.
+// notice_counts, each account's stored notices, read by the trim to the
+// cap, is kept the same way.
 constexpr const char* kSchemaV3 = R"sql(
 CREATE TABLE queue_lengths(
   account_id BIGINT PRIMARY KEY,
   queued BIGINT NOT NULL);
 INSERT INTO queue_lengths(account_id, queued)
   SELECT recipient_id, count(*) FROM messages GROUP BY recipient_id;
+CREATE TABLE notice_counts(
+  account_id BIGINT PRIMARY KEY,
+  notices BIGINT NOT NULL);
+INSERT INTO notice_counts(account_id, notices)
+  SELECT account_id, count(*) FROM notices GROUP BY account_id;
 )sql";
+
+// A PostgreSQL array literal of numbers / of strings (each quoted).
+template <class T>
+std::string NumberArray(const std::vector<T>& values) {
+  std::string out = "{";
+  for (const T& v : values) {
+    if (out.size() > 1) out.push_back(',');
+    out += std::to_string(v);
+  }
+  out.push_back('}');
+  return out;
+}
+std::string TextArray(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (const std::string& v : values) {
+    if (out.size() > 1) out.push_back(',');
+    out.push_back('"');
+    for (char c : v) {
+      if (c == '"' || c == '\\') out.push_back('\\');
+      out.push_back(c);
+    }
+    out.push_back('"');
+  }
+  out.push_back('}');
+  return out;
+}
 
 // A broker's notification channel: an identifier, so letters and digits.
 std::string Channel(const std::string& broker_id) {
@@ -455,6 +488,7 @@ Status PgStore::Commit() {
     Rollback();
     return s;
   }
+  SendNoticeWrites();
   SendQueueLengths();
   SendNotifications();
   // COMMIT of a transaction that failed reports success with "ROLLBACK".
@@ -567,7 +601,8 @@ Result<std::vector<QueuedMessage>> PgStore::DeleteAccount(int64_t id) {
                 [id](const auto& e) { return e.second.recipient_id == id; });
   std::erase_if(sent_in_tx_,
                 [id](const auto& e) { return e.first.first == id; });
-  queue_delta_.erase(id);  // its queue_lengths row goes below
+  queue_delta_.erase(id);    // its queue_lengths row goes below
+  notice_writes_.erase(id);  // and its notices
   auto r = Run("delete account",
                "DELETE FROM messages WHERE recipient_id = $1 RETURNING id, "
                "sender_id, sender_name, recipient_name, client_msg_id",
@@ -593,6 +628,7 @@ Result<std::vector<QueuedMessage>> PgStore::DeleteAccount(int64_t id) {
       "DELETE FROM tokens WHERE account_id = $1",
       "DELETE FROM sends WHERE sender_id = $1",
       "DELETE FROM queue_lengths WHERE account_id = $1",
+      "DELETE FROM notice_counts WHERE account_id = $1",
       "DELETE FROM accounts WHERE id = $1",
   };
   for (const char* sql : kDeletes) {
@@ -695,6 +731,7 @@ void PgStore::ForgetTransaction() {
   enqueued_in_tx_.clear();
   confirmed_in_tx_.clear();
   queue_delta_.clear();
+  notice_writes_.clear();
 }
 
 Result<SendCheck> PgStore::CheckSend(int64_t sender_id, uint64_t client_msg_id,
@@ -885,31 +922,67 @@ Result<ReceiptResult> PgStore::ConfirmDelivery(int64_t recipient_id,
 }
 
 Status PgStore::AddNotice(int64_t account_id, const Notice& n, int64_t cap) {
-  if (Status s = Defer(
-          "add notice",
-          "INSERT INTO notices(account_id, message_id, kind, "
-          "peer_name, client_msg_id) VALUES($1, $2, $3, $4, $5) "
-          "ON CONFLICT DO NOTHING",
-          {P(account_id), P(n.message_id), P(static_cast<int64_t>(n.kind)),
-           P(n.peer_name), P(ToSql(n.client_msg_id))});
-      !s.ok()) {
-    return s;
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  NoticeWrites& w = notice_writes_[account_id];
+  w.added.push_back(n);
+  w.cap = cap;
+  ++changes_;
+  return Status::Ok();
+}
+
+void PgStore::SendNoticeWrites(int64_t account) {
+  for (auto it = account < 0 ? notice_writes_.begin()
+                             : notice_writes_.find(account);
+       it != notice_writes_.end() && failure_.empty();) {
+    const int64_t id = it->first;
+    const NoticeWrites& w = it->second;
+    std::vector<int64_t> messages, kinds, cmids;
+    std::vector<std::string> peers;
+    for (const Notice& n : w.added) {
+      messages.push_back(n.message_id);
+      kinds.push_back(static_cast<int64_t>(n.kind));
+      peers.push_back(n.peer_name);
+      cmids.push_back(ToSql(n.client_msg_id));
+    }
+    // The deletions and insertions, and the count by what they changed.
+    Defer("notices",
+          "WITH del AS (DELETE FROM notices WHERE account_id = $1 AND "
+          "message_id = ANY($2::bigint[]) RETURNING 1), ins AS (INSERT INTO "
+          "notices(account_id, message_id, kind, peer_name, client_msg_id) "
+          "SELECT $1, m, k, p, c FROM unnest($3::bigint[], $4::int[], "
+          "$5::text[], $6::bigint[]) AS x(m, k, p, c) ON CONFLICT DO NOTHING "
+          "RETURNING 1) INSERT INTO notice_counts(account_id, notices) "
+          "VALUES($1, (SELECT count(*) FROM ins) - (SELECT count(*) FROM del)) "
+          "ON CONFLICT (account_id) DO UPDATE SET notices = "
+          "notice_counts.notices + EXCLUDED.notices",
+          {P(id), P(NumberArray(w.acknowledged)), P(NumberArray(messages)),
+           P(NumberArray(kinds)), P(TextArray(peers)), P(NumberArray(cmids))})
+        .IgnoreError();  // a failure fails the commit
+    if (!w.added.empty()) {
+      // Over the cap: the notices of the oldest messages go (a LIMIT of 0,
+      // the usual case, reads nothing).
+      const int64_t cap = w.cap;
+      Defer("notices",
+            "WITH t AS (DELETE FROM notices WHERE account_id = $1 AND "
+            "message_id IN (SELECT message_id FROM notices WHERE account_id "
+            "= $1 ORDER BY message_id LIMIT GREATEST(0, (SELECT notices FROM "
+            "notice_counts WHERE account_id = $1) - $2)) RETURNING 1) UPDATE "
+            "notice_counts SET notices = notices - (SELECT count(*) FROM t) "
+            "WHERE account_id = $1 AND EXISTS (SELECT 1 FROM t) RETURNING "
+            "(SELECT count(*) FROM t)",
+            {P(id), P(cap)},
+            [id, cap](const PGresult* r) {
+              if (PQntuples(r) == 1) LogDroppedNotices(id, cap, Int(r, 0, 0));
+            })
+          .IgnoreError();  // a failure fails the commit
+    }
+    it = notice_writes_.erase(it);
+    if (account >= 0) break;
   }
-  // Over the cap: the notices of the oldest messages go.
-  return Defer(
-      "add notice",
-      "DELETE FROM notices WHERE account_id = $1 AND message_id IN (SELECT "
-      "message_id FROM notices WHERE account_id = $1 ORDER BY message_id "
-      "LIMIT GREATEST(0, (SELECT count(*) FROM notices WHERE account_id = $1) "
-      "- $2))",
-      {P(account_id), P(cap)}, [account_id, cap](const PGresult* r) {
-        LogDroppedNotices(
-            account_id, cap,
-            std::strtoll(PQcmdTuples(const_cast<PGresult*>(r)), nullptr, 10));
-      });
 }
 
 Result<int64_t> PgStore::CountNotices(int64_t account_id) {
+  if (in_transaction_) SendNoticeWrites(account_id);  // read what was written
   auto r =
       Run("count notices", "SELECT count(*) FROM notices WHERE account_id = $1",
           {P(account_id)});
@@ -919,6 +992,7 @@ Result<int64_t> PgStore::CountNotices(int64_t account_id) {
 
 Result<std::vector<Notice>> PgStore::ListNotices(int64_t account_id,
                                                  int64_t limit) {
+  if (in_transaction_) SendNoticeWrites(account_id);  // read what was written
   auto r = Run("list notices",
                "SELECT kind, message_id, peer_name, client_msg_id FROM notices "
                "WHERE account_id = $1 ORDER BY message_id LIMIT $2",
@@ -934,9 +1008,15 @@ Result<std::vector<Notice>> PgStore::ListNotices(int64_t account_id,
 }
 
 Status PgStore::AckNotice(int64_t account_id, int64_t message_id) {
-  return Defer("acknowledge notice",
-               "DELETE FROM notices WHERE account_id = $1 AND message_id = $2",
-               {P(account_id), P(message_id)});
+  if (Status s = RequireTransaction(); !s.ok()) return s;
+  NoticeWrites& w = notice_writes_[account_id];
+  // A notice added in this transaction and acknowledged: never stored.
+  std::erase_if(w.added, [message_id](const Notice& n) {
+    return n.message_id == message_id;
+  });
+  w.acknowledged.push_back(message_id);
+  ++changes_;
+  return Status::Ok();
 }
 
 Status PgStore::AddToken(std::string_view token_hash, int64_t account_id,

@@ -175,6 +175,10 @@ class PgStore final : public Store {
   void SendNotifications();
   // Adds queue_delta_ to queue_lengths, in account order.
   void SendQueueLengths();
+  // Sends the notice writes of `account` (all accounts, in order, when -1):
+  // its deletions and insertions and its notice_counts row in one
+  // statement, then the trim to the cap if it gained notices.
+  void SendNoticeWrites(int64_t account = -1);
   void CollectNotifications();
 
   pg_conn* conn_;
@@ -219,6 +223,16 @@ class PgStore final : public Store {
   std::unordered_map<int64_t, MessageSummary> enqueued_in_tx_;
   std::unordered_set<int64_t> confirmed_in_tx_;
   std::unordered_map<int64_t, int64_t> queue_delta_;
+  // Notice writes are kept until commit (or a read of that account's
+  // notices), then sent by account, in account order: each touches the
+  // account's notice_counts row, and rows locked in one order cannot
+  // deadlock.
+  struct NoticeWrites {
+    std::vector<Notice> added;
+    std::vector<int64_t> acknowledged;
+    int64_t cap = 0;
+  };
+  std::map<int64_t, NoticeWrites> notice_writes_;
   void ForgetTransaction();
 
   // Items for the other brokers holding sessions of an account, sent at

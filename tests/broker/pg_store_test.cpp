@@ -75,7 +75,7 @@ class PgStoreTest : public ::testing::Test {
 
 // A database left at schema version 1 (before several brokers: no brokers
 // or presence tables, no queue lengths) is migrated to the current
-// version, its rows kept and its queue lengths counted.
+// version, its rows kept and its queue lengths and notices counted.
 TEST_F(PgStoreTest, MigratesASchemaVersion1Database) {
   {
     auto store = Open();
@@ -91,11 +91,15 @@ TEST_F(PgStoreTest, MigratesASchemaVersion1Database) {
       m.body = "ça 😀";
       ASSERT_TRUE((*store)->Enqueue(m).ok());
     }
+    ASSERT_TRUE(
+        (*store)
+            ->AddNotice(*zoe, Notice{NoticeKind::kDelivered, 1, "x", 1}, 10)
+            .ok());
     ASSERT_TRUE((*store)->Commit().ok());
   }
   ASSERT_EQ(Exec("DROP TABLE presence; DROP TABLE brokers; DROP TABLE "
-                 "queue_lengths; UPDATE zchat_meta SET value = 1 WHERE key = "
-                 "'schema_version'"),
+                 "queue_lengths; DROP TABLE notice_counts; UPDATE zchat_meta "
+                 "SET value = 1 WHERE key = 'schema_version'"),
             "");
   auto store = Open();
   ASSERT_TRUE(store.ok()) << store.status().ToString();
@@ -103,6 +107,7 @@ TEST_F(PgStoreTest, MigratesASchemaVersion1Database) {
   ASSERT_TRUE(zoe.ok() && zoe->has_value());
   EXPECT_EQ((*zoe)->name, "Zoë");
   EXPECT_EQ(Scalar("SELECT queued FROM queue_lengths"), "3");
+  EXPECT_EQ(Scalar("SELECT notices FROM notice_counts"), "1");
   Result<SendCheck> check = (*store)->CheckSend((*zoe)->id, 9, "zoë");
   ASSERT_TRUE(check.ok()) << check.status().ToString();
   EXPECT_EQ(check->queued, 3);
@@ -148,8 +153,8 @@ TEST_F(PgStoreTest, BrokersStartingTogetherMigrateOnce) {
   EXPECT_EQ(Scalar("SELECT count(*) FROM information_schema.tables WHERE "
                    "table_name IN ('accounts', 'messages', 'sends', "
                    "'notices', 'tokens', 'brokers', 'presence', "
-                   "'queue_lengths')"),
-            "8");
+                   "'queue_lengths', 'notice_counts')"),
+            "9");
 }
 
 }  // namespace

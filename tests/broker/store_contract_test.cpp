@@ -320,6 +320,35 @@ TEST_P(StoreContractTest, NoticesAreKeptInOrderCappedAndAcknowledged) {
   EXPECT_EQ(*store_->CountNotices(a), 2);
 }
 
+// The cap counts what earlier transactions left, acknowledgements included.
+TEST_P(StoreContractTest, NoticeCapCountsEarlierTransactions) {
+  Begin();
+  const int64_t a = Create("a");
+  for (int64_t id : {1, 2, 3}) {
+    ASSERT_TRUE(
+        store_->AddNotice(a, Notice{NoticeKind::kDelivered, id, "ö", 1}, 3)
+            .ok());
+  }
+  Commit();
+  Begin();
+  ASSERT_TRUE(store_->AckNotice(a, 2).ok());
+  ASSERT_TRUE(store_->AckNotice(a, 2).ok()) << "a repeated acknowledgement";
+  ASSERT_TRUE(
+      store_->AddNotice(a, Notice{NoticeKind::kDelivered, 4, "ö", 1}, 3).ok());
+  Commit();
+  Begin();
+  ASSERT_TRUE(
+      store_->AddNotice(a, Notice{NoticeKind::kDelivered, 5, "ö", 1}, 3).ok());
+  Commit();
+  Result<std::vector<Notice>> list = store_->ListNotices(a, 10);
+  ASSERT_TRUE(list.ok());
+  std::vector<int64_t> ids;
+  for (const Notice& n : *list) ids.push_back(n.message_id);
+  EXPECT_EQ(ids, (std::vector<int64_t>{3, 4, 5}))
+      << "2 acknowledged, then 1 dropped for 5";
+  EXPECT_EQ(*store_->CountNotices(a), 3);
+}
+
 TEST_P(StoreContractTest, TokensExpireAndAreRevoked) {
   Begin();
   const int64_t a = Create("a");
