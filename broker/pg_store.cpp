@@ -1192,6 +1192,11 @@ void PgStore::CollectNotifications() {
   }
 }
 
+bool PgStore::HasNotifications() {
+  CollectNotifications();  // what libpq read and has not handed out
+  return !incoming_.empty();
+}
+
 std::vector<std::string> PgStore::TakeNotifications() {
   // Also in a transaction: what arrived since the last read is parsed, and
   // the socket is not left readable.

@@ -116,6 +116,7 @@ class PgStore final : public Store {
                        int64_t now_ms) override;
   int NotificationFd() const override;
   std::vector<std::string> TakeNotifications() override;
+  bool HasNotifications() override;
   Result<std::vector<QueuedMessage>> FindMessages(
       const std::vector<int64_t>& ids) override;
   // This broker's id among the brokers of the store (random, per process).

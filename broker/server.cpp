@@ -111,7 +111,12 @@ void Server::Run() {
         admission_->poll_items()[1],
         {nullptr, store_fd, ZMQ_POLLIN, 0},
     };
-    const int64_t timeout = std::max<int64_t>(0, next_tick - SteadyMillis());
+    // Notifications libpq read while the last batch waited for results do
+    // not make the socket readable again: do not wait for them.
+    const int64_t timeout =
+        store_->HasNotifications()
+            ? 0
+            : std::max<int64_t>(0, next_tick - SteadyMillis());
     try {
       zmq::poll(items, store_fd >= 0 ? 6 : 5,
                 std::chrono::milliseconds(timeout));

@@ -242,6 +242,10 @@ class Store {
   // and the items received since the last call.
   virtual int NotificationFd() const { return -1; }
   virtual std::vector<std::string> TakeNotifications() { return {}; }
+  // Whether notifications were already read off the descriptor (while the
+  // store waited for a statement's result) and wait to be taken: the
+  // descriptor will not turn readable for them.
+  virtual bool HasNotifications() { return false; }
   // The messages of `ids` still queued (not confirmed, purged or never
   // there), in id order: one read for a notification's messages.
   virtual Result<std::vector<QueuedMessage>> FindMessages(
