@@ -8,7 +8,9 @@
 
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
+#include <poll.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -155,6 +157,44 @@ TEST_F(PgStoreTest, BrokersStartingTogetherMigrateOnce) {
                    "'notices', 'tokens', 'brokers', 'presence', "
                    "'queue_lengths', 'notice_counts')"),
             "9");
+}
+
+// PostgreSQL holds a notification for a session in a transaction until
+// that transaction ends, then sends it at once: often in the same read as
+// the commit's own result, so libpq has it before the broker's loop polls,
+// and the descriptor does not turn readable for it. The loop asks
+// HasNotifications() before it sleeps: the notification must show there or
+// on the descriptor, and TakeNotifications() must hand it out.
+TEST_F(PgStoreTest, ANotificationHeldForATransactionIsReportedAfterIt) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a.ok() && b.ok());
+  Store& sender = **a;
+  Store& receiver = **b;
+  const int64_t now = 1'000'000;
+  ASSERT_TRUE(receiver.Begin().ok());
+  ASSERT_TRUE(receiver.RenewLease(now, 60'000).ok());
+  ASSERT_TRUE(receiver.SetPresence(42, true).ok());
+  ASSERT_TRUE(receiver.Commit().ok());
+  EXPECT_FALSE(receiver.HasNotifications());
+
+  ASSERT_TRUE(receiver.Begin().ok());  // open while the notification comes
+  ASSERT_TRUE(receiver.FindAccount("nobody").ok());
+  ASSERT_TRUE(sender.Begin().ok());
+  sender.NotifyBrokersOf(42, "m 7 ✉", now);
+  ASSERT_TRUE(sender.Commit().ok());
+  ASSERT_TRUE(receiver.Commit().ok());
+
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  bool reported = false;
+  while (!reported && std::chrono::steady_clock::now() < deadline) {
+    pollfd fd{receiver.NotificationFd(), POLLIN, 0};
+    reported = receiver.HasNotifications() || ::poll(&fd, 1, 100) == 1;
+  }
+  ASSERT_TRUE(reported) << "the notification never showed";
+  EXPECT_EQ(receiver.TakeNotifications(), std::vector<std::string>{"m 7 ✉"});
+  EXPECT_FALSE(receiver.HasNotifications());
 }
 
 }  // namespace

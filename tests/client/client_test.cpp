@@ -498,6 +498,58 @@ TEST(SharedStoreTest, ASendRetriedOnTwoBrokersAtOnceIsStoredOnce) {
   }
 }
 
+// A notification that libpq reads while the recipient's broker waits for
+// its own statements' results does not make the socket readable again: the
+// broker must still push the message at once, not at its next tick. The
+// ticks here are ten minutes apart, and carol keeps broker B busy.
+TEST(SharedStoreTest, DeliveryAcrossBrokersDoesNotWaitForATick) {
+  const std::string uri = testing::SharedPostgres().NewDatabase();
+  ASSERT_FALSE(uri.empty()) << testing::SharedPostgres().error();
+  auto options = [uri](ServerOptions& o) {
+    o.db_path = uri;
+    o.tick_ms = 600'000;
+  };
+  testing::TestBroker a(options);
+  testing::TestBroker b(options);
+  zmq::context_t ctx;
+  testing::RawClient alice(ctx, a.endpoint());
+  testing::RawClient bob(ctx, b.endpoint());
+  testing::RawClient carol(ctx, b.endpoint());
+  for (auto [client, name] :
+       {std::pair{&alice, "alice"}, {&bob, "bob"}, {&carol, "carol"}}) {
+    client->Call<CreateSuccess>(CreateAccount{name, "password123"});
+    client->Call<LoginSuccess>(LoginRequest{name, "password123", {}});
+  }
+  constexpr int kMessages = 40;
+  uint64_t carol_cmid = 1;
+  std::vector<std::string> received;
+  const auto deadline = std::chrono::steady_clock::now() + 8s;
+  for (int i = 0; i < kMessages; ++i) {
+    // B busy: carol's sends to herself, a few in flight at every moment.
+    for (int k = 0; k < 4; ++k) {
+      carol.Send(SendMessage{"carol", "occupée ⏳", carol_cmid++});
+    }
+    const std::string body = "à toi, " + std::to_string(i) + " 📨";
+    alice.Call<MessagePending>(SendMessage{"bob", body, uint64_t(i) + 1});
+    carol.Drain([](Message&) {});
+  }
+  while (received.size() < static_cast<size_t>(kMessages) &&
+         std::chrono::steady_clock::now() < deadline) {
+    bob.Drain([&](Message& m) {
+      if (auto* d = std::get_if<DistributeMessage>(&m.body)) {
+        received.push_back(d->body);
+      }
+    });
+    carol.Drain([](Message&) {});
+    bob.WaitReadable(50ms);
+  }
+  ASSERT_EQ(received.size(), static_cast<size_t>(kMessages))
+      << "messages waited for a tick of broker B";
+  for (int i = 0; i < kMessages; ++i) {
+    EXPECT_EQ(received[i], "à toi, " + std::to_string(i) + " 📨");
+  }
+}
+
 TEST(CheckEndpointsTest, NamesTheEndpointThatCannotBeUsed) {
   EXPECT_TRUE(Client::CheckEndpoints("tcp://127.0.0.1:5555").ok());
   EXPECT_TRUE(
