@@ -1,9 +1,16 @@
 // PgStore: the Store in a PostgreSQL database (libpq), which several
 // brokers may share. See store.h for the contract; what is particular here:
 //
-//   - No caches: another broker may change any row at any time, so every
-//     read goes to the database (inside the batch's transaction, READ
-//     COMMITTED).
+//   - No caches across transactions: another broker may change any row at
+//     any time, so reads go to the database (inside the batch's
+//     transaction, READ COMMITTED). Within one, what was read ahead and
+//     what the transaction wrote are remembered (below).
+//   - Counts are rows, not count(*)s: queue_lengths (a recipient's queue,
+//     for queue_full) and notice_counts (for the notice cap), changed at
+//     commit, account by account in account order, so that brokers
+//     committing at once wait for each other instead of deadlocking. Notice
+//     writes wait for the commit for the same reason (or for a read of that
+//     account's notices, which sends them first).
 //   - Ids come from sequences (BIGSERIAL), which never hand out a value
 //     twice, even to transactions that roll back.
 //   - A transaction runs in libpq's pipeline mode: a write whose answer the
