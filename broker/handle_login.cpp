@@ -34,11 +34,12 @@ Verdict BadCredentials() {
 // acknowledged (up to one fetch's worth; FETCH_NOTICES gets the rest).
 Verdict StartSession(Context& ctx, Request& req, const Account& account,
                      std::string token, std::string token_hash) {
+  // Other brokers sharing the store push this account's messages here from
+  // now on (a store of one broker ignores this). First, so that what they
+  // commit meanwhile is either pushed here or read below (store.h).
+  if (Status s = ctx.store.SetPresence(account.id, true); !s.ok()) return s;
   Result<int64_t> pending = ctx.store.CountPending(account.id);
   if (!pending.ok()) return pending.status();
-  // Other brokers sharing the store push this account's messages here from
-  // now on (a store of one broker ignores this).
-  if (Status s = ctx.store.SetPresence(account.id, true); !s.ok()) return s;
   ChangeSession(ctx, req.out, req.peer, [&] {
     ctx.sessions.CompleteLogin(req.peer, account.id, account.name,
                                std::move(token_hash));

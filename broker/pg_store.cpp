@@ -22,6 +22,23 @@ PgStore::Param P(int64_t v) { return {std::to_string(v), false}; }
 PgStore::Param P(std::string_view v) { return {std::string(v), false}; }
 PgStore::Param Bin(std::string_view v) { return {std::string(v), true}; }
 
+// Statement parameters as libpq takes them (pointers into `params`).
+struct Packed {
+  std::vector<const char*> values;
+  std::vector<int> lengths;
+  std::vector<int> formats;
+  int count() const { return static_cast<int>(values.size()); }
+};
+Packed Pack(const std::vector<PgStore::Param>& params) {
+  Packed out;
+  for (const PgStore::Param& p : params) {
+    out.values.push_back(p.value.c_str());
+    out.lengths.push_back(static_cast<int>(p.value.size()));
+    out.formats.push_back(p.binary ? 1 : 0);
+  }
+  return out;
+}
+
 int64_t Int(const PGresult* r, int row, int col) {
   return std::strtoll(PQgetvalue(r, row, col), nullptr, 10);
 }
@@ -334,17 +351,10 @@ Result<PgStore::ResultPtr> PgStore::Run(const char* what, const char* sql,
       if (PQresultStatus(p.get()) != PGRES_COMMAND_OK) return Error(what);
       it = prepared_.emplace(sql, name).first;
     }
-    std::vector<const char*> values;
-    std::vector<int> lengths;
-    std::vector<int> formats;
-    for (const Param& p : params) {
-      values.push_back(p.value.c_str());
-      lengths.push_back(static_cast<int>(p.value.size()));
-      formats.push_back(p.binary ? 1 : 0);
-    }
-    r.reset(PQexecPrepared(conn_, it->second.c_str(),
-                           static_cast<int>(params.size()), values.data(),
-                           lengths.data(), formats.data(), 0));
+    const Packed packed = Pack(params);
+    r.reset(PQexecPrepared(conn_, it->second.c_str(), packed.count(),
+                           packed.values.data(), packed.lengths.data(),
+                           packed.formats.data(), 0));
     const ExecStatusType st = PQresultStatus(r.get());
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return Error(what);
   }
@@ -380,17 +390,10 @@ bool PgStore::SendPrepared(const char* what, const char* sql,
     pending_.push_back(Pending{what, sql, false, {}});
     it = prepared_.emplace(sql, name).first;
   }
-  std::vector<const char*> values;
-  std::vector<int> lengths;
-  std::vector<int> formats;
-  for (const Param& p : params) {
-    values.push_back(p.value.c_str());
-    lengths.push_back(static_cast<int>(p.value.size()));
-    formats.push_back(p.binary ? 1 : 0);
-  }
-  if (PQsendQueryPrepared(conn_, it->second.c_str(),
-                          static_cast<int>(params.size()), values.data(),
-                          lengths.data(), formats.data(), 0) != 1) {
+  const Packed packed = Pack(params);
+  if (PQsendQueryPrepared(conn_, it->second.c_str(), packed.count(),
+                          packed.values.data(), packed.lengths.data(),
+                          packed.formats.data(), 0) != 1) {
     Fail(Error(what).detail());
     return false;
   }
@@ -1087,14 +1090,38 @@ Status PgStore::RenewLease(int64_t now_ms, int64_t lease_ms) {
 
 Status PgStore::SetPresence(int64_t account_id, bool present) {
   if (options_.read_only) return Status::Ok();  // not taking part
-  return present ? Defer("presence",
-                         "INSERT INTO presence(account_id, broker_id) "
-                         "VALUES($1, $2) ON CONFLICT DO NOTHING",
-                         {P(account_id), P(broker_id_)})
-                 : Defer("presence",
-                         "DELETE FROM presence WHERE account_id = $1 AND "
-                         "broker_id = $2",
-                         {P(account_id), P(broker_id_)});
+  if (!present) {
+    return Defer(
+        "presence",
+        "DELETE FROM presence WHERE account_id = $1 AND broker_id = $2",
+        {P(account_id), P(broker_id_)});
+  }
+  if (Status s = Defer("presence",
+                       "INSERT INTO presence(account_id, broker_id) "
+                       "VALUES($1, $2) ON CONFLICT DO NOTHING",
+                       {P(account_id), P(broker_id_)});
+      !s.ok()) {
+    return s;
+  }
+  // A login racing another broker's commit of a message or notice for this
+  // account: that commit changes the account's counter rows before it looks
+  // presence up. Taking the rows here orders the two: either the commit
+  // comes first, and this transaction's later reads (the login's pending
+  // count, its notices) see what it stored; or this transaction does, and
+  // the commit, waiting for the rows, then sees this presence and notifies.
+  if (Status s = Defer("presence",
+                       "INSERT INTO queue_lengths(account_id, queued) "
+                       "VALUES($1, 0) ON CONFLICT (account_id) DO UPDATE SET "
+                       "queued = queue_lengths.queued",
+                       {P(account_id)});
+      !s.ok()) {
+    return s;
+  }
+  return Defer("presence",
+               "INSERT INTO notice_counts(account_id, notices) VALUES($1, 0) "
+               "ON CONFLICT (account_id) DO UPDATE SET notices = "
+               "notice_counts.notices",
+               {P(account_id)});
 }
 
 void PgStore::NotifyBrokersOf(int64_t account_id, const std::string& item,
@@ -1112,26 +1139,16 @@ void PgStore::SendNotifications() {
   constexpr size_t kMaxPayload = 7000;
   size_t next = 0;
   while (next < outgoing_.size() && failure_.empty()) {
-    std::string accounts = "{", items = "{";
+    std::vector<int64_t> accounts;
+    std::vector<std::string> items;
     size_t bytes = 0;
     for (; next < outgoing_.size(); ++next) {
       const auto& [account, item] = outgoing_[next];
       if (bytes > 0 && bytes + item.size() + 1 > kMaxPayload) break;
       bytes += item.size() + 1;
-      if (accounts.size() > 1) {
-        accounts.push_back(',');
-        items.push_back(',');
-      }
-      accounts += std::to_string(account);
-      items.push_back('"');
-      for (char c : item) {
-        if (c == '"' || c == '\\') items.push_back('\\');
-        items.push_back(c);
-      }
-      items.push_back('"');
+      accounts.push_back(account);
+      items.push_back(item);
     }
-    accounts.push_back('}');
-    items.push_back('}');
     Defer("notify",
           "SELECT pg_notify('zchat_' || t.broker_id, string_agg(t.item, "
           "E'\\n' ORDER BY t.n)) FROM (SELECT p.broker_id, i.item, i.n FROM "
@@ -1139,7 +1156,8 @@ void PgStore::SendNotifications() {
           "item, n) JOIN presence p ON p.account_id = i.account_id JOIN "
           "brokers b ON b.id = p.broker_id WHERE p.broker_id <> $3 AND "
           "b.lease_until >= $4) AS t GROUP BY t.broker_id",
-          {P(accounts), P(items), P(broker_id_), P(outgoing_now_ms_)})
+          {P(NumberArray(accounts)), P(TextArray(items)), P(broker_id_),
+           P(outgoing_now_ms_)})
         .IgnoreError();  // a failure fails the commit
   }
   outgoing_.clear();
@@ -1152,24 +1170,18 @@ void PgStore::SendQueueLengths() {
   }
   if (changes.empty() || !failure_.empty()) return;
   std::sort(changes.begin(), changes.end());
-  std::string accounts = "{", deltas = "{";
+  std::vector<int64_t> accounts, deltas;
   for (const auto& [account, delta] : changes) {
-    if (accounts.size() > 1) {
-      accounts.push_back(',');
-      deltas.push_back(',');
-    }
-    accounts += std::to_string(account);
-    deltas += std::to_string(delta);
+    accounts.push_back(account);
+    deltas.push_back(delta);
   }
-  accounts.push_back('}');
-  deltas.push_back('}');
   // Rows are locked in the order the SELECT yields them: by account.
   Defer("queue lengths",
         "INSERT INTO queue_lengths(account_id, queued) SELECT a, d FROM "
         "unnest($1::bigint[], $2::bigint[]) AS c(a, d) ORDER BY a ON CONFLICT "
         "(account_id) DO UPDATE SET queued = queue_lengths.queued + "
         "EXCLUDED.queued",
-        {P(accounts), P(deltas)})
+        {P(NumberArray(accounts)), P(NumberArray(deltas))})
       .IgnoreError();  // a failure fails the commit
 }
 
@@ -1209,17 +1221,11 @@ Result<std::vector<QueuedMessage>> PgStore::FindMessages(
     const std::vector<int64_t>& ids) {
   std::vector<QueuedMessage> out;
   if (ids.empty()) return out;
-  std::string array = "{";
-  for (int64_t id : ids) {
-    if (array.size() > 1) array.push_back(',');
-    array += std::to_string(id);
-  }
-  array.push_back('}');
   auto r = Run("find messages",
                "SELECT id, sender_id, sender_name, recipient_name, "
                "client_msg_id, body, sent_at, recipient_id FROM messages "
                "WHERE id = ANY($1::bigint[]) ORDER BY id",
-               {P(array)});
+               {P(NumberArray(ids))});
   if (!r.ok()) return r.status();
   for (int i = 0; i < PQntuples(r->get()); ++i) {
     out.push_back(QueuedFromRow(r->get(), i, Int(r->get(), i, 7)));

@@ -227,7 +227,10 @@ class Store {
   virtual Status RenewLease(int64_t /*now_ms*/, int64_t /*lease_ms*/) {
     return Status::Ok();
   }
-  // This broker holds (or no longer holds) sessions of `account_id`.
+  // This broker holds (or no longer holds) sessions of `account_id`. A
+  // login calls it before reading the account's pending messages and
+  // notices: then whatever another broker commits for the account at the
+  // same moment is either read by those reads or notified to this broker.
   virtual Status SetPresence(int64_t /*account_id*/, bool /*present*/) {
     return Status::Ok();
   }

@@ -43,14 +43,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   BrokerCore core(**store, *pool, BrokerConfig{}, [&] { return now; });
 
   // alice and bob exist and are logged in on peers "a" and "b".
-  (*store)->Begin();
+  if (!(*store)->Begin().ok()) abort();
   for (char who : {'a', 'b'}) {
     const std::string name = who == 'a' ? "alice" : "bob";
     auto id = (*store)->CreateAccount(name, name, "$argon2id$x", now);
     if (!id.ok()) abort();
-    (*store)->AddToken(HashOf(TokenFor(who)), *id, now);
+    if (!(*store)->AddToken(HashOf(TokenFor(who)), *id, now).ok()) abort();
   }
-  (*store)->Commit();
+  if (!(*store)->Commit().ok()) abort();
   core.BeginBatch();
   core.OnFrame("a",
                Encode({1, LoginRequest{"alice", std::nullopt, TokenFor('a')}}));
