@@ -50,7 +50,9 @@ Verdict HandleSendMessage(Context& ctx, Request& req, const Message& m) {
                     DistributeMessage{static_cast<uint64_t>(*id), q.sender_name,
                                       std::move(q.body),
                                       static_cast<uint64_t>(q.sent_at_ms)});
-  NotifyOtherBrokers(ctx, to.id, "m " + std::to_string(*id));
+  if (ctx.store.Shared()) {
+    NotifyOtherBrokers(ctx, to.id, "m " + std::to_string(*id));
+  }
   req.out.Count(MessageEvent::kAccepted);
   req.out.Count(pushed > 0 ? MessageEvent::kDeliveredLive
                            : MessageEvent::kQueued);

@@ -52,7 +52,9 @@ Status Notices::Deliver(Responder& out, int64_t account_id,
     if (!account->has_value()) return Status::Ok();
   }
   if (Status s = store_.AddNotice(account_id, notice, cap_); !s.ok()) return s;
-  store_.NotifyBrokersOf(account_id, ToItem(account_id, notice), now_ms);
+  if (store_.Shared()) {  // the item is built only for other brokers
+    store_.NotifyBrokersOf(account_id, ToItem(account_id, notice), now_ms);
+  }
   if (sessions.empty()) return Status::Ok();
   const std::string frame = Encode(Message{0, ToBody(notice)});
   for (const std::string& id : sessions) out.PushFrame(id, frame);
