@@ -715,6 +715,7 @@ ConnectionFigures RunConnections(Target& target, int clients,
       out.failure = "the target did not come back after a restart";
       return out;
     }
+    out.restart_s = std::chrono::duration<double>(Clock::now() - t0).count();
     for (auto& h : helpers) h->WriteLine("relogin");
     for (auto& h : helpers) {
       const std::optional<std::string> line = h->ReadLine(kHelperWait);

@@ -145,6 +145,7 @@ struct ConnectionFigures {
   int64_t rss_kib = 0;
   Latency ping;
   double relogin_s = -1;  // after a restart; -1 if not measured
+  double restart_s = -1;  // of relogin_s: stopping and starting the broker
   std::string failure;
 };
 

@@ -107,8 +107,7 @@ void Server::Run() {
         {router_.handle(), 0, ZMQ_POLLIN, 0},
         {nullptr, hashes_.wake_fd(), ZMQ_POLLIN, 0},
         {nullptr, stop_fd_.get(), ZMQ_POLLIN, 0},
-        admission_->poll_items()[0],
-        admission_->poll_items()[1],
+        admission_->poll_item(),
         {nullptr, store_fd, ZMQ_POLLIN, 0},
     };
     // Notifications libpq read while the last batch waited for results do
@@ -118,7 +117,7 @@ void Server::Run() {
             ? 0
             : std::max<int64_t>(0, next_tick - SteadyMillis());
     try {
-      zmq::poll(items, store_fd >= 0 ? 6 : 5,
+      zmq::poll(items, store_fd >= 0 ? 5 : 4,
                 std::chrono::milliseconds(timeout));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) {
@@ -128,7 +127,7 @@ void Server::Run() {
       continue;
     }
     const bool stopping = items[2].revents & ZMQ_POLLIN;
-    if ((items[3].revents | items[4].revents) & ZMQ_POLLIN) admission_->Pump();
+    if (items[3].revents & ZMQ_POLLIN) admission_->Pump();
     const bool tick = SteadyMillis() >= next_tick;
     core_->BeginBatch();
     ++batches_;
@@ -171,6 +170,9 @@ void Server::ReadBatch() {
       if (!id.more()) continue;  // cannot happen with a ROUTER
       (void)router_.recv(frame);
       if (!frame.more()) {
+        const int fd = zmq_msg_get(frame.handle(), ZMQ_SRCFD);
+        // From a connection refused past the cap, before it was cut.
+        if (admission_->Refused(fd)) continue;
         // Routing ids must be the ROUTER's own: a peer that chose its own
         // (ZMQ_ROUTING_ID, sent in its handshake as "Identity") could pick a
         // departed client's id and inherit its session. Such peers are
@@ -182,8 +184,7 @@ void Server::ReadBatch() {
               "clients must not set a routing id (ZMQ_ROUTING_ID)");
           continue;
         }
-        core_->OnFrame(id.to_string_view(), frame.to_string_view(),
-                       zmq_msg_get(frame.handle(), ZMQ_SRCFD));
+        core_->OnFrame(id.to_string_view(), frame.to_string_view(), fd);
         continue;
       }
       // Several parts: drain the rest and refuse the whole message.

@@ -37,7 +37,7 @@ struct ServerOptions {
   // plain peers cannot complete the handshake.
   std::string curve_secret_key;
   // Client connections admitted at once; 0: the descriptor limit less a
-  // reserve. Past it, new peers are refused during their handshake.
+  // reserve. Past it, a new connection is cut as soon as it is accepted.
   int max_connections = 0;
   // "HOST:PORT": serve Prometheus metrics over HTTP there (metrics_server.h).
   // Empty: no metrics endpoint.

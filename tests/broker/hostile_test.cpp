@@ -23,6 +23,18 @@ namespace {
 using namespace std::chrono_literals;
 using testing::RawClient;
 
+// A plain TCP connection to a tcp://127.0.0.1:PORT endpoint.
+int ConnectRawTcp(const std::string& endpoint) {
+  const int port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  return fd;
+}
+
 class HostileTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -164,17 +176,7 @@ TEST_F(HostileTest, OversizeFrameDropsThatConnectionOnly) {
 
 // A peer that speaks plain TCP: garbage, or nothing at all.
 TEST_F(HostileTest, RawTcpPeersDoNotDisturbOthers) {
-  const std::string ep = broker_.endpoint();
-  const int port = std::stoi(ep.substr(ep.rfind(':') + 1));
-  auto connect_raw = [&] {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    return fd;
-  };
+  auto connect_raw = [&] { return ConnectRawTcp(broker_.endpoint()); };
   int garbage = connect_raw();
   std::string junk(4096, '\x5a');
   (void)!write(garbage, junk.data(), junk.size());
@@ -197,8 +199,9 @@ TEST_F(HostileTest, RawTcpPeersDoNotDisturbOthers) {
   ExpectServed();
 }
 
-// Past its connection cap the broker refuses new peers in their handshake,
-// keeps serving the admitted ones, and takes newcomers when room returns.
+// Past its connection cap the broker cuts new peers before they are served,
+// keeps serving the admitted ones, and takes a refused peer (which connects
+// again by itself) when room returns.
 TEST(AdmissionTest, RefusesPeersPastTheCapAndRecovers) {
   testing::TestBroker broker([](ServerOptions& o) { o.max_connections = 5; });
   zmq::context_t ctx;
@@ -211,14 +214,50 @@ TEST(AdmissionTest, RefusesPeersPastTheCapAndRecovers) {
   late.Send(Ping{});
   EXPECT_FALSE(late.Await(1, 1s).has_value()) << "a sixth peer got in";
   in[0]->Call<Pong>(Ping{});  // the admitted are served
-  in.pop_back();              // one leaves: a newcomer gets in
+  in.pop_back();              // one leaves: the refused peer gets in
+  // Its connection was cut, not failed: libzmq connects again by itself.
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   bool admitted = false;
   while (!admitted && std::chrono::steady_clock::now() < deadline) {
+    admitted = late.Await(late.Send(Ping{}), 500ms).has_value();
+  }
+  EXPECT_TRUE(admitted) << "room came back but the refused peer did not get in";
+  RawClient seventh(ctx, broker.endpoint());  // the cap holds again
+  seventh.Send(Ping{});
+  EXPECT_FALSE(seventh.Await(1, 1s).has_value()) << "a sixth peer got in";
+}
+
+// A peer holds a descriptor from its accept, before (or without) any
+// handshake: raw TCP peers count against the cap until they close, and a
+// ZeroMQ client refused meanwhile is never served, then gets in once they
+// have gone.
+TEST(AdmissionTest, PeersCountFromTheirAcceptUntilTheyClose) {
+  testing::TestBroker broker([](ServerOptions& o) { o.max_connections = 3; });
+  zmq::context_t ctx;
+  std::vector<int> raw;
+  for (int i = 0; i < 3; ++i) raw.push_back(ConnectRawTcp(broker.endpoint()));
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  const Metrics& metrics = broker.server().core().metrics();
+  while (metrics.connections.value() < 3 &&
+         std::chrono::steady_clock::now() < deadline) {
+    zmq::pollitem_t none{nullptr, -1, 0, 0};
+    zmq::poll(&none, 0, 10ms);
+  }
+  ASSERT_EQ(metrics.connections.value(), 3);
+  {
+    RawClient late(ctx, broker.endpoint());
+    late.Send(Ping{});
+    EXPECT_FALSE(late.Await(1, 1s).has_value())
+        << "a client got in past three silent TCP peers";
+  }
+  EXPECT_GT(metrics.connections_refused.value(), 0u);
+  for (int fd : raw) close(fd);
+  bool admitted = false;
+  while (!admitted && std::chrono::steady_clock::now() < deadline + 10s) {
     RawClient newcomer(ctx, broker.endpoint());
     admitted = newcomer.Await(newcomer.Send(Ping{}), 500ms).has_value();
   }
-  EXPECT_TRUE(admitted) << "room came back but no newcomer got in";
+  EXPECT_TRUE(admitted) << "the silent peers left but no client got in";
 }
 
 // With too few descriptors, the broker refuses peers instead of spinning

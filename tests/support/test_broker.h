@@ -28,6 +28,9 @@ class TestBroker {
 
   const std::string& endpoint() const { return endpoint_; }
   std::string db_path() const { return dir_.File("broker.db"); }
+  // For the metrics (atomics, readable from the test's thread), not for
+  // state the loop owns.
+  const Server& server() const { return *server_; }
 
   void Stop() {
     if (!server_) return;
