@@ -6,7 +6,8 @@
 // Only the time inside the broker's batches is counted (frames are encoded
 // and decoded outside them). Under `valgrind --tool=callgrind` the
 // difference between two round counts gives instructions per message, a
-// figure that does not move with the machine's load.
+// figure that does not move with the machine's load. `--offline` measures
+// the offline queue instead (RunOffline).
 #include <poll.h>
 #include <sys/resource.h>
 
@@ -54,16 +55,22 @@ class Harness {
   // Creates and logs in `name` on connection `connection` (one request at a
   // time, so that it also runs on brokers before in-order pipelining).
   bool Join(const std::string& name, int connection) {
+    Create(name, connection);
+    Login(name, connection);
+    return core_.sessions().session_count() ==
+           static_cast<size_t>(connection) + 1;
+  }
+  void Create(const std::string& name, int connection) {
     Batch({{name, Encode({next_req_++, CreateAccount{name, "password123"}}),
             connection}});
     FinishHashing();
+  }
+  void Login(const std::string& name, int connection) {
     Batch({{name,
             Encode(
                 {next_req_++, LoginRequest{name, "password123", std::nullopt}}),
             connection}});
     FinishHashing();
-    return core_.sessions().session_count() ==
-           static_cast<size_t>(connection) + 1;
   }
 
   void FinishHashing() {
@@ -167,6 +174,108 @@ int Run(int pairs, int batches, int rounds) {
   return 0;
 }
 
+// The offline queue, as `zchat-bench --only offline` drives it: one sender
+// sends `messages` round robin to `recipients` accounts that are not logged
+// in, `window` sends a batch; then (unless `enqueue_only`) each recipient in
+// turn logs in and fetches 1,000 at a time, confirming each message (its
+// receipts and next FETCH_MESSAGES arriving together, at most 1,024 frames a
+// batch, as the socket loop reads them). The sender stays logged in and
+// never acknowledges its notices, as in zchat-bench. Under callgrind,
+// instructions per message are differences between runs: two
+// `--enqueue-only` runs for enqueue, a full and an `--enqueue-only` run of
+// the same size for the drain.
+int RunOffline(uint64_t messages, int recipients, int window,
+               bool enqueue_only) {
+  testing::TempDir dir;
+  Harness h(dir.File("core-bench.db"));
+  if (!h.Join("sender", 0)) {
+    std::fprintf(stderr, "could not log in the sender\n");
+    return 1;
+  }
+  std::vector<std::string> names;
+  for (int i = 0; i < recipients; ++i) {
+    names.push_back("r" + std::to_string(i));
+    h.Create(names.back(), i + 1);
+  }
+  const std::string body(64, 'q');
+  uint64_t sent = 0, pending = 0;
+  double start = CpuSeconds();
+  while (sent < messages) {
+    std::vector<Frame> batch;
+    for (int i = 0; i < window && sent < messages; ++i, ++sent) {
+      batch.push_back(
+          {"sender",
+           Encode({h.next_req(),
+                   SendMessage{names[sent % recipients], body, sent + 1}}),
+           0});
+    }
+    for (const OutFrame& f : h.Batch(batch)) {
+      Result<Message> m = Decode(f.frame);
+      pending += m.ok() && std::holds_alternative<MessagePending>(m->body);
+    }
+  }
+  const double enqueue_s = CpuSeconds() - start;
+  if (pending != messages) {
+    std::fprintf(stderr, "%llu of %llu sends queued\n",
+                 static_cast<unsigned long long>(pending),
+                 static_cast<unsigned long long>(messages));
+    return 1;
+  }
+  std::printf("enqueue: %llu messages, %.2f us CPU each\n",
+              static_cast<unsigned long long>(messages),
+              enqueue_s * 1e6 / static_cast<double>(messages));
+  if (enqueue_only) return 0;
+  uint64_t drained = 0;
+  start = CpuSeconds();
+  for (int i = 0; i < recipients; ++i) {
+    const int conn = i + 1;
+    h.Login(names[i], conn);
+    std::vector<Frame> in = {
+        {names[i], Encode({h.next_req(), FetchMessages{kMaxFetchLimit}}),
+         conn}};
+    while (!in.empty()) {
+      std::vector<Frame> next;
+      bool more = false;
+      for (size_t at = 0; at < in.size(); at += 1024) {
+        std::vector<Frame> chunk(
+            in.begin() + static_cast<std::ptrdiff_t>(at),
+            in.begin() +
+                static_cast<std::ptrdiff_t>(std::min(in.size(), at + 1024)));
+        for (const OutFrame& f : h.Batch(chunk)) {
+          if (f.routing_id != names[i]) continue;  // the sender's notices
+          Result<Message> m = Decode(f.frame);
+          if (!m.ok()) continue;
+          if (const auto* d = std::get_if<DistributeMessage>(&m->body)) {
+            next.push_back(
+                {names[i],
+                 Encode({h.next_req(), MessageReceipt{d->message_id}}), conn});
+            ++drained;
+          } else if (const auto* r = std::get_if<FetchResult>(&m->body)) {
+            more = r->count > 0;
+          }
+        }
+      }
+      if (more) {
+        next.push_back({names[i],
+                        Encode({h.next_req(), FetchMessages{kMaxFetchLimit}}),
+                        conn});
+      }
+      in = std::move(next);
+    }
+  }
+  const double drain_s = CpuSeconds() - start;
+  if (drained != messages) {
+    std::fprintf(stderr, "%llu of %llu messages drained\n",
+                 static_cast<unsigned long long>(drained),
+                 static_cast<unsigned long long>(messages));
+    return 1;
+  }
+  std::printf("drain: %llu messages, %.2f us CPU each\n",
+              static_cast<unsigned long long>(drained),
+              drain_s * 1e6 / static_cast<double>(drained));
+  return 0;
+}
+
 }  // namespace
 }  // namespace zchat
 
@@ -183,6 +292,23 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1'000'000));
   app.add_option("--rounds", rounds, "rounds (the best is reported)")
       ->check(CLI::Range(1, 1000));
+  bool offline = false, enqueue_only = false;
+  uint64_t messages = 20'000;
+  int recipients = 10, window = 1000;
+  app.add_flag("--offline", offline,
+               "the offline queue instead: enqueue to recipients that are not "
+               "logged in, then drain");
+  app.add_option("--messages", messages, "with --offline: messages queued")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{100'000'000}));
+  app.add_option("--recipients", recipients, "with --offline: recipients")
+      ->check(CLI::Range(1, 10'000));
+  app.add_option("--window", window, "with --offline: sends per batch")
+      ->check(CLI::Range(1, 1024));
+  app.add_flag("--enqueue-only", enqueue_only,
+               "with --offline: stop after the enqueue");
   CLI11_PARSE(app, argc, argv);
+  if (offline) {
+    return zchat::RunOffline(messages, recipients, window, enqueue_only);
+  }
   return zchat::Run(pairs, batches, rounds);
 }

@@ -745,11 +745,14 @@ Status SqliteStore::AddNotice(int64_t account_id, const Notice& n,
   if (stored <= cap) return Status::Ok();
   // Over the cap: the notices of the oldest messages go.
   const int64_t excess = stored - cap;
+  // A range up to the excess-th oldest, found by walking the primary key:
+  // `message_id IN (SELECT ... LIMIT n)` built and dropped a temporary
+  // b-tree for every notice stored over the cap.
   Statement& drop = Prepare(
-      "DELETE FROM notices WHERE account_id = ?1 AND message_id IN "
+      "DELETE FROM notices WHERE account_id = ?1 AND message_id <= "
       "(SELECT message_id FROM notices WHERE account_id = ?1 "
-      "ORDER BY message_id LIMIT ?2)");
-  drop.Bind(1, account_id).Bind(2, excess);
+      "ORDER BY message_id LIMIT 1 OFFSET ?2)");
+  drop.Bind(1, account_id).Bind(2, excess - 1);
   if (drop.Run() != SQLITE_DONE) return Error("add notice");
   const int64_t dropped = sqlite3_changes(db());
   stored -= dropped;

@@ -1,5 +1,9 @@
 #include "broker/store.h"
 
+#include <chrono>
+#include <mutex>
+#include <unordered_map>
+
 #include "broker/log.h"
 #include "broker/pg_store.h"
 #include "broker/sqlite_store.h"
@@ -24,10 +28,41 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& spec,
 
 void LogDroppedNotices(int64_t account_id, int64_t cap, int64_t dropped) {
   if (dropped <= 0) return;
-  Log(LogLevel::kWarn, "account " + std::to_string(account_id) + " has " +
-                           std::to_string(cap) +
-                           " unacknowledged notices; dropped the oldest " +
-                           std::to_string(dropped));
+  // A sender that never acknowledges drops one notice per receipt of its
+  // messages: a line each would be a line per message. The first drop of an
+  // account is logged at once; later ones are counted into the account's next
+  // warning, at most one every 10 s.
+  constexpr auto kWindow = std::chrono::seconds(10);
+  struct Pending {
+    std::chrono::steady_clock::time_point logged;
+    int64_t unlogged = 0;
+  };
+  static std::mutex mu;  // brokers in one process (tests) share it
+  static std::unordered_map<int64_t, Pending> accounts;
+  const auto now = std::chrono::steady_clock::now();
+  std::string line;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (accounts.size() > 4096) {
+      std::erase_if(accounts, [&](const auto& e) {
+        return now - e.second.logged > kWindow && e.second.unlogged == 0;
+      });
+    }
+    auto [it, first] = accounts.try_emplace(account_id);
+    Pending& p = it->second;
+    p.unlogged += dropped;
+    if (!first && now - p.logged < kWindow) return;
+    line = "account " + std::to_string(account_id) + " has " +
+           std::to_string(cap) +
+           " unacknowledged notices; dropped the oldest " +
+           std::to_string(p.unlogged) +
+           (first ? " (later drops for it are counted into its next warning, "
+                    "at most one every 10 s)"
+                  : " since the last warning");
+    p.logged = now;
+    p.unlogged = 0;
+  }
+  Log(LogLevel::kWarn, line);
 }
 
 Result<SendCheck> Store::CheckSend(int64_t sender_id, uint64_t client_msg_id,

@@ -113,7 +113,9 @@ struct StoreTotals {
 // postgres:// URI) rather than an SQLite file.
 bool IsPostgresSpec(std::string_view spec);
 
-// AddNotice's warning when it dropped notices over the cap.
+// AddNotice's warning when it dropped notices over the cap: at once for an
+// account's first drop, then at most one every 10 s, counting the drops since
+// the last.
 void LogDroppedNotices(int64_t account_id, int64_t cap, int64_t dropped);
 
 class Store {

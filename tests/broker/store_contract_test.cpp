@@ -318,6 +318,21 @@ TEST_P(StoreContractTest, NoticesAreKeptInOrderCappedAndAcknowledged) {
   ASSERT_TRUE(store_->AckNotice(a, 99).ok()) << "never there";
   Commit();
   EXPECT_EQ(*store_->CountNotices(a), 2);
+  // A lower cap drops several at once, the oldest first (20, then 40), and
+  // leaves another account's notices alone.
+  Begin();
+  const int64_t b = Create("b");
+  ASSERT_TRUE(
+      store_->AddNotice(b, Notice{NoticeKind::kDelivered, 5, "✉", 1}, 10).ok());
+  ASSERT_TRUE(
+      store_->AddNotice(a, Notice{NoticeKind::kDelivered, 50, "b", 1}, 1).ok());
+  Commit();
+  list = store_->ListNotices(a, 10);
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ(list->front().message_id, 50);
+  EXPECT_EQ(*store_->CountNotices(a), 1);
+  EXPECT_EQ(*store_->CountNotices(b), 1);
 }
 
 // The cap counts what earlier transactions left, acknowledgements included.
