@@ -371,6 +371,7 @@ void SqliteStore::ForgetTransaction() {
   accounts_by_key_.clear();
   pending_counts_.clear();
   notice_counts_.clear();
+  highest_sends_.clear();
   account_ids_.behind = true;
   // A block reserved in the lost transaction is no longer reserved.
   message_block_end_ = 0;
@@ -590,6 +591,22 @@ Result<std::string> SqliteStore::ScanAccounts(
 
 Result<std::optional<int64_t>> SqliteStore::FindSend(int64_t sender_id,
                                                      uint64_t client_msg_id) {
+  NoticeLostTransaction();
+  auto highest = highest_sends_.find(sender_id);
+  if (highest == highest_sends_.end()) {
+    Statement& max = Prepare(
+        "SELECT coalesce(max(client_msg_id), -9223372036854775808) FROM sends "
+        "WHERE sender_id = ?");
+    max.Bind(1, sender_id);
+    if (max.Step() != SQLITE_ROW) return Error("find send");
+    const int64_t top = max.Int(0);
+    max.Reset();
+    CachePut(highest_sends_, kHighestSendCacheSize, sender_id, top);
+    highest = highest_sends_.find(sender_id);
+  }
+  // Above every id this sender has a record of: not a retry. (INT64_MIN
+  // itself, for a sender with no record, is looked up like any other.)
+  if (ToSql(client_msg_id) > highest->second) return std::optional<int64_t>();
   Statement& st = Prepare(
       "SELECT message_id FROM sends WHERE sender_id = ? AND client_msg_id = ?");
   st.Bind(1, sender_id).Bind(2, ToSql(client_msg_id));
@@ -632,6 +649,9 @@ Result<int64_t> SqliteStore::Enqueue(const QueuedMessage& m) {
       .Bind(3, *id)
       .Bind(4, m.sent_at_ms);
   if (dedup.Run() != SQLITE_DONE) return Error("enqueue");
+  if (auto it = highest_sends_.find(m.sender_id); it != highest_sends_.end()) {
+    it->second = std::max(it->second, ToSql(m.client_msg_id));
+  }
   return *id;
 }
 

@@ -12,7 +12,13 @@
 //     counting on first use and then kept exact by Enqueue, ConfirmDelivery
 //     and DeleteAccount;
 //   - each account's count of stored notices (CountNotices), likewise kept
-//     exact by AddNotice, AckNotice and DeleteAccount.
+//     exact by AddNotice, AckNotice and DeleteAccount;
+//   - each sender's highest client_msg_id with a dedup record (as SQLite
+//     orders them: signed), loaded with max() on first use and raised by
+//     Enqueue; never too low, since deletes (Prune, DeleteAccount) only
+//     lower the true one. FindSend answers "not a retry" without a lookup
+//     for an id above it, which is every send of a client that counts its
+//     ids up (the C++, Python and terminal clients do).
 // They reflect the writes of the open transaction. When a transaction ends
 // without its writes, the caches are dropped whole.
 //
@@ -174,6 +180,8 @@ class SqliteStore final : public Store {
   std::unordered_map<std::string, Account> accounts_by_key_;
   std::unordered_map<int64_t, int64_t> pending_counts_;
   std::unordered_map<int64_t, int64_t> notice_counts_;
+  static constexpr size_t kHighestSendCacheSize = 100'000;
+  std::unordered_map<int64_t, int64_t> highest_sends_;
 };
 
 }  // namespace zchat

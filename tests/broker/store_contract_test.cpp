@@ -206,6 +206,43 @@ TEST_P(StoreContractTest, CheckSendTellsRetriesUnknownRecipientsAndQueues) {
   EXPECT_EQ(queued->back().body, m.body);
 }
 
+// A retry is found whatever order the client's ids came in (an id below
+// the sender's highest, the top of uint64, which SQLite holds as negative),
+// a new id is not taken for a retry, and a rolled-back send leaves no record.
+TEST_P(StoreContractTest, RetriesAreFoundWhateverTheOrderOfClientIds) {
+  Begin();
+  const int64_t a = Create("ämma"), b = Create("ベン");
+  const uint64_t kTop = UINT64_MAX, kHalf = uint64_t{1} << 63;
+  std::vector<std::pair<uint64_t, int64_t>> sent;
+  for (uint64_t cmid : {uint64_t{10}, uint64_t{3}, kTop, uint64_t{7}, kHalf}) {
+    sent.emplace_back(cmid, Enqueue(a, b, cmid, "👋 שלום"));
+  }
+  Commit();
+  auto prior = [&](uint64_t cmid) {
+    Result<SendCheck> c = store_->CheckSend(a, cmid, "ベン");
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? c->prior : std::nullopt;
+  };
+  Begin();
+  for (const auto& [cmid, id] : sent) {
+    EXPECT_EQ(prior(cmid), std::optional<int64_t>(id)) << "cmid " << cmid;
+  }
+  for (uint64_t fresh : {uint64_t{0}, uint64_t{4}, uint64_t{11}, kTop - 1}) {
+    EXPECT_EQ(prior(fresh), std::nullopt) << "cmid " << fresh;
+  }
+  // The other direction has no records.
+  Result<SendCheck> back = store_->CheckSend(b, 10, "ämma");
+  ASSERT_TRUE(back.ok());
+  EXPECT_FALSE(back->prior.has_value());
+  const int64_t twenty = Enqueue(a, b, 20);
+  EXPECT_EQ(prior(20), std::optional<int64_t>(twenty));
+  store_->Rollback();
+  Begin();
+  EXPECT_EQ(prior(20), std::nullopt) << "a rolled-back send left a record";
+  EXPECT_EQ(prior(10), std::optional<int64_t>(sent[0].second));
+  Commit();
+}
+
 // The queue length a send checks follows what commits: stores and
 // confirmations that roll back leave it as it was.
 TEST_P(StoreContractTest, QueueLengthFollowsCommitsOnly) {
