@@ -174,6 +174,21 @@ int Run(int pairs, int batches, int rounds) {
   return 0;
 }
 
+// Prints a phase's CPU per message, or (false) that it fell short.
+bool Report(const char* phase, uint64_t done, uint64_t messages,
+            double seconds) {
+  if (done != messages) {
+    std::fprintf(stderr, "%s: %llu of %llu messages\n", phase,
+                 static_cast<unsigned long long>(done),
+                 static_cast<unsigned long long>(messages));
+    return false;
+  }
+  std::printf("%s: %llu messages, %.2f us CPU each\n", phase,
+              static_cast<unsigned long long>(messages),
+              seconds * 1e6 / static_cast<double>(messages));
+  return true;
+}
+
 // The offline queue, as `zchat-bench --only offline` drives it: one sender
 // sends `messages` round robin to `recipients` accounts that are not logged
 // in, `window` sends a batch; then (unless `enqueue_only`) each recipient in
@@ -214,16 +229,7 @@ int RunOffline(uint64_t messages, int recipients, int window,
       pending += m.ok() && std::holds_alternative<MessagePending>(m->body);
     }
   }
-  const double enqueue_s = CpuSeconds() - start;
-  if (pending != messages) {
-    std::fprintf(stderr, "%llu of %llu sends queued\n",
-                 static_cast<unsigned long long>(pending),
-                 static_cast<unsigned long long>(messages));
-    return 1;
-  }
-  std::printf("enqueue: %llu messages, %.2f us CPU each\n",
-              static_cast<unsigned long long>(messages),
-              enqueue_s * 1e6 / static_cast<double>(messages));
+  if (!Report("enqueue", pending, messages, CpuSeconds() - start)) return 1;
   if (enqueue_only) return 0;
   uint64_t drained = 0;
   start = CpuSeconds();
@@ -263,17 +269,7 @@ int RunOffline(uint64_t messages, int recipients, int window,
       in = std::move(next);
     }
   }
-  const double drain_s = CpuSeconds() - start;
-  if (drained != messages) {
-    std::fprintf(stderr, "%llu of %llu messages drained\n",
-                 static_cast<unsigned long long>(drained),
-                 static_cast<unsigned long long>(messages));
-    return 1;
-  }
-  std::printf("drain: %llu messages, %.2f us CPU each\n",
-              static_cast<unsigned long long>(drained),
-              drain_s * 1e6 / static_cast<double>(drained));
-  return 0;
+  return Report("drain", drained, messages, CpuSeconds() - start) ? 0 : 1;
 }
 
 }  // namespace
