@@ -232,6 +232,11 @@ int main(int argc, char** argv) {
                  "password hashing threads")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  app.add_option("--io-threads", options.io_threads,
+                 "libzmq I/O threads for the client connections (0: 2, or a "
+                 "quarter of the cores up to 4)")
+      ->check(CLI::Range(0, 64))
+      ->capture_default_str();
   app.add_option("--pwhash-cost", hash_cost,
                  "argon2id cost: interactive, moderate, or min (tests only: "
                  "insecure)")

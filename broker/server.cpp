@@ -3,8 +3,10 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "broker/log.h"
 
@@ -21,6 +23,13 @@ int64_t SteadyMillis() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(steady_clock::now().time_since_epoch())
       .count();
+}
+
+int IoThreads(int requested) {
+  if (requested > 0) return requested;
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  if (cores <= 1) return 1;
+  return std::clamp(cores / 4, 2, 4);
 }
 
 }  // namespace
@@ -61,7 +70,7 @@ Server::Server(const ServerOptions& options, std::unique_ptr<Store> store)
       hashes_(options.hash_threads, options.hash_queue, options.hash_cost),
       core_(std::make_unique<BrokerCore>(*store_, hashes_, options.broker,
                                          UnixMillis)),
-      context_(1),
+      context_(IoThreads(options.io_threads)),
       router_(context_, zmq::socket_type::router) {
   stop_fd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   admission_ =

@@ -121,6 +121,48 @@ TEST_F(ServerTest, QueuedMessageSurvivesRestart) {
   EXPECT_EQ(got->body, "kept on disk");
 }
 
+// With several libzmq I/O threads the connections are spread over them;
+// each pair's messages still arrive whole and in order, and each sender gets
+// every MESSAGE_PENDING.
+TEST(IoThreadsTest, ConnectionsSpreadOverIoThreadsKeepEachPairInOrder) {
+  testing::TestBroker broker([](ServerOptions& o) { o.io_threads = 4; });
+  zmq::context_t ctx;
+  constexpr int kPairs = 12, kMessages = 25;
+  std::vector<std::unique_ptr<RawClient>> senders, recipients;
+  auto join = [&](const std::string& name) {
+    auto c = std::make_unique<RawClient>(ctx, broker.endpoint());
+    c->Call<CreateSuccess>(CreateAccount{name, "password123"});
+    c->Call<LoginSuccess>(LoginRequest{name, "password123", std::nullopt});
+    return c;
+  };
+  for (int p = 0; p < kPairs; ++p) {
+    senders.push_back(join("sender" + std::to_string(p)));
+    recipients.push_back(join("recipient" + std::to_string(p)));
+  }
+  std::vector<std::vector<uint64_t>> requests(kPairs);
+  for (int i = 0; i < kMessages; ++i) {
+    for (int p = 0; p < kPairs; ++p) {
+      requests[p].push_back(senders[p]->Send(SendMessage{
+          "recipient" + std::to_string(p), "📨 " + std::to_string(i) + " مرحبا",
+          static_cast<uint64_t>(i + 1)}));
+    }
+  }
+  for (int p = 0; p < kPairs; ++p) {
+    for (int i = 0; i < kMessages; ++i) {
+      std::optional<DistributeMessage> got =
+          recipients[p]->AwaitPush<DistributeMessage>();
+      ASSERT_TRUE(got.has_value()) << "pair " << p << " message " << i;
+      EXPECT_EQ(got->body, "📨 " + std::to_string(i) + " مرحبا");
+      EXPECT_EQ(got->sender, "sender" + std::to_string(p));
+    }
+    for (uint64_t req : requests[p]) {
+      std::optional<Message> reply = senders[p]->Await(req);
+      ASSERT_TRUE(reply.has_value()) << "pair " << p << " request " << req;
+      EXPECT_TRUE(std::holds_alternative<MessagePending>(reply->body));
+    }
+  }
+}
+
 // Many clients exchange messages while recipients go off- and online (by
 // logging out, or by dropping the connection without a word). Afterwards:
 // every message acknowledged with MESSAGE_PENDING reached its recipient
