@@ -39,6 +39,12 @@ class StoreContractTest : public ::testing::TestWithParam<std::string> {
     EXPECT_TRUE(id.ok()) << id.status().ToString();
     return id.ok() ? *id : 0;
   }
+  // Stores a MESSAGE_SUCCESS notice for `account` under a cap.
+  Status AddDelivered(int64_t account, int64_t message_id,
+                      const std::string& peer, int64_t cap) {
+    return store_->AddNotice(
+        account, Notice{NoticeKind::kDelivered, message_id, peer, 1}, cap);
+  }
   int64_t Enqueue(int64_t from, int64_t to, uint64_t cmid,
                   const std::string& body = "hi") {
     QueuedMessage m;
@@ -326,14 +332,10 @@ TEST_P(StoreContractTest, NoticesAreKeptInOrderCappedAndAcknowledged) {
   Begin();
   const int64_t a = Create("a");
   for (int64_t id : {30, 10, 20}) {
-    ASSERT_TRUE(
-        store_->AddNotice(a, Notice{NoticeKind::kDelivered, id, "bob", 1}, 10)
-            .ok());
+    ASSERT_TRUE(AddDelivered(a, id, "bob", 10).ok());
   }
   // The same message again: ignored.
-  ASSERT_TRUE(
-      store_->AddNotice(a, Notice{NoticeKind::kDelivered, 20, "bob", 1}, 10)
-          .ok());
+  ASSERT_TRUE(AddDelivered(a, 20, "bob", 10).ok());
   EXPECT_EQ(*store_->CountNotices(a), 3);
   // Over a cap of 3: the oldest message's notice goes.
   ASSERT_TRUE(
@@ -359,10 +361,8 @@ TEST_P(StoreContractTest, NoticesAreKeptInOrderCappedAndAcknowledged) {
   // leaves another account's notices alone.
   Begin();
   const int64_t b = Create("b");
-  ASSERT_TRUE(
-      store_->AddNotice(b, Notice{NoticeKind::kDelivered, 5, "✉", 1}, 10).ok());
-  ASSERT_TRUE(
-      store_->AddNotice(a, Notice{NoticeKind::kDelivered, 50, "b", 1}, 1).ok());
+  ASSERT_TRUE(AddDelivered(b, 5, "✉", 10).ok());
+  ASSERT_TRUE(AddDelivered(a, 50, "b", 1).ok());
   Commit();
   list = store_->ListNotices(a, 10);
   ASSERT_TRUE(list.ok());
@@ -377,20 +377,16 @@ TEST_P(StoreContractTest, NoticeCapCountsEarlierTransactions) {
   Begin();
   const int64_t a = Create("a");
   for (int64_t id : {1, 2, 3}) {
-    ASSERT_TRUE(
-        store_->AddNotice(a, Notice{NoticeKind::kDelivered, id, "ö", 1}, 3)
-            .ok());
+    ASSERT_TRUE(AddDelivered(a, id, "ö", 3).ok());
   }
   Commit();
   Begin();
   ASSERT_TRUE(store_->AckNotice(a, 2).ok());
   ASSERT_TRUE(store_->AckNotice(a, 2).ok()) << "a repeated acknowledgement";
-  ASSERT_TRUE(
-      store_->AddNotice(a, Notice{NoticeKind::kDelivered, 4, "ö", 1}, 3).ok());
+  ASSERT_TRUE(AddDelivered(a, 4, "ö", 3).ok());
   Commit();
   Begin();
-  ASSERT_TRUE(
-      store_->AddNotice(a, Notice{NoticeKind::kDelivered, 5, "ö", 1}, 3).ok());
+  ASSERT_TRUE(AddDelivered(a, 5, "ö", 3).ok());
   Commit();
   Result<std::vector<Notice>> list = store_->ListNotices(a, 10);
   ASSERT_TRUE(list.ok());
@@ -455,8 +451,7 @@ TEST_P(StoreContractTest, TotalsCountWhatIsCommitted) {
   const int64_t a = Create("a"), b = Create("b");
   Enqueue(a, b, 1);
   Enqueue(a, b, 2);
-  ASSERT_TRUE(
-      store_->AddNotice(a, Notice{NoticeKind::kDelivered, 9, "b", 1}, 10).ok());
+  ASSERT_TRUE(AddDelivered(a, 9, "b", 10).ok());
   Commit();
   Result<StoreTotals> t = store_->Totals();
   ASSERT_TRUE(t.ok());
