@@ -395,6 +395,13 @@ std::string Encode(const Message& message) {
   return out;
 }
 
+namespace {
+// msgpack's unpack_reference_func: every str and bin is referenced in place.
+bool ReferenceEveryString(msgpack::type::object_type, size_t, void*) {
+  return true;
+}
+}  // namespace
+
 Result<Message> Decode(std::string_view frame, uint64_t* request_id) {
   if (request_id) *request_id = 0;
   if (frame.size() > kMaxFrameBytes) {
@@ -407,14 +414,16 @@ Result<Message> Decode(std::string_view frame, uint64_t* request_id) {
       /*str=*/kMaxFrameBytes, /*bin=*/kMaxFrameBytes, /*ext=*/0,
       /*depth=*/kMaxDepth);
   // The parsed tree lives in a zone kept per thread and emptied for each
-  // frame (its first chunk stays allocated): DecodeObject copies out every
-  // value it keeps.
+  // frame (its first chunk stays allocated). Its strings point into `frame`
+  // instead of being copied into the zone: DecodeObject copies out every
+  // value it keeps before `frame` can go.
   thread_local msgpack::zone zone;
   zone.clear();
   try {
     size_t offset = 0;
-    const msgpack::object root = msgpack::unpack(
-        zone, frame.data(), frame.size(), offset, nullptr, nullptr, limits);
+    const msgpack::object root =
+        msgpack::unpack(zone, frame.data(), frame.size(), offset,
+                        &ReferenceEveryString, nullptr, limits);
     if (offset != frame.size()) {
       return Malformed("trailing bytes after the message");
     }
