@@ -237,6 +237,12 @@ int main(int argc, char** argv) {
                  "quarter of the cores up to 4)")
       ->check(CLI::Range(0, 64))
       ->capture_default_str();
+  app.add_option("--partitions", options.store.partitions,
+                 "SQLite: files a new database is spread over (P > 1: "
+                 "<db>.p1 ... <db>.p<P-1> beside it); fixed when the database "
+                 "is created (0: as it was created, one file for a new one)")
+      ->check(CLI::Range(0, 64))
+      ->capture_default_str();
   app.add_option("--pwhash-cost", hash_cost,
                  "argon2id cost: interactive, moderate, or min (tests only: "
                  "insecure)")

@@ -378,11 +378,19 @@ void SqliteStore::ForgetTransaction() {
 }
 
 Result<int64_t> SqliteStore::NextMessageId() {
-  if (next_message_id_ > message_block_end_) {
+  // The smallest id at or above `from` in this store's share of the ids.
+  auto align = [this](int64_t from) {
+    const int64_t r = from % id_count_;
+    return from + (id_index_ - r + id_count_) % id_count_;
+  };
+  int64_t id = align(next_message_id_);
+  if (id > message_block_end_) {
+    // A block holds kMessageIdBlock ids of this store's share.
+    const int64_t span = kMessageIdBlock * id_count_;
     Statement& st = Prepare(
         "UPDATE meta SET value = value + ? WHERE key = 'message_ids' "
         "RETURNING value");
-    st.Bind(1, kMessageIdBlock);
+    st.Bind(1, span);
     if (st.Step() != SQLITE_ROW) {
       st.Reset();
       return Error("reserve message ids");
@@ -392,9 +400,41 @@ Result<int64_t> SqliteStore::NextMessageId() {
     st.Reset();
     if (rc != SQLITE_DONE) return Error("reserve message ids");
     message_block_end_ = end;
-    next_message_id_ = std::max(next_message_id_, end - kMessageIdBlock + 1);
+    next_message_id_ = std::max(next_message_id_, end - span + 1);
+    id = align(next_message_id_);
   }
-  return next_message_id_++;
+  next_message_id_ = id + 1;
+  return id;
+}
+
+void SqliteStore::UseIdSpace(int index, int count) {
+  id_index_ = index;
+  id_count_ = count;
+}
+
+Result<std::optional<int64_t>> SqliteStore::ReadMeta(const char* key) {
+  Statement& st = Prepare("SELECT value FROM meta WHERE key = ?");
+  st.Bind(1, std::string_view(key));
+  const int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<int64_t>();
+  if (rc != SQLITE_ROW) return Error("read meta");
+  const int64_t value = st.Int(0);
+  st.Reset();
+  return std::optional<int64_t>(value);
+}
+
+Status SqliteStore::WriteMeta(const char* key, int64_t value) {
+  if (Status s = Begin(); !s.ok()) return s;
+  Statement& st = Prepare(
+      "INSERT INTO meta(key, value) VALUES(?, ?) "
+      "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+  st.Bind(1, std::string_view(key)).Bind(2, value);
+  if (st.Run() != SQLITE_DONE) {
+    Status s = Error("write meta");
+    Rollback();
+    return s;
+  }
+  return Commit();
 }
 
 Status SqliteStore::RunFixed(const char* sql) {

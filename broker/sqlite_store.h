@@ -112,6 +112,17 @@ class SqliteStore final : public Store {
   // Housekeeping: drops dedup ids and tokens older than the cut-offs.
   Status Prune(int64_t sends_before_ms, int64_t tokens_before_ms) override;
 
+  // --- For PartitionedStore (partitioned_store.h) ---
+
+  // Hands out only message ids congruent to `index` modulo `count` (the
+  // partition's share of the id space); by default, index 0 of 1: every id.
+  // Before the first Enqueue.
+  void UseIdSpace(int index, int count);
+  // An integer of the `meta` table (nullopt: not set), and setting one in a
+  // transaction of its own (outside any other).
+  Result<std::optional<int64_t>> ReadMeta(const char* key);
+  Status WriteMeta(const char* key, int64_t value);
+
  private:
   class Statement;
   struct CloseDb {
@@ -173,7 +184,9 @@ class SqliteStore final : public Store {
   // one write per block instead of AUTOINCREMENT's sqlite_sequence update
   // per message. A block reserved in a transaction that is lost is dropped.
   static constexpr int64_t kMessageIdBlock = 4096;
-  int64_t next_message_id_ = 1;    // the next id to hand out
+  int64_t next_message_id_ = 1;    // no id below it is handed out
+  int id_index_ = 0;               // ids handed out are id_index_ modulo
+  int id_count_ = 1;               // id_count_ (UseIdSpace)
   int64_t message_block_end_ = 0;  // the reserved block's last id (0: none)
   Result<int64_t> NextMessageId();
   // Caches (see the top of this file).

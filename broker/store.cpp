@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "broker/log.h"
+#include "broker/partitioned_store.h"
 #include "broker/pg_store.h"
 #include "broker/sqlite_store.h"
 
@@ -17,13 +18,19 @@ bool IsPostgresSpec(std::string_view spec) {
 Result<std::unique_ptr<Store>> Store::Open(const std::string& spec,
                                            const StoreOptions& options) {
   if (IsPostgresSpec(spec)) {
+    if (options.partitions > 1) {
+      return Status(ErrorCode::kStorage,
+                    "partitions are for SQLite databases; on PostgreSQL, run "
+                    "several brokers (docs/scaling.md)");
+    }
     Result<std::unique_ptr<PgStore>> pg = PgStore::Open(spec, options);
     if (!pg.ok()) return pg.status();
     return std::unique_ptr<Store>(std::move(*pg));
   }
   Result<std::unique_ptr<SqliteStore>> lite = SqliteStore::Open(spec, options);
   if (!lite.ok()) return lite.status();
-  return std::unique_ptr<Store>(std::move(*lite));
+  // One file, or the first of a partitioned database's.
+  return PartitionedStore::Open(std::move(*lite), spec, options);
 }
 
 void LogDroppedNotices(int64_t account_id, int64_t cap, int64_t dropped) {

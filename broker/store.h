@@ -40,6 +40,10 @@ struct StoreOptions {
   // Open the database read-only (a read-only file system or file): reads
   // are served, every write is refused with kStorage.
   bool read_only = false;
+  // SQLite: the files a new database is spread over (partitioned_store.h);
+  // 0 opens a database as it was created (a new one with one file). A
+  // database's partitions cannot change: another number is refused.
+  int partitions = 0;
 };
 
 struct Account {

@@ -1,5 +1,6 @@
 // The Store contract (store.h), the same tests against both stores: SQLite
-// (a file in a temporary directory) and PostgreSQL (a throwaway server,
+// (a file in a temporary directory, and three, partitioned_store.h) and
+// PostgreSQL (a throwaway server,
 // TestPostgres, one database per test). What only one store does (SQLite's
 // schema migrations from a v1 file, full disks, caches) is in store_test.
 #include <gtest/gtest.h>
@@ -28,7 +29,9 @@ class StoreContractTest : public ::testing::TestWithParam<std::string> {
   }
   void Reopen() {
     store_.reset();
-    Result<std::unique_ptr<Store>> s = Store::Open(spec_, StoreOptions{});
+    StoreOptions options;
+    if (GetParam() == "partitioned") options.partitions = 3;
+    Result<std::unique_ptr<Store>> s = Store::Open(spec_, options);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(*s);
   }
@@ -471,7 +474,8 @@ TEST_P(StoreContractTest, TotalChangesTellsWhetherARequestWrote) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, StoreContractTest,
-                         ::testing::Values("sqlite", "postgresql"),
+                         ::testing::Values("sqlite", "partitioned",
+                                           "postgresql"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

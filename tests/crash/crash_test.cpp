@@ -200,6 +200,8 @@ class CrashTest : public ::testing::Test {
   // No more crashes: everything unacked is resent; recipients fetch and
   // confirm until nothing is left. Then the oracle.
   void SettleAndCheck(int kills);
+  // One broker with `flags`, killed and restarted again and again.
+  void KillRepeatedly(const std::vector<std::string>& flags);
   void Pump(std::chrono::milliseconds wait) {
     std::vector<zmq::pollitem_t> items;
     for (auto& p : peers_)
@@ -305,8 +307,10 @@ void CrashTest::SettleAndCheck(int kills) {
   EXPECT_EQ(rec_.redelivered_after_confirmed_receipt, 0u);
 }
 
-TEST_F(CrashTest, AcknowledgedMessagesSurviveRepeatedKills) {
-  testing::BrokerProcess broker({"--log-level", "warn"});
+// Killing the broker and starting it again, `kCrashes` times, with traffic
+// in between; then the oracle (SettleAndCheck).
+void CrashTest::KillRepeatedly(const std::vector<std::string>& flags) {
+  testing::BrokerProcess broker(flags);
   endpoints_ = {broker.Start()};
   ASSERT_FALSE(endpoints_[0].empty());
   Join();
@@ -320,6 +324,17 @@ TEST_F(CrashTest, AcknowledgedMessagesSurviveRepeatedKills) {
         << "logging in again after crash " << crash;
   }
   SettleAndCheck(kCrashes);
+}
+
+TEST_F(CrashTest, AcknowledgedMessagesSurviveRepeatedKills) {
+  KillRepeatedly({"--log-level", "warn"});
+}
+
+// The same over a database in three partitions (partitioned_store.h): a
+// batch commits partition after partition, and a kill may fall between
+// them.
+TEST_F(CrashTest, AcknowledgedMessagesSurviveRepeatedKillsInPartitions) {
+  KillRepeatedly({"--log-level", "warn", "--partitions", "3"});
 }
 
 // Three brokers on one PostgreSQL database, peers spread over them. Again

@@ -30,13 +30,15 @@ class CoreTest : public ::testing::Test {
 
   // Opens (or reopens: a broker restart) the store and a fresh core. With
   // ZCHAT_TEST_STORE=postgresql, the store is a database of its own on the
-  // test program's throwaway PostgreSQL server (TestPostgres), else an
-  // SQLite file.
+  // test program's throwaway PostgreSQL server (TestPostgres); with
+  // ZCHAT_TEST_STORE=partitioned, SQLite files in 3 partitions
+  // (partitioned_store.h); else an SQLite file.
   void Restart(StoreOptions options = {}) {
     core_.reset();
     store_.reset();
+    const char* which = std::getenv("ZCHAT_TEST_STORE");
+    if (which && std::string(which) == "partitioned") options.partitions = 3;
     if (spec_.empty()) {
-      const char* which = std::getenv("ZCHAT_TEST_STORE");
       if (which && std::string(which) == "postgresql") {
         spec_ = SharedPostgres().NewDatabase();
         ASSERT_FALSE(spec_.empty()) << SharedPostgres().error();

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -48,6 +49,12 @@ class TestBroker {
     options.db_path = db_path();
     options.hash_threads = 1;
     options.hash_cost = HashCost{1, 8192};
+    // ZCHAT_TEST_STORE=partitioned: the database in 3 partitions
+    // (partitioned_store.h), as in the handler tests.
+    if (const char* which = std::getenv("ZCHAT_TEST_STORE");
+        which && std::string(which) == "partitioned") {
+      options.store.partitions = 3;
+    }
     if (tweak_) tweak_(options);
     auto server = Server::Create(options);
     ASSERT_TRUE(server.ok()) << server.status().ToString();
