@@ -12,7 +12,8 @@ namespace zchat {
 void Responder::Reply(Body body) {
   const Batch::Record& r = batch_.records_[index_];
   batch_.outbox_.push_back(
-      {{r.info.routing_id, Encode(Message{r.info.request_id, std::move(body)})},
+      {{r.info.routing_id, Encode(Message{r.info.request_id, std::move(body)}),
+        r.info.order},
        static_cast<int>(index_)});
 }
 
@@ -21,8 +22,9 @@ void Responder::Push(std::string_view routing_id, const Body& body) {
 }
 
 void Responder::PushFrame(std::string_view routing_id, std::string frame) {
-  batch_.outbox_.push_back(
-      {{std::string(routing_id), std::move(frame)}, static_cast<int>(index_)});
+  batch_.outbox_.push_back({{std::string(routing_id), std::move(frame),
+                             batch_.records_[index_].info.order},
+                            static_cast<int>(index_)});
 }
 
 void Responder::OnRollback(std::function<void()> undo) {
@@ -77,8 +79,9 @@ void Batch::Run(const RequestInfo& info,
     record.outcome = verdict.status().code();
     outbox_.push_back(
         {{info.routing_id,
-          Encode(Message{info.request_id, RefusalReply(info.type, verdict,
-                                                       info.client_msg_id)})},
+          Encode(Message{info.request_id,
+                         RefusalReply(info.type, verdict, info.client_msg_id)}),
+          info.order},
          static_cast<int>(index)});
     return;
   }
@@ -116,8 +119,9 @@ void Batch::Fail(const Status& cause) {
     const RequestInfo& info = records_[i].info;
     outbox_.push_back(
         {{info.routing_id,
-          Encode(Message{info.request_id, RefusalReply(info.type, refusal,
-                                                       info.client_msg_id)})},
+          Encode(Message{info.request_id,
+                         RefusalReply(info.type, refusal, info.client_msg_id)}),
+          info.order},
          -1});
   }
   first_open_record_ = records_.size();

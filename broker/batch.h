@@ -31,6 +31,10 @@ namespace zchat {
 struct OutFrame {
   std::string routing_id;
   std::string frame;
+  // The position of the request that produced it among the frames of its
+  // batch (RequestInfo::order): frames of requests run on several threads
+  // are put back in that order. 0 for frames of no request.
+  uint64_t order = 0;
 };
 
 // Who asked, and what a refusal of it must echo.
@@ -39,6 +43,7 @@ struct RequestInfo {
   uint64_t request_id = 0;
   MessageType type = MessageType::kPing;
   uint64_t client_msg_id = 0;  // SEND_MESSAGE's, echoed by MESSAGE_FAILURE
+  uint64_t order = 0;          // copied to its frames (OutFrame::order)
 };
 
 class Batch;

@@ -1,7 +1,9 @@
 #include "broker/broker_core.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cstdlib>
+#include <iterator>
 #include <utility>
 
 #include "broker/dispatcher.h"
@@ -60,11 +62,99 @@ void BrokerCore::OnFrame(std::string_view routing_id, std::string_view frame,
     }
     return;
   }
-  if (store_.WantsLookahead()) {
+  if (store_.WantsLookahead() || partitioned_) {
     arrived_.push_back({std::string(routing_id), std::string(frame)});
     return;
   }
   Handle(peer, frame);
+}
+
+Status BrokerCore::RunInPartitions(PartitionedStore& store, int threads) {
+  assert(static_cast<Store*>(&store) == &store_);
+  if (Status s = store.OpenViews(); !s.ok()) return s;
+  partitioned_ = &store;
+  workers_ = std::make_unique<Workers>(
+      std::max(1, std::min(threads, store.partitions())));
+  lanes_.clear();
+  for (int p = 0; p < store.partitions(); ++p) {
+    Store& view = store.View(p);
+    lanes_.push_back({std::make_unique<Notices>(
+                          view, sessions_, config_.max_notices_per_account),
+                      std::make_unique<Batch>(view, &metrics_)});
+  }
+  return Status::Ok();
+}
+
+int BrokerCore::HotPartition(const Peer& peer, const Result<Message>& m) const {
+  if (!m.ok() || !peer.logged_in() || peer.held()) return -1;
+  if (std::holds_alternative<SendMessage>(m->body) ||
+      std::holds_alternative<NoticeReceipt>(m->body)) {
+    // The sender's messages, dedup records and notices.
+    return partitioned_->PartitionOf(peer.account_id);
+  }
+  if (const auto* receipt = std::get_if<MessageReceipt>(&m->body)) {
+    // The message's (its sender's, where its notice goes too).
+    const auto id = static_cast<int64_t>(receipt->message_id);
+    return id > 0 ? partitioned_->PartitionOf(id) : 0;
+  }
+  return -1;
+}
+
+void BrokerCore::RunLanes(
+    const std::vector<Peer*>& peers,
+    const std::vector<std::optional<Result<Message>>>& decoded,
+    const std::vector<int>& lanes) {
+  const int64_t now = clock_();
+  std::vector<std::vector<size_t>> by_partition(lanes_.size());
+  for (size_t i = 0; i < lanes.size(); ++i) {
+    if (lanes[i] >= 0) by_partition[static_cast<size_t>(lanes[i])].push_back(i);
+  }
+  std::vector<std::vector<OutFrame>> out(lanes_.size());
+  // One partition's requests run in order on one thread, in its own batch;
+  // a thread serves partitions t, t + threads, ...
+  auto run_partition = [&](size_t p) {
+    Lane& lane = lanes_[p];
+    Store& view = partitioned_->View(static_cast<int>(p));
+    lane.batch->Begin();
+    for (size_t i : by_partition[p]) {
+      Peer& peer = *peers[i];
+      const Message& message = **decoded[i];
+      const MessageType type = TypeOf(message.body);
+      RequestInfo info{peer.routing_id, message.request_id, type, 0, i + 1};
+      if (const auto* send = std::get_if<SendMessage>(&message.body)) {
+        info.client_msg_id = send->client_msg_id;
+      }
+      const Route* route = FindRoute(type);
+      lane.batch->Run(info, [&](Responder& responder) -> Verdict {
+        Context ctx{view,    sessions_, *lane.notices, throttle_, hashes_,
+                    config_, now};
+        Request req{peer, message.request_id, responder};
+        return route->handle(ctx, req, message);
+      });
+    }
+    out[p] = lane.batch->Commit();
+  };
+  const size_t threads = static_cast<size_t>(workers_->threads());
+  std::vector<std::function<void()>> tasks;
+  for (size_t t = 0; t < threads && t < lanes_.size(); ++t) {
+    tasks.push_back([&, t] {
+      for (size_t p = t; p < lanes_.size(); p += threads) {
+        if (!by_partition[p].empty()) run_partition(p);
+      }
+    });
+  }
+  workers_->RunAll(tasks);
+  // Back in arrival order: a connection's replies follow its requests.
+  std::vector<OutFrame> frames;
+  for (auto& part : out) {
+    std::move(part.begin(), part.end(), std::back_inserter(frames));
+  }
+  std::stable_sort(
+      frames.begin(), frames.end(),
+      [](const OutFrame& a, const OutFrame& b) { return a.order < b.order; });
+  for (OutFrame& f : frames) {
+    batch_.EmitIndependent(std::move(f.routing_id), std::move(f.frame));
+  }
 }
 
 void BrokerCore::RunArrived() {
@@ -92,7 +182,41 @@ void BrokerCore::RunArrived() {
     }
   }
   store_.Prefetch(reads);
+  // Partitions: the hot requests first, each on its partition's thread.
+  std::vector<int> lanes(frames.size(), -1);
+  if (partitioned_ && partitioned_->Untouched()) {
+    std::vector<Peer*> peers(frames.size(), nullptr);
+    std::unordered_set<std::string_view> in_order;  // went to this thread
+    std::vector<int64_t> recipients;
+    bool any = false;
+    for (size_t i = 0; i < frames.size(); ++i) {
+      const std::string& id = frames[i].routing_id;
+      peers[i] = sessions_.Find(id);
+      if (!peers[i] || in_order.count(id)) continue;
+      const int p = HotPartition(*peers[i], *decoded[i]);
+      if (p < 0) {
+        in_order.insert(id);
+        continue;
+      }
+      lanes[i] = p;
+      any = true;
+      if (const auto* send = std::get_if<SendMessage>(&(*decoded[i])->body)) {
+        Result<std::optional<Account>> to =
+            store_.FindAccount(UsernameKey(send->recipient));
+        if (to.ok() && to->has_value()) recipients.push_back((*to)->id);
+      }
+    }
+    if (any) {
+      if (Status s = partitioned_->PrepareParallel(recipients); s.ok()) {
+        RunLanes(peers, decoded, lanes);
+      } else {
+        Log(LogLevel::kWarn, "requests run on one thread: " + s.ToString());
+        std::fill(lanes.begin(), lanes.end(), -1);
+      }
+    }
+  }
   for (size_t i = 0; i < frames.size(); ++i) {
+    if (lanes[i] >= 0) continue;  // ran in its partition
     Peer* peer = sessions_.Find(frames[i].routing_id);
     if (!peer) continue;  // gone meanwhile (nothing removes one in a batch)
     if (peer->held()) {   // an earlier frame of the batch holds it now

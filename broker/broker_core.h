@@ -33,9 +33,11 @@
 #include "broker/login_throttle.h"
 #include "broker/metrics.h"
 #include "broker/notices.h"
+#include "broker/partitioned_store.h"
 #include "broker/session_table.h"
 #include "broker/store.h"
 #include "broker/verdict.h"
+#include "broker/workers.h"
 #include "messages/messages.h"
 
 namespace zchat {
@@ -64,6 +66,17 @@ class BrokerCore {
   // Commits the batch and returns what to send, in order (see batch.h for
   // what a failed commit sends instead).
   std::vector<OutFrame> EndBatch();
+
+  // Runs the hot requests of each batch (SEND_MESSAGE, MESSAGE_RECEIPT and
+  // NOTICE_RECEIPT of logged-in connections) partition by partition, on
+  // `threads` threads (this one included), each partition in a transaction
+  // of its own, committed by its thread (partitioned_store.h): a batch's
+  // commits and most of its work run in parallel. `store` is the store the
+  // core was made with. The other requests run after them, on this thread,
+  // as before; so does every request of a connection after its first other
+  // request in the batch, so that its requests take effect in order.
+  // Fails (and changes nothing) if the views cannot be opened.
+  [[nodiscard]] Status RunInPartitions(PartitionedStore& store, int threads);
 
   // Several brokers on one store: pushes what other brokers' commits told
   // this one (messages and notices for accounts with sessions here, deleted
@@ -108,6 +121,14 @@ class BrokerCore {
   // again.
   void RunWaiting(Peer& peer);
   void RefuseWaiting(Peer& peer, std::string_view frame);
+  // The partition whose thread may run `m` from `peer` (-1: this thread).
+  int HotPartition(const Peer& peer, const Result<Message>& m) const;
+  // Runs the frames marked with a partition in `lanes` (RunInPartitions),
+  // on the workers; their frames join the batch's as independent frames
+  // (their partitions have committed).
+  void RunLanes(const std::vector<Peer*>& peers,
+                const std::vector<std::optional<Result<Message>>>& decoded,
+                const std::vector<int>& lanes);
 
   Store& store_;
   HashPool& hashes_;
@@ -133,6 +154,15 @@ class BrokerCore {
   // Records presence changes and renews the lease (at a tick, in a batch).
   void ReconcilePresence(int64_t now_ms);
   uint64_t next_ticket_ = 1;
+  // RunInPartitions: the store, the threads, and per partition the batch and
+  // notices its thread uses.
+  PartitionedStore* partitioned_ = nullptr;
+  std::unique_ptr<Workers> workers_;
+  struct Lane {
+    std::unique_ptr<Notices> notices;
+    std::unique_ptr<Batch> batch;
+  };
+  std::vector<Lane> lanes_;
 };
 
 }  // namespace zchat

@@ -243,6 +243,12 @@ int main(int argc, char** argv) {
                  "is created (0: as it was created, one file for a new one)")
       ->check(CLI::Range(0, 64))
       ->capture_default_str();
+  app.add_option("--threads", options.threads,
+                 "with partitions: threads that run sends and receipts, each "
+                 "partition's on one of them (0: one per core, up to the "
+                 "partitions)")
+      ->check(CLI::Range(0, 64))
+      ->capture_default_str();
   app.add_option("--pwhash-cost", hash_cost,
                  "argon2id cost: interactive, moderate, or min (tests only: "
                  "insecure)")

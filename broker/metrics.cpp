@@ -14,8 +14,9 @@ void Histogram::Observe(double v) {
   while (i < bounds_.size() && v > bounds_[i]) ++i;
   buckets_[i].Add();
   count_.Add();
-  sum_.store(sum_.load(std::memory_order_relaxed) + v,
-             std::memory_order_relaxed);
+  double sum = sum_.load(std::memory_order_relaxed);
+  while (!sum_.compare_exchange_weak(sum, sum + v, std::memory_order_relaxed)) {
+  }
 }
 
 uint64_t Histogram::cumulative(size_t i) const {

@@ -20,13 +20,11 @@
 
 namespace zchat {
 
-// Only ever increases. Add from the loop thread alone.
+// Only ever increases. Add from any thread (the loop, and the partition
+// workers of a batch).
 class Counter {
  public:
-  void Add(uint64_t n = 1) {
-    value_.store(value_.load(std::memory_order_relaxed) + n,
-                 std::memory_order_relaxed);
-  }
+  void Add(uint64_t n = 1) { value_.fetch_add(n, std::memory_order_relaxed); }
   uint64_t value() const { return value_.load(std::memory_order_relaxed); }
 
  private:
@@ -44,7 +42,7 @@ class Gauge {
 };
 
 // Observations counted into fixed buckets (upper bounds, ascending; +Inf is
-// implied). Observe from the loop thread alone.
+// implied). Observe from any thread.
 class Histogram {
  public:
   explicit Histogram(std::vector<double> bounds);

@@ -104,12 +104,176 @@ Result<std::unique_ptr<Store>> PartitionedStore::Open(
       return Refuse(path, s.detail());
     }
   }
-  return std::unique_ptr<Store>(new PartitionedStore(std::move(parts)));
+  return std::unique_ptr<Store>(
+      new PartitionedStore(std::move(parts), path, options));
 }
 
 PartitionedStore::PartitionedStore(
-    std::vector<std::unique_ptr<SqliteStore>> parts)
-    : parts_(std::move(parts)), writing_(parts_.size(), false) {}
+    std::vector<std::unique_ptr<SqliteStore>> parts, std::string path,
+    const StoreOptions& options)
+    : parts_(std::move(parts)),
+      writing_(parts_.size(), false),
+      path_(std::move(path)),
+      options_(options) {}
+
+PartitionedStore::~PartitionedStore() = default;
+
+// --- One partition for one thread (View) ---
+
+class PartitionedStore::Partition final : public Store {
+ public:
+  Partition(PartitionedStore& whole, SqliteStore& own,
+            std::unique_ptr<SqliteStore> accounts)
+      : whole_(whole), own_(own), accounts_(std::move(accounts)) {}
+
+  uint64_t deletions_seen = 0;
+  // Forgets the accounts read so far (some may have been deleted).
+  void ForgetAccounts() { accounts_->Rollback(); }
+
+  Status Begin() override { return own_.Begin(); }
+  Status Commit() override { return own_.Commit(); }
+  void Rollback() override { own_.Rollback(); }
+  bool InTransaction() const override { return own_.InTransaction(); }
+  int64_t TotalChanges() const override { return own_.TotalChanges(); }
+
+  Result<std::optional<Account>> FindAccount(std::string_view key) override {
+    return accounts_->FindAccount(key);
+  }
+  Result<std::optional<Account>> FindAccountById(int64_t id) override {
+    return accounts_->FindAccountById(id);
+  }
+  Result<std::optional<int64_t>> FindSend(int64_t sender_id,
+                                          uint64_t client_msg_id) override {
+    return own_.FindSend(sender_id, client_msg_id);
+  }
+  Result<int64_t> Enqueue(const QueuedMessage& message) override {
+    return own_.Enqueue(message);  // its place was taken by CountPending
+  }
+  // Called by a new send (CheckSend) just before it is refused for a full
+  // queue or stored: takes a place in the shared count at once, so that
+  // sends on other threads see it and the limit holds exactly. A send
+  // refused or rolled back leaves its place taken until the run ends: the
+  // count errs high, never low.
+  Result<int64_t> CountPending(int64_t recipient_id) override {
+    auto it = whole_.queued_.find(recipient_id);
+    if (it != whole_.queued_.end()) {
+      return it->second.fetch_add(1, std::memory_order_relaxed);
+    }
+    return own_.CountPending(recipient_id);  // not prepared: this part's
+  }
+  Result<ReceiptResult> ConfirmDelivery(int64_t recipient_id,
+                                        int64_t message_id) override {
+    Result<ReceiptResult> r = own_.ConfirmDelivery(recipient_id, message_id);
+    if (r.ok() && r->outcome == ReceiptOutcome::kConfirmed) {
+      Adjust(recipient_id, -1);
+    }
+    return r;
+  }
+  Status AddNotice(int64_t account_id, const Notice& notice,
+                   int64_t cap) override {
+    return own_.AddNotice(account_id, notice, cap);
+  }
+  Result<int64_t> CountNotices(int64_t account_id) override {
+    return own_.CountNotices(account_id);
+  }
+  Result<std::vector<Notice>> ListNotices(int64_t account_id,
+                                          int64_t limit) override {
+    return own_.ListNotices(account_id, limit);
+  }
+  Status AckNotice(int64_t account_id, int64_t message_id) override {
+    return own_.AckNotice(account_id, message_id);
+  }
+
+  // Not the hot requests': refused.
+  Result<int64_t> CreateAccount(std::string_view, std::string_view,
+                                std::string_view, int64_t) override {
+    return NotHere();
+  }
+  Result<std::vector<QueuedMessage>> DeleteAccount(int64_t) override {
+    return NotHere();
+  }
+  Result<std::string> ScanAccounts(
+      std::string_view, std::string_view, int64_t,
+      const std::function<bool(std::string_view, std::string_view)>&) override {
+    return NotHere();
+  }
+  Result<std::vector<QueuedMessage>> FetchPending(int64_t, int64_t) override {
+    return NotHere();
+  }
+  Status AddToken(std::string_view, int64_t, int64_t) override {
+    return NotHere();
+  }
+  Result<std::optional<int64_t>> FindToken(std::string_view, int64_t) override {
+    return NotHere();
+  }
+  Status RevokeToken(std::string_view) override { return NotHere(); }
+  Result<StoreTotals> Totals() override { return NotHere(); }
+  Status Prune(int64_t, int64_t) override { return NotHere(); }
+
+ private:
+  static Status NotHere() {
+    return Status(ErrorCode::kStorage,
+                  "not served by one partition's store (a request that "
+                  "spans partitions)");
+  }
+  void Adjust(int64_t recipient_id, int64_t by) {
+    auto it = whole_.queued_.find(recipient_id);
+    if (it != whole_.queued_.end()) {
+      it->second.fetch_add(by, std::memory_order_relaxed);
+    }
+  }
+
+  PartitionedStore& whole_;
+  SqliteStore& own_;
+  std::unique_ptr<SqliteStore> accounts_;  // partition 0's file, read-only
+};
+
+bool PartitionedStore::Untouched() const {
+  return std::none_of(writing_.begin(), writing_.end(),
+                      [](bool w) { return w; });
+}
+
+Status PartitionedStore::OpenViews() {
+  if (!views_.empty()) return Status::Ok();
+  if (path_ == ":memory:") {
+    return Status(ErrorCode::kStorage,
+                  "an in-memory database cannot be read from other "
+                  "connections");
+  }
+  StoreOptions reading = options_;
+  reading.read_only = true;
+  reading.partitions = 0;
+  std::vector<std::unique_ptr<Partition>> views;
+  for (size_t p = 0; p < parts_.size(); ++p) {
+    Result<std::unique_ptr<SqliteStore>> reader =
+        SqliteStore::Open(path_, reading);
+    if (!reader.ok()) return reader.status();
+    views.push_back(
+        std::make_unique<Partition>(*this, *parts_[p], std::move(*reader)));
+  }
+  views_ = std::move(views);
+  return Status::Ok();
+}
+
+Store& PartitionedStore::View(int p) { return *views_[static_cast<size_t>(p)]; }
+
+Status PartitionedStore::PrepareParallel(
+    const std::vector<int64_t>& recipients) {
+  for (auto& view : views_) {
+    if (view->deletions_seen != deletions_) {
+      view->ForgetAccounts();
+      view->deletions_seen = deletions_;
+    }
+  }
+  queued_.clear();
+  for (int64_t r : recipients) {
+    if (queued_.count(r)) continue;
+    Result<int64_t> n = CountPending(r);
+    if (!n.ok()) return n.status();
+    queued_.try_emplace(r, *n);
+  }
+  return Status::Ok();
+}
 
 size_t PartitionedStore::Of(int64_t id) const {
   const int64_t n = static_cast<int64_t>(parts_.size());
@@ -208,6 +372,7 @@ Result<std::optional<Account>> PartitionedStore::FindAccountById(int64_t id) {
 Result<std::vector<QueuedMessage>> PartitionedStore::DeleteAccount(int64_t id) {
   // Every partition may hold messages to the account; its own holds its
   // sends and notices, partition 0 the account and its tokens.
+  ++deletions_;
   std::vector<QueuedMessage> purged;
   for (size_t p = 0; p < parts_.size(); ++p) {
     Status s;

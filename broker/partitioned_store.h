@@ -31,8 +31,10 @@
 // committed), and the deletion can be asked for again.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "broker/sqlite_store.h"
@@ -50,7 +52,37 @@ class PartitionedStore final : public Store {
   // The file of partition `p` of the database at `path`.
   static std::string PartitionPath(const std::string& path, int p);
 
+  ~PartitionedStore() override;
+
   int partitions() const { return static_cast<int>(parts_.size()); }
+
+  // --- A batch's requests run partition by partition, on several threads
+  // (BrokerCore). Between PrepareParallel and the end of the run, the
+  // caller's thread leaves this store alone and each partition's View is
+  // used by one thread. ---
+
+  // The partition of an account (a sender, a notice's owner) or of a
+  // message id.
+  int PartitionOf(int64_t id) const { return static_cast<int>(Of(id)); }
+  // Whether the batch has begun no partition's transaction: only then may
+  // the views begin and commit their own.
+  bool Untouched() const;
+  // Opens the views (below): each a read-only connection to partition 0's
+  // file, so the database must be in files, not in memory.
+  Status OpenViews();
+  // Before a run: the queue counts of `recipients`, summed over the
+  // partitions, become counters that the views share and keep up (a send
+  // checks the whole queue against its limit); views forget accounts that
+  // were deleted since their last run.
+  Status PrepareParallel(const std::vector<int64_t>& recipients);
+  // Partition p for one thread: its own file for messages, dedup records,
+  // notices and its transaction; accounts read from partition 0's file
+  // through a read-only connection of its own (what is committed), a
+  // recipient's queue count from the shared counters. What the hot requests
+  // (SEND_MESSAGE, MESSAGE_RECEIPT, NOTICE_RECEIPT) call; anything else is
+  // refused with kStorage.
+  // After OpenViews.
+  Store& View(int p);
 
   Status Begin() override;
   Status Commit() override;
@@ -95,16 +127,25 @@ class PartitionedStore final : public Store {
   Status Prune(int64_t sends_before_ms, int64_t tokens_before_ms) override;
 
  private:
-  explicit PartitionedStore(std::vector<std::unique_ptr<SqliteStore>> parts);
+  PartitionedStore(std::vector<std::unique_ptr<SqliteStore>> parts,
+                   std::string path, const StoreOptions& options);
   // The partition of an account, and of a message id.
   size_t Of(int64_t id) const;
   // Partition `p`, in the batch's transaction (begun on first use); nullptr
   // after Begin failed, with the status in *status.
   SqliteStore* Writing(size_t p, Status* status);
 
+  class Partition;
+
   std::vector<std::unique_ptr<SqliteStore>> parts_;
   bool open_ = false;          // between Begin() and Commit()/Rollback()
   std::vector<bool> writing_;  // by partition: its transaction is begun
+  std::string path_;           // partition 0's file
+  StoreOptions options_;
+  // For runs on several threads (PrepareParallel).
+  std::vector<std::unique_ptr<Partition>> views_;
+  std::unordered_map<int64_t, std::atomic<int64_t>> queued_;  // by recipient
+  uint64_t deletions_ = 0;  // DeleteAccount calls, for the views' caches
 };
 
 }  // namespace zchat

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "broker/log.h"
+#include "broker/partitioned_store.h"
 
 namespace zchat {
 namespace {
@@ -32,6 +33,12 @@ int IoThreads(int requested) {
   return std::clamp(cores / 4, 2, 4);
 }
 
+int WorkerThreads(int requested, int partitions) {
+  if (requested > 0) return std::min(requested, partitions);
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  return std::clamp(cores, 1, partitions);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
@@ -39,6 +46,16 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
       Store::Open(options.db_path, options.store);
   if (!store.ok()) return store.status();
   std::unique_ptr<Server> server(new Server(options, std::move(*store)));
+  if (auto* parts = dynamic_cast<PartitionedStore*>(server->store_.get())) {
+    const int threads = WorkerThreads(options.threads, parts->partitions());
+    if (threads > 1) {
+      if (Status s = server->core_->RunInPartitions(*parts, threads); !s.ok()) {
+        return s;
+      }
+    }
+    Log(LogLevel::kInfo, std::to_string(parts->partitions()) + " partitions, " +
+                             std::to_string(threads) + " worker threads");
+  }
   try {
     if (!options.curve_secret_key.empty()) {
       if (options.curve_secret_key.size() != 40) {

@@ -33,6 +33,11 @@ struct ServerOptions {
   // core). Measured on 2 cores (docs/performance.md section 10): 2 threads
   // log 10,000 clients in again after a restart in 3-5 s instead of 8.
   int io_threads = 0;
+  // A database in partitions (StoreOptions::partitions): the threads that
+  // run a batch's sends and receipts partition by partition, each
+  // partition's commit on its thread (BrokerCore::RunInPartitions). 0: one
+  // per core, up to the partitions; 1: all on the loop thread.
+  int threads = 0;
   size_t hash_queue = 64;
   HashCost hash_cost;
   int max_batch = 1024;

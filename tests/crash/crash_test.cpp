@@ -330,11 +330,12 @@ TEST_F(CrashTest, AcknowledgedMessagesSurviveRepeatedKills) {
   KillRepeatedly({"--log-level", "warn"});
 }
 
-// The same over a database in three partitions (partitioned_store.h): a
-// batch commits partition after partition, and a kill may fall between
-// them.
+// The same over a database in three partitions (partitioned_store.h), on
+// three threads: each commits its partition, and a kill may fall between
+// their commits.
 TEST_F(CrashTest, AcknowledgedMessagesSurviveRepeatedKillsInPartitions) {
-  KillRepeatedly({"--log-level", "warn", "--partitions", "3"});
+  KillRepeatedly(
+      {"--log-level", "warn", "--partitions", "3", "--threads", "3"});
 }
 
 // Three brokers on one PostgreSQL database, peers spread over them. Again

@@ -32,12 +32,13 @@ class CoreTest : public ::testing::Test {
   // ZCHAT_TEST_STORE=postgresql, the store is a database of its own on the
   // test program's throwaway PostgreSQL server (TestPostgres); with
   // ZCHAT_TEST_STORE=partitioned, SQLite files in 3 partitions
-  // (partitioned_store.h); else an SQLite file.
+  // (partitioned_store.h), run on 3 threads; else an SQLite file.
   void Restart(StoreOptions options = {}) {
     core_.reset();
     store_.reset();
     const char* which = std::getenv("ZCHAT_TEST_STORE");
     if (which && std::string(which) == "partitioned") options.partitions = 3;
+    if (partitions_ > 0) options.partitions = partitions_;
     if (spec_.empty()) {
       if (which && std::string(which) == "postgresql") {
         spec_ = SharedPostgres().NewDatabase();
@@ -51,6 +52,11 @@ class CoreTest : public ::testing::Test {
     store_ = std::move(*store);
     core_ = std::make_unique<BrokerCore>(*store_, pool_, config_,
                                          [this] { return now_; });
+    // Partitioned: sends and receipts run on 3 threads, a partition each.
+    if (auto* parts = dynamic_cast<PartitionedStore*>(store_.get())) {
+      Status s = core_->RunInPartitions(*parts, 3);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
     inbox_.clear();
   }
 
@@ -194,7 +200,8 @@ class CoreTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  std::string spec_;  // the store: an SQLite file or a PostgreSQL URI
+  std::string spec_;    // the store: an SQLite file or a PostgreSQL URI
+  int partitions_ = 0;  // set by a fixture before SetUp: always partitioned
   BrokerConfig config_;
   HashPool pool_{1, 64, HashCost{1, 8192}};
   std::unique_ptr<Store> store_;

@@ -50,10 +50,11 @@ class TestBroker {
     options.hash_threads = 1;
     options.hash_cost = HashCost{1, 8192};
     // ZCHAT_TEST_STORE=partitioned: the database in 3 partitions
-    // (partitioned_store.h), as in the handler tests.
+    // (partitioned_store.h) on 3 threads, as in the handler tests.
     if (const char* which = std::getenv("ZCHAT_TEST_STORE");
         which && std::string(which) == "partitioned") {
       options.store.partitions = 3;
+      options.threads = 3;
     }
     if (tweak_) tweak_(options);
     auto server = Server::Create(options);
