@@ -90,12 +90,12 @@ int BrokerCore::HotPartition(const Peer& peer, const Result<Message>& m) const {
   if (std::holds_alternative<SendMessage>(m->body) ||
       std::holds_alternative<NoticeReceipt>(m->body)) {
     // The sender's messages, dedup records and notices.
-    return partitioned_->PartitionOf(peer.account_id);
+    return partitioned_->OfAccountId(peer.account_id);
   }
   if (const auto* receipt = std::get_if<MessageReceipt>(&m->body)) {
     // The message's (its sender's, where its notice goes too).
     const auto id = static_cast<int64_t>(receipt->message_id);
-    return id > 0 ? partitioned_->PartitionOf(id) : 0;
+    return partitioned_->OfMessageId(id);
   }
   return -1;
 }
@@ -163,8 +163,25 @@ void BrokerCore::RunArrived() {
   std::vector<std::optional<Result<Message>>> decoded(frames.size());
   std::vector<uint64_t> request_ids(frames.size(), 0);
   std::vector<Lookahead> reads;
+  // With worker threads, a large batch is decoded on all of them (a quarter
+  // of a chat message's instructions).
+  const size_t threads =
+      workers_ ? static_cast<size_t>(workers_->threads()) : 1;
+  if (threads > 1 && frames.size() >= kParallelDecodeFrames) {
+    std::vector<std::function<void()>> tasks;
+    const size_t step = (frames.size() + threads - 1) / threads;
+    for (size_t from = 0; from < frames.size(); from += step) {
+      tasks.push_back([&, from] {
+        for (size_t i = from; i < std::min(frames.size(), from + step); ++i) {
+          decoded[i].emplace(Decode(frames[i].frame, &request_ids[i]));
+        }
+      });
+    }
+    workers_->RunAll(tasks);
+  }
   for (size_t i = 0; i < frames.size(); ++i) {
-    decoded[i].emplace(Decode(frames[i].frame, &request_ids[i]));
+    if (!decoded[i])
+      decoded[i].emplace(Decode(frames[i].frame, &request_ids[i]));
     const Peer* peer = sessions_.Find(frames[i].routing_id);
     const Result<Message>& m = *decoded[i];
     // Only what the handler will read for sure: a wrong guess costs a read.

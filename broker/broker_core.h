@@ -158,6 +158,7 @@ class BrokerCore {
   // notices its thread uses.
   PartitionedStore* partitioned_ = nullptr;
   std::unique_ptr<Workers> workers_;
+  static constexpr size_t kParallelDecodeFrames = 64;
   struct Lane {
     std::unique_ptr<Notices> notices;
     std::unique_ptr<Batch> batch;

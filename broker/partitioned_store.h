@@ -6,14 +6,14 @@
 //
 // Layout. Partition 0 is the database file itself (the `--db` path);
 // partition p > 0 is the file "<path>.p<p>". An account belongs to partition
-// (account id mod P).
+// AccountPartition(id): a hash of its id, mod P.
 //   - Partition 0 also holds every account and every session token (names
 //     are unique in one table; listing pages through one index).
 //   - A message lives in its sender's partition, with its dedup record, and
 //     so does the sender's notice once it is confirmed or purged: message ids
 //     are handed out so that (id mod P) is that partition (SqliteStore's id
-//     space). A send, a receipt and a notice's acknowledgement each write to
-//     one partition.
+//     space, MessagePartition). A send, a receipt and a notice's
+//     acknowledgement each write to one partition.
 //   - A recipient's queue is spread over the partitions of its senders:
 //     counting and fetching it reads every partition (fetch merges them in
 //     id order, which keeps each sender's messages in the order they were
@@ -61,9 +61,12 @@ class PartitionedStore final : public Store {
   // caller's thread leaves this store alone and each partition's View is
   // used by one thread. ---
 
-  // The partition of an account (a sender, a notice's owner) or of a
-  // message id.
-  int PartitionOf(int64_t id) const { return static_cast<int>(Of(id)); }
+  // The partition of an account (its messages, dedup records and notices),
+  // and of a message id (its sender's).
+  static int AccountPartition(int64_t account_id, int partitions);
+  static int MessagePartition(int64_t message_id, int partitions);
+  int OfAccountId(int64_t id) const { return static_cast<int>(OfAccount(id)); }
+  int OfMessageId(int64_t id) const { return static_cast<int>(OfMessage(id)); }
   // Whether the batch has begun no partition's transaction: only then may
   // the views begin and commit their own.
   bool Untouched() const;
@@ -129,8 +132,8 @@ class PartitionedStore final : public Store {
  private:
   PartitionedStore(std::vector<std::unique_ptr<SqliteStore>> parts,
                    std::string path, const StoreOptions& options);
-  // The partition of an account, and of a message id.
-  size_t Of(int64_t id) const;
+  size_t OfAccount(int64_t id) const;
+  size_t OfMessage(int64_t id) const;
   // Partition `p`, in the batch's transaction (begun on first use); nullptr
   // after Begin failed, with the status in *status.
   SqliteStore* Writing(size_t p, Status* status);

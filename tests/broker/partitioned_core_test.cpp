@@ -20,7 +20,7 @@ class PartitionedCoreTest : public testing::CoreTest {
   PartitionedCoreTest() { partitions_ = 3; }
 
   // Accounts 1..n ("u1"...) on connections "c1"..., logged in: account i
-  // is in partition i mod 3.
+  // is in partition AccountPartition(i, 3) (1..6: 2, 1, 0, 1, 2, 2).
   void JoinAll(int n) {
     for (int i = 1; i <= n; ++i) {
       Join("c" + std::to_string(i), "u" + std::to_string(i));
@@ -54,7 +54,9 @@ TEST_F(PartitionedCoreTest, ABatchOfSendsAndReceiptsOverPartitionsKeepsOrder) {
       if (const auto* p = As<MessagePending>(m)) {
         replies.push_back(m.request_id);
         sent[i].push_back(p->message_id);
-        EXPECT_EQ(p->message_id % 3, static_cast<uint64_t>(i % 3))
+        EXPECT_EQ(
+            p->message_id % 3,
+            static_cast<uint64_t>(PartitionedStore::AccountPartition(i, 3)))
             << "a message lives in its sender's partition";
       } else if (const auto* d = As<DistributeMessage>(m)) {
         pushed.push_back(*d);
