@@ -55,6 +55,10 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
     }
     Log(LogLevel::kInfo, std::to_string(parts->partitions()) + " partitions, " +
                              std::to_string(threads) + " worker threads");
+  } else if (options.threads > 1) {
+    Log(LogLevel::kWarn,
+        "--threads has no effect on a database of one file: its requests "
+        "run on the loop thread (a new database takes --partitions)");
   }
   try {
     if (!options.curve_secret_key.empty()) {

@@ -288,5 +288,16 @@ TEST(PartitionedStoreOpenTest, AOneFileDatabaseWithDataCannotBePartitioned) {
   EXPECT_TRUE(a->has_value());
 }
 
+TEST(PartitionedStoreOpenTest, PartitionsAreForSqliteOnly) {
+  StoreOptions two;
+  two.partitions = 2;
+  // Refused before any connection is tried.
+  auto refused = Store::Open("postgresql://127.0.0.1:1/none", two);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().detail().find("partitions are for SQLite"),
+            std::string::npos)
+      << refused.status().detail();
+}
+
 }  // namespace
 }  // namespace zchat
