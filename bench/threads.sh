@@ -9,7 +9,14 @@
 #
 # BIN_DIR holds zchat-bench, zchat-broker and zchat-core-bench (default:
 # build/bench and build/broker); on the 16-core machine, the bundle's bin
-# folder (../shared/device/README.md). JSON reports go to OUT_DIR.
+# folder (../shared/device/README.md):
+#
+#   ../shared/device/bundle.sh build-device build/bench/zchat-bench \
+#     build/bench/zchat-core-bench build/broker/zchat-broker "$(command -v mosquitto)"
+#   (on the device) build-device/unpack.sh &&
+#     bench/threads.sh /tmp/zchat-device/bin $OUT
+#
+# JSON reports go to OUT_DIR.
 set -euo pipefail
 bin=${1:-}
 out=${2:-${TMPDIR:-/tmp}/zchat-threads}

@@ -1,5 +1,7 @@
 #include "broker/workers.h"
 
+#include <pthread.h>
+
 namespace zchat {
 
 Workers::Workers(int threads) {
@@ -16,6 +18,8 @@ Workers::~Workers() {
 }
 
 void Workers::Loop() {
+  // Told apart from the loop in top -H and /proc/PID/task.
+  pthread_setname_np(pthread_self(), "zchat-worker");
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     work_.wait(lock, [this] {
