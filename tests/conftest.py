@@ -32,8 +32,10 @@ def pytest_addoption(parser):
                     help="path to the zchat terminal client (required unless --python-only)")
     group.addoption("--python-only", action="store_true",
                     help="deselect the tests that need the zchat binary")
-    group.addoption("--store", choices=("sqlite", "postgresql"), default="sqlite",
-                    help="the brokers' store: an SQLite file each (default) or a "
+    group.addoption("--store", choices=("sqlite", "partitioned", "postgresql"),
+                    default="sqlite",
+                    help="the brokers' store: an SQLite file each (default), "
+                         "SQLite in 3 partitions on 3 threads (--partitions), or a "
                          "database each on a throwaway PostgreSQL server")
 
 
@@ -99,8 +101,10 @@ def broker(request, broker_bin, tmp_path, store_spec):
     directory = tmp_path / "broker"
     directory.mkdir()
     marker = request.node.get_closest_marker("broker_args")
-    b = Broker(broker_bin, directory, extra_args=marker.args if marker else (),
-               db=store_spec)
+    extra = tuple(marker.args) if marker else ()
+    if request.config.getoption("--store") == "partitioned":
+        extra += ("--partitions", "3", "--threads", "3")
+    b = Broker(broker_bin, directory, extra_args=extra, db=store_spec)
     request.node.zchat_broker = b
     yield b
     rc = b.stop()
