@@ -137,6 +137,12 @@ void BrokerCore::RunLanes(
   const size_t threads = static_cast<size_t>(workers_->threads());
   std::vector<std::function<void()>> tasks;
   for (size_t t = 0; t < threads && t < lanes_.size(); ++t) {
+    // Only threads with requests to run are woken.
+    bool busy = false;
+    for (size_t p = t; p < lanes_.size(); p += threads) {
+      busy = busy || !by_partition[p].empty();
+    }
+    if (!busy) continue;
     tasks.push_back([&, t] {
       for (size_t p = t; p < lanes_.size(); p += threads) {
         if (!by_partition[p].empty()) run_partition(p);
@@ -182,6 +188,7 @@ void BrokerCore::RunArrived() {
   for (size_t i = 0; i < frames.size(); ++i) {
     if (!decoded[i])
       decoded[i].emplace(Decode(frames[i].frame, &request_ids[i]));
+    if (!store_.WantsLookahead()) continue;
     const Peer* peer = sessions_.Find(frames[i].routing_id);
     const Result<Message>& m = *decoded[i];
     // Only what the handler will read for sure: a wrong guess costs a read.

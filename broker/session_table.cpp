@@ -17,6 +17,12 @@ std::string_view SessionStateName(SessionState state) {
   return "?";
 }
 
+bool SessionTable::IsNewerConnection(std::string_view a, std::string_view b) {
+  // libzmq names a ROUTER's connections 0x00 and a 32-bit big-endian count.
+  return a.size() == 5 && b.size() == 5 && a[0] == '\0' && b[0] == '\0' &&
+         a > b;
+}
+
 Peer& SessionTable::Touch(std::string_view routing_id, int connection,
                           int64_t now_ms) {
   auto it = peers_.find(std::string(routing_id));
@@ -30,13 +36,22 @@ Peer& SessionTable::Touch(std::string_view routing_id, int connection,
     it->second.connection = connection;
     if (connection >= 0) {
       // Descriptors are unique among open connections: a peer still mapped
-      // to this one belongs to a connection that has closed. Drop it.
+      // to this one belongs to a connection that has closed. Drop it...
       auto old = by_connection_.find(connection);
-      if (old != by_connection_.end() && old->second != it->first) {
-        std::string stale = old->second;
-        Remove(stale);
+      if (old != by_connection_.end() && old->second != it->first &&
+          IsNewerConnection(old->second, it->first)) {
+        // ... unless this frame is the closed connection's: libzmq can hand
+        // over its last frames after the first ones of the newer connection
+        // that took its descriptor. The newer peer stays; this one is served
+        // without a descriptor (its replies find no one).
+        it->second.connection = -1;
+      } else {
+        if (old != by_connection_.end() && old->second != it->first) {
+          std::string stale = old->second;
+          Remove(stale);
+        }
+        by_connection_[connection] = it->first;
       }
-      by_connection_[connection] = it->first;
     }
   }
   it->second.last_seen_ms = now_ms;

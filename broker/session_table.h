@@ -63,9 +63,16 @@ class SessionTable {
  public:
   // The peer for a routing id, created on first contact; refreshes liveness.
   // A routing id seen on a different connection than before is a new peer:
-  // the old one (and its session) is dropped first.
+  // the old one (and its session) is dropped first. A new peer on a
+  // descriptor that another peer holds drops that one, whose connection has
+  // closed; but if the other is the newer connection (IsNewerConnection),
+  // the frame is a late one of the closed connection: the newer peer stays
+  // and this one gets no descriptor.
   Peer& Touch(std::string_view routing_id, int connection, int64_t now_ms);
   Peer* Find(std::string_view routing_id);
+  // Whether routing id `a` names a connection libzmq accepted after `b`'s
+  // (both ids libzmq's own: 0x00 and a 32-bit count).
+  static bool IsNewerConnection(std::string_view a, std::string_view b);
 
   // Transitions (see the table above).
   void BeginAuthentication(Peer& peer);

@@ -81,6 +81,29 @@ TEST(SessionTableTest, ReusedDescriptorDropsTheStalePeer) {
   EXPECT_FALSE(t.IsOnline(1));
 }
 
+// libzmq may hand over the last frames of a closed connection after the
+// first frames of the newer connection that took its descriptor: they must
+// not end the newer connection's session.
+TEST(SessionTableTest, ALateFrameOfAClosedConnectionLeavesTheNewerPeer) {
+  using namespace std::string_literals;
+  const std::string older = "\0\0\0\x01\xff"s, newer = "\0\0\0\x02\x00"s;
+  SessionTable t;
+  t.Touch(older, 7, 0);
+  Peer& now = t.Touch(newer, 7, 0);  // the descriptor was reused
+  t.CompleteLogin(now, 9, "zoë", "");
+  EXPECT_EQ(t.Find(older), nullptr);
+  Peer& late = t.Touch(older, 7, 0);  // a frame it sent before closing
+  EXPECT_EQ(late.connection, -1);
+  ASSERT_NE(t.Find(newer), nullptr);
+  EXPECT_TRUE(t.Find(newer)->logged_in());
+  EXPECT_TRUE(t.IsOnline(9));
+  // The newer connection keeps the descriptor: a third one on it replaces
+  // the newer peer, not the stale one.
+  t.Touch("\0\0\0\x03\x00"s, 7, 0);
+  EXPECT_EQ(t.Find(newer), nullptr);
+  EXPECT_NE(t.Find(older), nullptr);
+}
+
 TEST(SessionTableTest, SilentPeersAreListed) {
   SessionTable t;
   t.Touch("quiet", 1, 10);
