@@ -117,20 +117,13 @@ void BrokerCore::RunLanes(
     Store& view = partitioned_->View(static_cast<int>(p));
     lane.batch->Begin();
     for (size_t i : by_partition[p]) {
-      Peer& peer = *peers[i];
       const Message& message = **decoded[i];
-      const MessageType type = TypeOf(message.body);
-      RequestInfo info{peer.routing_id, message.request_id, type, 0, i + 1};
-      if (const auto* send = std::get_if<SendMessage>(&message.body)) {
-        info.client_msg_id = send->client_msg_id;
-      }
-      const Route* route = FindRoute(type);
-      lane.batch->Run(info, [&](Responder& responder) -> Verdict {
-        Context ctx{view,    sessions_, *lane.notices, throttle_, hashes_,
-                    config_, now};
-        Request req{peer, message.request_id, responder};
-        return route->handle(ctx, req, message);
-      });
+      lane.batch->Run(
+          InfoOf(*peers[i], message, i + 1), [&](Responder& out) -> Verdict {
+            Context ctx{view,    sessions_, *lane.notices, throttle_, hashes_,
+                        config_, now};
+            return Serve(ctx, *peers[i], message, out);
+          });
     }
     out[p] = lane.batch->Commit();
   };
@@ -309,23 +302,34 @@ void BrokerCore::Handle(Peer& peer, std::string_view frame) {
   }
 }
 
-void BrokerCore::Dispatch(Peer& peer, const Message& message) {
-  const MessageType type = TypeOf(message.body);
-  RequestInfo info{peer.routing_id, message.request_id, type, 0};
+RequestInfo BrokerCore::InfoOf(const Peer& peer, const Message& message,
+                               uint64_t order) {
+  RequestInfo info{peer.routing_id, message.request_id, TypeOf(message.body), 0,
+                   order};
   if (const auto* send = std::get_if<SendMessage>(&message.body)) {
     info.client_msg_id = send->client_msg_id;
   }
+  return info;
+}
+
+Verdict BrokerCore::Serve(Context& ctx, Peer& peer, const Message& message,
+                          Responder& out) {
+  const MessageType type = TypeOf(message.body);
   const Route* route = FindRoute(type);
-  batch_.Run(info, [&](Responder& out) -> Verdict {
-    if (!route) return RefuseNotARequest(type);
-    if (!route->Allows(peer.state)) return RefuseInState(type, peer.state);
+  if (!route) return RefuseNotARequest(type);
+  if (!route->Allows(peer.state)) return RefuseInState(type, peer.state);
+  Request req{peer, message.request_id, out};
+  Verdict verdict = route->handle(ctx, req, message);
+  if (verdict.deferred()) {
+    return Defer(peer, message.request_id, std::move(verdict));
+  }
+  return verdict;
+}
+
+void BrokerCore::Dispatch(Peer& peer, const Message& message) {
+  batch_.Run(InfoOf(peer, message, 0), [&](Responder& out) -> Verdict {
     Context ctx = MakeContext();
-    Request req{peer, message.request_id, out};
-    Verdict verdict = route->handle(ctx, req, message);
-    if (verdict.deferred()) {
-      return Defer(peer, message.request_id, std::move(verdict));
-    }
-    return verdict;
+    return Serve(ctx, peer, message, out);
   });
 }
 

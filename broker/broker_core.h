@@ -114,6 +114,14 @@ class BrokerCore {
   // handles each in order.
   void RunArrived();
   void Dispatch(Peer& peer, const Message& message);
+  // Who asked and what a refusal echoes; `order` as in RequestInfo.
+  static RequestInfo InfoOf(const Peer& peer, const Message& message,
+                            uint64_t order);
+  // Routes one request to its handler, with the dispatcher's refusals, in
+  // `ctx` (the loop's, or a partition's: a hot request never defers, and only
+  // a deferral touches the core's own state).
+  Verdict Serve(Context& ctx, Peer& peer, const Message& message,
+                Responder& out);
   // Hands a deferred request's job to the pool and holds its connection.
   Verdict Defer(Peer& peer, uint64_t request_id, Verdict deferred);
   void Finish(Deferral deferral, const HashResult& result);

@@ -10,6 +10,14 @@ constexpr const char* kPartitionsKey = "partitions";
 constexpr const char* kIndexKey = "partition";
 constexpr int kMaxPartitions = 64;
 
+// Messages read from several partitions, in id order.
+void SortById(std::vector<QueuedMessage>& messages) {
+  std::sort(messages.begin(), messages.end(),
+            [](const QueuedMessage& a, const QueuedMessage& b) {
+              return a.id < b.id;
+            });
+}
+
 Status Refuse(const std::string& path, std::string why) {
   return Status(ErrorCode::kStorage, "open " + path + ": " + std::move(why));
 }
@@ -403,10 +411,7 @@ Result<std::vector<QueuedMessage>> PartitionedStore::DeleteAccount(int64_t id) {
     if (!some.ok()) return some.status();
     std::move(some->begin(), some->end(), std::back_inserter(purged));
   }
-  std::sort(purged.begin(), purged.end(),
-            [](const QueuedMessage& a, const QueuedMessage& b) {
-              return a.id < b.id;
-            });
+  SortById(purged);
   return purged;
 }
 
@@ -469,10 +474,7 @@ Result<std::vector<QueuedMessage>> PartitionedStore::FetchPending(
     if (!some.ok()) return some.status();
     std::move(some->begin(), some->end(), std::back_inserter(all));
   }
-  std::sort(all.begin(), all.end(),
-            [](const QueuedMessage& a, const QueuedMessage& b) {
-              return a.id < b.id;
-            });
+  SortById(all);
   if (limit >= 0 && all.size() > static_cast<size_t>(limit)) {
     all.resize(static_cast<size_t>(limit));
   }
