@@ -58,8 +58,8 @@ struct Frame {
 class Harness {
  public:
   explicit Harness(const std::string& db)
-      : store_(Open(db)), core_(*store_, pool_, BrokerConfig{}, [] {
-          return int64_t{1'800'000'000'000};
+      : store_(Open(db)), core_(*store_, pool_, BrokerConfig{}, [this] {
+          return now_ms_;
         }) {
     auto* parts = dynamic_cast<PartitionedStore*>(store_.get());
     if (parts && layout.threads > 1) {
@@ -71,6 +71,10 @@ class Harness {
   }
 
   std::vector<OutFrame> Batch(const std::vector<Frame>& frames) {
+    // The clock moves on a millisecond a batch, as time does in a broker:
+    // what is keyed by time (the dedup records' age) lands at the end of
+    // its index, not scattered over it.
+    ++now_ms_;
     core_.BeginBatch();
     for (const Frame& f : frames) {
       core_.OnFrame(f.routing_id, f.bytes, f.connection);
@@ -124,6 +128,7 @@ class Harness {
     return std::move(*store);
   }
 
+  int64_t now_ms_ = 1'800'000'000'000;
   std::unique_ptr<Store> store_;
   HashPool pool_{1, 4096, HashCost{1, 8192}};
   BrokerCore core_;
