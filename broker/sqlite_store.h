@@ -33,9 +33,11 @@
 
 #include <sqlite3.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 #include "broker/store.h"
 
@@ -47,7 +49,7 @@ class SqliteStore final : public Store {
                                                    const StoreOptions& options);
   ~SqliteStore() override;
 
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   // Transactions (see the top of this file). Commit failing (disk full)
   // rolls everything back. Rollback outside a transaction only drops the
@@ -195,6 +197,17 @@ class SqliteStore final : public Store {
   std::unordered_map<int64_t, int64_t> notice_counts_;
   static constexpr size_t kHighestSendCacheSize = 100'000;
   std::unordered_map<int64_t, int64_t> highest_sends_;
+  // Prune's walk over the dedup records' primary key (sender_id,
+  // client_msg_id): the key it goes on after, and the sends recorded since
+  // its last step (schema v4 dropped their index by age).
+  static constexpr int64_t kPruneStep = 4096;
+  static constexpr int64_t kPruneAhead = 2;
+  static constexpr std::pair<int64_t, int64_t> kPruneFirst = {INT64_MIN,
+                                                              INT64_MIN};
+  static constexpr std::pair<int64_t, int64_t> kPruneLast = {INT64_MAX,
+                                                             INT64_MAX};
+  std::pair<int64_t, int64_t> prune_from_ = kPruneFirst;
+  int64_t sends_since_prune_ = 0;
 };
 
 }  // namespace zchat

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "broker/sqlite_store.h"
 #include "tests/support/temp_dir.h"
@@ -509,6 +510,82 @@ TEST_F(StoreTest, OpensSchemaVersion1Database) {
   EXPECT_EQ(Enqueue(1, 2, 9), 3);
   EXPECT_EQ(Confirm(2, 2), ReceiptOutcome::kConfirmed);
   Commit();
+}
+
+// Schema v4: the dedup records keep no index by age (Prune walks their key).
+TEST_F(StoreTest, MigrationDropsTheSendsAgeIndex) {
+  store_.reset();
+  const fs::path source =
+      fs::path(ZCHAT_SOURCE_DIR) / "tests/data/db/schema_v1.sqlite";
+  fs::copy_file(source, path_, fs::copy_options::overwrite_existing);
+  fs::permissions(path_, fs::perms::owner_read | fs::perms::owner_write);
+  Reopen();
+  store_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT (SELECT count(*) FROM sqlite_schema "
+                               "WHERE name = 'sends_by_age'), "
+                               "(SELECT count(*) FROM sends)",
+                               -1, &st, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(st, 0), 0) << "the index is gone";
+  EXPECT_EQ(sqlite3_column_int64(st, 1), 2) << "the records stay";
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+// Prune walks the dedup records in stretches of at least 4,096 (more when
+// many sends came since its last call): a table larger than that is pruned
+// over successive calls, old records only, and the walk comes round again.
+TEST_F(StoreTest, PruneWalksTheSendsInStretches) {
+  constexpr int kOld = 10'000;  // two stretches and a part
+  Begin();
+  const int64_t a = Create("a");
+  const int64_t b = Create("b");
+  // Ids well apart in key order: a's records, then b's.
+  for (int i = 1; i <= kOld; ++i) Enqueue(i % 2 ? a : b, a, i);
+  ASSERT_TRUE(store_->Prune(0, 0).ok()) << "nothing old: resets the pace";
+  Commit();
+  auto remaining = [&] {
+    int n = 0;
+    for (int i = 1; i <= kOld; ++i) {
+      n += store_->FindSend(i % 2 ? a : b, static_cast<uint64_t>(i))
+               ->has_value();
+    }
+    return n;
+  };
+  ASSERT_EQ(remaining(), kOld);
+
+  // A newer record (sent at 5,000) that every cut-off below spares.
+  Begin();
+  QueuedMessage late;
+  late.sender_id = a;
+  late.sender_name = "a";
+  late.recipient_id = b;
+  late.recipient_name = "b";
+  late.client_msg_id = 1'000'000;
+  late.body = "née 新 🌱 חדש";
+  late.sent_at_ms = 5000;
+  ASSERT_TRUE(store_->Enqueue(late).ok());
+  Commit();
+
+  std::vector<int> after;
+  for (int call = 0; call < 4; ++call) {
+    Begin();
+    ASSERT_TRUE(store_->Prune(2000, 0).ok());
+    Commit();
+    after.push_back(remaining());
+  }
+  EXPECT_EQ(after[0], kOld - 4096) << "one stretch of a's records";
+  EXPECT_EQ(after[1], kOld - 2 * 4096 + 1)
+      << "a's last records, the newer one walked over and kept, then b's";
+  EXPECT_EQ(after[2], 0) << "the rest, to the end of the table";
+  EXPECT_EQ(after[3], 0) << "round again";
+  EXPECT_TRUE(store_->FindSend(a, 1'000'000)->has_value()) << "not old";
+  EXPECT_EQ(*store_->CountPending(a), kOld) << "the messages stay";
 }
 
 TEST(StoreOpenTest, RefusesNewerSchema) {
