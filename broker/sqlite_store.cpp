@@ -52,6 +52,14 @@ class SqliteStore::Statement {
                       SQLITE_TRANSIENT);
     return *this;
   }
+  // Binds `text` without copying it: it must stay alive until the
+  // statement's step or run that follows (Start clears the binding before
+  // the statement's next use). For the hot path's row values.
+  Statement& BindBorrowed(int index, std::string_view text) {
+    sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()),
+                      SQLITE_STATIC);
+    return *this;
+  }
   Statement& BindBlob(int index, std::string_view bytes) {
     sqlite3_bind_blob(stmt_, index, bytes.data(),
                       static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
@@ -676,11 +684,11 @@ Result<int64_t> SqliteStore::Enqueue(const QueuedMessage& m) {
       "VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
   st.Bind(1, *id)
       .Bind(2, m.sender_id)
-      .Bind(3, m.sender_name)
+      .BindBorrowed(3, m.sender_name)
       .Bind(4, m.recipient_id)
-      .Bind(5, m.recipient_name)
+      .BindBorrowed(5, m.recipient_name)
       .Bind(6, ToSql(m.client_msg_id))
-      .Bind(7, m.body)
+      .BindBorrowed(7, m.body)
       .Bind(8, m.sent_at_ms);
   if (st.Run() != SQLITE_DONE) return Error("enqueue");
   // The row is in: the count follows it at once (even if the dedup insert
@@ -806,7 +814,7 @@ Status SqliteStore::AddNotice(int64_t account_id, const Notice& n,
   st.Bind(1, account_id)
       .Bind(2, n.message_id)
       .Bind(3, static_cast<int64_t>(n.kind))
-      .Bind(4, n.peer_name)
+      .BindBorrowed(4, n.peer_name)
       .Bind(5, ToSql(n.client_msg_id));
   if (st.Run() != SQLITE_DONE) return Error("add notice");
   int64_t& stored = notice_counts_[account_id];
