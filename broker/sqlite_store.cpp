@@ -388,6 +388,7 @@ void SqliteStore::ForgetTransaction() {
   pending_counts_.clear();
   notice_counts_.clear();
   highest_sends_.clear();
+  deliveries_.clear();
   account_ids_.behind = true;
   // A block reserved in the lost transaction is no longer reserved.
   message_block_end_ = 0;
@@ -691,6 +692,7 @@ Result<int64_t> SqliteStore::Enqueue(const QueuedMessage& m) {
       .BindBorrowed(7, m.body)
       .Bind(8, m.sent_at_ms);
   if (st.Run() != SQLITE_DONE) return Error("enqueue");
+  ExpectReceipt(*id, m);
   // The row is in: the count follows it at once (even if the dedup insert
   // below fails, the row stays in the transaction until it rolls back).
   if (auto it = pending_counts_.find(m.recipient_id);
@@ -750,16 +752,56 @@ Result<std::vector<QueuedMessage>> SqliteStore::FetchPending(
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
     out.push_back(ReadQueued(st, recipient_id, /*with_body=*/true));
+    ExpectReceipt(out.back().id, out.back());
   }
   st.Reset();
   if (rc != SQLITE_DONE) return Error("fetch");
   return out;
 }
 
+void SqliteStore::Confirmed(int64_t recipient_id) {
+  if (auto it = pending_counts_.find(recipient_id);
+      it != pending_counts_.end()) {
+    --it->second;
+  }
+}
+
+void SqliteStore::ExpectReceipt(int64_t id, const QueuedMessage& m) {
+  CachePut(deliveries_, kDeliveryCacheSize, id,
+           Delivery{m.recipient_id, m.sender_id, m.client_msg_id, m.sender_name,
+                    m.recipient_name});
+}
+
 Result<ReceiptResult> SqliteStore::ConfirmDelivery(int64_t recipient_id,
                                                    int64_t message_id) {
   ReceiptResult result;
   if (Status s = RequireTransaction(); !s.ok()) return s;
+  // A message this store queued or handed out to this recipient: its row
+  // goes by its key, unread. (Another recipient's receipt takes the long
+  // way below, which tells "not yours" from "no such message".)
+  if (auto it = deliveries_.find(message_id);
+      it != deliveries_.end() && it->second.recipient_id == recipient_id) {
+    if (Prepare("DELETE FROM messages WHERE id = ?")
+            .Bind(1, message_id)
+            .Run() != SQLITE_DONE) {
+      return Error("confirm delivery");
+    }
+    const bool deleted = sqlite3_changes(db()) == 1;
+    Delivery d = std::move(it->second);
+    deliveries_.erase(it);
+    if (deleted) {
+      result.message.id = message_id;
+      result.message.recipient_id = recipient_id;
+      result.message.sender_id = d.sender_id;
+      result.message.sender_name = std::move(d.sender_name);
+      result.message.recipient_name = std::move(d.recipient_name);
+      result.message.client_msg_id = d.client_msg_id;
+      Confirmed(recipient_id);
+      result.outcome = ReceiptOutcome::kConfirmed;
+      return result;
+    }
+    // The row went another way (a forced deletion purged it): as below.
+  }
   // Read the row by its key, then delete it by its key. (One DELETE ...
   // RETURNING costs more: SQLite materializes RETURNING rows in a
   // temporary b-tree, opened and zeroed for every statement.)
@@ -784,10 +826,7 @@ Result<ReceiptResult> SqliteStore::ConfirmDelivery(int64_t recipient_id,
     Statement& del = Prepare("DELETE FROM messages WHERE id = ?");
     del.Bind(1, message_id);
     if (del.Run() != SQLITE_DONE) return Error("confirm delivery");
-    if (auto it = pending_counts_.find(recipient_id);
-        it != pending_counts_.end()) {
-      --it->second;
-    }
+    Confirmed(recipient_id);
     result.outcome = ReceiptOutcome::kConfirmed;
     return result;
   }

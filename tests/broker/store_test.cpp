@@ -180,6 +180,50 @@ TEST_F(StoreTest, RollbackDropsNoticeCounts) {
   EXPECT_EQ(*store_->CountNotices(alice), 0);
 }
 
+// A receipt for a message the store queued or fetched deletes it by its key
+// from what the store remembers; the answers are the same as when the row
+// is read first (after a reopen), and a row purged meanwhile is noticed.
+TEST_F(StoreTest, ReceiptsAnswerTheSameFromMemoryAndFromTheRow) {
+  Begin();
+  const int64_t a = Create("alice"), b = Create("bob"), c = Create("carol");
+  const int64_t kept = Enqueue(a, b, 11);    // confirmed after a reopen
+  const int64_t cached = Enqueue(a, b, 12);  // confirmed from memory
+  const int64_t purged = Enqueue(a, c, 13);  // purged, then confirmed
+  Commit();
+
+  auto expect_confirmed = [&](int64_t recipient, int64_t id, uint64_t cid,
+                              const char* recipient_name) {
+    Result<ReceiptResult> r = store_->ConfirmDelivery(recipient, id);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->outcome, ReceiptOutcome::kConfirmed);
+    EXPECT_EQ(r->message.id, id);
+    EXPECT_EQ(r->message.sender_id, a);
+    EXPECT_EQ(r->message.sender_name, "sender");
+    EXPECT_EQ(r->message.recipient_id, recipient);
+    EXPECT_EQ(r->message.recipient_name, recipient_name);
+    EXPECT_EQ(r->message.client_msg_id, cid);
+  };
+  Begin();
+  EXPECT_EQ(Confirm(c, cached), ReceiptOutcome::kNotYours);
+  expect_confirmed(b, cached, 12, "recipient");
+  EXPECT_EQ(Confirm(b, cached), ReceiptOutcome::kAlreadyConfirmed);
+  EXPECT_EQ(Pending(b), 1);
+  // c's queue goes with c's forced deletion while the store still
+  // remembers handing the message out.
+  ASSERT_TRUE(store_->DeleteAccount(c).ok());
+  EXPECT_EQ(Confirm(c, purged), ReceiptOutcome::kAlreadyConfirmed);
+  Commit();
+
+  Reopen();  // nothing remembered: the row is read
+  Begin();
+  EXPECT_EQ(Confirm(c, kept), ReceiptOutcome::kNotYours);
+  expect_confirmed(b, kept, 11, "recipient");
+  EXPECT_EQ(Confirm(b, kept), ReceiptOutcome::kAlreadyConfirmed);
+  Commit();
+  EXPECT_EQ(Pending(b), 0);
+  EXPECT_EQ(Queued(b), 0);
+}
+
 TEST_F(StoreTest, DeleteAccountDropsItsNotices) {
   Begin();
   int64_t alice = Create("alice");
