@@ -240,7 +240,8 @@ bool Report(const char* phase, uint64_t done, uint64_t messages,
 // turn logs in and fetches 1,000 at a time, confirming each message (its
 // receipts and next FETCH_MESSAGES arriving together, at most 1,024 frames a
 // batch, as the socket loop reads them). The sender stays logged in and
-// never acknowledges its notices, as in zchat-bench. Under callgrind,
+// acknowledges each MESSAGE_SUCCESS (its NOTICE_RECEIPTs go with the
+// recipient's next frames), as in zchat-bench. Under callgrind,
 // instructions per message are differences between runs: two
 // `--enqueue-only` runs for enqueue, a full and an `--enqueue-only` run of
 // the same size for the drain.
@@ -293,9 +294,16 @@ int RunOffline(uint64_t messages, int recipients, int window,
             in.begin() +
                 static_cast<std::ptrdiff_t>(std::min(in.size(), at + 1024)));
         for (const OutFrame& f : h.Batch(chunk)) {
-          if (f.routing_id != names[i]) continue;  // the sender's notices
           Result<Message> m = Decode(f.frame);
           if (!m.ok()) continue;
+          if (f.routing_id == "sender") {
+            if (const auto* ok = std::get_if<MessageSuccess>(&m->body)) {
+              next.push_back(
+                  {"sender",
+                   Encode({h.next_req(), NoticeReceipt{ok->message_id}}), 0});
+            }
+            continue;
+          }
           if (const auto* d = std::get_if<DistributeMessage>(&m->body)) {
             next.push_back(
                 {names[i],
