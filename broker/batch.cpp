@@ -12,13 +12,12 @@ namespace zchat {
 void Responder::Reply(Body body) {
   const Batch::Record& r = batch_.records_[index_];
   batch_.outbox_.push_back(
-      {{r.info.routing_id, Encode(Message{r.info.request_id, std::move(body)}),
-        r.info.order},
+      {{r.info.routing_id, Encode(r.info.request_id, body), r.info.order},
        static_cast<int>(index_)});
 }
 
 void Responder::Push(std::string_view routing_id, const Body& body) {
-  PushFrame(routing_id, Encode(Message{0, body}));
+  PushFrame(routing_id, Encode(0, body));
 }
 
 void Responder::PushFrame(std::string_view routing_id, std::string frame) {

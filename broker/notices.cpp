@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <utility>
 
 #include "broker/log.h"
 #include "messages/codec.h"
@@ -56,8 +57,11 @@ Status Notices::Deliver(Responder& out, int64_t account_id,
     store_.NotifyBrokersOf(account_id, ToItem(account_id, notice), now_ms);
   }
   if (sessions.empty()) return Status::Ok();
-  const std::string frame = Encode(Message{0, ToBody(notice)});
-  for (const std::string& id : sessions) out.PushFrame(id, frame);
+  std::string frame = Encode(0, ToBody(notice));
+  for (size_t i = 0; i + 1 < sessions.size(); ++i) {
+    out.PushFrame(sessions[i], frame);
+  }
+  out.PushFrame(sessions.back(), std::move(frame));
   return Status::Ok();
 }
 

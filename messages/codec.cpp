@@ -373,25 +373,30 @@ Result<Message> DecodeObject(const msgpack::object& root,
 }  // namespace
 
 std::string Encode(const Message& message) {
+  return Encode(message.request_id, message.body);
+}
+
+std::string Encode(uint64_t request_id, const Body& body) {
   std::string out;
   out.reserve(128);
   StringBuffer buffer(out);
   Packer pk(buffer);
   std::visit(
-      [&](const auto& body) {
+      [&](const auto& alternative) {
         // Visit is shared with the decoder and so takes a mutable reference;
         // the packing visitors only read.
-        auto& fields = const_cast<std::remove_cvref_t<decltype(body)>&>(body);
+        auto& fields = const_cast<std::remove_cvref_t<decltype(alternative)>&>(
+            alternative);
         FieldCounter counter;
         fields.Visit(counter);
         pk.pack_map(static_cast<uint32_t>(3 + counter.count));
         FieldPacker packer(pk);
         packer.Uint(kVersionKey, kProtocolVersion, 0, 0);
-        packer.Uint(kTypeKey, static_cast<uint64_t>(body.kType), 0, 0);
-        packer.Uint(kRequestIdKey, message.request_id, 0, 0);
+        packer.Uint(kTypeKey, static_cast<uint64_t>(alternative.kType), 0, 0);
+        packer.Uint(kRequestIdKey, request_id, 0, 0);
         fields.Visit(packer);
       },
-      message.body);
+      body);
   return out;
 }
 
