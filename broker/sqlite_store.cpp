@@ -767,7 +767,8 @@ void SqliteStore::Confirmed(int64_t recipient_id) {
 }
 
 void SqliteStore::ExpectReceipt(int64_t id, const QueuedMessage& m) {
-  CachePut(deliveries_, kDeliveryCacheSize, id,
+  // The partitions of one database share the bound.
+  CachePut(deliveries_, kDeliveryCacheSize / static_cast<size_t>(id_count_), id,
            Delivery{m.recipient_id, m.sender_id, m.client_msg_id, m.sender_name,
                     m.recipient_name});
 }

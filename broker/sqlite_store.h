@@ -207,7 +207,7 @@ class SqliteStore final : public Store {
     std::string sender_name;
     std::string recipient_name;
   };
-  static constexpr size_t kDeliveryCacheSize = 65'536;
+  static constexpr size_t kDeliveryCacheSize = 65'536;  // over all partitions
   std::unordered_map<int64_t, Delivery> deliveries_;
   void ExpectReceipt(int64_t id, const QueuedMessage& m);
   // A confirmed message leaves its recipient's cached queue size.
