@@ -143,15 +143,30 @@ void BrokerCore::RunLanes(
     });
   }
   workers_->RunAll(tasks);
-  // Back in arrival order: a connection's replies follow its requests.
-  std::vector<OutFrame> frames;
+  // Back in arrival order: a connection's replies follow its requests. A
+  // lane's frames are in its requests' order (unless a failed commit put
+  // refusals at its end), so the lanes are merged head by head; one
+  // request's frames all come from one lane, in the order made.
+  const auto by_order = [](const OutFrame& a, const OutFrame& b) {
+    return a.order < b.order;
+  };
   for (auto& part : out) {
-    std::move(part.begin(), part.end(), std::back_inserter(frames));
+    if (!std::is_sorted(part.begin(), part.end(), by_order)) {
+      std::stable_sort(part.begin(), part.end(), by_order);
+    }
   }
-  std::stable_sort(
-      frames.begin(), frames.end(),
-      [](const OutFrame& a, const OutFrame& b) { return a.order < b.order; });
-  for (OutFrame& f : frames) {
+  std::vector<size_t> next(out.size(), 0);
+  for (;;) {
+    size_t from = out.size();
+    for (size_t p = 0; p < out.size(); ++p) {
+      if (next[p] < out[p].size() &&
+          (from == out.size() ||
+           by_order(out[p][next[p]], out[from][next[from]]))) {
+        from = p;
+      }
+    }
+    if (from == out.size()) break;
+    OutFrame& f = out[from][next[from]++];
     batch_.EmitIndependent(std::move(f.routing_id), std::move(f.frame));
   }
 }
