@@ -26,6 +26,15 @@ void Responder::PushFrame(std::string_view routing_id, std::string frame) {
                             static_cast<int>(index_)});
 }
 
+void Responder::PushFrameTo(const std::vector<std::string>& routing_ids,
+                            std::string frame) {
+  if (routing_ids.empty()) return;
+  for (size_t i = 0; i + 1 < routing_ids.size(); ++i) {
+    PushFrame(routing_ids[i], frame);
+  }
+  PushFrame(routing_ids.back(), std::move(frame));
+}
+
 void Responder::OnRollback(std::function<void()> undo) {
   batch_.records_[index_].undo.push_back(std::move(undo));
 }

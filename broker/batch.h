@@ -58,6 +58,9 @@ class Responder {
   void Push(std::string_view routing_id, const Body& body);
   // An already encoded push (one encoding fanned out to several sessions).
   void PushFrame(std::string_view routing_id, std::string frame);
+  // One encoded push to each of `routing_ids` (the last takes the frame).
+  void PushFrameTo(const std::vector<std::string>& routing_ids,
+                   std::string frame);
   // Runs `undo` if the batch fails and this request depended on it.
   void OnRollback(std::function<void()> undo);
   // Counts a message event, once the batch commits (metrics.h).

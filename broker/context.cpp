@@ -1,7 +1,5 @@
 #include "broker/context.h"
 
-#include <utility>
-
 #include "messages/codec.h"
 
 namespace zchat {
@@ -15,11 +13,7 @@ size_t PushToAccount(Context& ctx, Responder& out, int64_t account_id,
                      const Body& body) {
   std::vector<std::string> targets = ctx.sessions.SessionsOf(account_id);
   if (targets.empty()) return 0;
-  std::string frame = Encode(0, body);
-  for (size_t i = 0; i + 1 < targets.size(); ++i) {
-    out.PushFrame(targets[i], frame);
-  }
-  out.PushFrame(targets.back(), std::move(frame));
+  out.PushFrameTo(targets, Encode(0, body));
   return targets.size();
 }
 

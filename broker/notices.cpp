@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <utility>
 
 #include "broker/log.h"
 #include "messages/codec.h"
@@ -57,11 +56,7 @@ Status Notices::Deliver(Responder& out, int64_t account_id,
     store_.NotifyBrokersOf(account_id, ToItem(account_id, notice), now_ms);
   }
   if (sessions.empty()) return Status::Ok();
-  std::string frame = Encode(0, ToBody(notice));
-  for (size_t i = 0; i + 1 < sessions.size(); ++i) {
-    out.PushFrame(sessions[i], frame);
-  }
-  out.PushFrame(sessions.back(), std::move(frame));
+  out.PushFrameTo(sessions, Encode(0, ToBody(notice)));
   return Status::Ok();
 }
 

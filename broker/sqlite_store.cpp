@@ -767,10 +767,17 @@ void SqliteStore::Confirmed(int64_t recipient_id) {
 }
 
 void SqliteStore::ExpectReceipt(int64_t id, const QueuedMessage& m) {
-  // The partitions of one database share the bound.
+  // What ConfirmDelivery reads of the row: the message less its body and
+  // time. The partitions of one database share the bound.
+  QueuedMessage known;
+  known.id = id;
+  known.sender_id = m.sender_id;
+  known.sender_name = m.sender_name;
+  known.recipient_id = m.recipient_id;
+  known.recipient_name = m.recipient_name;
+  known.client_msg_id = m.client_msg_id;
   CachePut(deliveries_, kDeliveryCacheSize / static_cast<size_t>(id_count_), id,
-           Delivery{m.recipient_id, m.sender_id, m.client_msg_id, m.sender_name,
-                    m.recipient_name});
+           std::move(known));
 }
 
 Result<ReceiptResult> SqliteStore::ConfirmDelivery(int64_t recipient_id,
@@ -788,15 +795,10 @@ Result<ReceiptResult> SqliteStore::ConfirmDelivery(int64_t recipient_id,
       return Error("confirm delivery");
     }
     const bool deleted = sqlite3_changes(db()) == 1;
-    Delivery d = std::move(it->second);
+    QueuedMessage known = std::move(it->second);
     deliveries_.erase(it);
     if (deleted) {
-      result.message.id = message_id;
-      result.message.recipient_id = recipient_id;
-      result.message.sender_id = d.sender_id;
-      result.message.sender_name = std::move(d.sender_name);
-      result.message.recipient_name = std::move(d.recipient_name);
-      result.message.client_msg_id = d.client_msg_id;
+      result.message = std::move(known);
       Confirmed(recipient_id);
       result.outcome = ReceiptOutcome::kConfirmed;
       return result;

@@ -196,19 +196,13 @@ class SqliteStore final : public Store {
   std::unordered_map<int64_t, int64_t> pending_counts_;
   std::unordered_map<int64_t, int64_t> notice_counts_;
   // What a receipt needs of a message this store queued or handed out
-  // (Enqueue, FetchPending), so that ConfirmDelivery deletes the row by its
-  // key without reading it first. Dropped with the other caches; an entry
-  // whose row went another way (purged by a forced deletion) is found out
-  // by the delete changing nothing.
-  struct Delivery {
-    int64_t recipient_id = 0;
-    int64_t sender_id = 0;
-    uint64_t client_msg_id = 0;
-    std::string sender_name;
-    std::string recipient_name;
-  };
+  // (Enqueue, FetchPending): the message less its body, so that
+  // ConfirmDelivery deletes the row by its key without reading it first.
+  // Dropped with the other caches; an entry whose row went another way
+  // (purged by a forced deletion) is found out by the delete changing
+  // nothing.
   static constexpr size_t kDeliveryCacheSize = 65'536;  // over all partitions
-  std::unordered_map<int64_t, Delivery> deliveries_;
+  std::unordered_map<int64_t, QueuedMessage> deliveries_;
   void ExpectReceipt(int64_t id, const QueuedMessage& m);
   // A confirmed message leaves its recipient's cached queue size.
   void Confirmed(int64_t recipient_id);
