@@ -29,8 +29,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using testing::CpuTime;
 constexpr const char* kPassword = "benchpass1";
-// A scenario that makes no progress for this long has failed.
-constexpr auto kStall = std::chrono::seconds(30);
 
 // CPU time of the target process, in microseconds.
 int64_t CpuMicros(pid_t pid) { return CpuTime(pid).count(); }

@@ -18,6 +18,10 @@
 
 namespace zchat::bench {
 
+// A scenario that makes no progress for this long has failed (zchat's and
+// Mosquitto's alike).
+inline constexpr auto kStall = std::chrono::seconds(30);
+
 struct Target {
   std::string name;  // "zchat", "baseline" or "Mosquitto"
   pid_t pid = -1;

@@ -74,9 +74,6 @@ QueueFigures RunMqttOffline(const Target&, uint64_t, int) {
 
 namespace {
 
-// A stall this long is a failure, as in the zchat scenarios.
-constexpr auto kStall = std::chrono::seconds(30);
-
 // A port that was free a moment ago (mosquitto 2.0.11 takes "listener 0" as
 // a Unix socket path, not as "any port"): StartMosquitto tries again with
 // another one if mosquitto cannot bind it.

@@ -11,13 +11,9 @@
 namespace zchat {
 namespace {
 
+using testing::As;
 using testing::CoreTest;
 using testing::FullDisk;
-
-template <class T>
-const T* As(const Message& m) {
-  return std::get_if<T>(&m.body);
-}
 
 // --- A failed commit ---------------------------------------------------------
 

@@ -10,10 +10,7 @@
 namespace zchat {
 namespace {
 
-template <class T>
-const T* As(const Message& m) {
-  return std::get_if<T>(&m.body);
-}
+using testing::As;
 
 class PartitionedCoreTest : public testing::CoreTest {
  protected:

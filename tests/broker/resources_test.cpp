@@ -69,6 +69,7 @@ TEST(ResourcesTest, NeverReadingRecipientCostsNoMemory) {
   EXPECT_LT(rss_after - rss_before, 60 * 1024)
       << "RSS grew from " << rss_before << " to " << rss_after << " KiB";
 #else
+  (void)rss_before;
   (void)rss_after;
 #endif
   // Now it reads: everything is there.

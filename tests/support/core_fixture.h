@@ -24,6 +24,12 @@
 
 namespace zchat::testing {
 
+// The body of `m` as a T, or null.
+template <class T>
+const T* As(const Message& m) {
+  return std::get_if<T>(&m.body);
+}
+
 class CoreTest : public ::testing::Test {
  protected:
   void SetUp() override { Restart(); }
