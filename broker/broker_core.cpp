@@ -82,6 +82,7 @@ Status BrokerCore::RunInPartitions(PartitionedStore& store, int threads) {
                           view, sessions_, config_.max_notices_per_account),
                       std::make_unique<Batch>(view, &metrics_)});
   }
+  prune_due_.assign(lanes_.size(), 0);
   return Status::Ok();
 }
 
@@ -116,6 +117,15 @@ void BrokerCore::RunLanes(
     Lane& lane = lanes_[p];
     Store& view = partitioned_->View(static_cast<int>(p));
     lane.batch->Begin();
+    if (prune_due_[p]) {
+      prune_due_[p] = 0;
+      if (Status s = view.Prune(prune_sends_before_, prune_tokens_before_);
+          !s.ok()) {
+        Log(LogLevel::kWarn, "pruning old send ids and tokens in partition " +
+                                 std::to_string(p) + ": " + s.ToString());
+      }
+    }
+    metrics_.partition_requests.Add(by_partition[p].size());
     for (size_t i : by_partition[p]) {
       const Message& message = **decoded[i];
       lane.batch->Run(
@@ -523,12 +533,31 @@ void BrokerCore::OnTick() {
   }
   throttle_.Forget(now);
   if (store_.Shared() && store_.InTransaction()) ReconcilePresence(now);
-  if (store_.InTransaction()) {
-    if (Status s = store_.Prune(now - config_.dedup_window_ms,
-                                now - config_.token_lifetime_ms);
-        !s.ok()) {
-      Log(LogLevel::kWarn, "pruning old send ids and tokens: " + s.ToString());
+  if (!store_.InTransaction()) return;
+  const int64_t sends_before = now - config_.dedup_window_ms;
+  const int64_t tokens_before = now - config_.token_lifetime_ms;
+  if (partitioned_) {
+    // Each partition prunes on its own thread at its next run (RunLanes);
+    // one that had none since the last tick prunes here (prune_due_).
+    prune_sends_before_ = sends_before;
+    prune_tokens_before_ = tokens_before;
+    for (size_t p = 0; p < prune_due_.size(); ++p) {
+      if (!prune_due_[p]) {
+        prune_due_[p] = 1;
+        continue;
+      }
+      prune_due_[p] = 0;
+      if (Status s = partitioned_->PrunePartition(static_cast<int>(p),
+                                                  sends_before, tokens_before);
+          !s.ok()) {
+        Log(LogLevel::kWarn, "pruning old send ids and tokens in partition " +
+                                 std::to_string(p) + ": " + s.ToString());
+      }
     }
+    return;
+  }
+  if (Status s = store_.Prune(sends_before, tokens_before); !s.ok()) {
+    Log(LogLevel::kWarn, "pruning old send ids and tokens: " + s.ToString());
   }
 }
 

@@ -125,6 +125,10 @@ std::string RenderMetrics(const Metrics& m,
   w.Single("zchat_frames_received_total", "counter",
            "Frames received from clients.",
            static_cast<double>(m.frames_received.value()));
+  w.Single("zchat_partition_requests_total", "counter",
+           "Requests run on a partition's thread (--partitions and "
+           "--threads).",
+           static_cast<double>(m.partition_requests.value()));
   w.Single("zchat_sends_dropped_total", "counter",
            "Frames not sent because the peer's queue was full "
            "(it is not reading).",

@@ -82,6 +82,9 @@ struct Metrics {
 
   Counter messages[kMessageEventCount];
   Counter frames_received;
+  // Requests run on a partition's thread (--partitions with --threads):
+  // sends, receipts and notice acknowledgements, when their batch lets them.
+  Counter partition_requests;
   Counter sends_dropped;  // at a peer's high-water mark
   Counter connections_refused;
   Gauge connections;  // transport connections admitted now

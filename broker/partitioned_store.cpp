@@ -216,7 +216,11 @@ class PartitionedStore::Partition final : public Store {
   }
   Status RevokeToken(std::string_view) override { return NotHere(); }
   Result<StoreTotals> Totals() override { return NotHere(); }
-  Status Prune(int64_t, int64_t) override { return NotHere(); }
+  // This partition's dedup records (and, in partition 0, the tokens), in
+  // its own transaction: a tick's pruning runs on the partition's thread.
+  Status Prune(int64_t sends_before_ms, int64_t tokens_before_ms) override {
+    return own_.Prune(sends_before_ms, tokens_before_ms);
+  }
 
  private:
   static Status NotHere() {
@@ -531,15 +535,21 @@ Result<StoreTotals> PartitionedStore::Totals() {
 
 Status PartitionedStore::Prune(int64_t sends_before_ms,
                                int64_t tokens_before_ms) {
-  for (size_t p = 0; p < parts_.size(); ++p) {
-    Status s;
-    SqliteStore* store = Writing(p, &s);
-    if (!store) return s;
-    if (s = store->Prune(sends_before_ms, tokens_before_ms); !s.ok()) {
+  for (int p = 0; p < partitions(); ++p) {
+    if (Status s = PrunePartition(p, sends_before_ms, tokens_before_ms);
+        !s.ok()) {
       return s;
     }
   }
   return Status::Ok();
+}
+
+Status PartitionedStore::PrunePartition(int p, int64_t sends_before_ms,
+                                        int64_t tokens_before_ms) {
+  Status s;
+  SqliteStore* store = Writing(static_cast<size_t>(p), &s);
+  if (!store) return s;
+  return store->Prune(sends_before_ms, tokens_before_ms);
 }
 
 }  // namespace zchat

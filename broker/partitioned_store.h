@@ -82,8 +82,8 @@ class PartitionedStore final : public Store {
   // notices and its transaction; accounts read from partition 0's file
   // through a read-only connection of its own (what is committed), a
   // recipient's queue count from the shared counters. What the hot requests
-  // (SEND_MESSAGE, MESSAGE_RECEIPT, NOTICE_RECEIPT) call; anything else is
-  // refused with kStorage.
+  // (SEND_MESSAGE, MESSAGE_RECEIPT, NOTICE_RECEIPT) call, and Prune (this
+  // partition's); anything else is refused with kStorage.
   // After OpenViews.
   Store& View(int p);
 
@@ -128,6 +128,10 @@ class PartitionedStore final : public Store {
 
   Result<StoreTotals> Totals() override;
   Status Prune(int64_t sends_before_ms, int64_t tokens_before_ms) override;
+  // Prune for partition `p` alone, in the batch's transaction. (A View
+  // prunes its partition on its own thread, in its own transaction.)
+  Status PrunePartition(int p, int64_t sends_before_ms,
+                        int64_t tokens_before_ms);
 
  private:
   PartitionedStore(std::vector<std::unique_ptr<SqliteStore>> parts,

@@ -201,5 +201,42 @@ TEST_F(PartitionedCoreTest, ReceiptsAnswerAsOnOneThread) {
   EXPECT_EQ(PushesOf<MessageSuccess>("c1").size(), 1u);
 }
 
+// A tick marks every partition due to prune its old dedup records; a
+// partition prunes on its own thread at its next run, before its requests,
+// so the sends after a tick in its batch still run on the partitions'
+// threads. A partition that had no request since prunes at the next tick.
+TEST_F(PartitionedCoreTest, ATickPrunesInThePartitionsAndKeepsItsBatchThere) {
+  config_.dedup_window_ms = 10'000;
+  Restart();
+  JoinAll(2);  // u1 (account 1) in partition 2, u2 (account 2) in 1
+  const std::string text = "née 新 🌱 חדש";
+  const uint64_t first =
+      Expect<MessagePending>("c1", SendMessage{"u2", text, 77}).message_id;
+  Expect<MessagePending>("c2", SendMessage{"u1", "שלום 👋", 78});
+  Drain("c1");  // u2's message
+  now_ += config_.dedup_window_ms + 1;
+  const uint64_t in_partitions = core_->metrics().partition_requests.value();
+  Batch([&] {
+    core_->OnTick();
+    core_->OnFrame("c1", Encode({500, SendMessage{"u2", text, 77}}));
+  });
+  EXPECT_EQ(core_->metrics().partition_requests.value(), in_partitions + 1)
+      << "the send after the tick ran on its partition's thread";
+  std::vector<Message> got = Drain("c1");
+  ASSERT_EQ(got.size(), 1u);
+  ASSERT_NE(As<MessagePending>(got[0]), nullptr);
+  EXPECT_NE(As<MessagePending>(got[0])->message_id, first)
+      << "the retry came after the window and after its partition pruned: "
+         "a new message";
+  // u2's partition had no request since the tick: pruned at the next one.
+  Result<std::optional<int64_t>> kept = store_->FindSend(2, 78);
+  ASSERT_TRUE(kept.ok());
+  EXPECT_TRUE(kept->has_value());
+  Tick();
+  Result<std::optional<int64_t>> pruned = store_->FindSend(2, 78);
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_FALSE(pruned->has_value());
+}
+
 }  // namespace
 }  // namespace zchat
