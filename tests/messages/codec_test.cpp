@@ -449,6 +449,54 @@ TEST(CodecTest, RejectsDeepNesting) {
   ExpectRejected(nested, ErrorCode::kMalformed, "nested too deeply");
 }
 
+// The parser keeps each array value's items apart: a reply read tolerantly
+// with an unknown array field before `accounts` still gets its own names.
+TEST(CodecTest, ReadsEachArrayValueOnItsOwn) {
+  std::string frame = RawFrame([](RawPacker& pk) {
+    pk.pack_map(6);
+    pk.pack("v");
+    pk.pack(1);
+    pk.pack("type");
+    pk.pack(static_cast<int>(MessageType::kAccountList));
+    pk.pack("req");
+    pk.pack(4);
+    pk.pack("later");  // a field from a newer broker
+    pk.pack(std::vector<std::string>{"x", "y", "z"});
+    pk.pack("accounts");
+    pk.pack(std::vector<std::string>{"alice", "zoë", "李"});
+    pk.pack("cursor");
+    pk.pack("p2");
+  });
+  Result<Message> r = Decode(frame);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const auto& list = std::get<AccountList>(r->body);
+  EXPECT_EQ(list.accounts, (std::vector<std::string>{"alice", "zoë", "李"}));
+  EXPECT_EQ(list.cursor, "p2");
+}
+
+// Values no field can hold are typed, not read: a map as a value, an array
+// as a key.
+TEST(CodecTest, RejectsContainersWhereTextBelongs) {
+  std::string map_value = SendFrame(3, [](RawPacker& pk) {
+    pk.pack("recipient");
+    pk.pack_map(1);
+    pk.pack("name");
+    pk.pack("bob");
+    pk.pack("body");
+    pk.pack("héllo 🌍 שלום");
+    pk.pack("client_msg_id");
+    pk.pack(5);
+  });
+  ExpectRejected(map_value, ErrorCode::kMalformed,
+                 "field 'recipient' must be a string");
+  std::string array_key = SendFrame(1, [](RawPacker& pk) {
+    pk.pack_array(1);
+    pk.pack("recipient");
+    pk.pack("bob");
+  });
+  ExpectRejected(array_key, ErrorCode::kMalformed, "map key is not a string");
+}
+
 TEST(CodecTest, RejectsTooManyEntries) {
   std::string frame = RawFrame([](RawPacker& pk) {
     pk.pack_map(17);
