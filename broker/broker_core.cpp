@@ -118,9 +118,12 @@ void BrokerCore::RunLanes(
     Store& view = partitioned_->View(static_cast<int>(p));
     lane.batch->Begin();
     if (prune_due_[p]) {
-      prune_due_[p] = 0;
+      // Still due after a failure (no transaction, a full disk): tried
+      // again at the next run or tick.
       if (Status s = view.Prune(prune_sends_before_, prune_tokens_before_);
-          !s.ok()) {
+          s.ok()) {
+        prune_due_[p] = 0;
+      } else {
         Log(LogLevel::kWarn, "pruning old send ids and tokens in partition " +
                                  std::to_string(p) + ": " + s.ToString());
       }

@@ -176,10 +176,9 @@ class BrokerCore {
   // partition prunes on its own thread at its next run in a lane, before its
   // requests (RunLanes), with the cutoffs of the latest tick. One still due
   // at the next tick (it had no requests meanwhile) prunes then, on this
-  // thread. So a tick no longer begins every partition's transaction on the
-  // loop thread, which kept the rest of its batch off the lanes. Element p
-  // is written by the loop thread between runs and by partition p's thread
-  // during one.
+  // thread. So the pruning, like the requests, runs on the partitions'
+  // threads, not on the loop's. Element p is written by the loop thread
+  // between runs and by partition p's thread during one.
   std::vector<char> prune_due_;
   int64_t prune_sends_before_ = 0;
   int64_t prune_tokens_before_ = 0;

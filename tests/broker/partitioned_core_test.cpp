@@ -201,13 +201,15 @@ TEST_F(PartitionedCoreTest, ReceiptsAnswerAsOnOneThread) {
   EXPECT_EQ(PushesOf<MessageSuccess>("c1").size(), 1u);
 }
 
-// A tick marks every partition due to prune its old dedup records; a
-// partition prunes on its own thread at its next run, before its requests,
-// so the sends after a tick in its batch still run on the partitions'
-// threads. A partition that had no request since prunes at the next tick.
-TEST_F(PartitionedCoreTest, ATickPrunesInThePartitionsAndKeepsItsBatchThere) {
+// A tick leaves pruning to the partitions' threads: it marks every
+// partition due and begins no partition's transaction on the loop thread; a
+// partition prunes on its own thread at its next run, before its requests.
+// A partition that had no request since prunes at the next tick.
+TEST_F(PartitionedCoreTest, ATickLeavesPruningToThePartitionsThreads) {
   config_.dedup_window_ms = 10'000;
   Restart();
+  auto* parts = dynamic_cast<PartitionedStore*>(store_.get());
+  ASSERT_NE(parts, nullptr);
   JoinAll(2);  // u1 (account 1) in partition 2, u2 (account 2) in 1
   const std::string text = "née 新 🌱 חדש";
   const uint64_t first =
@@ -215,27 +217,37 @@ TEST_F(PartitionedCoreTest, ATickPrunesInThePartitionsAndKeepsItsBatchThere) {
   Expect<MessagePending>("c2", SendMessage{"u1", "שלום 👋", 78});
   Drain("c1");  // u2's message
   now_ += config_.dedup_window_ms + 1;
-  const uint64_t in_partitions = core_->metrics().partition_requests.value();
+  const auto recorded = [&](int64_t sender, uint64_t client_msg_id) {
+    Result<std::optional<int64_t>> r = store_->FindSend(sender, client_msg_id);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() && r->has_value();
+  };
+
   Batch([&] {
     core_->OnTick();
+    EXPECT_TRUE(parts->Untouched())
+        << "the tick pruned on the loop thread, in the batch's transaction";
+  });
+  EXPECT_TRUE(recorded(1, 77));
+  EXPECT_TRUE(recorded(2, 78));
+
+  // u1 retries its send after the window: its partition prunes first, on
+  // its thread, so the retry is a new message.
+  const uint64_t in_partitions = core_->metrics().partition_requests.value();
+  Batch([&] {
     core_->OnFrame("c1", Encode({500, SendMessage{"u2", text, 77}}));
   });
   EXPECT_EQ(core_->metrics().partition_requests.value(), in_partitions + 1)
-      << "the send after the tick ran on its partition's thread";
+      << "the send ran on its partition's thread";
   std::vector<Message> got = Drain("c1");
   ASSERT_EQ(got.size(), 1u);
   ASSERT_NE(As<MessagePending>(got[0]), nullptr);
-  EXPECT_NE(As<MessagePending>(got[0])->message_id, first)
-      << "the retry came after the window and after its partition pruned: "
-         "a new message";
-  // u2's partition had no request since the tick: pruned at the next one.
-  Result<std::optional<int64_t>> kept = store_->FindSend(2, 78);
-  ASSERT_TRUE(kept.ok());
-  EXPECT_TRUE(kept->has_value());
+  EXPECT_NE(As<MessagePending>(got[0])->message_id, first);
+
+  // u2's partition had no request: pruned at the next tick.
+  EXPECT_TRUE(recorded(2, 78));
   Tick();
-  Result<std::optional<int64_t>> pruned = store_->FindSend(2, 78);
-  ASSERT_TRUE(pruned.ok());
-  EXPECT_FALSE(pruned->has_value());
+  EXPECT_FALSE(recorded(2, 78));
 }
 
 }  // namespace
