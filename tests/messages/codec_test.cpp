@@ -16,19 +16,26 @@ using testing::RawFrame;
 using testing::RawPacker;
 using testing::SampleMessages;
 
-// A SEND_MESSAGE envelope with the fields the callback adds (extra counts
-// them). Used to vary one field at a time.
-std::string SendFrame(int extra, const std::function<void(RawPacker&)>& add) {
+// A frame of `type` with request id `req`: the envelope, then the fields
+// the callback adds (extra counts them).
+std::string EnvelopeFrame(MessageType type, uint64_t req, int extra,
+                          const std::function<void(RawPacker&)>& add) {
   return RawFrame([&](RawPacker& pk) {
-    pk.pack_map(3 + extra);
+    pk.pack_map(static_cast<uint32_t>(3 + extra));
     pk.pack("v");
     pk.pack(1);
     pk.pack("type");
-    pk.pack(static_cast<int>(MessageType::kSendMessage));
+    pk.pack(static_cast<int>(type));
     pk.pack("req");
-    pk.pack(9);
+    pk.pack(req);
     add(pk);
   });
+}
+
+// A SEND_MESSAGE with the fields the callback adds (extra counts them).
+// Used to vary one field at a time.
+std::string SendFrame(int extra, const std::function<void(RawPacker&)>& add) {
+  return EnvelopeFrame(MessageType::kSendMessage, 9, extra, add);
 }
 
 std::string ValidSend(const std::string& recipient, const std::string& body) {
@@ -89,17 +96,11 @@ TEST(CodecTest, OptionalFieldsMayBeAbsentOrNil) {
   ASSERT_TRUE(absent.ok()) << absent.status().ToString();
   EXPECT_FALSE(std::get<ListAccounts>(absent->body).pattern.has_value());
 
-  std::string with_nil = RawFrame([](RawPacker& pk) {
-    pk.pack_map(4);
-    pk.pack("v");
-    pk.pack(1);
-    pk.pack("type");
-    pk.pack(static_cast<int>(MessageType::kListAccounts));
-    pk.pack("req");
-    pk.pack(1);
-    pk.pack("pattern");
-    pk.pack_nil();
-  });
+  std::string with_nil =
+      EnvelopeFrame(MessageType::kListAccounts, 1, 1, [](RawPacker& pk) {
+        pk.pack("pattern");
+        pk.pack_nil();
+      });
   Result<Message> nil = Decode(with_nil);
   ASSERT_TRUE(nil.ok()) << nil.status().ToString();
   EXPECT_FALSE(std::get<ListAccounts>(nil->body).pattern.has_value());
@@ -353,17 +354,11 @@ TEST(CodecTest, MisspelledFieldsAreMissingOrUnknown) {
     pk.pack(1);
   });
   ExpectRejected(frame, ErrorCode::kMalformed, "field 'recipient' is missing");
-  std::string list = RawFrame([](RawPacker& pk) {
-    pk.pack_map(4);
-    pk.pack("v");
-    pk.pack(1);
-    pk.pack("type");
-    pk.pack(static_cast<int>(MessageType::kListAccounts));
-    pk.pack("req");
-    pk.pack(3);
-    pk.pack("patern");
-    pk.pack("a*");
-  });
+  std::string list =
+      EnvelopeFrame(MessageType::kListAccounts, 3, 1, [](RawPacker& pk) {
+        pk.pack("patern");
+        pk.pack("a*");
+      });
   ExpectRejected(list, ErrorCode::kMalformed, "unknown field 'patern'");
 }
 
@@ -449,24 +444,18 @@ TEST(CodecTest, RejectsDeepNesting) {
   ExpectRejected(nested, ErrorCode::kMalformed, "nested too deeply");
 }
 
-// The parser keeps each array value's items apart: a reply read tolerantly
-// with an unknown array field before `accounts` still gets its own names.
+// Each array value is read on its own: a reply read tolerantly with an
+// unknown array field before `accounts` still gets its own names.
 TEST(CodecTest, ReadsEachArrayValueOnItsOwn) {
-  std::string frame = RawFrame([](RawPacker& pk) {
-    pk.pack_map(6);
-    pk.pack("v");
-    pk.pack(1);
-    pk.pack("type");
-    pk.pack(static_cast<int>(MessageType::kAccountList));
-    pk.pack("req");
-    pk.pack(4);
-    pk.pack("later");  // a field from a newer broker
-    pk.pack(std::vector<std::string>{"x", "y", "z"});
-    pk.pack("accounts");
-    pk.pack(std::vector<std::string>{"alice", "zoë", "李"});
-    pk.pack("cursor");
-    pk.pack("p2");
-  });
+  std::string frame =
+      EnvelopeFrame(MessageType::kAccountList, 4, 3, [](RawPacker& pk) {
+        pk.pack("later");  // a field from a newer broker
+        pk.pack(std::vector<std::string>{"x", "y", "z"});
+        pk.pack("accounts");
+        pk.pack(std::vector<std::string>{"alice", "zoë", "李"});
+        pk.pack("cursor");
+        pk.pack("p2");
+      });
   Result<Message> r = Decode(frame);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   const auto& list = std::get<AccountList>(r->body);
@@ -553,19 +542,13 @@ TEST(CodecTest, RejectsUnknownKeyInRequest) {
 }
 
 TEST(CodecTest, IgnoresUnknownKeyInReplyAndPush) {
-  std::string frame = RawFrame([](RawPacker& pk) {
-    pk.pack_map(5);
-    pk.pack("v");
-    pk.pack(1);
-    pk.pack("type");
-    pk.pack(static_cast<int>(MessageType::kError));
-    pk.pack("req");
-    pk.pack(4);
-    pk.pack("code");
-    pk.pack(4);
-    pk.pack("reason");
-    pk.pack("x");
-  });
+  std::string frame =
+      EnvelopeFrame(MessageType::kError, 4, 2, [](RawPacker& pk) {
+        pk.pack("code");
+        pk.pack(4);
+        pk.pack("reason");
+        pk.pack("x");
+      });
   std::string with_extra = frame;
   with_extra[0] = '\x86';
   with_extra += RawFrame([](RawPacker& pk) {
@@ -631,18 +614,12 @@ namespace {
 // Found by the dispatcher fuzzer: an unknown key that is not UTF-8 was
 // quoted as is in the error, making the broker's own ERROR undecodable.
 TEST(CodecTest, ErrorsQuoteKeysAsValidText) {
-  std::string frame = testing::RawFrame([](testing::RawPacker& pk) {
-    pk.pack_map(4);
-    pk.pack("v");
-    pk.pack(1);
-    pk.pack("type");
-    pk.pack(static_cast<int>(MessageType::kPing));
-    pk.pack("req");
-    pk.pack(6);
-    pk.pack_str(5);
-    pk.pack_str_body("lim\xff\xfe", 5);
-    pk.pack(-1);
-  });
+  std::string frame =
+      EnvelopeFrame(MessageType::kPing, 6, 1, [](RawPacker& pk) {
+        pk.pack_str(5);
+        pk.pack_str_body("lim\xff\xfe", 5);
+        pk.pack(-1);
+      });
   Result<Message> r = Decode(frame);
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(IsValidUtf8(r.status().detail())) << r.status().detail();
