@@ -4,7 +4,9 @@
 // was told MESSAGE_PENDING for reaches its recipient; no retried send makes
 // a second message; nothing arrives that was never acknowledged; no
 // MESSAGE_SUCCESS comes without a receipt; and a receipt the broker answered
-// (a PONG after it) is never undone by a crash. Recipients also "die"
+// (a PONG after it, no ERROR for it) is never undone by a crash. A receipt
+// refused with ERROR (a batch the database rolled back) took no effect: its
+// message must come again. Recipients also "die"
 // between a push and its receipt: those messages must come again. Senders
 // acknowledge each MESSAGE_SUCCESS (NOTICE_RECEIPT) and drop repeats by
 // message id, as clients do: in the end every message has exactly one
@@ -52,6 +54,8 @@ struct Records {
   std::map<int, std::set<uint64_t>> delivered;  // recipient -> ids
   std::set<uint64_t> receipted;                 // receipts sent
   std::set<uint64_t> receipt_confirmed;         // a PONG came after
+  uint64_t receipts_refused = 0;                // answered with ERROR
+  uint64_t receipt_refused_after_pong = 0;      // ERROR after a later PONG
   std::map<uint64_t, int> successes;            // id -> count, after dedup
   uint64_t success_repeats = 0;                 // dropped by the dedup
   uint64_t redelivered_after_confirmed_receipt = 0;
@@ -100,6 +104,7 @@ class CrashTest : public ::testing::Test {
     if (auto* pending = std::get_if<MessagePending>(&m.body)) {
       rec_.acked[who][pending->client_msg_id].insert(pending->message_id);
       rec_.unacked[who].erase(pending->client_msg_id);
+      send_requests_[who].erase(m.request_id);
       rec_.addressee[pending->message_id] = target_of_[pending->client_msg_id];
     } else if (auto* s = std::get_if<MessageSuccess>(&m.body)) {
       // The sender's client: hands a notice over once, acknowledges it
@@ -110,6 +115,23 @@ class CrashTest : public ::testing::Test {
         ++rec_.success_repeats;
       }
       p.Send(NoticeReceipt{s->message_id});
+    } else if (std::holds_alternative<Error>(m.body)) {
+      // A send refused (a batch the database rolled back) is sent again, as
+      // a client does.
+      if (auto sent = send_requests_[who].find(m.request_id);
+          sent != send_requests_[who].end()) {
+        const uint64_t cmid = sent->second;
+        send_requests_[who].erase(sent);
+        if (rec_.unacked[who].count(cmid)) Resend(who, cmid);
+        return;
+      }
+      // A refused receipt: its message was not confirmed. The ERROR comes
+      // before the reply to any later request (a PING's PONG).
+      auto it = receipt_requests_[who].find(m.request_id);
+      if (it == receipt_requests_[who].end()) return;
+      ++rec_.receipts_refused;
+      if (it->second.confirmed) ++rec_.receipt_refused_after_pong;
+      receipt_requests_[who].erase(it);
     } else if (auto* d = std::get_if<DistributeMessage>(&m.body)) {
       const int r = who - kSenders;
       if (rec_.receipt_confirmed.count(d->message_id)) {
@@ -119,14 +141,20 @@ class CrashTest : public ::testing::Test {
       // Sometimes the recipient "dies" before confirming: no receipt now,
       // the message must come again later.
       if (drop_(rng_) && !final_phase_) return;
-      p.Send(MessageReceipt{d->message_id});
+      const uint64_t req = p.Send(MessageReceipt{d->message_id});
       rec_.receipted.insert(d->message_id);
-      unconfirmed_receipts_[who].push_back(d->message_id);
+      receipt_requests_[who][req] = {d->message_id, false};
+      unconfirmed_receipts_[who].push_back(req);
     } else if (std::holds_alternative<Pong>(m.body)) {
       // Receipts sent before this PING were handled by the broker.
       auto it = awaiting_pong_[who].find(m.request_id);
       if (it == awaiting_pong_[who].end()) return;
-      for (uint64_t id : it->second) rec_.receipt_confirmed.insert(id);
+      for (uint64_t req : it->second) {
+        auto r = receipt_requests_[who].find(req);
+        if (r == receipt_requests_[who].end()) continue;  // refused
+        r->second.confirmed = true;
+        rec_.receipt_confirmed.insert(r->second.message_id);
+      }
       awaiting_pong_[who].erase(it);
     }
   }
@@ -135,8 +163,12 @@ class CrashTest : public ::testing::Test {
     const int r = kSenders + static_cast<int>(rng_() % kRecipients);
     target_of_[cmid] = r;
     rec_.unacked[s].insert(cmid);
-    peers_[s].Send(
-        SendMessage{peers_[r].name, "m" + std::to_string(cmid), cmid});
+    Resend(s, cmid);
+  }
+  void Resend(int s, uint64_t cmid) {
+    const int r = target_of_[cmid];
+    send_requests_[s][peers_[s].Send(
+        SendMessage{peers_[r].name, "m" + std::to_string(cmid), cmid})] = cmid;
   }
   // After a broker died: the peers it served (all of them with one
   // broker) connect again, log in with their tokens, resend what is unacked
@@ -145,16 +177,14 @@ class CrashTest : public ::testing::Test {
     for (int i : who) {
       unconfirmed_receipts_[i].clear();
       awaiting_pong_[i].clear();
+      receipt_requests_[i].clear();
+      send_requests_[i].clear();
       Connect(peers_[i]);
       if (!Login(i, peers_[i])) return false;
     }
     for (int s = 0; s < kSenders; ++s) {
       if (!who.count(s)) continue;
-      for (uint64_t cmid : rec_.unacked[s]) {
-        const int r = target_of_[cmid];
-        peers_[s].Send(
-            SendMessage{peers_[r].name, "m" + std::to_string(cmid), cmid});
-      }
+      for (uint64_t cmid : rec_.unacked[s]) Resend(s, cmid);
     }
     for (int r = kSenders; r < kSenders + kRecipients; ++r) {
       if (who.count(r)) peers_[r].Send(FetchMessages{});
@@ -223,9 +253,19 @@ class CrashTest : public ::testing::Test {
   std::vector<Peer> peers_{kSenders + kRecipients};
   Records rec_;
   std::map<uint64_t, int> target_of_;
+  // Per peer: request ids of receipts sent since its last PING.
   std::map<int, std::vector<uint64_t>> unconfirmed_receipts_;
+  // Per peer: a receipt's request id -> its message, and whether a PONG
+  // confirmed it (not refused before).
+  struct ReceiptSent {
+    uint64_t message_id = 0;
+    bool confirmed = false;
+  };
+  std::map<int, std::map<uint64_t, ReceiptSent>> receipt_requests_;
+  // Per peer: a send's request id -> its client_msg_id.
+  std::map<int, std::map<uint64_t, uint64_t>> send_requests_;
   std::map<int, std::set<uint64_t>> notices_seen_;  // per sender
-  // Per peer: PING request id -> receipts sent before that PING.
+  // Per peer: PING request id -> receipts (request ids) sent before it.
   std::map<int, std::map<uint64_t, std::vector<uint64_t>>> awaiting_pong_;
   uint64_t next_cmid_ = 1;
   std::mt19937 rng_{20261127};
@@ -288,7 +328,8 @@ void CrashTest::SettleAndCheck(int kills) {
   std::printf(
       "crash test: %d kills, %llu acknowledged, lost=%llu duplicated=%llu "
       "unexpected=%llu success_without_receipt=%llu success_missing=%llu "
-      "success_repeats_dropped=%llu redelivered_after_confirmed_receipt=%llu\n",
+      "success_repeats_dropped=%llu redelivered_after_confirmed_receipt=%llu "
+      "receipts_refused=%llu receipt_refused_after_pong=%llu\n",
       kills, static_cast<unsigned long long>(acked),
       static_cast<unsigned long long>(lost),
       static_cast<unsigned long long>(duplicated),
@@ -296,8 +337,9 @@ void CrashTest::SettleAndCheck(int kills) {
       static_cast<unsigned long long>(success_without_receipt),
       static_cast<unsigned long long>(success_missing),
       static_cast<unsigned long long>(rec_.success_repeats),
-      static_cast<unsigned long long>(
-          rec_.redelivered_after_confirmed_receipt));
+      static_cast<unsigned long long>(rec_.redelivered_after_confirmed_receipt),
+      static_cast<unsigned long long>(rec_.receipts_refused),
+      static_cast<unsigned long long>(rec_.receipt_refused_after_pong));
   EXPECT_GT(acked, 500u) << "too little traffic to mean anything";
   EXPECT_EQ(lost, 0u);
   EXPECT_EQ(duplicated, 0u);
@@ -305,6 +347,8 @@ void CrashTest::SettleAndCheck(int kills) {
   EXPECT_EQ(success_without_receipt, 0u);
   EXPECT_EQ(success_missing, 0u) << "a confirmed message's notice was lost";
   EXPECT_EQ(rec_.redelivered_after_confirmed_receipt, 0u);
+  EXPECT_EQ(rec_.receipt_refused_after_pong, 0u)
+      << "an ERROR for a receipt came after the PONG of a later PING";
 }
 
 // Killing the broker and starting it again, `kCrashes` times, with traffic
