@@ -430,19 +430,37 @@ Json Login(const Settings& s, int accounts, int rounds) {
   return {{"logins", f.logins}, {"per_s", f.per_s}, {"p50_ms", f.p50_ms}};
 }
 
-Json Connections(const Settings& s, int clients) {
-  zchat::testing::RaiseFdLimit();  // inherited by the broker we start
-  const std::string db = s.dir + "/conn.db";
+// `clients` logged in to a broker on `db` (an SQLite file or a PostgreSQL
+// URI), which is then restarted on the same endpoint.
+ConnectionFigures ZchatConnections(const Settings& s, const std::string& db,
+                                   int clients) {
   Running z = StartBroker(s, db, "min");
   if (!Started("connections", z)) return {};
   const std::string endpoint = z.target.endpoint;
-  ConnectionFigures zf = RunConnections(z.target, clients, [&]() -> pid_t {
+  ConnectionFigures f = RunConnections(z.target, clients, [&]() -> pid_t {
     Stop("connections", z);
     z = StartBroker(s, db, "min", endpoint);
     return z.ok() ? z.target.pid : -1;
   });
   Stop("connections", z);
+  return f;
+}
+
+Json Connections(const Settings& s, int clients) {
+  zchat::testing::RaiseFdLimit();  // inherited by the broker we start
+  ConnectionFigures zf = ZchatConnections(s, s.dir + "/conn.db", clients);
   Completed("connections (zchat)", zf.failure);
+  // With --postgresql, again with the broker on PostgreSQL (one broker).
+  std::optional<ConnectionFigures> pgf;
+  if (s.postgresql) {
+    const std::string uri = zchat::testing::SharedPostgres().NewDatabase();
+    if (uri.empty()) {
+      Fail("connections (zchat/PG)", zchat::testing::SharedPostgres().error());
+    } else {
+      pgf = ZchatConnections(s, uri, clients);
+      Completed("connections (zchat/PG)", pgf->failure);
+    }
+  }
   Running b = StartBaseline(s);
   if (!Started("connections", b)) return {};
   ConnectionFigures bf = RunConnections(b.target, clients, nullptr);
@@ -455,19 +473,31 @@ Json Connections(const Settings& s, int clients) {
       Fmt(zf.rss_kib / 1024.0).c_str(), Fmt(zf.ping.p50_us, 0).c_str(),
       Fmt(zf.ping.p99_us, 0).c_str(), Fmt(zf.relogin_s, 2).c_str(),
       Fmt(zf.restart_s, 2).c_str());
+  if (pgf) {
+    std::printf(
+        "  zchat/PG RSS %s MiB, ping p50/p99 %s/%s us, all logged in again "
+        "%s s after a restart (%s s of it stopping and starting the broker)\n",
+        Fmt(pgf->rss_kib / 1024.0).c_str(), Fmt(pgf->ping.p50_us, 0).c_str(),
+        Fmt(pgf->ping.p99_us, 0).c_str(), Fmt(pgf->relogin_s, 2).c_str(),
+        Fmt(pgf->restart_s, 2).c_str());
+  }
   std::printf("  baseline RSS %s MiB, ping p50/p99 %s/%s us\n",
               Fmt(bf.rss_kib / 1024.0).c_str(), Fmt(bf.ping.p50_us, 0).c_str(),
               Fmt(bf.ping.p99_us, 0).c_str());
   std::printf("  zchat/baseline RSS: %.2f\n",
               bf.rss_kib ? static_cast<double>(zf.rss_kib) / bf.rss_kib : 0);
-  return {
+  const auto figures = [](const ConnectionFigures& f) -> Json {
+    return {{"rss_kib", f.rss_kib},
+            {"ping", LatencyJson(f.ping)},
+            {"relogin_s", f.relogin_s},
+            {"restart_s", f.restart_s}};
+  };
+  Json out = {
       {"clients", clients},
-      {"zchat",
-       {{"rss_kib", zf.rss_kib},
-        {"ping", LatencyJson(zf.ping)},
-        {"relogin_s", zf.relogin_s},
-        {"restart_s", zf.restart_s}}},
+      {"zchat", figures(zf)},
       {"baseline", {{"rss_kib", bf.rss_kib}, {"ping", LatencyJson(bf.ping)}}}};
+  if (pgf) out["zchat_postgresql"] = figures(*pgf);
+  return out;
 }
 
 }  // namespace
@@ -500,8 +530,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
   app.add_flag("--postgresql", s.postgresql,
-               "also run zchat on PostgreSQL (--store) in the online "
-               "scenarios, on a throwaway server the bench starts");
+               "also run zchat on PostgreSQL (--store) in the online and "
+               "connections scenarios, on a throwaway server the bench "
+               "starts");
   app.add_option("--postgresql-brokers", s.pg_brokers,
                  "with --postgresql: a row for each of these numbers of "
                  "brokers sharing the database (each sender on one broker, "

@@ -46,7 +46,13 @@ void Responder::Count(MessageEvent event, uint32_t n) {
 void Batch::Begin() {
   assert(outbox_.empty() && records_.empty());
   dirty_ = false;
+  group_open_ = false;
+  Open();
+}
+
+void Batch::Open() {
   had_transaction_ = store_.Begin().ok();
+  changes_at_open_ = store_.TotalChanges();
 }
 
 void Batch::EmitIndependent(std::string routing_id, std::string frame) {
@@ -55,6 +61,7 @@ void Batch::EmitIndependent(std::string routing_id, std::string frame) {
 
 void Batch::Run(const RequestInfo& info,
                 const std::function<Verdict(Responder&)>& work) {
+  if (info.alone && !group_open_) Checkpoint();
   const size_t index = records_.size();
   records_.push_back(Record{info});
   const size_t mark = outbox_.size();
@@ -75,7 +82,7 @@ void Batch::Run(const RequestInfo& info,
       record.depends = true;
       Fail(verdict.status());
       dirty_ = false;
-      had_transaction_ = store_.Begin().ok();
+      Open();
       return;
     }
     outbox_.resize(mark);
@@ -95,6 +102,25 @@ void Batch::Run(const RequestInfo& info,
   }
   record.deferred = verdict.deferred();
   if (!record.depends) record.undo.clear();  // it stands whatever happens
+  if (info.alone && !group_open_) Checkpoint();
+}
+
+void Batch::Checkpoint() {
+  const bool wrote = dirty_ || store_.TotalChanges() != changes_at_open_;
+  if (!wrote && !(had_transaction_ && !store_.InTransaction())) return;
+  dirty_ = dirty_ || wrote;
+  Settle();
+  Open();
+}
+
+void Batch::BeginGroup() {
+  Checkpoint();
+  group_open_ = true;
+}
+
+void Batch::EndGroup() {
+  group_open_ = false;
+  Checkpoint();
 }
 
 void Batch::Fail(const Status& cause) {
@@ -135,7 +161,7 @@ void Batch::Fail(const Status& cause) {
   first_open_record_ = records_.size();
 }
 
-std::vector<OutFrame> Batch::Commit() {
+void Batch::Settle() {
   if (store_.InTransaction()) {
     const auto start = std::chrono::steady_clock::now();
     Status s = store_.Commit();
@@ -150,6 +176,12 @@ std::vector<OutFrame> Batch::Commit() {
     // SQLite ended the transaction on its own after writes were made.
     Fail(Status(ErrorCode::kStorage, "the transaction was lost"));
   }
+  first_open_record_ = records_.size();
+  dirty_ = false;
+}
+
+std::vector<OutFrame> Batch::Commit() {
+  Settle();
   std::vector<OutFrame> frames;
   frames.reserve(outbox_.size());
   for (Entry& e : outbox_) frames.push_back(std::move(e.frame));

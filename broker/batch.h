@@ -11,6 +11,14 @@
 // that ran before the first write, and wrote nothing, stand either way.
 // A request deferred to the hash pool is not answered by the batch that
 // deferred it, so it gets nothing on failure and finishes later.
+//
+// A request marked `alone` runs in a transaction of its own: what the batch
+// wrote before it is committed first, and what it wrote is committed before
+// the next request runs (a login on a shared store, whose row locks must
+// not be held while other rows are locked: see pg_store.h). Between
+// BeginGroup() and EndGroup(), alone requests share one such transaction
+// (the caller has locked their rows in order first). A failed commit there
+// refuses what depended on it, as at the batch's end.
 // Loop thread only.
 #pragma once
 
@@ -44,6 +52,7 @@ struct RequestInfo {
   MessageType type = MessageType::kPing;
   uint64_t client_msg_id = 0;  // SEND_MESSAGE's, echoed by MESSAGE_FAILURE
   uint64_t order = 0;          // copied to its frames (OutFrame::order)
+  bool alone = false;          // in a transaction of its own (above)
 };
 
 class Batch;
@@ -92,6 +101,14 @@ class Batch {
   void EmitIndependent(std::string routing_id, std::string frame);
   // Whether the open transaction holds writes.
   bool dirty() const { return dirty_; }
+  // Commits what the batch wrote so far, in requests or not (the requests
+  // run until now are settled: a later failure does not refuse them), and
+  // opens the next transaction. Nothing if nothing was written.
+  void Checkpoint();
+  // A transaction of its own for the alone requests run until EndGroup()
+  // (and for whatever the caller writes meanwhile), committed at EndGroup().
+  void BeginGroup();
+  void EndGroup();
   // Commits and returns the frames to send, in order.
   std::vector<OutFrame> Commit();
 
@@ -112,6 +129,11 @@ class Batch {
 
   // Rolls back: dependent requests since the last failure get `storage`.
   void Fail(const Status& cause);
+  // Commits the transaction so far (or fails it): the requests run until
+  // now are settled.
+  void Settle();
+  // Opens the transaction (Begin, and after a settled or failed one).
+  void Open();
   // Adds the settled requests' outcomes and events to metrics_.
   void CountOutcomes();
 
@@ -122,6 +144,8 @@ class Batch {
   size_t first_open_record_ = 0;  // records before it are settled
   bool dirty_ = false;
   bool had_transaction_ = false;
+  int64_t changes_at_open_ = 0;  // store_.TotalChanges() when opened
+  bool group_open_ = false;      // between BeginGroup() and EndGroup()
 };
 
 }  // namespace zchat

@@ -260,7 +260,33 @@ void BrokerCore::RunArrived() {
       }
     }
   }
+  // On a shared store, a run of consecutive requests that run alone (token
+  // logins, FETCH_NOTICES: InfoOf) shares one transaction, its logins' rows
+  // locked first, in order (a re-login storm: one commit, not one each).
+  const auto alone = [&](size_t i) {
+    return lanes[i] < 0 && decoded[i]->ok() && RunsAlone(**decoded[i]);
+  };
+  size_t group_end = 0;  // the open group's end, or 0: none open
   for (size_t i = 0; i < frames.size(); ++i) {
+    if (group_end == i && group_end > 0) {
+      batch_.EndGroup();
+      group_end = 0;
+    }
+    if (group_end == 0 && store_.Shared() && alone(i)) {
+      std::vector<std::string> keys;
+      for (group_end = i; group_end < frames.size() && alone(group_end);
+           ++group_end) {
+        const auto* login =
+            std::get_if<LoginRequest>(&(*decoded[group_end])->body);
+        if (login && IsValidUsername(login->username)) {
+          keys.push_back(UsernameKey(login->username));
+        }
+      }
+      batch_.BeginGroup();
+      if (Status s = store_.PrepareSessions(keys); !s.ok()) {
+        Log(LogLevel::kWarn, "preparing logins: " + s.ToString());
+      }
+    }
     if (lanes[i] >= 0) continue;  // ran in its partition
     Peer* peer = sessions_.Find(frames[i].routing_id);
     if (!peer) continue;  // gone meanwhile (nothing removes one in a batch)
@@ -278,6 +304,7 @@ void BrokerCore::RunArrived() {
     }
     Dispatch(*peer, *m);
   }
+  if (group_end > 0) batch_.EndGroup();
 }
 
 std::optional<Message> BrokerCore::DecodeOrRefuse(const Peer& peer,
@@ -331,13 +358,25 @@ void BrokerCore::Handle(Peer& peer, std::string_view frame) {
 }
 
 RequestInfo BrokerCore::InfoOf(const Peer& peer, const Message& message,
-                               uint64_t order) {
+                               uint64_t order) const {
   RequestInfo info{peer.routing_id, message.request_id, TypeOf(message.body), 0,
                    order};
   if (const auto* send = std::get_if<SendMessage>(&message.body)) {
     info.client_msg_id = send->client_msg_id;
   }
+  info.alone = RunsAlone(message);
   return info;
+}
+
+bool BrokerCore::RunsAlone(const Message& message) const {
+  // On a shared store, what locks an account's counter rows before the
+  // commit (a token login's presence; notices read, which sends the
+  // transaction's notice writes first) runs alone: held with other rows,
+  // they could deadlock with another broker's commit (pg_store.h).
+  if (!store_.Shared()) return false;
+  const auto* login = std::get_if<LoginRequest>(&message.body);
+  return (login && login->token) ||
+         std::holds_alternative<FetchNotices>(message.body);
 }
 
 Verdict BrokerCore::Serve(Context& ctx, Peer& peer, const Message& message,
@@ -380,16 +419,47 @@ Verdict BrokerCore::Defer(Peer& peer, uint64_t request_id, Verdict deferred) {
 void BrokerCore::OnHashResults() {
   assert(in_batch_);
   RunArrived();
-  for (const HashResult& result : hashes_.TakeCompleted()) {
+  std::vector<std::pair<Deferral, HashResult>> done;
+  for (HashResult& result : hashes_.TakeCompleted()) {
     auto it = deferred_.find(result.ticket);
     if (it == deferred_.end()) continue;
-    Deferral deferral = std::move(it->second);
+    done.emplace_back(std::move(it->second), std::move(result));
     deferred_.erase(it);
-    Finish(std::move(deferral), result);
   }
+  // On a shared store the logins finish alone (InfoOf), all of them in one
+  // transaction with their rows locked first, in order; what waited behind
+  // them runs after it.
+  const auto login = [](const auto& d) {
+    return d.first.pending.type == MessageType::kLoginRequest;
+  };
+  if (store_.Shared() && std::any_of(done.begin(), done.end(), login)) {
+    std::vector<std::string> keys;
+    for (const auto& d : done) {
+      if (login(d) && d.first.pending.account_id > 0) {
+        keys.push_back(d.first.pending.key);
+      }
+    }
+    batch_.BeginGroup();
+    if (Status s = store_.PrepareSessions(keys); !s.ok()) {
+      Log(LogLevel::kWarn, "preparing logins: " + s.ToString());
+    }
+    std::vector<std::string> finished;
+    for (auto& d : done) {
+      if (!login(d)) continue;
+      finished.push_back(d.first.routing_id);
+      Finish(std::move(d.first), d.second, /*run_waiting=*/false);
+    }
+    batch_.EndGroup();
+    for (const std::string& id : finished) {
+      if (Peer* peer = sessions_.Find(id)) RunWaiting(*peer);
+    }
+    std::erase_if(done, login);
+  }
+  for (auto& [deferral, result] : done) Finish(std::move(deferral), result);
 }
 
-void BrokerCore::Finish(Deferral deferral, const HashResult& result) {
+void BrokerCore::Finish(Deferral deferral, const HashResult& result,
+                        bool run_waiting) {
   // The connection may have gone while the hash ran (or its routing id now
   // names a new connection, which holds no ticket of ours).
   Peer* peer = sessions_.Find(deferral.routing_id);
@@ -402,13 +472,16 @@ void BrokerCore::Finish(Deferral deferral, const HashResult& result) {
   if (peer->state == SessionState::kAuthenticating) {
     sessions_.EndAuthentication(*peer);
   }
-  batch_.Run({peer->routing_id, deferral.request_id, type, 0},
-             [&](Responder& out) -> Verdict {
-               Context ctx = MakeContext();
-               Request req{*peer, deferral.request_id, out};
-               return route->finish(ctx, req, deferral.pending, result);
-             });
-  RunWaiting(*peer);
+  // A password login's session starts here: alone on a shared store, as a
+  // token login (InfoOf).
+  RequestInfo info{peer->routing_id, deferral.request_id, type, 0};
+  info.alone = store_.Shared() && type == MessageType::kLoginRequest;
+  batch_.Run(info, [&](Responder& out) -> Verdict {
+    Context ctx = MakeContext();
+    Request req{*peer, deferral.request_id, out};
+    return route->finish(ctx, req, deferral.pending, result);
+  });
+  if (run_waiting) RunWaiting(*peer);
 }
 
 void BrokerCore::RunWaiting(Peer& peer) {

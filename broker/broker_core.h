@@ -115,8 +115,10 @@ class BrokerCore {
   void RunArrived();
   void Dispatch(Peer& peer, const Message& message);
   // Who asked and what a refusal echoes; `order` as in RequestInfo.
-  static RequestInfo InfoOf(const Peer& peer, const Message& message,
-                            uint64_t order);
+  RequestInfo InfoOf(const Peer& peer, const Message& message,
+                     uint64_t order) const;
+  // Whether `message` runs in a transaction of its own (RequestInfo::alone).
+  bool RunsAlone(const Message& message) const;
   // Routes one request to its handler, with the dispatcher's refusals, in
   // `ctx` (the loop's, or a partition's: a hot request never defers, and only
   // a deferral touches the core's own state).
@@ -124,7 +126,10 @@ class BrokerCore {
                 Responder& out);
   // Hands a deferred request's job to the pool and holds its connection.
   Verdict Defer(Peer& peer, uint64_t request_id, Verdict deferred);
-  void Finish(Deferral deferral, const HashResult& result);
+  // Finishes a deferred request; then runs what waited behind it, unless
+  // `run_waiting` is false (the caller does, later).
+  void Finish(Deferral deferral, const HashResult& result,
+              bool run_waiting = true);
   // Runs the frames that waited while `peer` was held, until one holds it
   // again.
   void RunWaiting(Peer& peer);

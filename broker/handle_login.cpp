@@ -37,7 +37,7 @@ Verdict StartSession(Context& ctx, Request& req, const Account& account,
   // Other brokers sharing the store push this account's messages here from
   // now on (a store of one broker ignores this). First, so that what they
   // commit meanwhile is either pushed here or read below (store.h).
-  if (Status s = ctx.store.SetPresence(account.id, true); !s.ok()) return s;
+  if (Status s = ctx.store.BeginSession(account.id); !s.ok()) return s;
   Result<int64_t> pending = ctx.store.CountPending(account.id);
   if (!pending.ok()) return pending.status();
   ChangeSession(ctx, req.out, req.peer, [&] {

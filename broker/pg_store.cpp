@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <utility>
 
@@ -604,8 +605,11 @@ Result<std::vector<QueuedMessage>> PgStore::DeleteAccount(int64_t id) {
                 [id](const auto& e) { return e.second.recipient_id == id; });
   std::erase_if(sent_in_tx_,
                 [id](const auto& e) { return e.first.first == id; });
-  queue_delta_.erase(id);    // its queue_lengths row goes below
-  notice_writes_.erase(id);  // and its notices
+  // Its counter rows go at commit, in the order commits lock them (a row
+  // locked here would be held while the commit locks other accounts').
+  queue_delta_.erase(id);
+  deleted_in_tx_.insert(id);
+  notice_writes_[id] = NoticeWrites{.deleted = true};
   auto r = Run("delete account",
                "DELETE FROM messages WHERE recipient_id = $1 RETURNING id, "
                "sender_id, sender_name, recipient_name, client_msg_id",
@@ -630,8 +634,6 @@ Result<std::vector<QueuedMessage>> PgStore::DeleteAccount(int64_t id) {
       "DELETE FROM notices WHERE account_id = $1",
       "DELETE FROM tokens WHERE account_id = $1",
       "DELETE FROM sends WHERE sender_id = $1",
-      "DELETE FROM queue_lengths WHERE account_id = $1",
-      "DELETE FROM notice_counts WHERE account_id = $1",
       "DELETE FROM accounts WHERE id = $1",
   };
   for (const char* sql : kDeletes) {
@@ -735,6 +737,7 @@ void PgStore::ForgetTransaction() {
   confirmed_in_tx_.clear();
   queue_delta_.clear();
   notice_writes_.clear();
+  deleted_in_tx_.clear();
 }
 
 Result<SendCheck> PgStore::CheckSend(int64_t sender_id, uint64_t client_msg_id,
@@ -927,6 +930,7 @@ Result<ReceiptResult> PgStore::ConfirmDelivery(int64_t recipient_id,
 Status PgStore::AddNotice(int64_t account_id, const Notice& n, int64_t cap) {
   if (Status s = RequireTransaction(); !s.ok()) return s;
   NoticeWrites& w = notice_writes_[account_id];
+  if (w.deleted) return Status::Ok();  // deleted in this transaction
   w.added.push_back(n);
   w.cap = cap;
   ++changes_;
@@ -939,6 +943,14 @@ void PgStore::SendNoticeWrites(int64_t account) {
        it != notice_writes_.end() && failure_.empty();) {
     const int64_t id = it->first;
     const NoticeWrites& w = it->second;
+    if (w.deleted) {
+      Defer("notices", "DELETE FROM notice_counts WHERE account_id = $1",
+            {P(id)})
+          .IgnoreError();  // a failure fails the commit
+      it = notice_writes_.erase(it);
+      if (account >= 0) break;
+      continue;
+    }
     std::vector<int64_t> messages, kinds, cmids;
     std::vector<std::string> peers;
     for (const Notice& n : w.added) {
@@ -1096,32 +1108,58 @@ Status PgStore::SetPresence(int64_t account_id, bool present) {
         "DELETE FROM presence WHERE account_id = $1 AND broker_id = $2",
         {P(account_id), P(broker_id_)});
   }
-  if (Status s = Defer("presence",
-                       "INSERT INTO presence(account_id, broker_id) "
-                       "VALUES($1, $2) ON CONFLICT DO NOTHING",
-                       {P(account_id), P(broker_id_)});
-      !s.ok()) {
-    return s;
-  }
+  return Defer("presence",
+               "INSERT INTO presence(account_id, broker_id) "
+               "VALUES($1, $2) ON CONFLICT DO NOTHING",
+               {P(account_id), P(broker_id_)});
+}
+
+Status PgStore::BeginSession(int64_t account_id) {
+  if (options_.read_only) return Status::Ok();  // not taking part
+  if (Status s = SetPresence(account_id, true); !s.ok()) return s;
   // A login racing another broker's commit of a message or notice for this
   // account: that commit changes the account's counter rows before it looks
   // presence up. Taking the rows here orders the two: either the commit
   // comes first, and this transaction's later reads (the login's pending
   // count, its notices) see what it stored; or this transaction does, and
   // the commit, waiting for the rows, then sees this presence and notifies.
+  // In the commits' order (notice counts, then queue lengths), and in a
+  // transaction that holds no other row (the login runs alone): a
+  // transaction holding these rows while it waits for another account's
+  // would deadlock with a commit that holds that one and waits for these.
   if (Status s = Defer("presence",
-                       "INSERT INTO queue_lengths(account_id, queued) "
+                       "INSERT INTO notice_counts(account_id, notices) "
                        "VALUES($1, 0) ON CONFLICT (account_id) DO UPDATE SET "
-                       "queued = queue_lengths.queued",
+                       "notices = notice_counts.notices",
                        {P(account_id)});
       !s.ok()) {
     return s;
   }
   return Defer("presence",
-               "INSERT INTO notice_counts(account_id, notices) VALUES($1, 0) "
-               "ON CONFLICT (account_id) DO UPDATE SET notices = "
-               "notice_counts.notices",
+               "INSERT INTO queue_lengths(account_id, queued) VALUES($1, 0) "
+               "ON CONFLICT (account_id) DO UPDATE SET queued = "
+               "queue_lengths.queued",
                {P(account_id)});
+}
+
+Status PgStore::PrepareSessions(const std::vector<std::string>& keys) {
+  if (options_.read_only || keys.empty()) return Status::Ok();
+  // Rows are locked in the order the SELECT yields them: by account.
+  if (Status s = Defer("presence",
+                       "INSERT INTO notice_counts(account_id, notices) SELECT "
+                       "id, 0 FROM accounts WHERE name_key = ANY($1::text[]) "
+                       "ORDER BY id ON CONFLICT (account_id) DO UPDATE SET "
+                       "notices = notice_counts.notices",
+                       {P(TextArray(keys))});
+      !s.ok()) {
+    return s;
+  }
+  return Defer("presence",
+               "INSERT INTO queue_lengths(account_id, queued) SELECT id, 0 "
+               "FROM accounts WHERE name_key = ANY($1::text[]) ORDER BY id ON "
+               "CONFLICT (account_id) DO UPDATE SET queued = "
+               "queue_lengths.queued",
+               {P(TextArray(keys))});
 }
 
 void PgStore::NotifyBrokersOf(int64_t account_id, const std::string& item,
@@ -1166,23 +1204,43 @@ void PgStore::SendNotifications() {
 void PgStore::SendQueueLengths() {
   std::vector<std::pair<int64_t, int64_t>> changes;
   for (const auto& [account, delta] : queue_delta_) {
-    if (delta != 0) changes.emplace_back(account, delta);
+    if (delta != 0 && !deleted_in_tx_.count(account)) {
+      changes.emplace_back(account, delta);
+    }
   }
-  if (changes.empty() || !failure_.empty()) return;
+  if ((changes.empty() && deleted_in_tx_.empty()) || !failure_.empty()) return;
   std::sort(changes.begin(), changes.end());
   std::vector<int64_t> accounts, deltas;
+  // Rows are locked in the order the SELECT yields them: by account.
+  const auto send_changes = [&] {
+    if (accounts.empty()) return;
+    Defer("queue lengths",
+          "INSERT INTO queue_lengths(account_id, queued) SELECT a, d FROM "
+          "unnest($1::bigint[], $2::bigint[]) AS c(a, d) ORDER BY a ON "
+          "CONFLICT (account_id) DO UPDATE SET queued = queue_lengths.queued "
+          "+ EXCLUDED.queued",
+          {P(NumberArray(accounts)), P(NumberArray(deltas))})
+        .IgnoreError();  // a failure fails the commit
+    accounts.clear();
+    deltas.clear();
+  };
+  // A deleted account's row goes in its place in that order.
+  auto gone = deleted_in_tx_.begin();
+  const auto send_deletions_before = [&](int64_t account) {
+    for (; gone != deleted_in_tx_.end() && *gone < account; ++gone) {
+      send_changes();
+      Defer("queue lengths", "DELETE FROM queue_lengths WHERE account_id = $1",
+            {P(*gone)})
+          .IgnoreError();  // a failure fails the commit
+    }
+  };
   for (const auto& [account, delta] : changes) {
+    send_deletions_before(account);
     accounts.push_back(account);
     deltas.push_back(delta);
   }
-  // Rows are locked in the order the SELECT yields them: by account.
-  Defer("queue lengths",
-        "INSERT INTO queue_lengths(account_id, queued) SELECT a, d FROM "
-        "unnest($1::bigint[], $2::bigint[]) AS c(a, d) ORDER BY a ON CONFLICT "
-        "(account_id) DO UPDATE SET queued = queue_lengths.queued + "
-        "EXCLUDED.queued",
-        {P(NumberArray(accounts)), P(NumberArray(deltas))})
-      .IgnoreError();  // a failure fails the commit
+  send_deletions_before(std::numeric_limits<int64_t>::max());
+  send_changes();
 }
 
 int PgStore::NotificationFd() const { return PQsocket(conn_); }

@@ -7,10 +7,13 @@
 //     what the transaction wrote are remembered (below).
 //   - Counts are rows, not count(*)s: queue_lengths (a recipient's queue,
 //     for queue_full) and notice_counts (for the notice cap), changed at
-//     commit, account by account in account order, so that brokers
-//     committing at once wait for each other instead of deadlocking. Notice
-//     writes wait for the commit for the same reason (or for a read of that
-//     account's notices, which sends them first).
+//     commit, all notice_counts rows by account, then all queue_lengths rows
+//     by account, so that brokers committing at once wait for each other
+//     instead of deadlocking. Notice writes and a deleted account's counter
+//     rows wait for the commit for the same reason. What takes those rows
+//     earlier runs in a transaction of its own (RequestInfo::alone): a
+//     login's BeginSession, and a read of an account's notices, which sends
+//     the transaction's notice writes for it first.
 //   - Ids come from sequences (BIGSERIAL), which never hand out a value
 //     twice, even to transactions that roll back.
 //   - A transaction runs in libpq's pipeline mode: a write whose answer the
@@ -45,6 +48,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <tuple>
 #include <unordered_map>
@@ -119,6 +123,8 @@ class PgStore final : public Store {
   bool Shared() const override { return !options_.read_only; }
   Status RenewLease(int64_t now_ms, int64_t lease_ms) override;
   Status SetPresence(int64_t account_id, bool present) override;
+  Status BeginSession(int64_t account_id) override;
+  Status PrepareSessions(const std::vector<std::string>& keys) override;
   void NotifyBrokersOf(int64_t account_id, const std::string& item,
                        int64_t now_ms) override;
   int NotificationFd() const override;
@@ -231,6 +237,8 @@ class PgStore final : public Store {
   std::unordered_map<int64_t, MessageSummary> enqueued_in_tx_;
   std::unordered_set<int64_t> confirmed_in_tx_;
   std::unordered_map<int64_t, int64_t> queue_delta_;
+  // Accounts deleted: their queue_lengths rows go at commit, in order.
+  std::set<int64_t> deleted_in_tx_;
   // Notice writes are kept until commit (or a read of that account's
   // notices), then sent by account, in account order: each touches the
   // account's notice_counts row, and rows locked in one order cannot
@@ -239,6 +247,7 @@ class PgStore final : public Store {
     std::vector<Notice> added;
     std::vector<int64_t> acknowledged;
     int64_t cap = 0;
+    bool deleted = false;  // the account was: its notice_counts row goes
   };
   std::map<int64_t, NoticeWrites> notice_writes_;
   void ForgetTransaction();

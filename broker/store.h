@@ -233,11 +233,23 @@ class Store {
   virtual Status RenewLease(int64_t /*now_ms*/, int64_t /*lease_ms*/) {
     return Status::Ok();
   }
-  // This broker holds (or no longer holds) sessions of `account_id`. A
-  // login calls it before reading the account's pending messages and
-  // notices: then whatever another broker commits for the account at the
-  // same moment is either read by those reads or notified to this broker.
+  // This broker holds (or no longer holds) sessions of `account_id`.
   virtual Status SetPresence(int64_t /*account_id*/, bool /*present*/) {
+    return Status::Ok();
+  }
+  // A login of `account_id` starts: its presence, set before the login
+  // reads the account's pending messages and notices, so that whatever
+  // another broker commits for the account at the same moment is either
+  // read by those reads or notified to this broker. It may lock rows that
+  // other brokers' commits lock: the login runs in a transaction of its own
+  // (RequestInfo::alone), which holds no other lock.
+  virtual Status BeginSession(int64_t /*account_id*/) { return Status::Ok(); }
+  // Several logins, of the accounts named by these keys (unknown names are
+  // skipped), will run in one transaction (Batch::BeginGroup): takes the
+  // rows their BeginSession calls take, for all of them at once, in the
+  // order commits take them, so that the transaction then waits for no
+  // other row.
+  virtual Status PrepareSessions(const std::vector<std::string>& /*keys*/) {
     return Status::Ok();
   }
   // Queues `item` for the other brokers that hold sessions of `account_id`

@@ -185,6 +185,39 @@ TEST_F(BatchTest, FailedWriteFailsTheBatchSoFarAndTheRestGoesOn) {
   EXPECT_TRUE(store_->FindAccount("fred")->has_value());
 }
 
+// A request marked alone runs in a transaction of its own: what the batch
+// wrote before it is committed first, and it is committed before the next
+// request. So a failed commit at the batch's end refuses neither.
+TEST_F(BatchTest, AnAloneRequestIsCommittedOnItsOwn) {
+  Batch batch(*store_);
+  batch.Begin();
+  batch.Run(Info("a", 1, MessageType::kCreateAccount),
+            [&](Responder& out) { return Write(out, "gail"); });
+  RequestInfo alone = Info("b", 2, MessageType::kCreateAccount);
+  alone.alone = true;
+  batch.Run(alone, [&](Responder& out) { return Write(out, "hank"); });
+  EXPECT_FALSE(batch.dirty()) << "committed before the next request";
+  std::vector<OutFrame> out;
+  {
+    FullDisk full;
+    batch.Run(Info("c", 3, MessageType::kCreateAccount),
+              [&](Responder& out) { return Write(out, "ivy"); });
+    out = batch.Commit();
+  }
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].routing_id, "a");
+  EXPECT_TRUE(std::holds_alternative<CreateSuccess>(DecodeOrDie(out[0]).body));
+  EXPECT_EQ(out[1].routing_id, "b");
+  EXPECT_TRUE(std::holds_alternative<CreateSuccess>(DecodeOrDie(out[1]).body));
+  EXPECT_EQ(out[2].routing_id, "c");
+  Message c = DecodeOrDie(out[2]);
+  ASSERT_TRUE(std::holds_alternative<CreateFailure>(c.body));
+  EXPECT_EQ(std::get<CreateFailure>(c.body).code, ErrorCode::kStorage);
+  EXPECT_TRUE(store_->FindAccount("gail")->has_value());
+  EXPECT_TRUE(store_->FindAccount("hank")->has_value());
+  EXPECT_FALSE(store_->FindAccount("ivy")->has_value());
+}
+
 // Metrics count at commit: outcomes by type and the events requests noted;
 // a failed batch counts its dependent requests as storage and none of their
 // events.

@@ -1,6 +1,7 @@
 // What only PgStore does (the contract both stores keep is in
 // store_contract_test.cpp): its schema migrations, a newer schema refused,
-// brokers starting together on one database. A throwaway server
+// brokers starting together on one database, a login and another broker's
+// commit that lock the same rows. A throwaway server
 // (TestPostgres), a database per test; the test changes the schema behind
 // the store's back with libpq, as an older or newer broker would have left
 // it.
@@ -10,16 +11,51 @@
 #include <libpq-fe.h>
 #include <poll.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "broker/batch.h"
+#include "tests/support/core_fixture.h"
 #include "tests/support/test_postgres.h"
 
 namespace zchat {
 namespace {
+
+using testing::As;
+
+// The first column of the first row of `sql`'s result in the database at
+// `uri` (a connection of its own), or "error: ..." or "no row".
+std::string ScalarAt(const std::string& uri, const std::string& sql) {
+  PGconn* conn = PQconnectdb(uri.c_str());
+  std::string value;
+  PGresult* r = PQexec(conn, sql.c_str());
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    value = "error: " + std::string(PQerrorMessage(conn));
+  } else if (PQntuples(r) == 0) {
+    value = "no row";
+  } else {
+    value = PQgetvalue(r, 0, 0);
+  }
+  PQclear(r);
+  PQfinish(conn);
+  return value;
+}
+
+// Waits until `done` or a transaction of the database waits for a lock
+// (another one holds it), up to 10 s.
+void UntilDoneOrWaiting(const std::string& uri, const std::atomic<bool>& done) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done && std::chrono::steady_clock::now() < deadline &&
+         ScalarAt(uri, "SELECT count(*) FROM pg_locks WHERE NOT granted") ==
+             "0") {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
 
 class PgStoreTest : public ::testing::Test {
  protected:
@@ -46,23 +82,7 @@ class PgStoreTest : public ::testing::Test {
     return error;
   }
 
-  // The first column of the first row of `sql`'s result, or "error: ..."
-  // or "no row".
-  std::string Scalar(const std::string& sql) {
-    PGconn* conn = PQconnectdb(uri_.c_str());
-    std::string value;
-    PGresult* r = PQexec(conn, sql.c_str());
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-      value = "error: " + std::string(PQerrorMessage(conn));
-    } else if (PQntuples(r) == 0) {
-      value = "no row";
-    } else {
-      value = PQgetvalue(r, 0, 0);
-    }
-    PQclear(r);
-    PQfinish(conn);
-    return value;
-  }
+  std::string Scalar(const std::string& sql) { return ScalarAt(uri_, sql); }
 
   std::string SchemaVersion() {
     return Scalar("SELECT value FROM zchat_meta WHERE key = 'schema_version'");
@@ -195,6 +215,307 @@ TEST_F(PgStoreTest, ANotificationHeldForATransactionIsReportedAfterIt) {
   ASSERT_TRUE(reported) << "the notification never showed";
   EXPECT_EQ(receiver.TakeNotifications(), std::vector<std::string>{"m 7 ✉"});
   EXPECT_FALSE(receiver.HasNotifications());
+}
+
+// Two brokers, one database. Broker a logs xavier in (the presence locks
+// his counter rows, then the login reads) and goes on with a request that
+// stores a notice for wanda. Meanwhile broker b commits notices for wanda
+// and xavier: it locks wanda's row, then xavier's (commits lock in account
+// order), and waits for a. Had a's login kept xavier's rows until a's batch
+// commits, a's commit would then wait for wanda's row, which b holds: a
+// deadlock, and PostgreSQL would roll one of them back. The login runs
+// alone (RequestInfo::alone), committed before a's next request: b goes on,
+// and both commit.
+TEST_F(PgStoreTest, ALoginAndAnotherBrokersCommitDoNotDeadlock) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a.ok() && b.ok());
+  Store& sa = **a;
+  Store& sb = **b;
+  ASSERT_TRUE(sa.Begin().ok());
+  Result<int64_t> wanda = sa.CreateAccount("wanda", "wanda", "hash", 0);
+  Result<int64_t> xavier = sa.CreateAccount("xavier", "xavier", "hash", 0);
+  ASSERT_TRUE(wanda.ok() && xavier.ok());
+  ASSERT_LT(*wanda, *xavier);
+  ASSERT_TRUE(sa.Commit().ok());
+  const auto notice = [](int64_t id, const char* peer) {
+    return Notice{NoticeKind::kDelivered, id, peer, static_cast<uint64_t>(id)};
+  };
+
+  Batch batch(sa);
+  batch.Begin();
+  RequestInfo login{"a-xavier", 1, MessageType::kLoginRequest, 0};
+  login.alone = true;
+  batch.Run(login, [&](Responder& out) -> Verdict {
+    if (Status s = sa.BeginSession(*xavier); !s.ok()) return s;
+    Result<int64_t> pending = sa.CountPending(*xavier);  // runs the locks
+    if (!pending.ok()) return pending.status();
+    out.Reply(Pong{});
+    return Verdict::Accepted();
+  });
+  batch.Run({"a-yusuf", 2, MessageType::kMessageReceipt, 0},
+            [&](Responder&) -> Verdict {
+              return sa.AddNotice(*wanda, notice(100, "yusuf"), 1000);
+            });
+
+  std::atomic<bool> b_done{false};
+  Status b_status;
+  std::thread other([&] {
+    Status s = sb.Begin();
+    if (s.ok()) s = sb.AddNotice(*wanda, notice(101, "zoë"), 1000);
+    if (s.ok()) s = sb.AddNotice(*xavier, notice(102, "زينب"), 1000);
+    if (s.ok()) s = sb.Commit();
+    b_status = s;
+    b_done = true;
+  });
+  UntilDoneOrWaiting(uri_, b_done);  // b committed, or waits for a's lock
+  std::vector<OutFrame> out = batch.Commit();
+  other.join();
+
+  EXPECT_TRUE(b_status.ok()) << b_status.ToString();
+  ASSERT_EQ(out.size(), 1u) << "a storage refusal: a's batch rolled back";
+  EXPECT_EQ(out[0].routing_id, "a-xavier");
+  EXPECT_EQ(Scalar("SELECT notices FROM notice_counts WHERE account_id = " +
+                   std::to_string(*wanda)),
+            "2");
+  EXPECT_EQ(Scalar("SELECT notices FROM notice_counts WHERE account_id = " +
+                   std::to_string(*xavier)),
+            "1");
+  EXPECT_EQ(Scalar("SELECT count(*) FROM presence WHERE account_id = " +
+                   std::to_string(*xavier)),
+            "1");
+}
+
+// Several logins in one transaction (a re-login storm: Batch::BeginGroup):
+// PrepareSessions locks all their rows first, in account order. Here broker
+// a logs xavier in, then wanda; between the two, broker b commits notices
+// for wanda and xavier (wanda's row, then xavier's). Had each login locked
+// its own rows as it ran, a would hold xavier's and wait for wanda's while
+// b held wanda's and waited for xavier's: a deadlock.
+TEST_F(PgStoreTest, LoginsInOneTransactionLockTheirRowsInOrderFirst) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a.ok() && b.ok());
+  Store& sa = **a;
+  Store& sb = **b;
+  ASSERT_TRUE(sa.Begin().ok());
+  Result<int64_t> wanda = sa.CreateAccount("Wanda", "wanda", "hash", 0);
+  Result<int64_t> xavier = sa.CreateAccount("Xavier", "xavier", "hash", 0);
+  ASSERT_TRUE(wanda.ok() && xavier.ok());
+  ASSERT_LT(*wanda, *xavier);
+  ASSERT_TRUE(sa.Commit().ok());
+  const auto login = [&](int64_t account) {
+    return [&sa, account](Responder& out) -> Verdict {
+      if (Status s = sa.BeginSession(account); !s.ok()) return s;
+      Result<int64_t> pending = sa.CountPending(account);  // runs the locks
+      if (!pending.ok()) return pending.status();
+      out.Reply(Pong{});
+      return Verdict::Accepted();
+    };
+  };
+  RequestInfo xavier_login{"a-xavier", 1, MessageType::kLoginRequest, 0};
+  RequestInfo wanda_login{"a-wanda", 2, MessageType::kLoginRequest, 0};
+  xavier_login.alone = wanda_login.alone = true;
+
+  Batch batch(sa);
+  batch.Begin();
+  batch.BeginGroup();
+  ASSERT_TRUE(sa.PrepareSessions({"xavier", "wanda", "nobody"}).ok());
+  batch.Run(xavier_login, login(*xavier));
+  std::atomic<bool> b_done{false};
+  Status b_status;
+  std::thread other([&] {
+    Status s = sb.Begin();
+    if (s.ok()) {
+      s = sb.AddNotice(*wanda, Notice{NoticeKind::kDelivered, 7, "zoë", 7}, 9);
+    }
+    if (s.ok()) {
+      s = sb.AddNotice(*xavier, Notice{NoticeKind::kDelivered, 8, "زينب", 8},
+                       9);
+    }
+    if (s.ok()) s = sb.Commit();
+    b_status = s;
+    b_done = true;
+  });
+  UntilDoneOrWaiting(uri_, b_done);
+  batch.Run(wanda_login, login(*wanda));
+  batch.EndGroup();
+  std::vector<OutFrame> out = batch.Commit();
+  other.join();
+
+  EXPECT_TRUE(b_status.ok()) << b_status.ToString();
+  ASSERT_EQ(out.size(), 2u);
+  for (const OutFrame& f : out) {
+    Result<Message> m = Decode(f.frame);
+    ASSERT_TRUE(m.ok());
+    EXPECT_TRUE(std::holds_alternative<Pong>(m->body)) << f.routing_id;
+  }
+  EXPECT_EQ(Scalar("SELECT count(*) FROM presence"), "2");
+}
+
+// An account deleted in a transaction that also changes other accounts'
+// counts: its counter rows go at commit, in account order among the
+// others' (a row taken at the deletion would be held while the commit locks
+// other accounts' rows), and the others' counts are right.
+TEST_F(PgStoreTest, ADeletedAccountsCounterRowsGoAtCommit) {
+  auto opened = Open();
+  ASSERT_TRUE(opened.ok());
+  Store& store = **opened;
+  std::vector<int64_t> ids;
+  ASSERT_TRUE(store.Begin().ok());
+  for (const char* name : {"amélie", "bjørn", "chloé"}) {
+    Result<int64_t> id = store.CreateAccount(name, name, "hash", 0);
+    ASSERT_TRUE(id.ok());
+    ids.push_back(*id);
+  }
+  const auto message = [&](int64_t from, int64_t to, uint64_t cmid) {
+    return QueuedMessage{0,   from, "x", to, "y", cmid, "héllo 世界 🌍 שלום",
+                         1000};
+  };
+  for (int64_t to : ids)
+    ASSERT_TRUE(store.Enqueue(message(ids[0], to, to)).ok());
+  for (int64_t to : ids) {
+    ASSERT_TRUE(
+        store.AddNotice(to, Notice{NoticeKind::kDelivered, to, "x", 1}, 100)
+            .ok());
+  }
+  ASSERT_TRUE(store.Commit().ok());
+  const auto row = [&](const char* table, const char* column, int64_t id) {
+    return Scalar(std::string("SELECT ") + column + " FROM " + table +
+                  " WHERE account_id = " + std::to_string(id));
+  };
+  ASSERT_EQ(row("queue_lengths", "queued", ids[1]), "1");
+  ASSERT_EQ(row("notice_counts", "notices", ids[1]), "1");
+
+  ASSERT_TRUE(store.Begin().ok());
+  ASSERT_TRUE(store.Enqueue(message(ids[1], ids[0], 50)).ok());
+  ASSERT_TRUE(store.Enqueue(message(ids[1], ids[2], 51)).ok());
+  ASSERT_TRUE(
+      store.AddNotice(ids[0], Notice{NoticeKind::kDelivered, 90, "y", 2}, 100)
+          .ok());
+  ASSERT_TRUE(
+      store.AddNotice(ids[2], Notice{NoticeKind::kDelivered, 91, "y", 3}, 100)
+          .ok());
+  ASSERT_TRUE(store.DeleteAccount(ids[1]).ok());
+  // A notice for the deleted account, later in the transaction: dropped.
+  ASSERT_TRUE(
+      store.AddNotice(ids[1], Notice{NoticeKind::kDelivered, 92, "y", 4}, 100)
+          .ok());
+  ASSERT_TRUE(store.Commit().ok());
+
+  EXPECT_EQ(row("queue_lengths", "queued", ids[0]), "2");
+  EXPECT_EQ(row("queue_lengths", "queued", ids[1]), "no row");
+  EXPECT_EQ(row("queue_lengths", "queued", ids[2]), "2");
+  EXPECT_EQ(row("notice_counts", "notices", ids[0]), "2");
+  EXPECT_EQ(row("notice_counts", "notices", ids[1]), "no row");
+  EXPECT_EQ(row("notice_counts", "notices", ids[2]), "2");
+  EXPECT_EQ(Scalar("SELECT count(*) FROM notices WHERE account_id = " +
+                   std::to_string(ids[1])),
+            "0");
+}
+
+// The same through a broker: BrokerCore runs a token login alone, so
+// another broker's commit that locks the same rows in account order neither
+// deadlocks with the login's batch nor fails it.
+class PgCoreTest : public testing::CoreTest {
+ protected:
+  void SetUp() override {
+    spec_ = testing::SharedPostgres().NewDatabase();
+    ASSERT_FALSE(spec_.empty()) << testing::SharedPostgres().error();
+    Restart();
+  }
+};
+
+TEST_F(PgCoreTest, ATokenLoginAndAnotherBrokersCommitDoNotDeadlock) {
+  CreateUser("pw", "wanda");
+  CreateUser("px", "xavier");
+  Join("py", "yusuf");
+  Login("pw", "wanda");
+  const std::string token = Login("px", "xavier").token;
+  const uint64_t m1 = SendText("pw", "yusuf", "Grüße, 你好 👋 مرحبا");
+  const int64_t wanda = (*store_->FindAccount("wanda"))->id;
+  const int64_t xavier = (*store_->FindAccount("xavier"))->id;
+  ASSERT_LT(wanda, xavier);
+  auto other = Store::Open(spec_, StoreOptions{});
+  ASSERT_TRUE(other.ok());
+  Store& sb = **other;
+
+  // One batch: xavier logs in again by token on a new connection, then
+  // yusuf confirms wanda's message (a notice for wanda, written at commit).
+  const uint64_t login_req = next_req_++;
+  core_->BeginBatch();
+  core_->OnFrame(
+      "px2",
+      Encode(Message{login_req, LoginRequest{"xavier", std::nullopt, token}}),
+      -1);
+  core_->OnFrame("py", Encode(Message{next_req_++, MessageReceipt{m1}}), -1);
+  core_->OnHashResults();  // runs what arrived, within the batch
+
+  // Meanwhile another broker commits notices for wanda, then xavier.
+  std::atomic<bool> b_done{false};
+  Status b_status;
+  std::thread b([&] {
+    Status s = sb.Begin();
+    if (s.ok()) {
+      s = sb.AddNotice(wanda, Notice{NoticeKind::kDelivered, 9001, "zoë", 1},
+                       1000);
+    }
+    if (s.ok()) {
+      s = sb.AddNotice(xavier, Notice{NoticeKind::kDelivered, 9002, "زينب", 2},
+                       1000);
+    }
+    if (s.ok()) s = sb.Commit();
+    b_status = s;
+    b_done = true;
+  });
+  UntilDoneOrWaiting(spec_, b_done);
+  const std::vector<OutFrame> frames = core_->EndBatch();
+  b.join();
+
+  EXPECT_TRUE(b_status.ok()) << b_status.ToString();
+  bool logged_in = false;
+  for (const OutFrame& f : frames) {
+    Result<Message> m = Decode(f.frame);
+    ASSERT_TRUE(m.ok());
+    EXPECT_FALSE(As<Error>(*m)) << f.routing_id << Describe(*m);
+    logged_in =
+        logged_in || (f.routing_id == "px2" && m->request_id == login_req &&
+                      As<LoginSuccess>(*m));
+  }
+  EXPECT_TRUE(logged_in) << "xavier's token login was refused";
+  EXPECT_EQ(*store_->CountNotices(wanda), 2);
+  EXPECT_EQ(*store_->CountNotices(xavier), 1);
+}
+
+// A re-login storm on a shared store: the token logins of one batch share
+// one transaction, one commit for all of them (and their rows are locked in
+// order first: LoginsInOneTransactionLockTheirRowsInOrderFirst).
+TEST_F(PgCoreTest, TokenLoginsOfOneBatchCommitTogether) {
+  std::vector<std::string> tokens;
+  for (const char* name : {"dmitri", "amara", "bo", "chen"}) {
+    CreateUser(std::string("c-") + name, name);
+    tokens.push_back(Login(std::string("c-") + name, name).token);
+  }
+  const uint64_t commits = core_->metrics().commit_seconds.count();
+  std::vector<uint64_t> reqs;
+  core_->BeginBatch();
+  int i = 0;
+  for (const char* name : {"dmitri", "amara", "bo", "chen"}) {
+    reqs.push_back(next_req_++);
+    core_->OnFrame(std::string("again-") + name,
+                   Encode(Message{reqs.back(), LoginRequest{name, std::nullopt,
+                                                            tokens[i++]}}),
+                   -1);
+  }
+  const std::vector<OutFrame> frames = core_->EndBatch();
+  EXPECT_EQ(core_->metrics().commit_seconds.count(), commits + 1);
+  ASSERT_EQ(frames.size(), 4u);
+  for (size_t k = 0; k < frames.size(); ++k) {
+    Result<Message> m = Decode(frames[k].frame);
+    ASSERT_TRUE(m.ok());
+    EXPECT_EQ(m->request_id, reqs[k]);
+    EXPECT_TRUE(As<LoginSuccess>(*m)) << Describe(*m);
+  }
 }
 
 }  // namespace
