@@ -283,8 +283,10 @@ void BrokerCore::RunArrived() {
         }
       }
       batch_.BeginGroup();
-      if (Status s = store_.PrepareSessions(keys); !s.ok()) {
-        Log(LogLevel::kWarn, "preparing logins: " + s.ToString());
+      if (store_.InTransaction()) {
+        if (Status s = store_.PrepareSessions(keys); !s.ok()) {
+          Log(LogLevel::kWarn, "preparing logins: " + s.ToString());
+        }
       }
     }
     if (lanes[i] >= 0) continue;  // ran in its partition
@@ -440,14 +442,18 @@ void BrokerCore::OnHashResults() {
       }
     }
     batch_.BeginGroup();
-    if (Status s = store_.PrepareSessions(keys); !s.ok()) {
-      Log(LogLevel::kWarn, "preparing logins: " + s.ToString());
+    if (store_.InTransaction()) {
+      if (Status s = store_.PrepareSessions(keys); !s.ok()) {
+        Log(LogLevel::kWarn, "preparing logins: " + s.ToString());
+      }
     }
     std::vector<std::string> finished;
     for (auto& d : done) {
       if (!login(d)) continue;
-      finished.push_back(d.first.routing_id);
-      Finish(std::move(d.first), d.second, /*run_waiting=*/false);
+      std::string id = d.first.routing_id;
+      if (Finish(std::move(d.first), d.second, /*run_waiting=*/false)) {
+        finished.push_back(std::move(id));
+      }
     }
     batch_.EndGroup();
     for (const std::string& id : finished) {
@@ -458,12 +464,12 @@ void BrokerCore::OnHashResults() {
   for (auto& [deferral, result] : done) Finish(std::move(deferral), result);
 }
 
-void BrokerCore::Finish(Deferral deferral, const HashResult& result,
+bool BrokerCore::Finish(Deferral deferral, const HashResult& result,
                         bool run_waiting) {
   // The connection may have gone while the hash ran (or its routing id now
   // names a new connection, which holds no ticket of ours).
   Peer* peer = sessions_.Find(deferral.routing_id);
-  if (!peer || peer->hold_ticket != result.ticket) return;
+  if (!peer || peer->hold_ticket != result.ticket) return false;
   const MessageType type = deferral.pending.type;
   const Route* route = FindRoute(type);
   assert(route && route->finish);
@@ -482,6 +488,7 @@ void BrokerCore::Finish(Deferral deferral, const HashResult& result,
     return route->finish(ctx, req, deferral.pending, result);
   });
   if (run_waiting) RunWaiting(*peer);
+  return true;
 }
 
 void BrokerCore::RunWaiting(Peer& peer) {

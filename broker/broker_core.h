@@ -127,8 +127,9 @@ class BrokerCore {
   // Hands a deferred request's job to the pool and holds its connection.
   Verdict Defer(Peer& peer, uint64_t request_id, Verdict deferred);
   // Finishes a deferred request; then runs what waited behind it, unless
-  // `run_waiting` is false (the caller does, later).
-  void Finish(Deferral deferral, const HashResult& result,
+  // `run_waiting` is false (the caller does, later). False if its
+  // connection is gone (or is another one now): nothing ran.
+  bool Finish(Deferral deferral, const HashResult& result,
               bool run_waiting = true);
   // Runs the frames that waited while `peer` was held, until one holds it
   // again.

@@ -236,6 +236,37 @@ TEST_F(CoreTest, LoginOfAGoneConnectionIsDropped) {
   EXPECT_EQ(core_->sessions().session_count(), 0u);
 }
 
+// The same, when the new connection is checking a login of its own: the
+// first result (taken while the second hash still runs) changes nothing of
+// it; its login is answered, then what waited behind it, in order.
+TEST_F(CoreTest, LoginOfAGoneConnectionLeavesTheNextOnesLoginAlone) {
+  CreateUser("x", "alice");
+  CreateUser("y", "bjorn");
+  Batch([&] {
+    core_->OnFrame(
+        "p", Encode({1, LoginRequest{"alice", "password123", std::nullopt}}),
+        /*connection=*/7);
+  });
+  pollfd done{pool_.wake_fd(), POLLIN, 0};
+  ASSERT_EQ(::poll(&done, 1, 10'000), 1) << "the first hash did not finish";
+  core_->OnPeerGone("p");
+  Batch([&] {
+    core_->OnFrame(
+        "p", Encode({2, LoginRequest{"bjorn", "password123", std::nullopt}}),
+        8);
+    core_->OnFrame("p", Encode({3, Ping{}}), 8);
+    core_->OnHashResults();
+  });
+  FinishHashing();
+  std::vector<Message> replies = Drain("p");
+  ASSERT_EQ(replies.size(), 2u);
+  EXPECT_EQ(replies[0].request_id, 2u);
+  ASSERT_NE(As<LoginSuccess>(replies[0]), nullptr) << Describe(replies[0]);
+  EXPECT_EQ(As<LoginSuccess>(replies[0])->username, "bjorn");
+  EXPECT_EQ(replies[1].request_id, 3u);
+  EXPECT_NE(As<Pong>(replies[1]), nullptr);
+}
+
 // --- One batch, many requests ------------------------------------------------
 
 // Sends, retries and receipts in one batch answer as if each ran alone, in
