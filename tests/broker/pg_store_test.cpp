@@ -45,16 +45,60 @@ std::string ScalarAt(const std::string& uri, const std::string& sql) {
   return value;
 }
 
-// Waits until `done` or a transaction of the database waits for a lock
-// (another one holds it), up to 10 s.
-void UntilDoneOrWaiting(const std::string& uri, const std::atomic<bool>& done) {
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!done && std::chrono::steady_clock::now() < deadline &&
-         ScalarAt(uri, "SELECT count(*) FROM pg_locks WHERE NOT granted") ==
-             "0") {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+// Another broker's commit, on a thread of its own: a notice for each of
+// `accounts` (peer names in several scripts), in one transaction of
+// `store`, so their notice_counts rows are locked at commit in account
+// order. The constructor returns once that commit is done or waits for a
+// lock that another transaction of the database (the test's) holds.
+class OtherBrokersCommit {
+ public:
+  OtherBrokersCommit(const std::string& uri, Store& store,
+                     std::vector<int64_t> accounts)
+      : thread_([this, &store, accounts] {
+          Status s = store.Begin();
+          const char* const peers[] = {"zoë", "زينب", "李雷"};
+          for (size_t i = 0; i < accounts.size() && s.ok(); ++i) {
+            const int64_t id = 9000 + static_cast<int64_t>(i);
+            s = store.AddNotice(accounts[i],
+                                Notice{NoticeKind::kDelivered, id, peers[i % 3],
+                                       static_cast<uint64_t>(id)},
+                                1000);
+          }
+          if (s.ok()) s = store.Commit();
+          status_ = s;
+          done_ = true;
+        }) {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done_ && std::chrono::steady_clock::now() < deadline &&
+           ScalarAt(uri, "SELECT count(*) FROM pg_locks WHERE NOT granted") ==
+               "0") {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
   }
+  ~OtherBrokersCommit() {
+    if (thread_.joinable()) thread_.join();
+  }
+  // Waits for the commit; its outcome.
+  Status Finish() {
+    thread_.join();
+    return status_;
+  }
+
+ private:
+  std::atomic<bool> done_{false};
+  Status status_;
+  std::thread thread_;
+};
+
+// Runs what a login runs in the store: its presence and row locks, then a
+// read (which sends them); replies PONG.
+Verdict LoginLocks(Store& store, int64_t account, Responder& out) {
+  if (Status s = store.BeginSession(account); !s.ok()) return s;
+  Result<int64_t> pending = store.CountPending(account);
+  if (!pending.ok()) return pending.status();
+  out.Reply(Pong{});
+  return Verdict::Accepted();
 }
 
 class PgStoreTest : public ::testing::Test {
@@ -92,7 +136,27 @@ class PgStoreTest : public ::testing::Test {
     return Store::Open(uri_, StoreOptions{});
   }
 
+  // Two brokers' stores on the database, and two accounts, wanda's id the
+  // lower.
+  void TwoBrokersTwoAccounts() {
+    auto a = Open();
+    auto b = Open();
+    ASSERT_TRUE(a.ok() && b.ok());
+    a_ = std::move(*a);
+    b_ = std::move(*b);
+    ASSERT_TRUE(a_->Begin().ok());
+    Result<int64_t> wanda = a_->CreateAccount("Wanda", "wanda", "hash", 0);
+    Result<int64_t> xavier = a_->CreateAccount("Xavier", "xavier", "hash", 0);
+    ASSERT_TRUE(wanda.ok() && xavier.ok());
+    ASSERT_TRUE(a_->Commit().ok());
+    wanda_ = *wanda;
+    xavier_ = *xavier;
+    ASSERT_LT(wanda_, xavier_);
+  }
+
   std::string uri_;
+  std::unique_ptr<Store> a_, b_;
+  int64_t wanda_ = 0, xavier_ = 0;
 };
 
 // A database left at schema version 1 (before several brokers: no brokers
@@ -227,62 +291,30 @@ TEST_F(PgStoreTest, ANotificationHeldForATransactionIsReportedAfterIt) {
 // alone (RequestInfo::alone), committed before a's next request: b goes on,
 // and both commit.
 TEST_F(PgStoreTest, ALoginAndAnotherBrokersCommitDoNotDeadlock) {
-  auto a = Open();
-  auto b = Open();
-  ASSERT_TRUE(a.ok() && b.ok());
-  Store& sa = **a;
-  Store& sb = **b;
-  ASSERT_TRUE(sa.Begin().ok());
-  Result<int64_t> wanda = sa.CreateAccount("wanda", "wanda", "hash", 0);
-  Result<int64_t> xavier = sa.CreateAccount("xavier", "xavier", "hash", 0);
-  ASSERT_TRUE(wanda.ok() && xavier.ok());
-  ASSERT_LT(*wanda, *xavier);
-  ASSERT_TRUE(sa.Commit().ok());
-  const auto notice = [](int64_t id, const char* peer) {
-    return Notice{NoticeKind::kDelivered, id, peer, static_cast<uint64_t>(id)};
-  };
-
-  Batch batch(sa);
+  TwoBrokersTwoAccounts();
+  Batch batch(*a_);
   batch.Begin();
   RequestInfo login{"a-xavier", 1, MessageType::kLoginRequest, 0};
   login.alone = true;
-  batch.Run(login, [&](Responder& out) -> Verdict {
-    if (Status s = sa.BeginSession(*xavier); !s.ok()) return s;
-    Result<int64_t> pending = sa.CountPending(*xavier);  // runs the locks
-    if (!pending.ok()) return pending.status();
-    out.Reply(Pong{});
-    return Verdict::Accepted();
-  });
+  batch.Run(login,
+            [&](Responder& out) { return LoginLocks(*a_, xavier_, out); });
   batch.Run({"a-yusuf", 2, MessageType::kMessageReceipt, 0},
             [&](Responder&) -> Verdict {
-              return sa.AddNotice(*wanda, notice(100, "yusuf"), 1000);
+              return a_->AddNotice(
+                  wanda_, Notice{NoticeKind::kDelivered, 100, "yusuf", 100},
+                  1000);
             });
-
-  std::atomic<bool> b_done{false};
-  Status b_status;
-  std::thread other([&] {
-    Status s = sb.Begin();
-    if (s.ok()) s = sb.AddNotice(*wanda, notice(101, "zoë"), 1000);
-    if (s.ok()) s = sb.AddNotice(*xavier, notice(102, "زينب"), 1000);
-    if (s.ok()) s = sb.Commit();
-    b_status = s;
-    b_done = true;
-  });
-  UntilDoneOrWaiting(uri_, b_done);  // b committed, or waits for a's lock
+  OtherBrokersCommit b(uri_, *b_, {wanda_, xavier_});
   std::vector<OutFrame> out = batch.Commit();
-  other.join();
+  const Status b_status = b.Finish();
 
   EXPECT_TRUE(b_status.ok()) << b_status.ToString();
   ASSERT_EQ(out.size(), 1u) << "a storage refusal: a's batch rolled back";
   EXPECT_EQ(out[0].routing_id, "a-xavier");
-  EXPECT_EQ(Scalar("SELECT notices FROM notice_counts WHERE account_id = " +
-                   std::to_string(*wanda)),
-            "2");
-  EXPECT_EQ(Scalar("SELECT notices FROM notice_counts WHERE account_id = " +
-                   std::to_string(*xavier)),
-            "1");
+  EXPECT_EQ(*a_->CountNotices(wanda_), 2);
+  EXPECT_EQ(*a_->CountNotices(xavier_), 1);
   EXPECT_EQ(Scalar("SELECT count(*) FROM presence WHERE account_id = " +
-                   std::to_string(*xavier)),
+                   std::to_string(xavier_)),
             "1");
 }
 
@@ -293,55 +325,23 @@ TEST_F(PgStoreTest, ALoginAndAnotherBrokersCommitDoNotDeadlock) {
 // its own rows as it ran, a would hold xavier's and wait for wanda's while
 // b held wanda's and waited for xavier's: a deadlock.
 TEST_F(PgStoreTest, LoginsInOneTransactionLockTheirRowsInOrderFirst) {
-  auto a = Open();
-  auto b = Open();
-  ASSERT_TRUE(a.ok() && b.ok());
-  Store& sa = **a;
-  Store& sb = **b;
-  ASSERT_TRUE(sa.Begin().ok());
-  Result<int64_t> wanda = sa.CreateAccount("Wanda", "wanda", "hash", 0);
-  Result<int64_t> xavier = sa.CreateAccount("Xavier", "xavier", "hash", 0);
-  ASSERT_TRUE(wanda.ok() && xavier.ok());
-  ASSERT_LT(*wanda, *xavier);
-  ASSERT_TRUE(sa.Commit().ok());
-  const auto login = [&](int64_t account) {
-    return [&sa, account](Responder& out) -> Verdict {
-      if (Status s = sa.BeginSession(account); !s.ok()) return s;
-      Result<int64_t> pending = sa.CountPending(account);  // runs the locks
-      if (!pending.ok()) return pending.status();
-      out.Reply(Pong{});
-      return Verdict::Accepted();
-    };
-  };
+  TwoBrokersTwoAccounts();
   RequestInfo xavier_login{"a-xavier", 1, MessageType::kLoginRequest, 0};
   RequestInfo wanda_login{"a-wanda", 2, MessageType::kLoginRequest, 0};
   xavier_login.alone = wanda_login.alone = true;
 
-  Batch batch(sa);
+  Batch batch(*a_);
   batch.Begin();
   batch.BeginGroup();
-  ASSERT_TRUE(sa.PrepareSessions({"xavier", "wanda", "nobody"}).ok());
-  batch.Run(xavier_login, login(*xavier));
-  std::atomic<bool> b_done{false};
-  Status b_status;
-  std::thread other([&] {
-    Status s = sb.Begin();
-    if (s.ok()) {
-      s = sb.AddNotice(*wanda, Notice{NoticeKind::kDelivered, 7, "zoë", 7}, 9);
-    }
-    if (s.ok()) {
-      s = sb.AddNotice(*xavier, Notice{NoticeKind::kDelivered, 8, "زينب", 8},
-                       9);
-    }
-    if (s.ok()) s = sb.Commit();
-    b_status = s;
-    b_done = true;
-  });
-  UntilDoneOrWaiting(uri_, b_done);
-  batch.Run(wanda_login, login(*wanda));
+  ASSERT_TRUE(a_->PrepareSessions({"xavier", "wanda", "nobody"}).ok());
+  batch.Run(xavier_login,
+            [&](Responder& out) { return LoginLocks(*a_, xavier_, out); });
+  OtherBrokersCommit b(uri_, *b_, {wanda_, xavier_});
+  batch.Run(wanda_login,
+            [&](Responder& out) { return LoginLocks(*a_, wanda_, out); });
   batch.EndGroup();
   std::vector<OutFrame> out = batch.Commit();
-  other.join();
+  const Status b_status = b.Finish();
 
   EXPECT_TRUE(b_status.ok()) << b_status.ToString();
   ASSERT_EQ(out.size(), 2u);
@@ -452,25 +452,9 @@ TEST_F(PgCoreTest, ATokenLoginAndAnotherBrokersCommitDoNotDeadlock) {
   core_->OnHashResults();  // runs what arrived, within the batch
 
   // Meanwhile another broker commits notices for wanda, then xavier.
-  std::atomic<bool> b_done{false};
-  Status b_status;
-  std::thread b([&] {
-    Status s = sb.Begin();
-    if (s.ok()) {
-      s = sb.AddNotice(wanda, Notice{NoticeKind::kDelivered, 9001, "zoë", 1},
-                       1000);
-    }
-    if (s.ok()) {
-      s = sb.AddNotice(xavier, Notice{NoticeKind::kDelivered, 9002, "زينب", 2},
-                       1000);
-    }
-    if (s.ok()) s = sb.Commit();
-    b_status = s;
-    b_done = true;
-  });
-  UntilDoneOrWaiting(spec_, b_done);
+  OtherBrokersCommit b(spec_, sb, {wanda, xavier});
   const std::vector<OutFrame> frames = core_->EndBatch();
-  b.join();
+  const Status b_status = b.Finish();
 
   EXPECT_TRUE(b_status.ok()) << b_status.ToString();
   bool logged_in = false;
