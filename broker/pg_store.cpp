@@ -215,13 +215,18 @@ SendCheck SendCheckFromRow(const PGresult* row) {
 }
 
 // A receipt's read ahead: the message (if it is there), its sender's
-// account (if it is there), and the sequence's last value.
+// account (if it is there), and the sequence's last value. The message's
+// row is locked (FOR UPDATE) until the transaction ends, so the receipt's
+// DELETE finds it. A session of the same recipient on another broker
+// confirming it at the same moment holds that lock until it commits: the
+// read waits, then finds the row gone (already confirmed), where it used to
+// see the row, and the DELETE found none and failed the batch.
 constexpr const char* kReadMessage =
     "SELECT m.recipient_id, m.sender_id, m.sender_name, m.recipient_name, "
     "m.client_msg_id, s.name, s.password_hash, (SELECT CASE WHEN is_called "
     "THEN last_value ELSE 0 END FROM messages_id_seq) FROM (SELECT 1) AS one "
-    "LEFT JOIN messages m ON m.id = $1 LEFT JOIN accounts s ON s.id = "
-    "m.sender_id";
+    "LEFT JOIN (SELECT * FROM messages WHERE id = $1 FOR UPDATE) m ON true "
+    "LEFT JOIN accounts s ON s.id = m.sender_id";
 
 // Any number: it only has to be the same in every broker.
 constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(7276829)";
@@ -684,22 +689,29 @@ Result<std::optional<int64_t>> PgStore::FindSend(int64_t sender_id,
 
 void PgStore::Prefetch(const std::vector<Lookahead>& reads) {
   if (!InTransaction() || reads.empty()) return;
+  std::vector<int64_t> receipts;
   for (const Lookahead& read : reads) {
-    if (read.kind == Lookahead::Kind::kSend) {
-      auto key = std::make_tuple(read.account_id, read.id, read.recipient_key);
-      if (!SendPrepared(
-              "check send", kCheckSend,
-              {P(read.account_id), P(ToSql(read.id)), P(read.recipient_key)},
-              [this, key](const PGresult* row) {
-                SendAhead ahead{SendCheckFromRow(row), 0};
-                ahead.queued_base = ahead.check.queued;  // committed
-                send_ahead_[key].push_back(std::move(ahead));
-              })) {
-        return;
-      }
+    if (read.kind == Lookahead::Kind::kReceipt) {
+      receipts.push_back(static_cast<int64_t>(read.id));
       continue;
     }
-    const auto id = static_cast<int64_t>(read.id);
+    auto key = std::make_tuple(read.account_id, read.id, read.recipient_key);
+    if (!SendPrepared(
+            "check send", kCheckSend,
+            {P(read.account_id), P(ToSql(read.id)), P(read.recipient_key)},
+            [this, key](const PGresult* row) {
+              SendAhead ahead{SendCheckFromRow(row), 0};
+              ahead.queued_base = ahead.check.queued;  // committed
+              send_ahead_[key].push_back(std::move(ahead));
+            })) {
+      return;
+    }
+  }
+  // In message id order: their rows are locked in that order, the same in
+  // every broker.
+  std::sort(receipts.begin(), receipts.end());
+  receipts.erase(std::unique(receipts.begin(), receipts.end()), receipts.end());
+  for (const int64_t id : receipts) {
     if (!SendPrepared("confirm delivery", kReadMessage, {P(id)},
                       [this, id](const PGresult* row) {
                         ReceiptAhead& ahead = receipt_ahead_[id];

@@ -24,9 +24,12 @@
 //     SEND_MESSAGE (CheckSend) and MESSAGE_RECEIPT (ConfirmDelivery) are
 //     announced for the whole batch (Prefetch) and made in one round trip;
 //     the answers are then corrected for the writes the transaction made
-//     since (its own sends, confirmations, queue lengths). A confirmation's
-//     DELETE runs in its turn and must find the row: if another broker's
-//     session confirmed the same message meanwhile, the commit fails.
+//     since (its own sends, confirmations, queue lengths). A receipt's read
+//     ahead locks the message's row (in message id order), so its DELETE,
+//     which runs in its turn, finds it; another broker's session confirming
+//     the same message at once waits at its read, then finds it gone
+//     (already confirmed). A DELETE that still finds no row (a receipt not
+//     read ahead) fails the commit.
 //   - A failed statement aborts the whole transaction in PostgreSQL, so
 //     expected conflicts are written so as not to fail: a taken name is an
 //     INSERT ... ON CONFLICT DO NOTHING that inserts nothing. After a real

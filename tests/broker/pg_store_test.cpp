@@ -45,6 +45,18 @@ std::string ScalarAt(const std::string& uri, const std::string& sql) {
   return value;
 }
 
+// Waits until `done`, or until a transaction of the database at `uri` waits
+// for a lock (that another one holds), up to 10 s.
+void UntilDoneOrWaiting(const std::string& uri, const std::atomic<bool>& done) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done && std::chrono::steady_clock::now() < deadline &&
+         ScalarAt(uri, "SELECT count(*) FROM pg_locks WHERE NOT granted") ==
+             "0") {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
 // Another broker's commit, on a thread of its own: a notice for each of
 // `accounts` (peer names in several scripts), in one transaction of
 // `store`, so their notice_counts rows are locked at commit in account
@@ -68,13 +80,7 @@ class OtherBrokersCommit {
           status_ = s;
           done_ = true;
         }) {
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!done_ && std::chrono::steady_clock::now() < deadline &&
-           ScalarAt(uri, "SELECT count(*) FROM pg_locks WHERE NOT granted") ==
-               "0") {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
+    UntilDoneOrWaiting(uri, done_);
   }
   ~OtherBrokersCommit() {
     if (thread_.joinable()) thread_.join();
@@ -351,6 +357,56 @@ TEST_F(PgStoreTest, LoginsInOneTransactionLockTheirRowsInOrderFirst) {
     EXPECT_TRUE(std::holds_alternative<Pong>(m->body)) << f.routing_id;
   }
   EXPECT_EQ(Scalar("SELECT count(*) FROM presence"), "2");
+}
+
+// Two sessions of one recipient, on two brokers, confirm one message at
+// once. Broker a reads the message ahead (as a batch of receipts does) and
+// confirms it; broker b's read ahead of the same message waits for a's
+// commit and then finds it confirmed: b's receipt is a duplicate, and b's
+// transaction commits. (Before, b read the row, its DELETE waited for a and
+// found nothing, and b's whole batch was rolled back.)
+TEST_F(PgStoreTest,
+       ASecondConfirmationOnAnotherBrokerFindsTheMessageConfirmed) {
+  TwoBrokersTwoAccounts();
+  ASSERT_TRUE(a_->Begin().ok());
+  Result<int64_t> m =
+      a_->Enqueue(QueuedMessage{0, wanda_, "Wanda", xavier_, "Xavier", 1,
+                                "¿Qué tal? 🙂 你好 مرحبا", 5});
+  ASSERT_TRUE(m.ok());
+  ASSERT_TRUE(a_->Commit().ok());
+  const Lookahead receipt{
+      Lookahead::Kind::kReceipt, xavier_, static_cast<uint64_t>(*m), {}};
+
+  ASSERT_TRUE(a_->Begin().ok());
+  a_->Prefetch({receipt});
+  Result<ReceiptResult> first = a_->ConfirmDelivery(xavier_, *m);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->outcome, ReceiptOutcome::kConfirmed);
+
+  std::atomic<bool> b_done{false};
+  Result<ReceiptResult> second = Status(ErrorCode::kStorage, "not run");
+  Status b_commit;
+  std::thread b([&] {
+    b_commit = b_->Begin();
+    if (b_commit.ok()) {
+      b_->Prefetch({receipt});
+      second = b_->ConfirmDelivery(xavier_, *m);
+      b_commit = b_->Commit();
+    }
+    b_done = true;
+  });
+  UntilDoneOrWaiting(uri_, b_done);
+  const Status a_commit = a_->Commit();
+  b.join();
+  EXPECT_TRUE(a_commit.ok()) << a_commit.ToString();
+
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(second->outcome, ReceiptOutcome::kAlreadyConfirmed);
+  EXPECT_TRUE(b_commit.ok()) << b_commit.ToString();
+  EXPECT_EQ(Scalar("SELECT count(*) FROM messages"), "0");
+  EXPECT_EQ(Scalar("SELECT queued FROM queue_lengths WHERE account_id = " +
+                   std::to_string(xavier_)),
+            "0");
 }
 
 // An account deleted in a transaction that also changes other accounts'
