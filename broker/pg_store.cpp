@@ -750,6 +750,7 @@ void PgStore::ForgetTransaction() {
   queue_delta_.clear();
   notice_writes_.clear();
   deleted_in_tx_.clear();
+  sessions_prepared_.clear();
 }
 
 Result<SendCheck> PgStore::CheckSend(int64_t sender_id, uint64_t client_msg_id,
@@ -1129,6 +1130,7 @@ Status PgStore::SetPresence(int64_t account_id, bool present) {
 Status PgStore::BeginSession(int64_t account_id) {
   if (options_.read_only) return Status::Ok();  // not taking part
   if (Status s = SetPresence(account_id, true); !s.ok()) return s;
+  if (sessions_prepared_.contains(account_id)) return Status::Ok();
   // A login racing another broker's commit of a message or notice for this
   // account: that commit changes the account's counter rows before it looks
   // presence up. Taking the rows here orders the two: either the commit
@@ -1166,12 +1168,18 @@ Status PgStore::PrepareSessions(const std::vector<std::string>& keys) {
       !s.ok()) {
     return s;
   }
+  // The accounts whose rows are now held: their BeginSession need not take
+  // them again (known by the login's first read, which drains this).
   return Defer("presence",
                "INSERT INTO queue_lengths(account_id, queued) SELECT id, 0 "
                "FROM accounts WHERE name_key = ANY($1::text[]) ORDER BY id ON "
                "CONFLICT (account_id) DO UPDATE SET queued = "
-               "queue_lengths.queued",
-               {P(TextArray(keys))});
+               "queue_lengths.queued RETURNING account_id",
+               {P(TextArray(keys))}, [this](const PGresult* r) {
+                 for (int i = 0; i < PQntuples(r); ++i) {
+                   sessions_prepared_.insert(Int(r, i, 0));
+                 }
+               });
 }
 
 void PgStore::NotifyBrokersOf(int64_t account_id, const std::string& item,

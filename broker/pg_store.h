@@ -242,6 +242,8 @@ class PgStore final : public Store {
   std::unordered_map<int64_t, int64_t> queue_delta_;
   // Accounts deleted: their queue_lengths rows go at commit, in order.
   std::set<int64_t> deleted_in_tx_;
+  // Accounts whose counter rows PrepareSessions took in this transaction.
+  std::unordered_set<int64_t> sessions_prepared_;
   // Notice writes are kept until commit (or a read of that account's
   // notices), then sent by account, in account order: each touches the
   // account's notice_counts row, and rows locked in one order cannot
