@@ -5,6 +5,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
+#ifdef ZCHAT_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
@@ -101,6 +104,35 @@ void RaiseDescriptorLimit() {
     lim.rlim_cur = lim.rlim_max;
     setrlimit(RLIMIT_NOFILE, &lim);
   }
+}
+
+// What serves malloc in this process (CMake's ZCHAT_MALLOC), for --version.
+std::string Allocator() {
+#ifdef ZCHAT_JEMALLOC
+  const char* version = nullptr;
+  size_t size = sizeof(version);
+  if (mallctl("version", &version, &size, nullptr, 0) != 0 || !version) {
+    return "jemalloc (no version)";
+  }
+  // Linked is not serving: a preloaded allocator would take malloc from it.
+  // This thread's count of bytes jemalloc handed out grows with a malloc
+  // only if jemalloc served it.
+  uint64_t before = 0, after = 0;
+  size = sizeof(before);
+  if (mallctl("thread.allocated", &before, &size, nullptr, 0) != 0) {
+    return std::string("jemalloc ") + version + ", not serving malloc";
+  }
+  void* volatile block = std::malloc(4096);
+  size = sizeof(after);
+  mallctl("thread.allocated", &after, &size, nullptr, 0);
+  std::free(block);
+  if (after == before) {
+    return std::string("jemalloc ") + version + ", not serving malloc";
+  }
+  return std::string("jemalloc ") + version;
+#else
+  return "the C library's malloc";
+#endif
 }
 
 // Runs the broker in this process until SIGINT/SIGTERM.
@@ -200,7 +232,8 @@ int main(int argc, char** argv) {
   int64_t session_timeout_s = options.broker.session_timeout_ms / 1000;
 
   CLI::App app{"zchat-broker: the zchat chat broker"};
-  app.set_version_flag("--version", std::string("zchat-broker ") + "0.1.0");
+  app.set_version_flag("--version", std::string("zchat-broker ") + "0.1.0" +
+                                        " (allocator: " + Allocator() + ")");
   app.add_option("--bind", options.bind, "ZeroMQ endpoint to bind")
       ->capture_default_str();
   app.add_option("--db", options.db_path, "SQLite database file")
