@@ -68,6 +68,24 @@ void Poll(std::vector<zmq::pollitem_t>& items, int timeout_ms) {
   }
 }
 
+// Acknowledges the notices `ids` (then cleared) as `target` wants: one
+// NOTICE_RECEIPT for all of them, or one each.
+void AckNotices(const Target& target, Conn& conn, std::vector<uint64_t>& ids) {
+  if (ids.empty()) return;
+  if (target.batch_notice_acks) {
+    for (size_t from = 0; from < ids.size(); from += kMaxNoticeAcks) {
+      NoticeReceipt receipt;
+      receipt.message_ids.assign(
+          ids.begin() + from,
+          ids.begin() + std::min(ids.size(), from + kMaxNoticeAcks));
+      conn.Send(std::move(receipt));
+    }
+  } else {
+    for (uint64_t id : ids) conn.Send(NoticeReceipt{id});
+  }
+  ids.clear();
+}
+
 std::vector<zmq::pollitem_t> Items(std::vector<std::unique_ptr<Conn>>& conns) {
   std::vector<zmq::pollitem_t> items;
   for (auto& c : conns) {
@@ -285,6 +303,7 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
     // After measuring, the messages still in flight must complete too: the
     // cycle stops sending and waits for them (a lost one is a failure).
     auto last_progress = Clock::now();
+    std::vector<uint64_t> acks;  // a sender's notices read together
     while (sending || in_flight > 0) {
       if (abort) return;
       Poll(items, 100);
@@ -299,6 +318,7 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
       }
       if (sending && now >= clock.to) sending = false;
       for (int i : mine) {
+        acks.clear();
         conns[i]->Drain([&](Message& m) {
           if (auto* ok = std::get_if<MessageSuccess>(&m.body)) {
             Sender& s = senders[i];
@@ -315,7 +335,7 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
               ++part.completed;
             }
             // As a client does: the broker keeps the notice until then.
-            conns[i]->Send(NoticeReceipt{ok->message_id});
+            acks.push_back(ok->message_id);
             s.sent_at.erase(it);
             --s.in_flight;
             --in_flight;
@@ -326,6 +346,7 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
             part.failure = "a sender got " + Describe(m);
           }
         });
+        AckNotices(target, *conns[i], acks);
         conns[pairs + i]->Drain([&](Message& m) {
           if (auto* d = std::get_if<DistributeMessage>(&m.body)) {
             if (clock.Measuring(Clock::now())) {
@@ -494,6 +515,7 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
   int finished = 0;
   uint64_t drained = 0;
   std::unordered_set<uint64_t> distinct;
+  std::vector<uint64_t> acks;  // the sender's notices read together
   for (auto& c : rconns) c->Send(FetchMessages{kMaxFetchLimit});
   // The sender, still logged in, hears of each delivery and acknowledges
   // it, as a client does (otherwise its notices pile up past their cap).
@@ -523,11 +545,12 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
     }
     sender[0]->Drain([&](Message& m) {
       if (auto* ok = std::get_if<MessageSuccess>(&m.body)) {
-        sender[0]->Send(NoticeReceipt{ok->message_id});
+        acks.push_back(ok->message_id);
       } else if (out.failure.empty()) {
         out.failure = "the sender got " + Describe(m) + " while draining";
       }
     });
+    AckNotices(target, *sender[0], acks);
     if (!out.failure.empty()) return out;
     if (Clock::now() - last_progress > kStall) {
       out.failure = "draining stalled at " + std::to_string(distinct.size()) +

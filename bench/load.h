@@ -35,6 +35,9 @@ struct Target {
   // A database server the brokers use (PostgreSQL's main process), whose
   // CPU, with its children's, is reported apart; -1: none.
   pid_t server_pid = -1;
+  // Senders acknowledge the notices they read together in one NOTICE_RECEIPT
+  // (message_ids); else one each.
+  bool batch_notice_acks = false;
 };
 
 struct Latency {

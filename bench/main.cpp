@@ -45,6 +45,8 @@ struct Settings {
   std::string no_mosquitto;        // why Mosquitto is skipped ("" if it is not)
   bool postgresql = false;         // also zchat on PostgreSQL (--postgresql)
   std::vector<int> pg_brokers{1};  // brokers sharing the database, per row
+  std::string notice_acks =
+      "batch";  // senders' NOTICE_RECEIPTs (--notice-acks)
 };
 
 // Why scenarios did not complete; any of them makes the exit status 1.
@@ -76,6 +78,7 @@ Running Start(const Settings& s, const std::string& name,
               std::vector<std::string> argv) {
   Running r;
   r.target.name = name;
+  r.target.batch_notice_acks = s.notice_acks == "batch";
   const std::string file = s.dir + "/endpoint";
   std::remove(file.c_str());
   argv.push_back("--endpoint-file");
@@ -269,6 +272,7 @@ Json Cycle(const Settings& s, const std::string& title, int pairs, int window,
     }
     std::vector<Running> brokers;
     Target t;
+    t.batch_notice_acks = s.notice_acks == "batch";
     bool up = true;
     for (int b = 0; b < n && up; ++b) {
       brokers.push_back(StartBroker(s, uri, "min"));
@@ -528,6 +532,13 @@ int main(int argc, char** argv) {
   app.add_option("--load-threads", s.load_threads,
                  "threads driving the online cycle's pairs")
       ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--notice-acks", s.notice_acks,
+                 "how senders acknowledge their MESSAGE_SUCCESS notices: "
+                 "batch (one NOTICE_RECEIPT with message_ids for those read "
+                 "together) or each (one per notice, as brokers before "
+                 "message_ids need)")
+      ->check(CLI::IsMember({"batch", "each"}))
       ->capture_default_str();
   app.add_flag("--postgresql", s.postgresql,
                "also run zchat on PostgreSQL (--store) in the online and "

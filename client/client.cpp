@@ -1,5 +1,6 @@
 #include "client/client.h"
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 
@@ -295,6 +296,18 @@ void Client::AcknowledgeNotice(uint64_t message_id) {
   const uint64_t id = next_request_id_++;
   in_flight_[id] = InFlight{NoticeReceipt{message_id}, true, false};
   SendFrame(id, in_flight_[id].body);
+}
+
+void Client::AcknowledgeNotices(const std::vector<uint64_t>& message_ids) {
+  for (size_t from = 0; from < message_ids.size(); from += kMaxNoticeAcks) {
+    const size_t to = std::min(message_ids.size(), from + kMaxNoticeAcks);
+    NoticeReceipt receipt;
+    receipt.message_ids.assign(message_ids.begin() + from,
+                               message_ids.begin() + to);
+    const uint64_t id = next_request_id_++;
+    in_flight_[id] = InFlight{std::move(receipt), true, false};
+    SendFrame(id, in_flight_[id].body);
+  }
 }
 
 Result<DeletionSuccess> Client::DeleteAccount(bool force, uint64_t* pending) {

@@ -113,6 +113,8 @@ class Client {
   // Explicit notice acknowledgement (when auto_receipt is off); fire and
   // forget like Confirm.
   void AcknowledgeNotice(uint64_t message_id);
+  // The same for many notices: one NOTICE_RECEIPT per kMaxNoticeAcks ids.
+  void AcknowledgeNotices(const std::vector<uint64_t>& message_ids);
   // With has_pending, *pending (if given) is how many messages wait.
   Result<DeletionSuccess> DeleteAccount(bool force,
                                         uint64_t* pending = nullptr);

@@ -57,6 +57,11 @@ class FieldCounter {
                uint64_t) {
     count += v.has_value();
   }
+  void OptId(std::string_view, uint64_t v, uint64_t) { count += v != 0; }
+  void IdList(std::string_view, const std::vector<uint64_t>& v, size_t,
+              uint64_t) {
+    count += !v.empty();
+  }
 };
 
 class FieldPacker {
@@ -103,6 +108,16 @@ class FieldPacker {
   void OptUint(std::string_view key, const std::optional<uint64_t>& v,
                uint64_t lo, uint64_t hi) {
     if (v) Uint(key, *v, lo, hi);
+  }
+  void OptId(std::string_view key, uint64_t v, uint64_t hi) {
+    if (v != 0) Uint(key, v, 1, hi);
+  }
+  void IdList(std::string_view key, const std::vector<uint64_t>& v, size_t,
+              uint64_t) {
+    if (v.empty()) return;
+    Key(key);
+    pk_.pack_array(static_cast<uint32_t>(v.size()));
+    for (uint64_t id : v) pk_.pack_uint64(id);
   }
 
  private:
@@ -190,6 +205,28 @@ class FieldReader {
                uint64_t hi) {
     if (!status_.ok()) return;
     if (const auto* o = Find(key)) ReadUint(key, *o, lo, hi, out.emplace());
+  }
+  // An optional id: 0 when absent (a present one is 1..hi).
+  void OptId(std::string_view key, uint64_t& out, uint64_t hi) {
+    if (!status_.ok()) return;
+    if (const auto* o = Find(key)) ReadUint(key, *o, 1, hi, out);
+  }
+  // An optional list of ids: empty when absent; a present one holds
+  // 1..max_items ids, each 1..hi.
+  void IdList(std::string_view key, std::vector<uint64_t>& out,
+              size_t max_items, uint64_t hi) {
+    if (!status_.ok()) return;
+    const auto* o = Find(key);
+    if (!o) return;
+    if (o->type != msgpack::type::ARRAY) return Fail(key, "must be an array");
+    if (o->via.array.size == 0) return Fail(key, "must not be empty");
+    if (o->via.array.size > max_items) {
+      return Fail(key, "has more than " + std::to_string(max_items) + " items");
+    }
+    out.resize(o->via.array.size);
+    for (uint32_t i = 0; i < o->via.array.size && status_.ok(); ++i) {
+      ReadUint(key, o->via.array.ptr[i], 1, hi, out[i]);
+    }
   }
   void Bool(std::string_view key, bool& out) {
     const auto* o = Required(key);
@@ -290,6 +327,12 @@ Result<Message> DecodeBody(FieldReader& reader, uint64_t request_id) {
   if constexpr (std::is_same_v<T, LoginRequest>) {
     if (body.password.has_value() == body.token.has_value()) {
       return Malformed("exactly one of 'password' and 'token' is required");
+    }
+  }
+  if constexpr (std::is_same_v<T, NoticeReceipt>) {
+    if ((body.message_id != 0) == !body.message_ids.empty()) {
+      return Malformed(
+          "exactly one of 'message_id' and 'message_ids' is required");
     }
   }
   return Message{request_id, Body(std::move(body))};

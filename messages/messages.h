@@ -30,6 +30,8 @@ inline constexpr size_t kMaxReasonBytes = 512;
 inline constexpr size_t kTokenBytes = 32;
 inline constexpr uint64_t kMaxListLimit = 1000;
 inline constexpr uint64_t kMaxFetchLimit = 1000;
+inline constexpr size_t kMaxNoticeAcks = 1000;  // ids in one NOTICE_RECEIPT
+static_assert(kMaxNoticeAcks <= kMaxListLimit, "the parser's array limit");
 
 enum class MessageType : uint16_t {
   kCreateAccount = 1,
@@ -153,14 +155,17 @@ struct MessageReceipt {
 };
 
 // The sender acknowledges a MESSAGE_SUCCESS or MESSAGE_UNDELIVERABLE (by its
-// message id): the broker forgets the notice. No reply when accepted.
+// message id), or up to kMaxNoticeAcks of them at once: the broker forgets
+// those notices. No reply when accepted. Exactly one of the two fields.
 struct NoticeReceipt {
   static constexpr MessageType kType = MessageType::kNoticeReceipt;
   static constexpr Direction kDirection = Direction::kRequest;
-  uint64_t message_id = 0;
+  uint64_t message_id = 0;            // 0: absent (ids start at 1)
+  std::vector<uint64_t> message_ids;  // empty: absent
   template <class V>
   void Visit(V& v) {
-    v.Uint("message_id", message_id, 1, INT64_MAX);
+    v.OptId("message_id", message_id, INT64_MAX);
+    v.IdList("message_ids", message_ids, kMaxNoticeAcks, INT64_MAX);
   }
 };
 

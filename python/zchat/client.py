@@ -120,6 +120,7 @@ class ZchatClient:
     FAILOVER = "failover"    # the `type` of the failover event push
     # Requests that get no reply when accepted (they never hold up failover).
     NO_REPLY_TYPES = {MESSAGE_RECEIPT, NOTICE_RECEIPT}
+    MAX_NOTICE_ACKS = 1000  # ids in one NOTICE_RECEIPT's message_ids
 
     def __init__(self, timeout=10.0, context=None, auto_ack=True, failover_after=2.0):
         self.timeout = timeout
@@ -491,6 +492,15 @@ class ZchatClient:
         or repeated one is a no-op. Fire and forget (a refusal is filed as a
         reply nobody waits for)."""
         self._send(NOTICE_RECEIPT, message_id=message_id)
+
+    def ack_notices(self, message_ids):
+        """Acknowledge many notices at once: one NOTICE_RECEIPT with
+        message_ids per 1000 ids (protocol.md 8.7), fire and forget like
+        ack_notice."""
+        ids = list(message_ids)
+        step = self.MAX_NOTICE_ACKS
+        for start in range(0, len(ids), step):
+            self._send(NOTICE_RECEIPT, message_ids=ids[start:start + step])
 
     def fetch_notices(self, limit=None):
         """Ask for the notices not yet acknowledged (oldest message first). They

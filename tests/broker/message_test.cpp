@@ -286,6 +286,31 @@ TEST_F(CoreTest, NoticeReceiptOnlyAcknowledgesOwnNotices) {
   ASSERT_EQ(PushesOf<MessageSuccess>("a2").size(), 1u);
 }
 
+// One NOTICE_RECEIPT with message_ids acknowledges each of its notices;
+// ids with no notice of this account (unknown, someone else's, repeated)
+// are no-ops, as for message_id.
+TEST_F(CoreTest, ANoticeReceiptWithIdsAcknowledgesEachOfThem) {
+  Join("a", "alice");
+  Join("b", "bob");
+  Join("c", "chloe");
+  const uint64_t first = SendText("a", "bob", "Grüße, 你好 👋");
+  const uint64_t second = SendText("a", "bob", "مرحبا");
+  const uint64_t third = SendText("a", "bob", "zoë");
+  const uint64_t chloes = SendText("c", "bob", "李雷");
+  for (uint64_t id : {first, second, third, chloes}) {
+    EXPECT_FALSE(Call("b", MessageReceipt{id}).has_value());
+  }
+  NoticeReceipt acks;
+  acks.message_ids = {third, first, chloes, first, third + 1000};
+  EXPECT_FALSE(Call("a", acks).has_value());  // accepted: no reply
+  Login("a2", "alice");
+  const auto again = PushesOf<MessageSuccess>("a2");
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].message_id, second);
+  Login("c2", "chloe");
+  ASSERT_EQ(PushesOf<MessageSuccess>("c2").size(), 1u);  // not alice's to ack
+}
+
 TEST_F(CoreTest, DeletedSendersNoticesAreGone) {
   Join("a", "alice");
   Join("b", "bob");

@@ -226,6 +226,34 @@ TEST_P(ClientTest, UnacknowledgedNoticeComesBackButIsShownOnce) {
   EXPECT_EQ(fetched->count, 0u);
 }
 
+// AcknowledgeNotices: many notices in NOTICE_RECEIPTs of up to 1000 ids.
+TEST_P(ClientTest, AcknowledgeNoticesClearsEveryOneOfThem) {
+  ClientOptions options;
+  options.endpoint = broker_->endpoint();
+  options.auto_receipt = false;
+  Client alice(ctx_, options);
+  ASSERT_TRUE(alice.CreateAccount("alice", "password123").ok());
+  ASSERT_TRUE(alice.Login("alice", "password123").ok());
+  auto bob = Join("bob");
+  const std::vector<std::string> bodies = {"Grüße", "你好", "👋", "مرحبا"};
+  std::vector<uint64_t> ids;
+  for (const std::string& body : bodies) {
+    Result<MessagePending> sent = alice.Send("bob", body);
+    ASSERT_TRUE(sent.ok());
+    ASSERT_TRUE(NextOf<DistributeMessage>(*bob).has_value());
+    ASSERT_TRUE(NextOf<MessageSuccess>(alice).has_value());
+    ids.push_back(sent->message_id);
+  }
+  Result<FetchResult> before = alice.FetchNotices();
+  ASSERT_TRUE(before.ok());
+  EXPECT_EQ(before->count + before->remaining, bodies.size());
+  alice.AcknowledgeNotices(ids);
+  // Replies come in request order: the fetch after them sees none left.
+  Result<FetchResult> after = alice.FetchNotices();
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_EQ(after->count + after->remaining, 0u);
+}
+
 TEST_P(ClientTest, PipelinesManyRequests) {
   auto alice = Join("alice");
   auto bob = Join("bob");

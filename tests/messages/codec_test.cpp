@@ -365,8 +365,14 @@ TEST(CodecTest, MisspelledFieldsAreMissingOrUnknown) {
 // NOTICE_RECEIPT and FETCH_NOTICES follow the rules of MESSAGE_RECEIPT and
 // FETCH_MESSAGES: a message id in 1..2^63-1, a limit in 1..1000.
 TEST(CodecTest, NoticeRequestsCheckTheirFields) {
-  ExpectRejected(Encode({1, NoticeReceipt{0}}), ErrorCode::kMalformed,
-                 "field 'message_id' is out of range");
+  auto notice_receipt = [](const std::function<void(RawPacker&)>& add) {
+    return EnvelopeFrame(MessageType::kNoticeReceipt, 3, 1, add);
+  };
+  ExpectRejected(notice_receipt([](RawPacker& pk) {
+                   pk.pack("message_id");
+                   pk.pack(0);
+                 }),
+                 ErrorCode::kMalformed, "field 'message_id' is out of range");
   ExpectRejected(
       Encode({1, NoticeReceipt{static_cast<uint64_t>(INT64_MAX) + 1}}),
       ErrorCode::kMalformed, "field 'message_id' is out of range");
@@ -384,7 +390,7 @@ TEST(CodecTest, NoticeRequestsCheckTheirFields) {
     pk.pack(3);
   });
   ExpectRejected(missing, ErrorCode::kMalformed,
-                 "field 'message_id' is missing");
+                 "exactly one of 'message_id' and 'message_ids' is required");
   ExpectRejected(Encode({0, NoticeReceipt{1}}), ErrorCode::kMalformed, "'req'");
   // The limit is optional; the largest id round-trips.
   for (const Message& m :
@@ -396,6 +402,69 @@ TEST(CodecTest, NoticeRequestsCheckTheirFields) {
   }
   EXPECT_EQ(DirectionOf(MessageType::kNoticeReceipt), Direction::kRequest);
   EXPECT_EQ(MessageTypeName(MessageType::kFetchNotices), "FETCH_NOTICES");
+}
+
+// NOTICE_RECEIPT acknowledges one notice (message_id) or up to 1000 at once
+// (message_ids), never both and never neither.
+TEST(CodecTest, NoticeReceiptTakesAListOfIds) {
+  NoticeReceipt many;
+  for (uint64_t id = 1; id < kMaxNoticeAcks; ++id)
+    many.message_ids.push_back(id);
+  many.message_ids.push_back(static_cast<uint64_t>(INT64_MAX));
+  Result<Message> back = Decode(Encode({7, many}));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  const auto& got = std::get<NoticeReceipt>(back->body);
+  EXPECT_EQ(got.message_id, 0u);
+  EXPECT_EQ(got.message_ids, many.message_ids);
+
+  auto with = [](int fields, const std::function<void(RawPacker&)>& add) {
+    return EnvelopeFrame(MessageType::kNoticeReceipt, 3, fields, add);
+  };
+  auto ids = [](RawPacker& pk, const std::vector<uint64_t>& v) {
+    pk.pack("message_ids");
+    pk.pack_array(static_cast<uint32_t>(v.size()));
+    for (uint64_t id : v) pk.pack(id);
+  };
+  ExpectRejected(with(2,
+                      [&](RawPacker& pk) {
+                        pk.pack("message_id");
+                        pk.pack(5);
+                        ids(pk, {6});
+                      }),
+                 ErrorCode::kMalformed,
+                 "exactly one of 'message_id' and 'message_ids' is required");
+  ExpectRejected(with(1, [&](RawPacker& pk) { ids(pk, {}); }),
+                 ErrorCode::kMalformed,
+                 "field 'message_ids' must not be empty");
+  // The parser's array limit (1000, as for every list) refuses more.
+  std::vector<uint64_t> too_many(kMaxNoticeAcks + 1, 1);
+  ExpectRejected(with(1, [&](RawPacker& pk) { ids(pk, too_many); }),
+                 ErrorCode::kMalformed, "a declared size exceeds the limits");
+  ExpectRejected(with(1,
+                      [&](RawPacker& pk) {
+                        ids(pk, {4, 0, 9});
+                      }),
+                 ErrorCode::kMalformed, "field 'message_ids' is out of range");
+  ExpectRejected(with(1,
+                      [&](RawPacker& pk) {
+                        ids(pk, {static_cast<uint64_t>(INT64_MAX) + 1});
+                      }),
+                 ErrorCode::kMalformed, "field 'message_ids' is out of range");
+  ExpectRejected(with(1,
+                      [](RawPacker& pk) {
+                        pk.pack("message_ids");
+                        pk.pack(12);
+                      }),
+                 ErrorCode::kMalformed, "field 'message_ids' must be an array");
+  ExpectRejected(with(1,
+                      [](RawPacker& pk) {
+                        pk.pack("message_ids");
+                        pk.pack_array(2);
+                        pk.pack(3);
+                        pk.pack("4");
+                      }),
+                 ErrorCode::kMalformed,
+                 "field 'message_ids' must be a non-negative integer");
 }
 
 TEST(CodecTest, TolerantReadersKeepUnknownErrorCodes) {

@@ -298,6 +298,26 @@ def test_unacknowledged_notice_comes_back_at_next_login(broker):
         assert again.fetch_notices() == (0, 0), "handed out, so acknowledged"
 
 
+def test_ack_notices_acknowledges_a_list_in_one_request(broker):
+    with _python_user(broker, "frida", auto_ack=False) as frida, \
+            _python_user(broker, "gil") as gil:
+        ids = [frida.send("gil", body) for body in ("Grüße", "你好", "👋", "مرحبا")]
+        for mid in ids:
+            push, others = wait_push(gil, lambda p: p.get("type") == zc.DISTRIBUTE_MESSAGE)
+            assert push is not None, f"{others}"
+            gil.receipt(push["message_id"])
+        got = set()
+        while len(got) < len(ids):
+            push, others = wait_push(frida, lambda p: p.get("type") == zc.MESSAGE_SUCCESS)
+            assert push is not None, f"{others}"
+            got.add(push["message_id"])
+        assert got == set(ids)
+        frida.ack_notices(ids[:3])
+        assert frida.fetch_notices() == (1, 0), "the fourth is not acknowledged"
+        frida.ack_notices(ids)  # the first three again: no-ops
+        assert frida.fetch_notices() == (0, 0)
+
+
 # -- alice (Python) and bob (zchat CLI) ------------------------------------------
 
 def test_cross_bob_registers_with_zchat(cli):
