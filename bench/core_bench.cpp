@@ -33,6 +33,7 @@ struct Layout {
   int partitions = 1;
   int threads = 1;
   SyncMode sync = SyncMode::kFull;
+  bool batch_notice_acks = false;  // the drain's sender: one NOTICE_RECEIPT
 };
 Layout layout;
 
@@ -293,14 +294,23 @@ int RunOffline(uint64_t messages, int recipients, int window,
             in.begin() + static_cast<std::ptrdiff_t>(at),
             in.begin() +
                 static_cast<std::ptrdiff_t>(std::min(in.size(), at + 1024)));
+        NoticeReceipt acks;  // the sender's, with --batch-notice-acks
         for (const OutFrame& f : h.Batch(chunk)) {
           Result<Message> m = Decode(f.frame);
           if (!m.ok()) continue;
           if (f.routing_id == "sender") {
             if (const auto* ok = std::get_if<MessageSuccess>(&m->body)) {
-              next.push_back(
-                  {"sender",
-                   Encode({h.next_req(), NoticeReceipt{ok->message_id}}), 0});
+              if (layout.batch_notice_acks) {
+                acks.message_ids.push_back(ok->message_id);
+                if (acks.message_ids.size() == kMaxNoticeAcks) {
+                  next.push_back({"sender", Encode({h.next_req(), acks}), 0});
+                  acks.message_ids.clear();
+                }
+              } else {
+                next.push_back(
+                    {"sender",
+                     Encode({h.next_req(), NoticeReceipt{ok->message_id}}), 0});
+              }
             }
             continue;
           }
@@ -312,6 +322,9 @@ int RunOffline(uint64_t messages, int recipients, int window,
           } else if (const auto* r = std::get_if<FetchResult>(&m->body)) {
             more = r->count > 0;
           }
+        }
+        if (!acks.message_ids.empty()) {
+          next.push_back({"sender", Encode({h.next_req(), acks}), 0});
         }
       }
       if (more) {
@@ -365,6 +378,9 @@ int main(int argc, char** argv) {
               {"full", zchat::SyncMode::kFull},
               {"normal", zchat::SyncMode::kNormal}},
           CLI::ignore_case));
+  app.add_flag("--batch-notice-acks", zchat::layout.batch_notice_acks,
+               "with --offline: the sender acknowledges the notices of one "
+               "batch in one NOTICE_RECEIPT (message_ids)");
   app.add_option("--threads", zchat::layout.threads,
                  "with partitions: threads running sends and receipts")
       ->check(CLI::Range(1, 64));
