@@ -30,15 +30,17 @@ class ClientTest : public ::testing::TestWithParam<std::string> {
     }
   }
 
-  std::unique_ptr<Client> NewClient() {
+  std::unique_ptr<Client> NewClient(bool auto_receipt = true) {
     ClientOptions options;
     options.endpoint = broker_->endpoint();
     options.request_timeout = 10s;
+    options.auto_receipt = auto_receipt;
     return std::make_unique<Client>(ctx_, options);
   }
   // A client logged in as a new user `name`.
-  std::unique_ptr<Client> Join(const std::string& name) {
-    auto c = NewClient();
+  std::unique_ptr<Client> Join(const std::string& name,
+                               bool auto_receipt = true) {
+    auto c = NewClient(auto_receipt);
     EXPECT_TRUE(c->CreateAccount(name, "password123").ok());
     EXPECT_TRUE(c->Login(name, "password123").ok());
     return c;
@@ -198,12 +200,8 @@ TEST_P(ClientTest, NoticesAreAcknowledgedAndShownOnce) {
 }
 
 TEST_P(ClientTest, UnacknowledgedNoticeComesBackButIsShownOnce) {
-  ClientOptions options;
-  options.endpoint = broker_->endpoint();
-  options.auto_receipt = false;
-  Client alice(ctx_, options);
-  ASSERT_TRUE(alice.CreateAccount("alice", "password123").ok());
-  ASSERT_TRUE(alice.Login("alice", "password123").ok());
+  auto owned = Join("alice", /*auto_receipt=*/false);
+  Client& alice = *owned;
   auto bob = Join("bob");
   Result<MessagePending> sent = alice.Send("bob", "hi");
   ASSERT_TRUE(sent.ok());
@@ -228,12 +226,8 @@ TEST_P(ClientTest, UnacknowledgedNoticeComesBackButIsShownOnce) {
 
 // AcknowledgeNotices: many notices in NOTICE_RECEIPTs of up to 1000 ids.
 TEST_P(ClientTest, AcknowledgeNoticesClearsEveryOneOfThem) {
-  ClientOptions options;
-  options.endpoint = broker_->endpoint();
-  options.auto_receipt = false;
-  Client alice(ctx_, options);
-  ASSERT_TRUE(alice.CreateAccount("alice", "password123").ok());
-  ASSERT_TRUE(alice.Login("alice", "password123").ok());
+  auto owned = Join("alice", /*auto_receipt=*/false);
+  Client& alice = *owned;
   auto bob = Join("bob");
   const std::vector<std::string> bodies = {"Grüße", "你好", "👋", "مرحبا"};
   std::vector<uint64_t> ids;
