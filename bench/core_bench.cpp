@@ -33,7 +33,7 @@ struct Layout {
   int partitions = 1;
   int threads = 1;
   SyncMode sync = SyncMode::kFull;
-  bool batch_notice_acks = false;  // the drain's sender: one NOTICE_RECEIPT
+  bool batch_acks = false;  // the drain: one MESSAGE_RECEIPT, NOTICE_RECEIPT
 };
 Layout layout;
 
@@ -294,15 +294,16 @@ int RunOffline(uint64_t messages, int recipients, int window,
             in.begin() + static_cast<std::ptrdiff_t>(at),
             in.begin() +
                 static_cast<std::ptrdiff_t>(std::min(in.size(), at + 1024)));
-        NoticeReceipt acks;  // the sender's, with --batch-notice-acks
+        NoticeReceipt acks;       // the sender's, with --batch-acks
+        MessageReceipt confirms;  // the recipient's, with --batch-acks
         for (const OutFrame& f : h.Batch(chunk)) {
           Result<Message> m = Decode(f.frame);
           if (!m.ok()) continue;
           if (f.routing_id == "sender") {
             if (const auto* ok = std::get_if<MessageSuccess>(&m->body)) {
-              if (layout.batch_notice_acks) {
+              if (layout.batch_acks) {
                 acks.message_ids.push_back(ok->message_id);
-                if (acks.message_ids.size() == kMaxNoticeAcks) {
+                if (acks.message_ids.size() == kMaxReceiptIds) {
                   next.push_back({"sender", Encode({h.next_req(), acks}), 0});
                   acks.message_ids.clear();
                 }
@@ -315,9 +316,19 @@ int RunOffline(uint64_t messages, int recipients, int window,
             continue;
           }
           if (const auto* d = std::get_if<DistributeMessage>(&m->body)) {
-            next.push_back(
-                {names[i],
-                 Encode({h.next_req(), MessageReceipt{d->message_id}}), conn});
+            if (layout.batch_acks) {
+              confirms.message_ids.push_back(d->message_id);
+              if (confirms.message_ids.size() == kMaxReceiptIds) {
+                next.push_back(
+                    {names[i], Encode({h.next_req(), confirms}), conn});
+                confirms.message_ids.clear();
+              }
+            } else {
+              next.push_back(
+                  {names[i],
+                   Encode({h.next_req(), MessageReceipt{d->message_id}}),
+                   conn});
+            }
             ++drained;
           } else if (const auto* r = std::get_if<FetchResult>(&m->body)) {
             more = r->count > 0;
@@ -325,6 +336,9 @@ int RunOffline(uint64_t messages, int recipients, int window,
         }
         if (!acks.message_ids.empty()) {
           next.push_back({"sender", Encode({h.next_req(), acks}), 0});
+        }
+        if (!confirms.message_ids.empty()) {
+          next.push_back({names[i], Encode({h.next_req(), confirms}), conn});
         }
       }
       if (more) {
@@ -378,9 +392,10 @@ int main(int argc, char** argv) {
               {"full", zchat::SyncMode::kFull},
               {"normal", zchat::SyncMode::kNormal}},
           CLI::ignore_case));
-  app.add_flag("--batch-notice-acks", zchat::layout.batch_notice_acks,
-               "with --offline: the sender acknowledges the notices of one "
-               "batch in one NOTICE_RECEIPT (message_ids)");
+  app.add_flag("--batch-acks", zchat::layout.batch_acks,
+               "with --offline: the drain's recipient confirms the messages "
+               "of one batch in one MESSAGE_RECEIPT, the sender acknowledges "
+               "its notices in one NOTICE_RECEIPT (message_ids)");
   app.add_option("--threads", zchat::layout.threads,
                  "with partitions: threads running sends and receipts")
       ->check(CLI::Range(1, 64));

@@ -86,10 +86,11 @@ int RunForwarder(const std::string& bind, const std::string& endpoint_file) {
                {0, DistributeMessage{msg_id, name_of[route], s->body, 0}});
         }
       } else if (auto* r = std::get_if<MessageReceipt>(&m->body)) {
-        auto it = sent.find(r->message_id);
-        if (it != sent.end()) {
+        for (uint64_t id : ReceiptIds(*r)) {
+          auto it = sent.find(id);
+          if (it == sent.end()) continue;
           send(it->second.sender_route,
-               {0, MessageSuccess{r->message_id, it->second.recipient,
+               {0, MessageSuccess{id, it->second.recipient,
                                   it->second.client_msg_id}});
           sent.erase(it);
         }

@@ -68,20 +68,23 @@ void Poll(std::vector<zmq::pollitem_t>& items, int timeout_ms) {
   }
 }
 
-// Acknowledges the notices `ids` (then cleared) as `target` wants: one
-// NOTICE_RECEIPT for all of them, or one each.
-void AckNotices(const Target& target, Conn& conn, std::vector<uint64_t>& ids) {
+// Sends receipts of type R (MESSAGE_RECEIPT, NOTICE_RECEIPT) for `ids`
+// (then cleared) as `target` wants: one request for all of them, or one
+// each.
+template <class R>
+void SendReceipts(const Target& target, Conn& conn,
+                  std::vector<uint64_t>& ids) {
   if (ids.empty()) return;
-  if (target.batch_notice_acks) {
-    for (size_t from = 0; from < ids.size(); from += kMaxNoticeAcks) {
-      NoticeReceipt receipt;
+  if (target.batch_acks) {
+    for (size_t from = 0; from < ids.size(); from += kMaxReceiptIds) {
+      R receipt;
       receipt.message_ids.assign(
           ids.begin() + from,
-          ids.begin() + std::min(ids.size(), from + kMaxNoticeAcks));
+          ids.begin() + std::min(ids.size(), from + kMaxReceiptIds));
       conn.Send(std::move(receipt));
     }
   } else {
-    for (uint64_t id : ids) conn.Send(NoticeReceipt{id});
+    for (uint64_t id : ids) conn.Send(R{id});
   }
   ids.clear();
 }
@@ -303,7 +306,8 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
     // After measuring, the messages still in flight must complete too: the
     // cycle stops sending and waits for them (a lost one is a failure).
     auto last_progress = Clock::now();
-    std::vector<uint64_t> acks;  // a sender's notices read together
+    std::vector<uint64_t> acks;      // a sender's notices read together
+    std::vector<uint64_t> confirms;  // a recipient's messages read together
     while (sending || in_flight > 0) {
       if (abort) return;
       Poll(items, 100);
@@ -346,18 +350,19 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
             part.failure = "a sender got " + Describe(m);
           }
         });
-        AckNotices(target, *conns[i], acks);
+        SendReceipts<NoticeReceipt>(target, *conns[i], acks);
         conns[pairs + i]->Drain([&](Message& m) {
           if (auto* d = std::get_if<DistributeMessage>(&m.body)) {
             if (clock.Measuring(Clock::now())) {
               part.delivered.push_back(NowNs() - std::stoll(d->body));
             }
             ++part.distributed;
-            conns[pairs + i]->Send(MessageReceipt{d->message_id});
+            confirms.push_back(d->message_id);
           } else if (part.failure.empty()) {
             part.failure = "a recipient got " + Describe(m);
           }
         });
+        SendReceipts<MessageReceipt>(target, *conns[pairs + i], confirms);
       }
       if (!part.failure.empty()) {
         abort = true;
@@ -515,7 +520,8 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
   int finished = 0;
   uint64_t drained = 0;
   std::unordered_set<uint64_t> distinct;
-  std::vector<uint64_t> acks;  // the sender's notices read together
+  std::vector<uint64_t> acks;      // the sender's notices read together
+  std::vector<uint64_t> confirms;  // a recipient's messages read together
   for (auto& c : rconns) c->Send(FetchMessages{kMaxFetchLimit});
   // The sender, still logged in, hears of each delivery and acknowledges
   // it, as a client does (otherwise its notices pile up past their cap).
@@ -527,11 +533,14 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
     for (int i = 0; i < recipients; ++i) {
       rconns[i]->Drain([&](Message& m) {
         if (auto* d = std::get_if<DistributeMessage>(&m.body)) {
-          rconns[i]->Send(MessageReceipt{d->message_id});
+          confirms.push_back(d->message_id);
           ++drained;
           distinct.insert(d->message_id);
           last_progress = Clock::now();
         } else if (auto* r = std::get_if<FetchResult>(&m.body)) {
+          // The page's receipts go before the next fetch, which would
+          // otherwise push the same messages again.
+          SendReceipts<MessageReceipt>(target, *rconns[i], confirms);
           if (r->count == 0) {
             done[i] = true;
             ++finished;
@@ -542,6 +551,7 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
           out.failure = "draining got " + Describe(m);
         }
       });
+      SendReceipts<MessageReceipt>(target, *rconns[i], confirms);
     }
     sender[0]->Drain([&](Message& m) {
       if (auto* ok = std::get_if<MessageSuccess>(&m.body)) {
@@ -550,7 +560,7 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
         out.failure = "the sender got " + Describe(m) + " while draining";
       }
     });
-    AckNotices(target, *sender[0], acks);
+    SendReceipts<NoticeReceipt>(target, *sender[0], acks);
     if (!out.failure.empty()) return out;
     if (Clock::now() - last_progress > kStall) {
       out.failure = "draining stalled at " + std::to_string(distinct.size()) +

@@ -35,9 +35,10 @@ struct Target {
   // A database server the brokers use (PostgreSQL's main process), whose
   // CPU, with its children's, is reported apart; -1: none.
   pid_t server_pid = -1;
-  // Senders acknowledge the notices they read together in one NOTICE_RECEIPT
+  // Recipients confirm the messages they read together in one
+  // MESSAGE_RECEIPT, senders acknowledge their notices in one NOTICE_RECEIPT
   // (message_ids); else one each.
-  bool batch_notice_acks = false;
+  bool batch_acks = false;
 };
 
 struct Latency {

@@ -45,8 +45,7 @@ struct Settings {
   std::string no_mosquitto;        // why Mosquitto is skipped ("" if it is not)
   bool postgresql = false;         // also zchat on PostgreSQL (--postgresql)
   std::vector<int> pg_brokers{1};  // brokers sharing the database, per row
-  std::string notice_acks =
-      "batch";  // senders' NOTICE_RECEIPTs (--notice-acks)
+  std::string acks = "batch";  // receipts and notice acknowledgements (--acks)
 };
 
 // Why scenarios did not complete; any of them makes the exit status 1.
@@ -78,7 +77,7 @@ Running Start(const Settings& s, const std::string& name,
               std::vector<std::string> argv) {
   Running r;
   r.target.name = name;
-  r.target.batch_notice_acks = s.notice_acks == "batch";
+  r.target.batch_acks = s.acks == "batch";
   const std::string file = s.dir + "/endpoint";
   std::remove(file.c_str());
   argv.push_back("--endpoint-file");
@@ -272,7 +271,7 @@ Json Cycle(const Settings& s, const std::string& title, int pairs, int window,
     }
     std::vector<Running> brokers;
     Target t;
-    t.batch_notice_acks = s.notice_acks == "batch";
+    t.batch_acks = s.acks == "batch";
     bool up = true;
     for (int b = 0; b < n && up; ++b) {
       brokers.push_back(StartBroker(s, uri, "min"));
@@ -533,11 +532,11 @@ int main(int argc, char** argv) {
                  "threads driving the online cycle's pairs")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
-  app.add_option("--notice-acks", s.notice_acks,
-                 "how senders acknowledge their MESSAGE_SUCCESS notices: "
-                 "batch (one NOTICE_RECEIPT with message_ids for those read "
-                 "together) or each (one per notice, as brokers before "
-                 "message_ids need)")
+  app.add_option("--acks", s.acks,
+                 "how clients confirm what they read (MESSAGE_RECEIPT) and "
+                 "acknowledge their notices (NOTICE_RECEIPT): batch (one "
+                 "request with message_ids for what was read together) or "
+                 "each (one per id, as brokers before message_ids need)")
       ->check(CLI::IsMember({"batch", "each"}))
       ->capture_default_str();
   app.add_flag("--postgresql", s.postgresql,

@@ -94,9 +94,15 @@ int BrokerCore::HotPartition(const Peer& peer, const Result<Message>& m) const {
     return partitioned_->OfAccountId(peer.account_id);
   }
   if (const auto* receipt = std::get_if<MessageReceipt>(&m->body)) {
-    // The message's (its sender's, where its notice goes too).
-    const auto id = static_cast<int64_t>(receipt->message_id);
-    return partitioned_->OfMessageId(id);
+    // The messages' (their senders', where their notices go too): ids of
+    // several partitions run on the loop thread.
+    int partition = -1;
+    for (uint64_t id : ReceiptIds(*receipt)) {
+      const int p = partitioned_->OfMessageId(static_cast<int64_t>(id));
+      if (partition >= 0 && p != partition) return -1;
+      partition = p;
+    }
+    return partition;
   }
   return -1;
 }
@@ -220,10 +226,9 @@ void BrokerCore::RunArrived() {
                          send->client_msg_id, UsernameKey(send->recipient)});
       }
     } else if (const auto* receipt = std::get_if<MessageReceipt>(&m->body)) {
-      reads.push_back({Lookahead::Kind::kReceipt,
-                       peer->account_id,
-                       receipt->message_id,
-                       {}});
+      for (uint64_t id : ReceiptIds(*receipt)) {
+        reads.push_back({Lookahead::Kind::kReceipt, peer->account_id, id, {}});
+      }
     }
   }
   store_.Prefetch(reads);

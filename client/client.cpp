@@ -298,12 +298,33 @@ void Client::AcknowledgeNotice(uint64_t message_id) {
   SendFrame(id, in_flight_[id].body);
 }
 
+namespace {
+
+// `ids` in receipts of type R, kMaxReceiptIds each.
+template <class R>
+std::vector<R> InReceipts(const std::vector<uint64_t>& ids) {
+  std::vector<R> out;
+  for (size_t from = 0; from < ids.size(); from += kMaxReceiptIds) {
+    const size_t to = std::min(ids.size(), from + kMaxReceiptIds);
+    R receipt;
+    receipt.message_ids.assign(ids.begin() + from, ids.begin() + to);
+    out.push_back(std::move(receipt));
+  }
+  return out;
+}
+
+}  // namespace
+
+void Client::ConfirmAll(const std::vector<uint64_t>& message_ids) {
+  for (MessageReceipt& receipt : InReceipts<MessageReceipt>(message_ids)) {
+    const uint64_t id = next_request_id_++;
+    in_flight_[id] = InFlight{std::move(receipt), true, false};
+    SendFrame(id, in_flight_[id].body);
+  }
+}
+
 void Client::AcknowledgeNotices(const std::vector<uint64_t>& message_ids) {
-  for (size_t from = 0; from < message_ids.size(); from += kMaxNoticeAcks) {
-    const size_t to = std::min(message_ids.size(), from + kMaxNoticeAcks);
-    NoticeReceipt receipt;
-    receipt.message_ids.assign(message_ids.begin() + from,
-                               message_ids.begin() + to);
+  for (NoticeReceipt& receipt : InReceipts<NoticeReceipt>(message_ids)) {
     const uint64_t id = next_request_id_++;
     in_flight_[id] = InFlight{std::move(receipt), true, false};
     SendFrame(id, in_flight_[id].body);

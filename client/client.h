@@ -106,6 +106,10 @@ class Client {
   // Explicit receipt (when auto_receipt is off). Fire and forget: a refusal
   // comes back later and is dropped.
   void Confirm(uint64_t message_id);
+  // The same for many messages: one MESSAGE_RECEIPT per kMaxReceiptIds ids.
+  // Ids the broker refuses (someone else's, unknown) come back as one ERROR
+  // per request, dropped like Confirm's; the others are confirmed.
+  void ConfirmAll(const std::vector<uint64_t>& message_ids);
   // The notices not yet acknowledged come again as MessageSuccess /
   // MessageUndeliverable events (repeats of ones already handed over are
   // dropped, and acknowledged again).
@@ -113,7 +117,7 @@ class Client {
   // Explicit notice acknowledgement (when auto_receipt is off); fire and
   // forget like Confirm.
   void AcknowledgeNotice(uint64_t message_id);
-  // The same for many notices: one NOTICE_RECEIPT per kMaxNoticeAcks ids.
+  // The same for many notices: one NOTICE_RECEIPT per kMaxReceiptIds ids.
   void AcknowledgeNotices(const std::vector<uint64_t>& message_ids);
   // With has_pending, *pending (if given) is how many messages wait.
   Result<DeletionSuccess> DeleteAccount(bool force,

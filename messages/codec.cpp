@@ -329,7 +329,8 @@ Result<Message> DecodeBody(FieldReader& reader, uint64_t request_id) {
       return Malformed("exactly one of 'password' and 'token' is required");
     }
   }
-  if constexpr (std::is_same_v<T, NoticeReceipt>) {
+  if constexpr (std::is_same_v<T, NoticeReceipt> ||
+                std::is_same_v<T, MessageReceipt>) {
     if ((body.message_id != 0) == !body.message_ids.empty()) {
       return Malformed(
           "exactly one of 'message_id' and 'message_ids' is required");

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -30,8 +31,9 @@ inline constexpr size_t kMaxReasonBytes = 512;
 inline constexpr size_t kTokenBytes = 32;
 inline constexpr uint64_t kMaxListLimit = 1000;
 inline constexpr uint64_t kMaxFetchLimit = 1000;
-inline constexpr size_t kMaxNoticeAcks = 1000;  // ids in one NOTICE_RECEIPT
-static_assert(kMaxNoticeAcks <= kMaxListLimit, "the parser's array limit");
+// Ids in one MESSAGE_RECEIPT or NOTICE_RECEIPT (`message_ids`).
+inline constexpr size_t kMaxReceiptIds = 1000;
+static_assert(kMaxReceiptIds <= kMaxListLimit, "the parser's array limit");
 
 enum class MessageType : uint16_t {
   kCreateAccount = 1,
@@ -144,18 +146,23 @@ struct FetchMessages {
   }
 };
 
+// The recipient confirms a message (by its id), or up to kMaxReceiptIds of
+// them at once, each as if alone. No reply when every id is accepted.
+// Exactly one of the two fields.
 struct MessageReceipt {
   static constexpr MessageType kType = MessageType::kMessageReceipt;
   static constexpr Direction kDirection = Direction::kRequest;
-  uint64_t message_id = 0;
+  uint64_t message_id = 0;            // 0: absent (ids start at 1)
+  std::vector<uint64_t> message_ids;  // empty: absent
   template <class V>
   void Visit(V& v) {
-    v.Uint("message_id", message_id, 1, INT64_MAX);
+    v.OptId("message_id", message_id, INT64_MAX);
+    v.IdList("message_ids", message_ids, kMaxReceiptIds, INT64_MAX);
   }
 };
 
 // The sender acknowledges a MESSAGE_SUCCESS or MESSAGE_UNDELIVERABLE (by its
-// message id), or up to kMaxNoticeAcks of them at once: the broker forgets
+// message id), or up to kMaxReceiptIds of them at once: the broker forgets
 // those notices. No reply when accepted. Exactly one of the two fields.
 struct NoticeReceipt {
   static constexpr MessageType kType = MessageType::kNoticeReceipt;
@@ -165,7 +172,7 @@ struct NoticeReceipt {
   template <class V>
   void Visit(V& v) {
     v.OptId("message_id", message_id, INT64_MAX);
-    v.IdList("message_ids", message_ids, kMaxNoticeAcks, INT64_MAX);
+    v.IdList("message_ids", message_ids, kMaxReceiptIds, INT64_MAX);
   }
 };
 
@@ -344,10 +351,13 @@ struct Error {
   static constexpr Direction kDirection = Direction::kReply;
   ErrorCode code = ErrorCode::kOk;
   std::string reason;
+  // A MESSAGE_RECEIPT with message_ids: the ids it refused (empty: absent).
+  std::vector<uint64_t> message_ids;
   template <class V>
   void Visit(V& v) {
     v.Code("code", code);
     v.Text("reason", reason, kMaxReasonBytes);
+    v.IdList("message_ids", message_ids, kMaxReceiptIds, INT64_MAX);
   }
 };
 
@@ -432,6 +442,14 @@ struct Message {
   uint64_t request_id = 0;  // >= 1 on requests, echoed on replies, 0 on pushes
   Body body;
 };
+
+// The ids a MESSAGE_RECEIPT or NOTICE_RECEIPT names: its message_ids, or
+// its message_id alone.
+template <class Receipt>
+std::span<const uint64_t> ReceiptIds(const Receipt& r) {
+  if (r.message_ids.empty()) return {&r.message_id, 1};
+  return r.message_ids;
+}
 
 MessageType TypeOf(const Body& body);
 Direction DirectionOf(MessageType type);

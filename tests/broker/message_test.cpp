@@ -311,6 +311,69 @@ TEST_F(CoreTest, ANoticeReceiptWithIdsAcknowledgesEachOfThem) {
   ASSERT_EQ(PushesOf<MessageSuccess>("c2").size(), 1u);  // not alice's to ack
 }
 
+// One MESSAGE_RECEIPT with message_ids confirms each of them as if sent
+// alone: the senders hear of each, the queue empties; repeats are no-ops.
+TEST_F(CoreTest, AReceiptWithIdsConfirmsEachOfThem) {
+  Join("a", "alice");
+  Join("c", "carol");
+  CreateUser("x", "bob");
+  const uint64_t first = SendText("a", "bob", "Grüße, 你好 👋");
+  const uint64_t second = SendText("c", "bob", "مرحبا");
+  const uint64_t third = SendText("a", "bob", "zoë");
+  Login("b", "bob");
+  ASSERT_EQ(Expect<FetchResult>("b", FetchMessages{}).count, 3u);
+  MessageReceipt all;
+  all.message_ids = {third, first, second, first};
+  EXPECT_FALSE(Call("b", all).has_value());  // accepted: no reply
+  std::vector<uint64_t> to_alice, to_carol;
+  for (const MessageSuccess& s : PushesOf<MessageSuccess>("a")) {
+    to_alice.push_back(s.message_id);
+  }
+  for (const MessageSuccess& s : PushesOf<MessageSuccess>("c")) {
+    to_carol.push_back(s.message_id);
+  }
+  EXPECT_EQ(to_alice, (std::vector<uint64_t>{third, first}));
+  EXPECT_EQ(to_carol, (std::vector<uint64_t>{second}));
+  EXPECT_EQ(Expect<FetchResult>("b", FetchMessages{}).count, 0u);
+}
+
+// Ids the broker would refuse alone (someone else's message, one never
+// handed out) change nothing and are named in one ERROR; the others of the
+// request are confirmed all the same.
+TEST_F(CoreTest, AReceiptWithIdsNamesTheIdsItRefused) {
+  Join("a", "alice");
+  Join("b", "bob");
+  Join("c", "carol");
+  const uint64_t bobs = SendText("a", "bob", "李雷");
+  const uint64_t carols = SendText("a", "carol", "שלום");
+  const uint64_t never = carols + 1000;
+  MessageReceipt mixed;
+  mixed.message_ids = {carols, bobs, never};
+  std::optional<Message> reply = Call("b", mixed);
+  ASSERT_TRUE(reply.has_value());
+  const auto* error = std::get_if<Error>(&reply->body);
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(error->code, ErrorCode::kNotYours);  // the first refused
+  EXPECT_EQ(error->message_ids, (std::vector<uint64_t>{carols, never}));
+  EXPECT_NE(error->reason.find("2 of 3"), std::string::npos) << error->reason;
+  // Bob's message is confirmed; Carol's still waits for her.
+  std::vector<uint64_t> told;
+  for (const MessageSuccess& s : PushesOf<MessageSuccess>("a")) {
+    told.push_back(s.message_id);
+  }
+  EXPECT_EQ(told, (std::vector<uint64_t>{bobs}));
+  EXPECT_EQ(Expect<FetchResult>("c", FetchMessages{}).count, 1u);
+  EXPECT_EQ(Expect<FetchResult>("b", FetchMessages{}).count, 0u);
+  // Every id refused: the same ERROR, nothing confirmed.
+  MessageReceipt none;
+  none.message_ids = {never};
+  reply = Call("b", none);
+  ASSERT_TRUE(reply.has_value());
+  ASSERT_TRUE(std::holds_alternative<Error>(reply->body));
+  EXPECT_EQ(std::get<Error>(reply->body).code, ErrorCode::kUnknownMessage);
+  EXPECT_EQ(Expect<FetchResult>("c", FetchMessages{}).count, 1u);
+}
+
 TEST_F(CoreTest, DeletedSendersNoticesAreGone) {
   Join("a", "alice");
   Join("b", "bob");

@@ -404,21 +404,22 @@ TEST(CodecTest, NoticeRequestsCheckTheirFields) {
   EXPECT_EQ(MessageTypeName(MessageType::kFetchNotices), "FETCH_NOTICES");
 }
 
-// NOTICE_RECEIPT acknowledges one notice (message_id) or up to 1000 at once
-// (message_ids), never both and never neither.
-TEST(CodecTest, NoticeReceiptTakesAListOfIds) {
-  NoticeReceipt many;
-  for (uint64_t id = 1; id < kMaxNoticeAcks; ++id)
+// MESSAGE_RECEIPT and NOTICE_RECEIPT name one message (message_id) or up to
+// 1000 (message_ids), never both and never neither.
+template <class R>
+void ExpectAListOfIds() {
+  R many;
+  for (uint64_t id = 1; id < kMaxReceiptIds; ++id)
     many.message_ids.push_back(id);
   many.message_ids.push_back(static_cast<uint64_t>(INT64_MAX));
   Result<Message> back = Decode(Encode({7, many}));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
-  const auto& got = std::get<NoticeReceipt>(back->body);
+  const auto& got = std::get<R>(back->body);
   EXPECT_EQ(got.message_id, 0u);
   EXPECT_EQ(got.message_ids, many.message_ids);
 
   auto with = [](int fields, const std::function<void(RawPacker&)>& add) {
-    return EnvelopeFrame(MessageType::kNoticeReceipt, 3, fields, add);
+    return EnvelopeFrame(R::kType, 3, fields, add);
   };
   auto ids = [](RawPacker& pk, const std::vector<uint64_t>& v) {
     pk.pack("message_ids");
@@ -437,7 +438,7 @@ TEST(CodecTest, NoticeReceiptTakesAListOfIds) {
                  ErrorCode::kMalformed,
                  "field 'message_ids' must not be empty");
   // The parser's array limit (1000, as for every list) refuses more.
-  std::vector<uint64_t> too_many(kMaxNoticeAcks + 1, 1);
+  std::vector<uint64_t> too_many(kMaxReceiptIds + 1, 1);
   ExpectRejected(with(1, [&](RawPacker& pk) { ids(pk, too_many); }),
                  ErrorCode::kMalformed, "a declared size exceeds the limits");
   ExpectRejected(with(1,
@@ -465,6 +466,26 @@ TEST(CodecTest, NoticeReceiptTakesAListOfIds) {
                       }),
                  ErrorCode::kMalformed,
                  "field 'message_ids' must be a non-negative integer");
+}
+
+TEST(CodecTest, NoticeReceiptTakesAListOfIds) {
+  ExpectAListOfIds<NoticeReceipt>();
+}
+
+TEST(CodecTest, MessageReceiptTakesAListOfIds) {
+  ExpectAListOfIds<MessageReceipt>();
+}
+
+// The ERROR that answers a MESSAGE_RECEIPT with message_ids names the ids it
+// refused; other ERRORs carry no such field.
+TEST(CodecTest, AnErrorMayNameRefusedIds) {
+  Error refused{ErrorCode::kNotYours, "2 of 5 messages not confirmed", {7, 9}};
+  Result<Message> back = Decode(Encode({4, refused}));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(std::get<Error>(back->body).message_ids,
+            (std::vector<uint64_t>{7, 9}));
+  Error plain{ErrorCode::kMalformed, "no"};
+  EXPECT_EQ(Encode({4, plain}).find("message_ids"), std::string::npos);
 }
 
 TEST(CodecTest, TolerantReadersKeepUnknownErrorCodes) {
