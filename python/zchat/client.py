@@ -120,7 +120,7 @@ class ZchatClient:
     FAILOVER = "failover"    # the `type` of the failover event push
     # Requests that get no reply when accepted (they never hold up failover).
     NO_REPLY_TYPES = {MESSAGE_RECEIPT, NOTICE_RECEIPT}
-    MAX_NOTICE_ACKS = 1000  # ids in one NOTICE_RECEIPT's message_ids
+    MAX_RECEIPT_IDS = 1000  # ids in one receipt's message_ids
 
     def __init__(self, timeout=10.0, context=None, auto_ack=True, failover_after=2.0):
         self.timeout = timeout
@@ -486,6 +486,31 @@ class ZchatClient:
             if refusal is not None:
                 raise ZchatError(refusal.get("code", 0), refusal.get("reason", ""), refusal)
 
+    def receipts(self, message_ids, check=True):
+        """Confirm many delivered messages: one MESSAGE_RECEIPT with
+        message_ids per 1000 ids, each id as if confirmed alone. Ids the broker
+        refuses (someone else's, unknown) change nothing and come back in one
+        ERROR per request, whose message_ids names them; the others are
+        confirmed. With check=True a PING follows and the refused ids are
+        returned (a list, empty when none was refused); a storage failure is
+        raised. With check=False it returns None at once."""
+        ids = list(message_ids)
+        step = self.MAX_RECEIPT_IDS
+        reqs = [self._send(MESSAGE_RECEIPT, message_ids=ids[start:start + step])
+                for start in range(0, len(ids), step)]
+        if not check:
+            return None
+        self.ping()
+        refused = []
+        for req in reqs:
+            reply = self._replies.pop(req, None)
+            if reply is None:
+                continue
+            if "message_ids" not in reply:
+                raise ZchatError(reply.get("code", 0), reply.get("reason", ""), reply)
+            refused.extend(reply["message_ids"])
+        return refused
+
     def ack_notice(self, message_id):
         """Acknowledge a MESSAGE_SUCCESS / MESSAGE_UNDELIVERABLE (NOTICE_RECEIPT):
         the broker stops sending it again. No reply when accepted; an unknown
@@ -498,7 +523,7 @@ class ZchatClient:
         message_ids per 1000 ids (protocol.md 8.7), fire and forget like
         ack_notice."""
         ids = list(message_ids)
-        step = self.MAX_NOTICE_ACKS
+        step = self.MAX_RECEIPT_IDS
         for start in range(0, len(ids), step):
             self._send(NOTICE_RECEIPT, message_ids=ids[start:start + step])
 

@@ -248,6 +248,34 @@ TEST_P(ClientTest, AcknowledgeNoticesClearsEveryOneOfThem) {
   EXPECT_EQ(after->count + after->remaining, 0u);
 }
 
+// ConfirmAll: many messages in MESSAGE_RECEIPTs of up to 1000 ids; the
+// senders hear of each.
+TEST_P(ClientTest, ConfirmAllConfirmsEveryOneOfThem) {
+  auto alice = Join("alice");
+  auto bob = Join("bob", /*auto_receipt=*/false);
+  const std::vector<std::string> bodies = {"Grüße", "你好", "👋", "مرحبا"};
+  std::vector<uint64_t> ids;
+  for (const std::string& body : bodies) {
+    Result<MessagePending> sent = alice->Send("bob", body);
+    ASSERT_TRUE(sent.ok());
+    auto got = NextOf<DistributeMessage>(*bob);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(got->body, body);
+    ids.push_back(got->message_id);
+  }
+  bob->ConfirmAll(ids);
+  std::vector<uint64_t> told;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto success = NextOf<MessageSuccess>(*alice);
+    ASSERT_TRUE(success.has_value());
+    told.push_back(success->message_id);
+  }
+  EXPECT_EQ(told, ids);
+  Result<FetchResult> left = bob->Fetch();
+  ASSERT_TRUE(left.ok());
+  EXPECT_EQ(left->count + left->remaining, 0u);
+}
+
 TEST_P(ClientTest, PipelinesManyRequests) {
   auto alice = Join("alice");
   auto bob = Join("bob");

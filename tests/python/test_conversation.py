@@ -318,6 +318,26 @@ def test_ack_notices_acknowledges_a_list_in_one_request(broker):
         assert frida.fetch_notices() == (0, 0)
 
 
+def test_receipts_confirm_a_list_and_name_the_refused_ids(broker):
+    with _python_user(broker, "hana") as hana, _python_user(broker, "ivo") as ivo, \
+            _python_user(broker, "jun") as jun:
+        to_ivo = [hana.send("ivo", body) for body in ("Grüße", "你好", "👋")]
+        to_jun = hana.send("jun", "مرحبا")
+        for _ in to_ivo:
+            push, others = wait_push(ivo, lambda p: p.get("type") == zc.DISTRIBUTE_MESSAGE)
+            assert push is not None, f"{others}"
+        # Jun's message is not Ivo's to confirm: refused, the rest confirmed.
+        assert ivo.receipts(to_ivo + [to_jun]) == [to_jun]
+        got = set()
+        while len(got) < len(to_ivo):
+            push, others = wait_push(hana, lambda p: p.get("type") == zc.MESSAGE_SUCCESS)
+            assert push is not None, f"{others}"
+            got.add(push["message_id"])
+        assert got == set(to_ivo)
+        assert ivo.receipts(to_ivo) == [], "repeats are accepted"
+        assert jun.fetch().count == 1, "Jun's message still waits for Jun"
+
+
 # -- alice (Python) and bob (zchat CLI) ------------------------------------------
 
 def test_cross_bob_registers_with_zchat(cli):
