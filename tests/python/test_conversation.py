@@ -298,6 +298,16 @@ def test_unacknowledged_notice_comes_back_at_next_login(broker):
         assert again.fetch_notices() == (0, 0), "handed out, so acknowledged"
 
 
+def _success_ids(client, n):
+    """The message ids of the next n distinct MESSAGE_SUCCESS pushes."""
+    got = set()
+    while len(got) < n:
+        push, others = wait_push(client, lambda p: p.get("type") == zc.MESSAGE_SUCCESS)
+        assert push is not None, f"{others}"
+        got.add(push["message_id"])
+    return got
+
+
 def test_ack_notices_acknowledges_a_list_in_one_request(broker):
     with _python_user(broker, "frida", auto_ack=False) as frida, \
             _python_user(broker, "gil") as gil:
@@ -306,12 +316,7 @@ def test_ack_notices_acknowledges_a_list_in_one_request(broker):
             push, others = wait_push(gil, lambda p: p.get("type") == zc.DISTRIBUTE_MESSAGE)
             assert push is not None, f"{others}"
             gil.receipt(push["message_id"])
-        got = set()
-        while len(got) < len(ids):
-            push, others = wait_push(frida, lambda p: p.get("type") == zc.MESSAGE_SUCCESS)
-            assert push is not None, f"{others}"
-            got.add(push["message_id"])
-        assert got == set(ids)
+        assert _success_ids(frida, len(ids)) == set(ids)
         frida.ack_notices(ids[:3])
         assert frida.fetch_notices() == (1, 0), "the fourth is not acknowledged"
         frida.ack_notices(ids)  # the first three again: no-ops
@@ -328,12 +333,7 @@ def test_receipts_confirm_a_list_and_name_the_refused_ids(broker):
             assert push is not None, f"{others}"
         # Jun's message is not Ivo's to confirm: refused, the rest confirmed.
         assert ivo.receipts(to_ivo + [to_jun]) == [to_jun]
-        got = set()
-        while len(got) < len(to_ivo):
-            push, others = wait_push(hana, lambda p: p.get("type") == zc.MESSAGE_SUCCESS)
-            assert push is not None, f"{others}"
-            got.add(push["message_id"])
-        assert got == set(to_ivo)
+        assert _success_ids(hana, len(to_ivo)) == set(to_ivo)
         assert ivo.receipts(to_ivo) == [], "repeats are accepted"
         assert jun.fetch().count == 1, "Jun's message still waits for Jun"
 
