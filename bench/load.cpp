@@ -322,7 +322,6 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
       }
       if (sending && now >= clock.to) sending = false;
       for (int i : mine) {
-        acks.clear();
         conns[i]->Drain([&](Message& m) {
           if (auto* ok = std::get_if<MessageSuccess>(&m.body)) {
             Sender& s = senders[i];
