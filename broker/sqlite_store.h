@@ -18,7 +18,8 @@
 //     Enqueue; never too low, since deletes (Prune, DeleteAccount) only
 //     lower the true one. FindSend answers "not a retry" without a lookup
 //     for an id above it, which is every send of a client that counts its
-//     ids up (the C++, Python and terminal clients do).
+//     ids up (the C++, Python and terminal clients do);
+//   - the dedup records of sends_recent, whole (below).
 // They reflect the writes of the open transaction. When a transaction ends
 // without its writes, the caches are dropped whole.
 //
@@ -29,6 +30,18 @@
 // rollback (the block is dropped) or a restart. ConfirmDelivery reads an id
 // below the next one to hand out as kAlreadyConfirmed, one at or above it
 // as kUnknown.
+//
+// Dedup records (schema v5). A sender's first send in a transaction has its
+// record go to sends_recent, keyed by its message id, so that a batch's
+// records land on that table's last page instead of one page of `sends` per
+// sender (its other sends in the transaction go straight into `sends`,
+// after each other on one page). The store mirrors
+// that table in memory (FindSend looks there first) and moves its rows into
+// `sends`, keyed by (sender_id, client_msg_id), in one sorted INSERT ...
+// SELECT when it holds kRecentSendsMax of them and at every Prune: each
+// sender's page of `sends` is then written once per merge, not once per
+// batch. The mirror is loaded from the table on first use and dropped with
+// the other caches.
 #pragma once
 
 #include <sqlite3.h>
@@ -37,6 +50,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "broker/store.h"
@@ -49,7 +63,7 @@ class SqliteStore final : public Store {
                                                    const StoreOptions& options);
   ~SqliteStore() override;
 
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
 
   // Transactions (see the top of this file). Commit failing (disk full)
   // rolls everything back. Rollback outside a transaction only drops the
@@ -219,6 +233,36 @@ class SqliteStore final : public Store {
                                                              INT64_MAX};
   std::pair<int64_t, int64_t> prune_from_ = kPruneFirst;
   int64_t sends_since_prune_ = 0;
+  // The rows of sends_recent (see the top of this file): (sender_id,
+  // client_msg_id) -> (message_id, created_at), and each sender's highest
+  // client_msg_id
+  // among them. Valid while recent_loaded_.
+  static constexpr size_t kRecentSendsMax = 4096;
+  struct SendKey {
+    int64_t sender_id;
+    int64_t client_msg_id;
+    bool operator==(const SendKey&) const = default;
+  };
+  struct SendKeyHash {
+    size_t operator()(const SendKey& k) const {
+      return std::hash<uint64_t>()(static_cast<uint64_t>(k.sender_id) *
+                                       0x9e3779b97f4a7c15ULL ^
+                                   static_cast<uint64_t>(k.client_msg_id));
+    }
+  };
+  struct RecentSend {
+    int64_t message_id;
+    int64_t created_at;
+  };
+  std::unordered_map<SendKey, RecentSend, SendKeyHash> recent_sends_;
+  std::unordered_map<int64_t, int64_t> recent_highest_;
+  bool recent_loaded_ = false;
+  // Senders with a dedup record in the open transaction (Enqueue).
+  std::unordered_set<int64_t> senders_in_transaction_;
+  // Reads sends_recent into the mirror unless it is loaded.
+  Status LoadRecentSends();
+  // Moves every row of sends_recent into `sends` (in a transaction).
+  Status MergeRecentSends();
 };
 
 }  // namespace zchat

@@ -632,6 +632,127 @@ TEST_F(StoreTest, PruneWalksTheSendsInStretches) {
   EXPECT_EQ(*store_->CountPending(a), kOld) << "the messages stay";
 }
 
+// --- Dedup records in two tables (schema v5) ---------------------------------
+
+// Rows of `table` in the file at `path`, read with SQLite directly.
+int64_t RawCount(const std::string& path, const std::string& table) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  const std::string sql = "SELECT count(*) FROM " + table;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK);
+  const int64_t n =
+      sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
+// A sender's first send of a transaction leaves its record in sends_recent,
+// its others go to `sends`; FindSend answers for both, before and after a
+// restart (which reloads the store's copy of sends_recent), and Prune moves
+// sends_recent into `sends`.
+TEST_F(StoreTest, DedupRecordsAreFoundInBothTablesAndMerged) {
+  Begin();
+  const int64_t a = Create("a");
+  const int64_t b = Create("b");
+  const int64_t a1 = Enqueue(a, b, 1);
+  const int64_t a2 = Enqueue(a, b, 2);
+  const int64_t b9 = Enqueue(b, a, 9);
+  Commit();
+  EXPECT_EQ(RawCount(path_, "sends_recent"), 2) << "a's first and b's";
+  EXPECT_EQ(RawCount(path_, "sends"), 1) << "a's second";
+  auto found = [&](int64_t sender, uint64_t client_msg_id) -> int64_t {
+    auto f = store_->FindSend(sender, client_msg_id);
+    EXPECT_TRUE(f.ok()) << f.status().ToString();
+    return f.ok() && f->has_value() ? **f : 0;
+  };
+  EXPECT_EQ(found(a, 1), a1);
+  EXPECT_EQ(found(a, 2), a2);
+  EXPECT_EQ(found(b, 9), b9);
+  EXPECT_EQ(found(a, 9), 0) << "another sender's id";
+  EXPECT_EQ(found(b, 1), 0);
+
+  Reopen();
+  EXPECT_EQ(found(a, 1), a1) << "after a restart";
+  EXPECT_EQ(found(b, 9), b9) << "after a restart";
+  EXPECT_EQ(found(a, 3), 0);
+  Begin();
+  ASSERT_TRUE(store_->Prune(0, 0).ok());
+  Commit();
+  EXPECT_EQ(RawCount(path_, "sends_recent"), 0);
+  EXPECT_EQ(RawCount(path_, "sends"), 3);
+  EXPECT_EQ(found(a, 1), a1) << "after the merge";
+  EXPECT_EQ(found(a, 2), a2);
+  EXPECT_EQ(found(b, 9), b9);
+  EXPECT_EQ(found(b, 1), 0);
+}
+
+// A send whose record waits in sends_recent is still refused a second time
+// in a later transaction, and a retried id below the sender's highest is
+// found there.
+TEST_F(StoreTest, ARecordInSendsRecentRefusesASecondStore) {
+  Begin();
+  const int64_t a = Create("a");
+  const int64_t first = Enqueue(a, a, 5);
+  Commit();
+  Begin();
+  Enqueue(a, a, 6);
+  QueuedMessage again;
+  again.sender_id = again.recipient_id = a;
+  again.sender_name = again.recipient_name = "a";
+  again.client_msg_id = 5;
+  again.body = "¿otra vez? 再一次 🔁";
+  EXPECT_FALSE(store_->Enqueue(again).ok());
+  store_->Rollback();
+  auto f = store_->FindSend(a, 5);
+  ASSERT_TRUE(f.ok() && f->has_value());
+  EXPECT_EQ(**f, first);
+  EXPECT_FALSE(store_->FindSend(a, 6)->has_value()) << "rolled back";
+}
+
+// What a rolled-back transaction put in sends_recent is forgotten: the same
+// ids are new again, and stored once.
+TEST_F(StoreTest, ARollbackForgetsTheRecentRecordsItWrote) {
+  Begin();
+  const int64_t a = Create("a");
+  Commit();
+  Begin();
+  Enqueue(a, a, 1);
+  Enqueue(a, a, 2);
+  ASSERT_TRUE(store_->FindSend(a, 1)->has_value());
+  store_->Rollback();
+  EXPECT_FALSE(store_->FindSend(a, 1)->has_value());
+  EXPECT_FALSE(store_->FindSend(a, 2)->has_value());
+  Begin();
+  const int64_t id = Enqueue(a, a, 1);
+  Commit();
+  EXPECT_EQ(**store_->FindSend(a, 1), id);
+  EXPECT_EQ(RawCount(path_, "sends_recent") + RawCount(path_, "sends"), 1);
+}
+
+// sends_recent is merged when it holds 4,096 records, without a Prune: each
+// transaction's one send goes there, and the table never holds more.
+TEST_F(StoreTest, SendsRecentIsMergedWhenFull) {
+  constexpr int kSends = 5000;
+  Reopen(StoreOptions{SyncMode::kNormal});
+  Begin();
+  const int64_t a = Create("a");
+  Commit();
+  std::vector<int64_t> ids;
+  for (int i = 1; i <= kSends; ++i) {
+    Begin();
+    ids.push_back(Enqueue(a, a, static_cast<uint64_t>(i)));
+    Commit();
+  }
+  EXPECT_EQ(RawCount(path_, "sends_recent"), kSends - 4096);
+  EXPECT_EQ(RawCount(path_, "sends"), 4096);
+  for (int i = 1; i <= kSends; i += 499) {
+    EXPECT_EQ(**store_->FindSend(a, static_cast<uint64_t>(i)), ids[i - 1])
+        << "send " << i;
+  }
+}
+
 TEST(StoreOpenTest, RefusesNewerSchema) {
   TempDir dir;
   const std::string path = dir.File("newer.db");
