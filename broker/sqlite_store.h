@@ -35,10 +35,9 @@
 // record go to sends_recent, keyed by its message id, so that a batch's
 // records land on that table's last page instead of one page of `sends` per
 // sender (its other sends in the transaction go straight into `sends`,
-// after each other on one page). The store mirrors
-// that table in memory (FindSend looks there first) and moves its rows into
-// `sends`, keyed by (sender_id, client_msg_id), in one sorted INSERT ...
-// SELECT when it holds kRecentSendsMax of them and at every Prune: each
+// after each other on one page). The store mirrors sends_recent in memory
+// (FindSend looks there first) and moves its rows into `sends`, in key
+// order, when it holds kRecentSendsMax of them and at every Prune: each
 // sender's page of `sends` is then written once per merge, not once per
 // batch. The mirror is loaded from the table on first use and dropped with
 // the other caches.
