@@ -22,7 +22,10 @@ import tempfile
 
 def _dig(doc, path):
     for key in path:
-        if not isinstance(doc, dict) or key not in doc:
+        if isinstance(key, int):  # a list's index
+            if not isinstance(doc, list) or key >= len(doc):
+                return None
+        elif not isinstance(doc, dict) or key not in doc:
             return None
         doc = doc[key]
     return doc if isinstance(doc, (int, float)) else None
@@ -77,6 +80,13 @@ FIGURES = [
      _ratio(["connections", "zchat", "rss_kib"],
             ["connections", "baseline", "rss_kib"]), 2),
     ("connections, re-login s", ["connections", "zchat", "relogin_s"], 2),
+] + [
+    # --only scaling: 1, 10, 100 and 1,000 pairs, window 8
+    (f"{pairs} pairs (window 8), {what}",
+     ["scaling_pairs", i, "zchat", key], digits)
+    for i, pairs in enumerate(["1", "10", "100", "1,000"])
+    for what, key, digits in [("msg/s", "messages_per_s", 0),
+                              ("us CPU per message", "cpu_us_per_message", 1)]
 ]
 
 

@@ -404,7 +404,8 @@ void SqliteStore::ForgetTransaction() {
   recent_sends_.clear();
   recent_highest_.clear();
   recent_loaded_ = false;
-  senders_in_transaction_.clear();
+  batch_sends_.clear();
+  batch_senders_.clear();
   deliveries_.clear();
   account_ids_.behind = true;
   // A block reserved in the lost transaction is no longer reserved.
@@ -480,7 +481,8 @@ Status SqliteStore::RunFixed(const char* sql) {
 
 Status SqliteStore::Begin() {
   NoticeLostTransaction();
-  senders_in_transaction_.clear();
+  batch_sends_.clear();
+  batch_senders_.clear();
   Status s = RunFixed("BEGIN IMMEDIATE");
   if (s.ok()) transaction_open_ = true;
   return s;
@@ -488,7 +490,8 @@ Status SqliteStore::Begin() {
 
 Status SqliteStore::Commit() {
   NoticeLostTransaction();
-  Status s = RunFixed("COMMIT");
+  Status s = WriteBatchSends();
+  if (s.ok()) s = RunFixed("COMMIT");
   if (s.ok()) {
     transaction_open_ = false;
   } else {
@@ -623,6 +626,10 @@ Result<std::vector<QueuedMessage>> SqliteStore::DeleteAccount(int64_t id) {
     return entry.first.sender_id == id;
   });
   recent_highest_.erase(id);
+  std::erase_if(batch_sends_, [id](const auto& entry) {
+    return entry.first.sender_id == id;
+  });
+  batch_senders_.erase(id);
   Statement& del =
       Prepare("DELETE FROM accounts WHERE id = ? RETURNING name_key");
   del.Bind(1, id);
@@ -686,14 +693,20 @@ Result<std::optional<int64_t>> SqliteStore::FindSend(int64_t sender_id,
         it != recent_highest_.end()) {
       top = std::max(top, it->second);
     }
+    if (auto it = batch_senders_.find(sender_id); it != batch_senders_.end()) {
+      top = std::max(top, it->second.highest);
+    }
     CachePut(highest_sends_, kHighestSendCacheSize, sender_id, top);
     highest = highest_sends_.find(sender_id);
   }
   // Above every id this sender has a record of: not a retry. (INT64_MIN
   // itself, for a sender with no record, is looked up like any other.)
   if (ToSql(client_msg_id) > highest->second) return std::optional<int64_t>();
-  if (auto it = recent_sends_.find(SendKey{sender_id, ToSql(client_msg_id)});
-      it != recent_sends_.end()) {
+  const SendKey key{sender_id, ToSql(client_msg_id)};
+  if (auto it = batch_sends_.find(key); it != batch_sends_.end()) {
+    return std::optional<int64_t>(it->second.message_id);
+  }
+  if (auto it = recent_sends_.find(key); it != recent_sends_.end()) {
     return std::optional<int64_t>(it->second.message_id);
   }
   Statement& st = Prepare(
@@ -767,8 +780,9 @@ Status SqliteStore::MergeRecentSends() {
 Result<int64_t> SqliteStore::Enqueue(const QueuedMessage& m) {
   if (Status s = RequireTransaction(); !s.ok()) return s;
   // One dedup record per send: `sends` refused a second by its key, but a
-  // record in sends_recent has none there. (The send's FindSend has just
-  // filled the caches this reads, so the usual answer costs no lookup.)
+  // record waiting in memory or in sends_recent is not under that key yet.
+  // (The send's FindSend has just filled the caches this reads, so the usual
+  // answer costs no lookup.)
   Result<std::optional<int64_t>> prior = FindSend(m.sender_id, m.client_msg_id);
   if (!prior.ok()) return prior.status();
   if (*prior) {
@@ -798,47 +812,69 @@ Result<int64_t> SqliteStore::Enqueue(const QueuedMessage& m) {
       it != pending_counts_.end()) {
     ++it->second;
   }
-  // The dedup record. A sender's first in this transaction goes on the last
-  // page of sends_recent; its others go straight into `sends`, where the
-  // second dirtied the sender's page and the rest follow it there.
+  // The dedup record, written by Commit (WriteBatchSends).
   const SendKey key{m.sender_id, ToSql(m.client_msg_id)};
-  const bool first = senders_in_transaction_.insert(m.sender_id).second;
-  if (first) {
-    if (Status s = LoadRecentSends(); !s.ok()) return s;
-    if (Prepare("INSERT INTO sends_recent(message_id, sender_id, "
-                "client_msg_id, created_at) VALUES(?, ?, ?, ?)")
-            .Bind(1, *id)
-            .Bind(2, key.sender_id)
-            .Bind(3, key.client_msg_id)
-            .Bind(4, m.sent_at_ms)
-            .Run() != SQLITE_DONE) {
-      return Error("enqueue");
-    }
-  } else if (Prepare("INSERT INTO sends(sender_id, client_msg_id, "
-                     "message_id, created_at) VALUES(?, ?, ?, ?)")
-                 .Bind(1, key.sender_id)
-                 .Bind(2, key.client_msg_id)
-                 .Bind(3, *id)
-                 .Bind(4, m.sent_at_ms)
-                 .Run() != SQLITE_DONE) {
-    return Error("enqueue");
-  }
-  if (first) {
-    recent_sends_.insert_or_assign(key, RecentSend{*id, m.sent_at_ms});
-    if (auto [it, added] =
-            recent_highest_.try_emplace(key.sender_id, key.client_msg_id);
-        !added) {
-      it->second = std::max(it->second, key.client_msg_id);
-    }
-  }
+  batch_sends_.insert_or_assign(key, RecentSend{*id, m.sent_at_ms});
+  BatchSender& sender = batch_senders_[key.sender_id];
+  sender.highest = sender.count++ == 0
+                       ? key.client_msg_id
+                       : std::max(sender.highest, key.client_msg_id);
   if (auto it = highest_sends_.find(m.sender_id); it != highest_sends_.end()) {
     it->second = std::max(it->second, key.client_msg_id);
   }
   ++sends_since_prune_;
-  if (first && recent_sends_.size() >= kRecentSendsMax) {
-    if (Status s = MergeRecentSends(); !s.ok()) return s;
-  }
   return *id;
+}
+
+Status SqliteStore::WriteBatchSends() {
+  if (batch_sends_.empty()) return Status::Ok();
+  if (Status s = LoadRecentSends(); !s.ok()) return s;
+  struct Row {
+    bool recent;  // the sender's only record of the transaction
+    SendKey key;
+    RecentSend send;
+  };
+  std::vector<Row> rows;
+  rows.reserve(batch_sends_.size());
+  for (const auto& [key, send] : batch_sends_) {
+    rows.push_back({batch_senders_[key.sender_id].count == 1, key, send});
+  }
+  // sends_recent's rows first, in message id order (its last page), then
+  // the others in key order.
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+    if (a.recent != b.recent) return a.recent;
+    if (a.recent) return a.send.message_id < b.send.message_id;
+    return std::pair(a.key.sender_id, a.key.client_msg_id) <
+           std::pair(b.key.sender_id, b.key.client_msg_id);
+  });
+  for (const Row& row : rows) {
+    Statement& st =
+        row.recent ? Prepare(
+                         "INSERT INTO sends_recent(message_id, sender_id, "
+                         "client_msg_id, created_at) VALUES(?4, ?1, ?2, ?3)")
+                   : Prepare(
+                         "INSERT INTO sends(sender_id, client_msg_id, "
+                         "created_at, message_id) VALUES(?, ?, ?, ?)");
+    if (st.Bind(1, row.key.sender_id)
+            .Bind(2, row.key.client_msg_id)
+            .Bind(3, row.send.created_at)
+            .Bind(4, row.send.message_id)
+            .Run() != SQLITE_DONE) {
+      return Error("store dedup records");
+    }
+    if (row.recent) {
+      recent_sends_.insert_or_assign(row.key, row.send);
+      if (auto [it, added] = recent_highest_.try_emplace(row.key.sender_id,
+                                                         row.key.client_msg_id);
+          !added) {
+        it->second = std::max(it->second, row.key.client_msg_id);
+      }
+    }
+  }
+  batch_sends_.clear();
+  batch_senders_.clear();
+  if (recent_sends_.size() >= kRecentSendsMax) return MergeRecentSends();
+  return Status::Ok();
 }
 
 Result<int64_t> SqliteStore::CountPending(int64_t recipient_id) {

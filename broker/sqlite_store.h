@@ -31,16 +31,18 @@
 // below the next one to hand out as kAlreadyConfirmed, one at or above it
 // as kUnknown.
 //
-// Dedup records (schema v5). A sender's first send in a transaction has its
-// record go to sends_recent, keyed by its message id, so that a batch's
-// records land on that table's last page instead of one page of `sends` per
-// sender (its other sends in the transaction go straight into `sends`,
-// after each other on one page). The store mirrors sends_recent in memory
-// (FindSend looks there first) and moves its rows into `sends`, in key
-// order, when it holds kRecentSendsMax of them and at every Prune: each
-// sender's page of `sends` is then written once per merge, not once per
-// batch. The mirror is loaded from the table on first use and dropped with
-// the other caches.
+// Dedup records (schema v5). Enqueue keeps a send's record in memory until
+// Commit, which writes the transaction's records before it commits: the
+// record of a sender with one send in the transaction goes to sends_recent,
+// keyed by message id, so that such records land on that table's last page
+// instead of one page of `sends` per sender; the records of a sender with
+// several go straight into `sends`, in key order, after each other on the
+// sender's page. The store mirrors sends_recent in memory (FindSend looks
+// there, and in the open transaction's records, before `sends`) and moves
+// its rows into `sends`, in key order, when it holds kRecentSendsMax of them
+// and at every Prune: a sender's page of `sends` is then written once per
+// merge, not once per batch. The mirror is loaded from the table on first
+// use and dropped with the other caches.
 #pragma once
 
 #include <sqlite3.h>
@@ -49,7 +51,6 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 
 #include "broker/store.h"
@@ -234,8 +235,7 @@ class SqliteStore final : public Store {
   int64_t sends_since_prune_ = 0;
   // The rows of sends_recent (see the top of this file): (sender_id,
   // client_msg_id) -> (message_id, created_at), and each sender's highest
-  // client_msg_id
-  // among them. Valid while recent_loaded_.
+  // client_msg_id among them. Valid while recent_loaded_.
   static constexpr size_t kRecentSendsMax = 4096;
   struct SendKey {
     int64_t sender_id;
@@ -256,12 +256,23 @@ class SqliteStore final : public Store {
   std::unordered_map<SendKey, RecentSend, SendKeyHash> recent_sends_;
   std::unordered_map<int64_t, int64_t> recent_highest_;
   bool recent_loaded_ = false;
-  // Senders with a dedup record in the open transaction (Enqueue).
-  std::unordered_set<int64_t> senders_in_transaction_;
+  // The dedup records of the open transaction's sends, written by Commit
+  // (WriteBatchSends), and per sender their count and highest
+  // client_msg_id.
+  struct BatchSender {
+    int count = 0;
+    int64_t highest = 0;
+  };
+  std::unordered_map<SendKey, RecentSend, SendKeyHash> batch_sends_;
+  std::unordered_map<int64_t, BatchSender> batch_senders_;
   // Reads sends_recent into the mirror unless it is loaded.
   Status LoadRecentSends();
   // Moves every row of sends_recent into `sends` (in a transaction).
   Status MergeRecentSends();
+  // Writes batch_sends_: a sender's only record of the transaction to
+  // sends_recent, the records of a sender with several to `sends` in key
+  // order; merges sends_recent when it is full.
+  Status WriteBatchSends();
 };
 
 }  // namespace zchat

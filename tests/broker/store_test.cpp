@@ -648,10 +648,10 @@ int64_t RawCount(const std::string& path, const std::string& table) {
   return n;
 }
 
-// A sender's first send of a transaction leaves its record in sends_recent,
-// its others go to `sends`; FindSend answers for both, before and after a
-// restart (which reloads the store's copy of sends_recent), and Prune moves
-// sends_recent into `sends`.
+// The record of a sender's only send in a transaction goes to sends_recent,
+// those of a sender with several to `sends`; FindSend answers for both, in
+// the transaction, after it and after a restart (which reloads the store's
+// copy of sends_recent), and Prune moves sends_recent into `sends`.
 TEST_F(StoreTest, DedupRecordsAreFoundInBothTablesAndMerged) {
   Begin();
   const int64_t a = Create("a");
@@ -659,14 +659,16 @@ TEST_F(StoreTest, DedupRecordsAreFoundInBothTablesAndMerged) {
   const int64_t a1 = Enqueue(a, b, 1);
   const int64_t a2 = Enqueue(a, b, 2);
   const int64_t b9 = Enqueue(b, a, 9);
-  Commit();
-  EXPECT_EQ(RawCount(path_, "sends_recent"), 2) << "a's first and b's";
-  EXPECT_EQ(RawCount(path_, "sends"), 1) << "a's second";
   auto found = [&](int64_t sender, uint64_t client_msg_id) -> int64_t {
     auto f = store_->FindSend(sender, client_msg_id);
     EXPECT_TRUE(f.ok()) << f.status().ToString();
     return f.ok() && f->has_value() ? **f : 0;
   };
+  EXPECT_EQ(found(a, 1), a1) << "in the transaction";
+  EXPECT_EQ(found(b, 9), b9) << "in the transaction";
+  Commit();
+  EXPECT_EQ(RawCount(path_, "sends_recent"), 1) << "b's only one";
+  EXPECT_EQ(RawCount(path_, "sends"), 2) << "a's two";
   EXPECT_EQ(found(a, 1), a1);
   EXPECT_EQ(found(a, 2), a2);
   EXPECT_EQ(found(b, 9), b9);
