@@ -12,29 +12,15 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/sqlite_rows.h"
 #include "tests/support/temp_dir.h"
 
 namespace zchat {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::RawCount;
 using testing::TempDir;
-
-// Rows of `table` in the SQLite file at `path`, counted directly.
-int64_t RawCount(const std::string& path, const std::string& table) {
-  sqlite3* db = nullptr;
-  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
-            SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  EXPECT_EQ(sqlite3_prepare_v2(db, ("SELECT count(*) FROM " + table).c_str(),
-                               -1, &st, nullptr),
-            SQLITE_OK);
-  int64_t n = -1;
-  if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return n;
-}
 
 class PartitionedStoreTest : public ::testing::Test {
  protected:

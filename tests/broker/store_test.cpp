@@ -11,12 +11,14 @@
 #include <vector>
 
 #include "broker/sqlite_store.h"
+#include "tests/support/sqlite_rows.h"
 #include "tests/support/temp_dir.h"
 
 namespace zchat {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::RawCount;
 using testing::TempDir;
 
 std::string ReadWhole(const std::string& path) {
@@ -633,20 +635,6 @@ TEST_F(StoreTest, PruneWalksTheSendsInStretches) {
 }
 
 // --- Dedup records in two tables (schema v5) ---------------------------------
-
-// Rows of `table` in the file at `path`, read with SQLite directly.
-int64_t RawCount(const std::string& path, const std::string& table) {
-  sqlite3* db = nullptr;
-  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  const std::string sql = "SELECT count(*) FROM " + table;
-  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK);
-  const int64_t n =
-      sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return n;
-}
 
 // The record of a sender's only send in a transaction goes to sends_recent,
 // those of a sender with several to `sends`; FindSend answers for both, in
