@@ -81,6 +81,14 @@ FIGURES = [
             ["connections", "baseline", "rss_kib"]), 2),
     ("connections, re-login s", ["connections", "zchat", "relogin_s"], 2),
 ] + [
+    # --only cycle (--pairs, --window)
+    ("cycle, msg/s", ["cycle", "zchat", "messages_per_s"], 0),
+    ("cycle, us CPU per message", ["cycle", "zchat", "cpu_us_per_message"],
+     1),
+    ("cycle, zchat / Mosquitto", ["cycle", "throughput_ratio_mosquitto"], 2),
+    ("cycle, send -> delivered p99 us",
+     ["cycle", "zchat", "delivered", "p99_us"], 0),
+] + [
     # --only scaling: 1, 10, 100 and 1,000 pairs, window 8
     (f"{pairs} pairs (window 8), {what}",
      ["scaling_pairs", i, "zchat", key], digits)

@@ -557,9 +557,18 @@ int main(int argc, char** argv) {
   app.add_option(
          "--only", only,
          "one scenario: online, latency, offline, connections, listing, "
-         "login, scaling, cores")
+         "login, scaling, cores, cycle")
       ->check(CLI::IsMember({"online", "latency", "offline", "connections",
-                             "listing", "login", "scaling", "cores"}));
+                             "listing", "login", "scaling", "cores", "cycle"}));
+  int cycle_pairs = 100, cycle_window = 1;
+  app.add_option("--pairs", cycle_pairs,
+                 "with --only cycle: sender/recipient pairs")
+      ->check(CLI::Range(1, 5000))
+      ->capture_default_str();
+  app.add_option("--window", cycle_window,
+                 "with --only cycle: messages each sender keeps in flight")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
 
   std::string bind, endpoint_file, endpoint;
   int first = 0, count = 0;
@@ -619,6 +628,15 @@ int main(int argc, char** argv) {
     report["login"] = Login(s, 8, s.quick ? 1 : 4);
   }
   if (only == "cores") report["cores"] = Cores(s);
+  if (only == "cycle") {
+    // The online cycle in any shape, e.g. many users each with one message
+    // in flight (--pairs 500 --window 1).
+    report["cycle"] =
+        Cycle(s,
+              "Online full cycle, " + std::to_string(cycle_pairs) +
+                  " pairs, window " + std::to_string(cycle_window),
+              cycle_pairs, cycle_window);
+  }
   if (only == "scaling") {
     Json rows = Json::array();
     for (int pairs : {1, 10, 100, 1000}) {

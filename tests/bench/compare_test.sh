@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# bench/compare.py: two names for one broker, two rounds of the tiny latency
-# scenario. The table must have a row with a value per round and a median in
-# each column, in the names' order; a malformed NAME=BROKER is refused.
+# bench/compare.py: two names for one broker, two rounds of a tiny online
+# cycle in the shape --pairs/--window give it (zchat-bench --only cycle).
+# The table must have a row with a value per round and a median in each
+# column, in the names' order; a malformed NAME=BROKER is refused.
 set -euo pipefail
 compare=$1 bench=$2 broker=$3
 out=$(python3 "$compare" --bench "$bench" --rounds 2 \
-  "première=$broker" "二つ目=$broker" -- --quick --only latency)
+  "première=$broker" "二つ目=$broker" -- --quick --only cycle --pairs 3 \
+  --window 2)
 echo "$out"
 header=$(grep '^| figure |' <<<"$out")
 [[ $header == "| figure | première | 二つ目 |" ]] || {
   echo "FAIL: header: $header"; exit 1; }
-row=$(grep '^| light load, send -> delivered p50 us |' <<<"$out") || {
-  echo "FAIL: no latency row"; exit 1; }
+row=$(grep '^| cycle, msg/s |' <<<"$out") || {
+  echo "FAIL: no cycle row"; exit 1; }
 # Two cells, each "v1, v2 (median m)".
 cells=$(grep -oE '[0-9,]+, [0-9,]+ \(median [0-9,.]+\)' <<<"$row" | wc -l)
 [[ $cells == 2 ]] || { echo "FAIL: expected 2 cells of 2 rounds: $row"; exit 1; }
