@@ -729,11 +729,8 @@ Status SqliteStore::LoadRecentSends() {
       "FROM sends_recent");
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
-    const SendKey key{st.Int(0), st.Int(1)};
-    recent_sends_.insert_or_assign(key, RecentSend{st.Int(2), st.Int(3)});
-    auto [it, added] =
-        recent_highest_.try_emplace(key.sender_id, key.client_msg_id);
-    if (!added) it->second = std::max(it->second, key.client_msg_id);
+    RememberRecent(SendKey{st.Int(0), st.Int(1)},
+                   RecentSend{st.Int(2), st.Int(3)});
   }
   st.Reset();
   if (rc != SQLITE_DONE) {
@@ -745,30 +742,51 @@ Status SqliteStore::LoadRecentSends() {
   return Status::Ok();
 }
 
-Status SqliteStore::MergeRecentSends() {
-  if (Status s = LoadRecentSends(); !s.ok()) return s;
-  if (recent_sends_.empty()) return Status::Ok();
+void SqliteStore::RememberRecent(const SendKey& key, const RecentSend& send) {
+  recent_sends_.insert_or_assign(key, send);
+  if (auto [it, added] =
+          recent_highest_.try_emplace(key.sender_id, key.client_msg_id);
+      !added) {
+    it->second = std::max(it->second, key.client_msg_id);
+  }
+}
+
+Status SqliteStore::InsertSends(
+    std::vector<std::pair<SendKey, RecentSend>>& rows, bool replace) {
   // In key order (sorted here: SQLite would sort them in a temporary
-  // b-tree), so that each page of `sends` is visited once and in turn. A
-  // key already there cannot be (FindSend saw none before the send); if one
-  // were, the newer record replaces it, as FindSend would have answered.
-  std::vector<std::pair<SendKey, RecentSend>> rows(recent_sends_.begin(),
-                                                   recent_sends_.end());
+  // b-tree), so that each page of `sends` is visited once and in turn.
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
     return std::pair(a.first.sender_id, a.first.client_msg_id) <
            std::pair(b.first.sender_id, b.first.client_msg_id);
   });
   for (const auto& [key, send] : rows) {
-    if (Prepare("INSERT OR REPLACE INTO sends(sender_id, client_msg_id, "
-                "message_id, created_at) VALUES(?, ?, ?, ?)")
-            .Bind(1, key.sender_id)
+    Statement& st = replace ? Prepare(
+                                  "INSERT OR REPLACE INTO sends(sender_id, "
+                                  "client_msg_id, message_id, created_at) "
+                                  "VALUES(?, ?, ?, ?)")
+                            : Prepare(
+                                  "INSERT INTO sends(sender_id, client_msg_id, "
+                                  "message_id, created_at) VALUES(?, ?, ?, ?)");
+    if (st.Bind(1, key.sender_id)
             .Bind(2, key.client_msg_id)
             .Bind(3, send.message_id)
             .Bind(4, send.created_at)
             .Run() != SQLITE_DONE) {
-      return Error("merge recent sends");
+      return Error("store dedup records");
     }
   }
+  return Status::Ok();
+}
+
+Status SqliteStore::MergeRecentSends() {
+  if (Status s = LoadRecentSends(); !s.ok()) return s;
+  if (recent_sends_.empty()) return Status::Ok();
+  // A key already in `sends` cannot be (FindSend saw none before the send);
+  // if one were, the newer record replaces it, as FindSend would have
+  // answered, rather than failing every batch from now on.
+  std::vector<std::pair<SendKey, RecentSend>> rows(recent_sends_.begin(),
+                                                   recent_sends_.end());
+  if (Status s = InsertSends(rows, /*replace=*/true); !s.ok()) return s;
   if (Prepare("DELETE FROM sends_recent").Run() != SQLITE_DONE) {
     return Error("merge recent sends");
   }
@@ -829,48 +847,29 @@ Result<int64_t> SqliteStore::Enqueue(const QueuedMessage& m) {
 Status SqliteStore::WriteBatchSends() {
   if (batch_sends_.empty()) return Status::Ok();
   if (Status s = LoadRecentSends(); !s.ok()) return s;
-  struct Row {
-    bool recent;  // the sender's only record of the transaction
-    SendKey key;
-    RecentSend send;
-  };
-  std::vector<Row> rows;
-  rows.reserve(batch_sends_.size());
+  // A sender's only record of the transaction to sends_recent (in message id
+  // order: its last page), the records of a sender with several to `sends`.
+  std::vector<std::pair<SendKey, RecentSend>> recent, direct;
   for (const auto& [key, send] : batch_sends_) {
-    rows.push_back({batch_senders_[key.sender_id].count == 1, key, send});
+    (batch_senders_.at(key.sender_id).count == 1 ? recent : direct)
+        .emplace_back(key, send);
   }
-  // sends_recent's rows first, in message id order (its last page), then
-  // the others in key order.
-  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
-    if (a.recent != b.recent) return a.recent;
-    if (a.recent) return a.send.message_id < b.send.message_id;
-    return std::pair(a.key.sender_id, a.key.client_msg_id) <
-           std::pair(b.key.sender_id, b.key.client_msg_id);
+  std::sort(recent.begin(), recent.end(), [](const auto& a, const auto& b) {
+    return a.second.message_id < b.second.message_id;
   });
-  for (const Row& row : rows) {
-    Statement& st =
-        row.recent ? Prepare(
-                         "INSERT INTO sends_recent(message_id, sender_id, "
-                         "client_msg_id, created_at) VALUES(?4, ?1, ?2, ?3)")
-                   : Prepare(
-                         "INSERT INTO sends(sender_id, client_msg_id, "
-                         "created_at, message_id) VALUES(?, ?, ?, ?)");
-    if (st.Bind(1, row.key.sender_id)
-            .Bind(2, row.key.client_msg_id)
-            .Bind(3, row.send.created_at)
-            .Bind(4, row.send.message_id)
+  for (const auto& [key, send] : recent) {
+    if (Prepare("INSERT INTO sends_recent(message_id, sender_id, "
+                "client_msg_id, created_at) VALUES(?, ?, ?, ?)")
+            .Bind(1, send.message_id)
+            .Bind(2, key.sender_id)
+            .Bind(3, key.client_msg_id)
+            .Bind(4, send.created_at)
             .Run() != SQLITE_DONE) {
       return Error("store dedup records");
     }
-    if (row.recent) {
-      recent_sends_.insert_or_assign(row.key, row.send);
-      if (auto [it, added] = recent_highest_.try_emplace(row.key.sender_id,
-                                                         row.key.client_msg_id);
-          !added) {
-        it->second = std::max(it->second, row.key.client_msg_id);
-      }
-    }
+    RememberRecent(key, send);
   }
+  if (Status s = InsertSends(direct, /*replace=*/false); !s.ok()) return s;
   batch_sends_.clear();
   batch_senders_.clear();
   if (recent_sends_.size() >= kRecentSendsMax) return MergeRecentSends();

@@ -52,6 +52,7 @@
 #include <string>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "broker/store.h"
 
@@ -267,6 +268,12 @@ class SqliteStore final : public Store {
   std::unordered_map<int64_t, BatchSender> batch_senders_;
   // Reads sends_recent into the mirror unless it is loaded.
   Status LoadRecentSends();
+  // Adds a row of sends_recent to the mirror.
+  void RememberRecent(const SendKey& key, const RecentSend& send);
+  // Inserts `rows` into `sends` in key order (sorting them); `replace`: a
+  // record with the same key is replaced instead of failing the insert.
+  Status InsertSends(std::vector<std::pair<SendKey, RecentSend>>& rows,
+                     bool replace);
   // Moves every row of sends_recent into `sends` (in a transaction).
   Status MergeRecentSends();
   // Writes batch_sends_: a sender's only record of the transaction to
