@@ -154,29 +154,183 @@ std::string Printable(std::string_view key) {
   return out;
 }
 
-std::string_view AsView(const msgpack::object_str& s) {
-  return std::string_view(s.ptr, s.size);
-}
+// One value as the parser saw it. Strings and bins point into the frame.
+struct Value {
+  msgpack::type::object_type type = msgpack::type::NIL;
+  bool boolean = false;
+  uint64_t u64 = 0;        // POSITIVE_INTEGER
+  std::string_view bytes;  // STR, BIN
+  uint32_t first = 0;      // ARRAY: its items are items[first, first + size)
+  uint32_t size = 0;       // ARRAY, MAP: number of items or entries
+};
+
+// One entry of the frame's map. A key that is not a string is only marked.
+struct Entry {
+  bool key_is_str = false;
+  std::string_view key;
+  Value value;
+};
+
+// The frame's parts, filled by FrameVisitor.
+struct ParsedFrame {
+  bool root_is_map = false;
+  uint32_t entry_count = 0;
+  std::array<Entry, kMaxMapEntries> entries;
+  // The items of the map's arrays (the only values one level down that a
+  // field reads), reused from frame to frame.
+  std::vector<Value>* items = nullptr;
+};
+
+// Why a parse stopped, in the order the reasons are reported.
+enum class ParseStop { kNone, kSize, kDepth, kSyntax, kTruncated };
+
+// A msgpack parser visitor that records the frame's map straight into a
+// ParsedFrame: no object tree, no allocation (the item list keeps its
+// capacity). The bounds are those msgpack's unpack_limit enforces, checked
+// in the same callbacks and order: a container's size before its depth.
+class FrameVisitor : public msgpack::null_visitor {
+ public:
+  explicit FrameVisitor(ParsedFrame& frame) : frame_(frame) {}
+
+  ParseStop stop() const { return stop_; }
+
+  bool visit_nil() { return Scalar(Value{}); }
+  bool visit_boolean(bool v) {
+    Value value;
+    value.type = msgpack::type::BOOLEAN;
+    value.boolean = v;
+    return Scalar(value);
+  }
+  bool visit_positive_integer(uint64_t v) {
+    Value value;
+    value.type = msgpack::type::POSITIVE_INTEGER;
+    value.u64 = v;
+    return Scalar(value);
+  }
+  // The signed formats: msgpack calls this for all of them, whatever the
+  // sign, and a non-negative value is a uint to every field.
+  bool visit_negative_integer(int64_t v) {
+    if (v >= 0) return visit_positive_integer(static_cast<uint64_t>(v));
+    return Scalar(Typed(msgpack::type::NEGATIVE_INTEGER));
+  }
+  bool visit_float32(float) { return Scalar(Typed(msgpack::type::FLOAT32)); }
+  bool visit_float64(double) { return Scalar(Typed(msgpack::type::FLOAT64)); }
+  bool visit_str(const char* v, uint32_t size) {
+    if (size > kMaxFrameBytes) return Stop(ParseStop::kSize);
+    Value value = Typed(msgpack::type::STR);
+    value.bytes = std::string_view(v, size);
+    return Scalar(value);
+  }
+  bool visit_bin(const char* v, uint32_t size) {
+    if (size > kMaxFrameBytes) return Stop(ParseStop::kSize);
+    Value value = Typed(msgpack::type::BIN);
+    value.bytes = std::string_view(v, size);
+    return Scalar(value);
+  }
+  bool visit_ext(const char*, uint32_t) {
+    // No field is an ext: the limit for their size is 0.
+    return Stop(ParseStop::kSize);
+  }
+  bool start_array(uint32_t n) {
+    if (n > kMaxListLimit) return Stop(ParseStop::kSize);
+    return Open(msgpack::type::ARRAY, n);
+  }
+  bool end_array() { return Close(); }
+  bool start_map(uint32_t n) {
+    if (n > kMaxMapEntries) return Stop(ParseStop::kSize);
+    return Open(msgpack::type::MAP, n);
+  }
+  bool end_map() { return Close(); }
+  bool start_map_key() {
+    if (depth_ == 1) {
+      in_key_ = true;
+      frame_.entries[frame_.entry_count++] = Entry{};
+    }
+    return true;
+  }
+  bool end_map_key() {
+    if (depth_ == 1) in_key_ = false;
+    return true;
+  }
+  void parse_error(size_t, size_t) { stop_ = ParseStop::kSyntax; }
+  void insufficient_bytes(size_t, size_t) { stop_ = ParseStop::kTruncated; }
+
+ private:
+  static Value Typed(msgpack::type::object_type type) {
+    Value value;
+    value.type = type;
+    return value;
+  }
+  bool Stop(ParseStop why) {
+    stop_ = why;
+    return false;
+  }
+  // The value being visited belongs to an entry of the frame's map.
+  bool InEntry() const { return depth_ == 1 && frame_.root_is_map; }
+  bool Scalar(const Value& value) {
+    if (InEntry()) {
+      Entry& e = frame_.entries[frame_.entry_count - 1];
+      if (!in_key_) {
+        e.value = value;
+      } else if (value.type == msgpack::type::STR) {
+        e.key_is_str = true;
+        e.key = value.bytes;
+      }
+    } else if (depth_ == 2 && in_entry_array_) {
+      frame_.items->push_back(value);
+    }
+    return true;
+  }
+  bool Open(msgpack::type::object_type type, uint32_t n) {
+    // As unpack_limit's depth: containers already open, plus this one.
+    if (depth_ + 1 > kMaxDepth) return Stop(ParseStop::kDepth);
+    if (depth_ == 0) {
+      frame_.root_is_map = type == msgpack::type::MAP;
+    } else if (InEntry() && !in_key_) {
+      Value& v = frame_.entries[frame_.entry_count - 1].value;
+      v = Typed(type);
+      v.size = n;
+      if (type == msgpack::type::ARRAY) {
+        v.first = static_cast<uint32_t>(frame_.items->size());
+        in_entry_array_ = true;
+      }
+    }
+    ++depth_;
+    return true;
+  }
+  bool Close() {
+    --depth_;
+    if (depth_ == 1) in_entry_array_ = false;
+    return true;
+  }
+
+  ParsedFrame& frame_;
+  size_t depth_ = 0;  // containers open
+  bool in_key_ = false;
+  bool in_entry_array_ = false;  // an array that is a value of the frame's map
+  ParseStop stop_ = ParseStop::kNone;
+};
 
 // Reads the fields of one map, recording the first error. Keys are unique
-// strings (checked by the constructor's caller); each lookup marks its key
-// used so that Finish can refuse unknown keys in strict mode.
+// strings (checked by the caller); each lookup marks its key used so that
+// Finish can refuse unknown keys in strict mode.
 class FieldReader {
  public:
-  FieldReader(const msgpack::object_map& map, bool strict)
-      : map_(map), strict_(strict) {
+  explicit FieldReader(const ParsedFrame& frame) : frame_(frame) {
     static_assert(kMaxMapEntries <= 32, "used_ is a 32-bit mask");
   }
 
   const Status& status() const { return status_; }
+  void set_strict(bool strict) { strict_ = strict; }
 
-  const msgpack::object* Find(std::string_view key) {
-    for (uint32_t i = 0; i < map_.size; ++i) {
-      if (AsView(map_.ptr[i].key.via.str) == key) {
+  const Value* Find(std::string_view key) {
+    for (uint32_t i = 0; i < frame_.entry_count; ++i) {
+      const Entry& e = frame_.entries[i];
+      if (e.key == key) {
         used_ |= uint32_t{1} << i;
         // nil counts as absent, so that optional fields may be sent as null.
-        if (map_.ptr[i].val.type == msgpack::type::NIL) return nullptr;
-        return &map_.ptr[i].val;
+        if (e.value.type == msgpack::type::NIL) return nullptr;
+        return &e.value;
       }
     }
     return nullptr;
@@ -219,13 +373,13 @@ class FieldReader {
     const auto* o = Find(key);
     if (!o) return;
     if (o->type != msgpack::type::ARRAY) return Fail(key, "must be an array");
-    if (o->via.array.size == 0) return Fail(key, "must not be empty");
-    if (o->via.array.size > max_items) {
+    if (o->size == 0) return Fail(key, "must not be empty");
+    if (o->size > max_items) {
       return Fail(key, "has more than " + std::to_string(max_items) + " items");
     }
-    out.resize(o->via.array.size);
-    for (uint32_t i = 0; i < o->via.array.size && status_.ok(); ++i) {
-      ReadUint(key, o->via.array.ptr[i], 1, hi, out[i]);
+    out.resize(o->size);
+    for (uint32_t i = 0; i < o->size && status_.ok(); ++i) {
+      ReadUint(key, Item(*o, i), 1, hi, out[i]);
     }
   }
   void Bool(std::string_view key, bool& out) {
@@ -234,7 +388,7 @@ class FieldReader {
     if (o->type != msgpack::type::BOOLEAN) {
       return Fail(key, "must be a boolean");
     }
-    out = o->via.boolean;
+    out = o->boolean;
   }
   void Code(std::string_view key, ErrorCode& out) {
     uint64_t v = 0;
@@ -247,20 +401,20 @@ class FieldReader {
     const auto* o = Required(key);
     if (!o) return;
     if (o->type != msgpack::type::ARRAY) return Fail(key, "must be an array");
-    if (o->via.array.size > max_items) return Fail(key, "has too many items");
-    out.resize(o->via.array.size);
-    for (uint32_t i = 0; i < o->via.array.size && status_.ok(); ++i) {
-      ReadText(key, o->via.array.ptr[i], max_each, out[i]);
+    if (o->size > max_items) return Fail(key, "has too many items");
+    out.resize(o->size);
+    for (uint32_t i = 0; i < o->size && status_.ok(); ++i) {
+      ReadText(key, Item(*o, i), max_each, out[i]);
     }
   }
 
   // After all fields: in strict mode, any key not read is an error.
   Status Finish() {
     if (status_.ok() && strict_) {
-      for (uint32_t i = 0; i < map_.size; ++i) {
+      for (uint32_t i = 0; i < frame_.entry_count; ++i) {
         if (!(used_ & (uint32_t{1} << i))) {
           return Malformed("unknown field '" +
-                           Printable(AsView(map_.ptr[i].key.via.str)) + "'");
+                           Printable(frame_.entries[i].key) + "'");
         }
       }
     }
@@ -268,7 +422,10 @@ class FieldReader {
   }
 
  private:
-  const msgpack::object* Required(std::string_view key) {
+  const Value& Item(const Value& array, uint32_t i) const {
+    return (*frame_.items)[array.first + i];
+  }
+  const Value* Required(std::string_view key) {
     if (!status_.ok()) return nullptr;
     const auto* o = Find(key);
     if (!o) Fail(key, "is missing");
@@ -280,41 +437,40 @@ class FieldReader {
           Malformed("field '" + std::string(key) + "' " + std::string(what));
     }
   }
-  void ReadText(std::string_view key, const msgpack::object& o, size_t max,
+  void ReadText(std::string_view key, const Value& o, size_t max,
                 std::string& out) {
     if (o.type != msgpack::type::STR) return Fail(key, "must be a string");
-    if (o.via.str.size > max) {
+    if (o.bytes.size() > max) {
       return Fail(key, "is longer than " + std::to_string(max) + " bytes");
     }
-    std::string_view v = AsView(o.via.str);
-    if (!IsValidUtf8(v)) return Fail(key, "is not valid UTF-8");
-    out.assign(v);
+    if (!IsValidUtf8(o.bytes)) return Fail(key, "is not valid UTF-8");
+    out.assign(o.bytes);
   }
-  void ReadBytes(std::string_view key, const msgpack::object& o, size_t exact,
+  void ReadBytes(std::string_view key, const Value& o, size_t exact,
                  std::string& out) {
     if (o.type != msgpack::type::BIN) return Fail(key, "must be binary");
-    if (o.via.bin.size != exact) {
+    if (o.bytes.size() != exact) {
       return Fail(key, "must be " + std::to_string(exact) + " bytes");
     }
-    out.assign(o.via.bin.ptr, o.via.bin.size);
+    out.assign(o.bytes);
   }
-  void ReadUint(std::string_view key, const msgpack::object& o, uint64_t lo,
-                uint64_t hi, uint64_t& out) {
+  void ReadUint(std::string_view key, const Value& o, uint64_t lo, uint64_t hi,
+                uint64_t& out) {
     if (o.type != msgpack::type::POSITIVE_INTEGER) {
       // msgpack encodes non-negative integers as POSITIVE_INTEGER, so a
       // NEGATIVE_INTEGER here is a negative number.
       return Fail(key, "must be a non-negative integer");
     }
-    if (o.via.u64 < lo || o.via.u64 > hi) {
+    if (o.u64 < lo || o.u64 > hi) {
       return Fail(key, "is out of range [" + std::to_string(lo) + ", " +
                            std::to_string(hi) + "]");
     }
-    out = o.via.u64;
+    out = o.u64;
   }
 
-  const msgpack::object_map& map_;
-  uint32_t used_ = 0;  // bit i: key i was read
-  bool strict_;
+  const ParsedFrame& frame_;
+  uint32_t used_ = 0;  // bit i: entry i was read
+  bool strict_ = false;
   Status status_;
 };
 
@@ -360,35 +516,30 @@ constexpr bool NumberedInOrder(std::index_sequence<I...>) {
 static_assert(NumberedInOrder(std::make_index_sequence<kMessageTypeCount>()),
               "Body alternatives must be listed in wire-number order");
 
-Result<Message> DecodeObject(const msgpack::object& root,
-                             uint64_t* request_id) {
-  if (root.type != msgpack::type::MAP) {
-    return Malformed("frame is not a map");
-  }
-  const msgpack::object_map& map = root.via.map;
-  for (uint32_t i = 0; i < map.size; ++i) {
-    if (map.ptr[i].key.type != msgpack::type::STR) {
-      return Malformed("map key is not a string");
-    }
+Result<Message> DecodeFrame(const ParsedFrame& frame, uint64_t* request_id) {
+  if (!frame.root_is_map) return Malformed("frame is not a map");
+  for (uint32_t i = 0; i < frame.entry_count; ++i) {
+    const Entry& e = frame.entries[i];
+    if (!e.key_is_str) return Malformed("map key is not a string");
     for (uint32_t j = 0; j < i; ++j) {
-      if (AsView(map.ptr[j].key.via.str) == AsView(map.ptr[i].key.via.str)) {
-        return Malformed("duplicate field '" +
-                         Printable(AsView(map.ptr[i].key.via.str)) + "'");
+      if (frame.entries[j].key == e.key) {
+        return Malformed("duplicate field '" + Printable(e.key) + "'");
       }
     }
   }
 
-  // The envelope. The request id is read first so that errors can echo it.
-  FieldReader envelope(map, /*strict=*/false);
+  // The envelope. The request id is read first so that errors can echo it;
+  // reading it marks its keys used for the body's strict reading below.
+  FieldReader fields(frame);
   uint64_t req = 0;
-  envelope.Uint(kRequestIdKey, req, 0, UINT64_MAX);
-  if (!envelope.status().ok()) return envelope.status();
+  fields.Uint(kRequestIdKey, req, 0, UINT64_MAX);
+  if (!fields.status().ok()) return fields.status();
   if (request_id) *request_id = req;
   uint64_t version = 0;
-  envelope.Uint(kVersionKey, version, 0, UINT64_MAX);
+  fields.Uint(kVersionKey, version, 0, UINT64_MAX);
   uint64_t type = 0;
-  envelope.Uint(kTypeKey, type, 0, UINT64_MAX);
-  if (!envelope.status().ok()) return envelope.status();
+  fields.Uint(kTypeKey, type, 0, UINT64_MAX);
+  if (!fields.status().ok()) return fields.status();
   if (version != kProtocolVersion) {
     return Status(ErrorCode::kUnsupportedVersion,
                   "protocol version " + std::to_string(version) +
@@ -406,11 +557,7 @@ Result<Message> DecodeObject(const msgpack::object& root,
   if (dir == Direction::kPush && req != 0) {
     return Malformed("field 'req' must be 0 on a push");
   }
-
-  FieldReader fields(map, /*strict=*/dir == Direction::kRequest);
-  fields.Find(kVersionKey);
-  fields.Find(kTypeKey);
-  fields.Find(kRequestIdKey);
+  fields.set_strict(dir == Direction::kRequest);
   return kDecoders[type - 1](fields, req);
 }
 
@@ -444,13 +591,6 @@ std::string Encode(uint64_t request_id, const Body& body) {
   return out;
 }
 
-namespace {
-// msgpack's unpack_reference_func: every str and bin is referenced in place.
-bool ReferenceEveryString(msgpack::type::object_type, size_t, void*) {
-  return true;
-}
-}  // namespace
-
 Result<Message> Decode(std::string_view frame, uint64_t* request_id) {
   if (request_id) *request_id = 0;
   if (frame.size() > kMaxFrameBytes) {
@@ -458,36 +598,33 @@ Result<Message> Decode(std::string_view frame, uint64_t* request_id) {
                      " bytes");
   }
   if (frame.empty()) return Malformed("frame is empty");
-  const msgpack::unpack_limit limits(
-      /*array=*/kMaxListLimit, /*map=*/kMaxMapEntries,
-      /*str=*/kMaxFrameBytes, /*bin=*/kMaxFrameBytes, /*ext=*/0,
-      /*depth=*/kMaxDepth);
-  // The parsed tree lives in a zone kept per thread and emptied for each
-  // frame (its first chunk stays allocated). Its strings point into `frame`
-  // instead of being copied into the zone: DecodeObject copies out every
-  // value it keeps before `frame` can go.
-  thread_local msgpack::zone zone;
-  zone.clear();
-  try {
-    size_t offset = 0;
-    const msgpack::object root =
-        msgpack::unpack(zone, frame.data(), frame.size(), offset,
-                        &ReferenceEveryString, nullptr, limits);
-    if (offset != frame.size()) {
-      return Malformed("trailing bytes after the message");
+  // The parts, kept per thread (the item list with its capacity). Strings
+  // and bins point into `frame`: DecodeFrame copies out every value it keeps.
+  thread_local std::vector<Value> items;
+  thread_local ParsedFrame parsed;
+  items.clear();
+  parsed.root_is_map = false;
+  parsed.entry_count = 0;
+  parsed.items = &items;
+  FrameVisitor visitor(parsed);
+  size_t offset = 0;
+  if (!msgpack::parse(frame.data(), frame.size(), offset, visitor)) {
+    switch (visitor.stop()) {
+      case ParseStop::kSize:
+        return Malformed("a declared size exceeds the limits");
+      case ParseStop::kDepth:
+        return Malformed("frame is nested too deeply");
+      case ParseStop::kTruncated:
+        return Malformed("frame is truncated");
+      case ParseStop::kSyntax:
+      case ParseStop::kNone:
+        return Malformed("frame is not valid MessagePack");
     }
-    return DecodeObject(root, request_id);
-  } catch (const msgpack::insufficient_bytes&) {
-    return Malformed("frame is truncated");
-  } catch (const msgpack::depth_size_overflow&) {
-    return Malformed("frame is nested too deeply");
-  } catch (const msgpack::size_overflow&) {
-    return Malformed("a declared size exceeds the limits");
-  } catch (const msgpack::parse_error&) {
-    return Malformed("frame is not valid MessagePack");
-  } catch (const std::exception& e) {
-    return Malformed(std::string("frame could not be decoded: ") + e.what());
   }
+  if (offset != frame.size()) {
+    return Malformed("trailing bytes after the message");
+  }
+  return DecodeFrame(parsed, request_id);
 }
 
 }  // namespace zchat

@@ -1,8 +1,10 @@
 // Strict, deterministic MessagePack codec for zchat frames.
 // Encode: the same Message always yields the same bytes (fixed key order,
-// smallest integer forms). Decode: bounded by msgpack::unpack_limit, refuses
-// trailing bytes, wrong types, over-long or non-UTF-8 text and out-of-range
-// values, and names the offending field. Thread-safe (no shared state).
+// smallest integer forms). Decode: msgpack's parser with a visitor that
+// records the frame's map in place (no object tree), bounded (16 map
+// entries, 1000 array items, two levels of containers); refuses trailing
+// bytes, wrong types, over-long or non-UTF-8 text and out-of-range values,
+// and names the offending field. Thread-safe (scratch space is per thread).
 #pragma once
 
 #include <string>
