@@ -39,8 +39,8 @@
 // several go straight into `sends`, in key order, after each other on the
 // sender's page. The store mirrors sends_recent in memory (FindSend looks
 // there, and in the open transaction's records, before `sends`) and moves
-// its rows into `sends`, in key order, when it holds kRecentSendsMax of them
-// and at every Prune: a sender's page of `sends` is then written once per
+// its rows into `sends`, in one statement, when it holds kRecentSendsMax of
+// them and at every Prune: a sender's page of `sends` is then written once per
 // merge, not once per batch. The mirror is loaded from the table on first
 // use and dropped with the other caches.
 #pragma once
@@ -270,10 +270,8 @@ class SqliteStore final : public Store {
   Status LoadRecentSends();
   // Adds a row of sends_recent to the mirror.
   void RememberRecent(const SendKey& key, const RecentSend& send);
-  // Inserts `rows` into `sends` in key order (sorting them); `replace`: a
-  // record with the same key is replaced instead of failing the insert.
-  Status InsertSends(std::vector<std::pair<SendKey, RecentSend>>& rows,
-                     bool replace);
+  // Inserts `rows` into `sends` in key order (sorting them).
+  Status InsertSends(std::vector<std::pair<SendKey, RecentSend>>& rows);
   // Moves every row of sends_recent into `sends` (in a transaction).
   Status MergeRecentSends();
   // Writes batch_sends_: a sender's only record of the transaction to
