@@ -272,6 +272,11 @@ class SqliteStore final : public Store {
   void RememberRecent(const SendKey& key, const RecentSend& send);
   // Inserts `rows` into `sends` in key order (sorting them).
   Status InsertSends(std::vector<std::pair<SendKey, RecentSend>>& rows);
+  // Inserts `rows`, in their order, into sends_recent (`recent`) or sends,
+  // several to a statement.
+  Status InsertRecords(bool recent,
+                       const std::vector<std::pair<SendKey, RecentSend>>& rows);
+  static constexpr size_t kRecordsPerInsert = 16;
   // Moves every row of sends_recent into `sends` (in a transaction).
   Status MergeRecentSends();
   // Writes batch_sends_: a sender's only record of the transaction to

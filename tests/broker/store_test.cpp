@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -676,6 +677,53 @@ TEST_F(StoreTest, DedupRecordsAreFoundInBothTablesAndMerged) {
   EXPECT_EQ(found(a, 2), a2);
   EXPECT_EQ(found(b, 9), b9);
   EXPECT_EQ(found(b, 1), 0);
+}
+
+// A commit writes its records several to a statement (16) and the rest one
+// at a time: with more than one statement's worth in each table, and counts
+// that leave a remainder, every record lands where it belongs, each found
+// with its own message id, before and after a restart and a merge.
+TEST_F(StoreTest, ManyRecordsOfOneCommitAreEachWritten) {
+  constexpr int kLoners = 2 * 16 + 7;  // one send each: sends_recent
+  constexpr int kMany = 16 + 5;        // one sender's sends: `sends`
+  Begin();
+  const int64_t hub = Create("hub");
+  std::vector<int64_t> loners;
+  for (int i = 0; i < kLoners; ++i) {
+    loners.push_back(Create("loner" + std::to_string(i)));
+  }
+  std::map<std::pair<int64_t, uint64_t>, int64_t> sent;
+  for (int i = 0; i < kLoners; ++i) {
+    const uint64_t id = 1000 + static_cast<uint64_t>(i);
+    sent[{loners[i], id}] = Enqueue(loners[i], hub, id);
+  }
+  for (int i = 0; i < kMany; ++i) {
+    const uint64_t id = 7 * static_cast<uint64_t>(i) + 3;
+    sent[{hub, id}] = Enqueue(hub, loners[i % kLoners], id);
+  }
+  Commit();
+  EXPECT_EQ(RawCount(path_, "sends_recent"), kLoners);
+  EXPECT_EQ(RawCount(path_, "sends"), kMany);
+  auto all_found = [&](const char* when) {
+    for (const auto& [key, message_id] : sent) {
+      auto f = store_->FindSend(key.first, key.second);
+      ASSERT_TRUE(f.ok()) << f.status().ToString();
+      ASSERT_TRUE(f->has_value()) << when << ": " << key.second;
+      EXPECT_EQ(**f, message_id) << when << ": " << key.second;
+    }
+    EXPECT_FALSE(store_->FindSend(hub, 4)->has_value()) << when;
+    EXPECT_FALSE(store_->FindSend(loners[0], 1001)->has_value()) << when;
+  };
+  all_found("committed");
+  Reopen();
+  all_found("after a restart");
+  Begin();
+  ASSERT_TRUE(store_->Prune(0, 0).ok());
+  Commit();
+  EXPECT_EQ(RawCount(path_, "sends_recent"), 0);
+  EXPECT_EQ(RawCount(path_, "sends"), kLoners + kMany);
+  Reopen();
+  all_found("merged");
 }
 
 // A send whose record waits in sends_recent is still refused a second time
