@@ -177,8 +177,8 @@ struct ParsedFrame {
   uint32_t entry_count = 0;
   std::array<Entry, kMaxMapEntries> entries;
   // The items of the map's arrays (the only values one level down that a
-  // field reads), reused from frame to frame.
-  std::vector<Value>* items = nullptr;
+  // field reads); the vector keeps its capacity from frame to frame.
+  std::vector<Value> items;
 };
 
 // Why a parse stopped, in the order the reasons are reported.
@@ -277,7 +277,7 @@ class FrameVisitor : public msgpack::null_visitor {
         e.key = value.bytes;
       }
     } else if (depth_ == 2 && in_entry_array_) {
-      frame_.items->push_back(value);
+      frame_.items.push_back(value);
     }
     return true;
   }
@@ -291,7 +291,7 @@ class FrameVisitor : public msgpack::null_visitor {
       v = Typed(type);
       v.size = n;
       if (type == msgpack::type::ARRAY) {
-        v.first = static_cast<uint32_t>(frame_.items->size());
+        v.first = static_cast<uint32_t>(frame_.items.size());
         in_entry_array_ = true;
       }
     }
@@ -423,7 +423,7 @@ class FieldReader {
 
  private:
   const Value& Item(const Value& array, uint32_t i) const {
-    return (*frame_.items)[array.first + i];
+    return frame_.items[array.first + i];
   }
   const Value* Required(std::string_view key) {
     if (!status_.ok()) return nullptr;
@@ -600,12 +600,10 @@ Result<Message> Decode(std::string_view frame, uint64_t* request_id) {
   if (frame.empty()) return Malformed("frame is empty");
   // The parts, kept per thread (the item list with its capacity). Strings
   // and bins point into `frame`: DecodeFrame copies out every value it keeps.
-  thread_local std::vector<Value> items;
   thread_local ParsedFrame parsed;
-  items.clear();
   parsed.root_is_map = false;
   parsed.entry_count = 0;
-  parsed.items = &items;
+  parsed.items.clear();
   FrameVisitor visitor(parsed);
   size_t offset = 0;
   if (!msgpack::parse(frame.data(), frame.size(), offset, visitor)) {
