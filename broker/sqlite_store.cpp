@@ -66,6 +66,12 @@ class SqliteStore::Statement {
                       static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
     return *this;
   }
+  // Like BindBorrowed, for a blob.
+  Statement& BindBorrowedBlob(int index, std::string_view bytes) {
+    sqlite3_bind_blob(stmt_, index, bytes.data(),
+                      static_cast<int>(bytes.size()), SQLITE_STATIC);
+    return *this;
+  }
   // SQLITE_ROW, SQLITE_DONE, or an error code.
   int Step() { return sqlite3_step(stmt_); }
   // Runs a statement that returns no rows; resets it.
@@ -78,6 +84,11 @@ class SqliteStore::Statement {
   std::string_view Text(int col) const {
     const auto* p =
         reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p ? std::string_view(p, sqlite3_column_bytes(stmt_, col))
+             : std::string_view();
+  }
+  std::string_view Blob(int col) const {
+    const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, col));
     return p ? std::string_view(p, sqlite3_column_bytes(stmt_, col))
              : std::string_view();
   }
@@ -196,6 +207,27 @@ CREATE TABLE sends_recent(
   sender_id INTEGER NOT NULL,
   client_msg_id INTEGER NOT NULL,
   created_at INTEGER NOT NULL);
+)sql";
+
+// The dedup records become runs, a row per run of a sender's records, and
+// wait for their merge in a row per commit (see the top of sqlite_store.h):
+// a merge writes about a row per sender instead of a b-tree insert per
+// record, and a commit one row instead of a row per record.
+// MoveSendsIntoRuns moves the records of `sends` and sends_recent into runs
+// and drops both tables.
+constexpr const char* kSchemaV6 = R"sql(
+CREATE TABLE send_runs(
+  sender_id INTEGER NOT NULL,
+  first_id INTEGER NOT NULL,
+  last_id INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  oldest_at INTEGER NOT NULL,
+  newest_at INTEGER NOT NULL,
+  records BLOB NOT NULL,
+  PRIMARY KEY(sender_id, first_id)) WITHOUT ROWID;
+CREATE TABLE send_batches(
+  id INTEGER PRIMARY KEY,
+  records BLOB NOT NULL);
 )sql";
 
 // client_msg_id is a uint64 on the wire; SQLite integers are signed 64-bit.
@@ -355,7 +387,7 @@ Status SqliteStore::Migrate() {
   // Each step takes the schema from version N to N+1 in one transaction,
   // reading N inside it (another broker may be migrating the same file).
   static const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3,
-                                            kSchemaV4, kSchemaV5};
+                                            kSchemaV4, kSchemaV5, kSchemaV6};
   static_assert(std::size(kMigrations) == kSchemaVersion);
   for (;;) {
     if (Status s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
@@ -367,6 +399,7 @@ Status SqliteStore::Migrate() {
     }
     const int64_t next = *version + 1;
     s = Exec(kMigrations[*version]);
+    if (s.ok() && next == 6) s = MoveSendsIntoRuns();
     if (s.ok()) {
       s = Exec(("PRAGMA user_version=" + std::to_string(next)).c_str());
     }
@@ -406,7 +439,8 @@ void SqliteStore::ForgetTransaction() {
   recent_highest_.clear();
   recent_loaded_ = false;
   batch_sends_.clear();
-  batch_senders_.clear();
+  batch_highest_.clear();
+  run_tails_.clear();
   deliveries_.clear();
   account_ids_.behind = true;
   // A block reserved in the lost transaction is no longer reserved.
@@ -483,7 +517,7 @@ Status SqliteStore::RunFixed(const char* sql) {
 Status SqliteStore::Begin() {
   NoticeLostTransaction();
   batch_sends_.clear();
-  batch_senders_.clear();
+  batch_highest_.clear();
   Status s = RunFixed("BEGIN IMMEDIATE");
   if (s.ok()) transaction_open_ = true;
   return s;
@@ -594,6 +628,9 @@ Result<std::optional<Account>> SqliteStore::FindAccountById(int64_t id) {
 
 Result<std::vector<QueuedMessage>> SqliteStore::DeleteAccount(int64_t id) {
   if (Status s = RequireTransaction(); !s.ok()) return s;
+  // The records waiting in batches join the runs, where the sender's are
+  // deleted with one statement.
+  if (Status s = MergeRecentSends(); !s.ok()) return s;
   // Forgetting a cache entry is always safe (a miss reloads it), so the
   // account's count goes first, whatever happens below.
   pending_counts_.erase(id);
@@ -615,22 +652,18 @@ Result<std::vector<QueuedMessage>> SqliteStore::DeleteAccount(int64_t id) {
       "DELETE FROM messages WHERE recipient_id = ?",
       "DELETE FROM notices WHERE account_id = ?",
       "DELETE FROM tokens WHERE account_id = ?",
-      "DELETE FROM sends WHERE sender_id = ?",
-      "DELETE FROM sends_recent WHERE sender_id = ?",
+      "DELETE FROM send_runs WHERE sender_id = ?",
   };
   for (const char* sql : kDeletes) {
     if (Prepare(sql).Bind(1, id).Run() != SQLITE_DONE) {
       return Error("delete account");
     }
   }
-  std::erase_if(recent_sends_, [id](const auto& entry) {
-    return entry.first.sender_id == id;
-  });
-  recent_highest_.erase(id);
   std::erase_if(batch_sends_, [id](const auto& entry) {
     return entry.first.sender_id == id;
   });
-  batch_senders_.erase(id);
+  batch_highest_.erase(id);
+  run_tails_.erase(id);
   Statement& del =
       Prepare("DELETE FROM accounts WHERE id = ? RETURNING name_key");
   del.Bind(1, id);
@@ -683,19 +716,16 @@ Result<std::optional<int64_t>> SqliteStore::FindSend(int64_t sender_id,
   if (Status s = LoadRecentSends(); !s.ok()) return s;
   auto highest = highest_sends_.find(sender_id);
   if (highest == highest_sends_.end()) {
-    Statement& max = Prepare(
-        "SELECT coalesce(max(client_msg_id), -9223372036854775808) FROM sends "
-        "WHERE sender_id = ?");
-    max.Bind(1, sender_id);
-    if (max.Step() != SQLITE_ROW) return Error("find send");
-    int64_t top = max.Int(0);
-    max.Reset();
+    // The runs' ranges do not overlap: the last run holds the highest.
+    Result<std::optional<RunTail>> last = LastRun(sender_id);
+    if (!last.ok()) return last.status();
+    int64_t top = *last ? (*last)->last.client_msg_id : INT64_MIN;
     if (auto it = recent_highest_.find(sender_id);
         it != recent_highest_.end()) {
       top = std::max(top, it->second);
     }
-    if (auto it = batch_senders_.find(sender_id); it != batch_senders_.end()) {
-      top = std::max(top, it->second.highest);
+    if (auto it = batch_highest_.find(sender_id); it != batch_highest_.end()) {
+      top = std::max(top, it->second);
     }
     CachePut(highest_sends_, kHighestSendCacheSize, sender_id, top);
     highest = highest_sends_.find(sender_id);
@@ -710,33 +740,58 @@ Result<std::optional<int64_t>> SqliteStore::FindSend(int64_t sender_id,
   if (auto it = recent_sends_.find(key); it != recent_sends_.end()) {
     return std::optional<int64_t>(it->second.message_id);
   }
+  // The only run that can hold the id: the last one starting at or below it.
   Statement& st = Prepare(
-      "SELECT message_id FROM sends WHERE sender_id = ? AND client_msg_id = ?");
-  st.Bind(1, sender_id).Bind(2, ToSql(client_msg_id));
-  int rc = st.Step();
+      "SELECT first_id, last_id, records FROM send_runs "
+      "WHERE sender_id = ? AND first_id <= ? ORDER BY first_id DESC LIMIT 1");
+  st.Bind(1, sender_id).Bind(2, key.client_msg_id);
+  const int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<int64_t>();
   if (rc != SQLITE_ROW) return Error("find send");
-  int64_t id = st.Int(0);
+  std::optional<int64_t> found;
+  if (key.client_msg_id <= st.Int(1)) {
+    if (!DecodeRun(st.Int(0), st.Blob(2), &run_scratch_)) {
+      st.Reset();
+      return Status(ErrorCode::kStorage, "find send: a damaged dedup run");
+    }
+    auto it = std::lower_bound(
+        run_scratch_.begin(), run_scratch_.end(), key.client_msg_id,
+        [](const RunRecord& r, int64_t id) { return r.client_msg_id < id; });
+    if (it != run_scratch_.end() && it->client_msg_id == key.client_msg_id) {
+      found = it->message_id;
+    }
+  }
   st.Reset();
-  return std::optional<int64_t>(id);
+  return found;
 }
 
 Status SqliteStore::LoadRecentSends() {
   if (recent_loaded_) return Status::Ok();
   recent_sends_.clear();
   recent_highest_.clear();
-  Statement& st = Prepare(
-      "SELECT sender_id, client_msg_id, message_id, created_at "
-      "FROM sends_recent");
+  Statement& st = Prepare("SELECT records FROM send_batches ORDER BY id");
+  std::vector<SendRecord> records;
+  bool damaged = false;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
-    RememberRecent(SendKey{st.Int(0), st.Int(1)},
-                   RecentSend{st.Int(2), st.Int(3)});
+    records.clear();
+    if (!DecodeBatch(st.Blob(0), &records)) {
+      damaged = true;
+      break;
+    }
+    for (const SendRecord& r : records) {
+      RememberRecent(SendKey{r.sender_id, r.client_msg_id},
+                     RecentSend{r.message_id, r.created_at});
+    }
   }
   st.Reset();
-  if (rc != SQLITE_DONE) {
+  if (damaged || rc != SQLITE_DONE) {
     recent_sends_.clear();
     recent_highest_.clear();
+    if (damaged) {
+      return Status(ErrorCode::kStorage,
+                    "read recent sends: a damaged batch of dedup records");
+    }
     return Error("read recent sends");
   }
   recent_loaded_ = true;
@@ -752,72 +807,28 @@ void SqliteStore::RememberRecent(const SendKey& key, const RecentSend& send) {
   }
 }
 
-Status SqliteStore::InsertSends(
-    std::vector<std::pair<SendKey, RecentSend>>& rows) {
-  // In key order (sorted here: SQLite would sort them in a temporary
-  // b-tree), so that each page of `sends` is visited once and in turn.
-  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
-    return std::pair(a.first.sender_id, a.first.client_msg_id) <
-           std::pair(b.first.sender_id, b.first.client_msg_id);
-  });
-  return InsertRecords(/*recent=*/false, rows);
-}
-
-Status SqliteStore::InsertRecords(
-    bool recent, const std::vector<std::pair<SendKey, RecentSend>>& rows) {
-  // kRecordsPerInsert rows to a statement while there are that many, then
-  // one at a time: each run of a statement costs work of its own besides
-  // its rows' (about 3k instructions a record less for a sender's many
-  // records into `sends`, 1k for sends_recent).
-  static const std::array<std::array<std::string, 2>, 2> kSql = [] {
-    std::array<std::array<std::string, 2>, 2> sql;
-    for (int table = 0; table < 2; ++table) {
-      for (int chunk = 0; chunk < 2; ++chunk) {
-        std::string& text = sql[table][chunk];
-        text = table ? "INSERT INTO sends_recent" : "INSERT INTO sends";
-        text += "(sender_id, client_msg_id, message_id, created_at) VALUES";
-        for (size_t i = 0; i < (chunk ? kRecordsPerInsert : 1); ++i) {
-          text += i ? ", (?, ?, ?, ?)" : " (?, ?, ?, ?)";
-        }
-      }
-    }
-    return sql;
-  }();
-  for (size_t i = 0; i < rows.size();) {
-    const size_t n =
-        rows.size() - i >= kRecordsPerInsert ? kRecordsPerInsert : 1;
-    Statement& st = Prepare(kSql[recent][n > 1].c_str());
-    for (size_t j = 0; j < n; ++j) {
-      const auto& [key, send] = rows[i + j];
-      const int at = static_cast<int>(4 * j);
-      st.Bind(at + 1, key.sender_id)
-          .Bind(at + 2, key.client_msg_id)
-          .Bind(at + 3, send.message_id)
-          .Bind(at + 4, send.created_at);
-    }
-    if (st.Run() != SQLITE_DONE) return Error("store dedup records");
-    i += n;
-  }
-  return Status::Ok();
-}
-
 Status SqliteStore::MergeRecentSends() {
   if (Status s = LoadRecentSends(); !s.ok()) return s;
   if (recent_sends_.empty()) return Status::Ok();
-  // One statement, in the table's order (message ids): 4.7k instructions
-  // a record, against 6.3k for a statement run per record sorted by key
-  // (and about as much with ORDER BY here: SQLite's sorter), for a few more
-  // pages written (the same leaves of `sends`, split at other points). A key
-  // already in `sends` cannot be (FindSend saw none before the send); if
-  // one were, the newer record replaces it, as FindSend would have
-  // answered, rather than failing every batch from now on.
-  if (Prepare("INSERT OR REPLACE INTO sends(sender_id, client_msg_id, "
-              "message_id, created_at) SELECT sender_id, client_msg_id, "
-              "message_id, created_at FROM sends_recent")
-          .Run() != SQLITE_DONE) {
-    return Error("merge recent sends");
+  // Sender by sender, each one's records in id order.
+  std::vector<SendRow> rows(recent_sends_.begin(), recent_sends_.end());
+  std::sort(rows.begin(), rows.end(), [](const SendRow& a, const SendRow& b) {
+    return std::pair(a.first.sender_id, a.first.client_msg_id) <
+           std::pair(b.first.sender_id, b.first.client_msg_id);
+  });
+  for (size_t i = 0; i < rows.size();) {
+    size_t j = i + 1;
+    while (j < rows.size() &&
+           rows[j].first.sender_id == rows[i].first.sender_id) {
+      ++j;
+    }
+    if (Status s = AddToRuns(rows[i].first.sender_id, &rows[i], j - i);
+        !s.ok()) {
+      return s;
+    }
+    i = j;
   }
-  if (Prepare("DELETE FROM sends_recent").Run() != SQLITE_DONE) {
+  if (Prepare("DELETE FROM send_batches").Run() != SQLITE_DONE) {
     return Error("merge recent sends");
   }
   recent_sends_.clear();
@@ -825,10 +836,242 @@ Status SqliteStore::MergeRecentSends() {
   return Status::Ok();
 }
 
+Result<std::optional<SqliteStore::RunTail>> SqliteStore::LastRun(
+    int64_t sender_id) {
+  if (auto it = run_tails_.find(sender_id); it != run_tails_.end()) {
+    return it->second;
+  }
+  Statement& st = Prepare(
+      "SELECT first_id, count, oldest_at, records FROM send_runs "
+      "WHERE sender_id = ? ORDER BY first_id DESC LIMIT 1");
+  st.Bind(1, sender_id);
+  const int rc = st.Step();
+  std::optional<RunTail> tail;
+  if (rc == SQLITE_ROW) {
+    const std::string_view blob = st.Blob(3);
+    if (!DecodeRun(st.Int(0), blob, &run_scratch_) || run_scratch_.empty()) {
+      st.Reset();
+      return Status(ErrorCode::kStorage, "read dedup runs: a damaged run");
+    }
+    tail = RunTail{st.Int(0), run_scratch_.back(), st.Int(1),
+                   static_cast<int64_t>(blob.size()), st.Int(2)};
+  }
+  st.Reset();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error("read dedup runs");
+  CachePut(run_tails_, kRunTailCacheSize, sender_id, tail);
+  return tail;
+}
+
+Status SqliteStore::AddToRuns(int64_t sender_id, const SendRow* rows,
+                              size_t count) {
+  Result<std::optional<RunTail>> last = LastRun(sender_id);
+  if (!last.ok()) return last.status();
+  // Records at or below the last run's last id (a client that does not
+  // count its ids up) go into the runs one by one; the rest are above
+  // every run and are appended.
+  size_t above = 0;
+  if (*last) {
+    while (above < count &&
+           rows[above].first.client_msg_id <= (*last)->last.client_msg_id) {
+      ++above;
+    }
+  }
+  if (above > 0) {
+    for (size_t i = 0; i < above; ++i) {
+      if (Status s = InsertIntoRuns(sender_id, rows[i]); !s.ok()) return s;
+    }
+    run_tails_.erase(sender_id);
+    last = LastRun(sender_id);
+    if (!last.ok()) return last.status();
+  }
+  std::optional<RunTail> open = *last;  // the run being added to
+  bool stored = open.has_value();       // ... and whether it is in the table
+  RunEncoder encoder = open ? RunEncoder(open->last) : RunEncoder(0);
+  int64_t added = 0;
+  int64_t newest = INT64_MIN;
+  auto flush = [&]() -> Status {
+    if (added == 0) return Status::Ok();
+    if (stored) {
+      Statement& st = Prepare(
+          "UPDATE send_runs SET last_id = ?, count = count + ?, "
+          "newest_at = max(newest_at, ?), records = records || ? "
+          "WHERE sender_id = ? AND first_id = ?");
+      st.Bind(1, open->last.client_msg_id)
+          .Bind(2, added)
+          .Bind(3, newest)
+          .BindBlob(4, encoder.bytes())
+          .Bind(5, sender_id)
+          .Bind(6, open->first_id);
+      if (st.Run() != SQLITE_DONE) return Error("merge dedup records");
+      if (sqlite3_changes(db()) != 1) {
+        run_tails_.erase(sender_id);
+        return Status(ErrorCode::kStorage,
+                      "merge dedup records: a sender's last run is gone");
+      }
+    } else {
+      Statement& st = Prepare(
+          "INSERT INTO send_runs(sender_id, first_id, last_id, count, "
+          "oldest_at, newest_at, records) VALUES(?, ?, ?, ?, ?, ?, ?)");
+      st.Bind(1, sender_id)
+          .Bind(2, open->first_id)
+          .Bind(3, open->last.client_msg_id)
+          .Bind(4, open->count)
+          .Bind(5, open->oldest_at)
+          .Bind(6, newest)
+          .BindBlob(7, encoder.bytes());
+      if (st.Run() != SQLITE_DONE) return Error("merge dedup records");
+      ++runs_since_prune_;
+    }
+    return Status::Ok();
+  };
+  for (size_t i = above; i < count; ++i) {
+    const RunRecord record{rows[i].first.client_msg_id,
+                           rows[i].second.message_id};
+    const int64_t at = rows[i].second.created_at;
+    const bool fits =
+        open && open->count < kRunRecordsMax &&
+        open->bytes + static_cast<int64_t>(encoder.SizeOf(record)) <=
+            kRunBytesMax &&
+        at - open->oldest_at <= kRunSpanMs;
+    if (!fits) {
+      if (Status s = flush(); !s.ok()) return s;
+      open = RunTail{record.client_msg_id, record, 0, 0, at};
+      stored = false;
+      encoder = RunEncoder(record.client_msg_id);
+      added = 0;
+      newest = INT64_MIN;
+    }
+    open->bytes += static_cast<int64_t>(encoder.SizeOf(record));
+    encoder.Add(record);
+    open->last = record;
+    ++open->count;
+    open->oldest_at = std::min(open->oldest_at, at);
+    newest = std::max(newest, at);
+    ++added;
+  }
+  if (Status s = flush(); !s.ok()) return s;
+  CachePut(run_tails_, kRunTailCacheSize, sender_id, open);
+  return Status::Ok();
+}
+
+Status SqliteStore::InsertIntoRuns(int64_t sender_id, const SendRow& row) {
+  const RunRecord record{row.first.client_msg_id, row.second.message_id};
+  const int64_t at = row.second.created_at;
+  Statement& st = Prepare(
+      "SELECT first_id, last_id, oldest_at, newest_at, records FROM send_runs "
+      "WHERE sender_id = ? AND first_id <= ? ORDER BY first_id DESC LIMIT 1");
+  st.Bind(1, sender_id).Bind(2, record.client_msg_id);
+  const int rc = st.Step();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error("merge dedup runs");
+  if (rc == SQLITE_DONE || record.client_msg_id > st.Int(1)) {
+    // Between runs, or below the first: a run of its own.
+    st.Reset();
+    if (Status s = WriteRun(sender_id, {record}, at, at); !s.ok()) return s;
+    ++runs_since_prune_;
+    return Status::Ok();
+  }
+  std::vector<RunRecord> records;
+  const bool decoded = DecodeRun(st.Int(0), st.Blob(4), &records);
+  const int64_t oldest = std::min(st.Int(2), at);
+  const int64_t newest = std::max(st.Int(3), at);
+  st.Reset();
+  if (!decoded) {
+    return Status(ErrorCode::kStorage, "merge dedup runs: a damaged run");
+  }
+  auto it = std::lower_bound(
+      records.begin(), records.end(), record.client_msg_id,
+      [](const RunRecord& r, int64_t id) { return r.client_msg_id < id; });
+  if (it != records.end() && it->client_msg_id == record.client_msg_id) {
+    *it = record;  // cannot be (FindSend saw none); the newer one wins
+  } else {
+    records.insert(it, record);
+  }
+  RunEncoder encoder(records.front().client_msg_id);
+  for (const RunRecord& r : records) encoder.Add(r);
+  if (static_cast<int64_t>(records.size()) <= kRunRecordsMax &&
+      static_cast<int64_t>(encoder.bytes().size()) <= kRunBytesMax) {
+    return WriteRun(sender_id, records, oldest, newest);
+  }
+  // Too big: two runs, each half the records (the first keeps its key).
+  const auto half =
+      records.begin() + static_cast<ptrdiff_t>(records.size() / 2);
+  if (Status s = WriteRun(sender_id, {records.begin(), half}, oldest, newest);
+      !s.ok()) {
+    return s;
+  }
+  ++runs_since_prune_;
+  return WriteRun(sender_id, {half, records.end()}, oldest, newest);
+}
+
+Status SqliteStore::WriteRun(int64_t sender_id,
+                             const std::vector<RunRecord>& records,
+                             int64_t oldest_at, int64_t newest_at) {
+  RunEncoder encoder(records.front().client_msg_id);
+  for (const RunRecord& r : records) encoder.Add(r);
+  if (Prepare("INSERT OR REPLACE INTO send_runs(sender_id, first_id, "
+              "last_id, count, oldest_at, newest_at, records) "
+              "VALUES(?, ?, ?, ?, ?, ?, ?)")
+          .Bind(1, sender_id)
+          .Bind(2, records.front().client_msg_id)
+          .Bind(3, records.back().client_msg_id)
+          .Bind(4, static_cast<int64_t>(records.size()))
+          .Bind(5, oldest_at)
+          .Bind(6, newest_at)
+          .BindBlob(7, encoder.bytes())
+          .Run() != SQLITE_DONE) {
+    return Error("merge dedup runs");
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::MoveSendsIntoRuns() {
+  // In the migration's transaction: each sender's records, in key order,
+  // appended to runs as a merge appends them. (A key in both tables cannot
+  // be; if one were, the newer record, sends_recent's, would be kept, as
+  // the merge into `sends` kept it.)
+  sqlite3_stmt* raw = nullptr;
+  const int prepared = sqlite3_prepare_v2(
+      db(),
+      "SELECT sender_id, client_msg_id, message_id, created_at, 0 FROM sends "
+      "UNION ALL SELECT sender_id, client_msg_id, message_id, created_at, 1 "
+      "FROM sends_recent ORDER BY 1, 2, 5",
+      -1, &raw, nullptr);
+  {
+    Statement st(raw);  // finalized before the tables are dropped
+    if (prepared != SQLITE_OK) return Error("read dedup records");
+    std::vector<SendRow> rows;
+    auto flush = [&]() -> Status {
+      if (rows.empty()) return Status::Ok();
+      Status s =
+          AddToRuns(rows.front().first.sender_id, rows.data(), rows.size());
+      rows.clear();
+      return s;
+    };
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      const SendKey key{st.Int(0), st.Int(1)};
+      const RecentSend send{st.Int(2), st.Int(3)};
+      if (!rows.empty() && rows.back().first == key) {
+        rows.back().second = send;
+        continue;
+      }
+      if (!rows.empty() && rows.front().first.sender_id != key.sender_id) {
+        if (Status s = flush(); !s.ok()) return s;
+      }
+      rows.emplace_back(key, send);
+    }
+    if (rc != SQLITE_DONE) return Error("read dedup records");
+    if (Status s = flush(); !s.ok()) return s;
+  }
+  run_tails_.clear();
+  runs_since_prune_ = 0;
+  return Exec("DROP TABLE sends; DROP TABLE sends_recent");
+}
+
 Result<int64_t> SqliteStore::Enqueue(const QueuedMessage& m) {
   if (Status s = RequireTransaction(); !s.ok()) return s;
-  // One dedup record per send: `sends` refused a second by its key, but a
-  // record waiting in memory or in sends_recent is not under that key yet.
+  // One dedup record per send: no table refuses a second by its key (the
+  // runs and batches hold blobs), so the store looks first.
   // (The send's FindSend has just filled the caches this reads, so the usual
   // answer costs no lookup.)
   Result<std::optional<int64_t>> prior = FindSend(m.sender_id, m.client_msg_id);
@@ -863,35 +1106,39 @@ Result<int64_t> SqliteStore::Enqueue(const QueuedMessage& m) {
   // The dedup record, written by Commit (WriteBatchSends).
   const SendKey key{m.sender_id, ToSql(m.client_msg_id)};
   batch_sends_.insert_or_assign(key, RecentSend{*id, m.sent_at_ms});
-  BatchSender& sender = batch_senders_[key.sender_id];
-  sender.highest = sender.count++ == 0
-                       ? key.client_msg_id
-                       : std::max(sender.highest, key.client_msg_id);
+  if (auto [it, added] =
+          batch_highest_.try_emplace(key.sender_id, key.client_msg_id);
+      !added) {
+    it->second = std::max(it->second, key.client_msg_id);
+  }
   if (auto it = highest_sends_.find(m.sender_id); it != highest_sends_.end()) {
     it->second = std::max(it->second, key.client_msg_id);
   }
-  ++sends_since_prune_;
   return *id;
 }
 
 Status SqliteStore::WriteBatchSends() {
   if (batch_sends_.empty()) return Status::Ok();
   if (Status s = LoadRecentSends(); !s.ok()) return s;
-  // A sender's only record of the transaction to sends_recent (in message id
-  // order: its last page), the records of a sender with several to `sends`.
-  std::vector<std::pair<SendKey, RecentSend>> recent, direct;
-  for (const auto& [key, send] : batch_sends_) {
-    (batch_senders_.at(key.sender_id).count == 1 ? recent : direct)
-        .emplace_back(key, send);
-  }
-  std::sort(recent.begin(), recent.end(), [](const auto& a, const auto& b) {
+  // One row for the transaction's records, in message id order (small
+  // differences, short varints).
+  std::vector<SendRow> rows(batch_sends_.begin(), batch_sends_.end());
+  std::sort(rows.begin(), rows.end(), [](const SendRow& a, const SendRow& b) {
     return a.second.message_id < b.second.message_id;
   });
-  if (Status s = InsertRecords(/*recent=*/true, recent); !s.ok()) return s;
-  for (const auto& [key, send] : recent) RememberRecent(key, send);
-  if (Status s = InsertSends(direct); !s.ok()) return s;
+  BatchEncoder encoder;
+  for (const auto& [key, send] : rows) {
+    encoder.Add(SendRecord{key.sender_id, key.client_msg_id, send.message_id,
+                           send.created_at});
+  }
+  if (Prepare("INSERT INTO send_batches(records) VALUES(?)")
+          .BindBorrowedBlob(1, encoder.bytes())
+          .Run() != SQLITE_DONE) {
+    return Error("store dedup records");
+  }
+  for (const auto& [key, send] : rows) RememberRecent(key, send);
   batch_sends_.clear();
-  batch_senders_.clear();
+  batch_highest_.clear();
   if (recent_sends_.size() >= kRecentSendsMax) return MergeRecentSends();
   return Status::Ok();
 }
@@ -1146,34 +1393,38 @@ Status SqliteStore::Prune(int64_t sends_before_ms, int64_t tokens_before_ms) {
   // The records since the last merge join the others first: the walk below
   // sees every record, and a quiet store's mirror empties.
   if (Status s = MergeRecentSends(); !s.ok()) return s;
-  // The dedup records have no index by age: each call walks the next
-  // stretch of their primary key, at least kPruneStep records and
-  // kPruneAhead times the sends recorded since the last call, so the walk
-  // outpaces the sends and comes round again; past the last record it
-  // starts over from the first.
+  // The runs have no index by age: each call walks the next stretch of
+  // their primary key, at least kPruneStep runs and kPruneAhead times the
+  // runs written since the last call, so the walk outpaces the writes and
+  // comes round again; past the last run it starts over from the first. A
+  // run goes when its newest record is older than the cut-off.
   const int64_t step =
-      std::max(kPruneStep, kPruneAhead * std::exchange(sends_since_prune_, 0));
+      std::max(kPruneStep, kPruneAhead * std::exchange(runs_since_prune_, 0));
   Statement& end = Prepare(
-      "SELECT sender_id, client_msg_id FROM sends "
-      "WHERE (sender_id, client_msg_id) > (?, ?) "
-      "ORDER BY sender_id, client_msg_id LIMIT 1 OFFSET ?");
+      "SELECT sender_id, first_id FROM send_runs "
+      "WHERE (sender_id, first_id) > (?, ?) "
+      "ORDER BY sender_id, first_id LIMIT 1 OFFSET ?");
   end.Bind(1, prune_from_.first).Bind(2, prune_from_.second).Bind(3, step - 1);
   std::pair<int64_t, int64_t> to = kPruneLast;
   const int rc = end.Step();
   if (rc == SQLITE_ROW) to = {end.Int(0), end.Int(1)};
   end.Reset();
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error("prune");
-  if (Prepare("DELETE FROM sends WHERE (sender_id, client_msg_id) > (?, ?) "
-              "AND (sender_id, client_msg_id) <= (?, ?) AND created_at < ?")
-              .Bind(1, prune_from_.first)
-              .Bind(2, prune_from_.second)
-              .Bind(3, to.first)
-              .Bind(4, to.second)
-              .Bind(5, sends_before_ms)
-              .Run() != SQLITE_DONE ||
-      Prepare("DELETE FROM tokens WHERE created_at < ?")
-              .Bind(1, tokens_before_ms)
-              .Run() != SQLITE_DONE) {
+  if (Prepare("DELETE FROM send_runs WHERE (sender_id, first_id) > (?, ?) "
+              "AND (sender_id, first_id) <= (?, ?) AND newest_at < ?")
+          .Bind(1, prune_from_.first)
+          .Bind(2, prune_from_.second)
+          .Bind(3, to.first)
+          .Bind(4, to.second)
+          .Bind(5, sends_before_ms)
+          .Run() != SQLITE_DONE) {
+    return Error("prune");
+  }
+  // A sender's last run may be gone.
+  if (sqlite3_changes(db()) > 0) run_tails_.clear();
+  if (Prepare("DELETE FROM tokens WHERE created_at < ?")
+          .Bind(1, tokens_before_ms)
+          .Run() != SQLITE_DONE) {
     return Error("prune");
   }
   // (A rollback undoes the deletes but not the walk: those records wait

@@ -14,12 +14,13 @@
 //   - each account's count of stored notices (CountNotices), likewise kept
 //     exact by AddNotice, AckNotice and DeleteAccount;
 //   - each sender's highest client_msg_id with a dedup record (as SQLite
-//     orders them: signed), loaded with max() on first use and raised by
-//     Enqueue; never too low, since deletes (Prune, DeleteAccount) only
-//     lower the true one. FindSend answers "not a retry" without a lookup
-//     for an id above it, which is every send of a client that counts its
-//     ids up (the C++, Python and terminal clients do);
-//   - the dedup records of sends_recent, whole (below).
+//     orders them: signed), loaded from the sender's last run on first
+//     use and raised by Enqueue; never too low, since deletes (Prune,
+//     DeleteAccount) only lower the true one. FindSend answers "not a retry"
+//     without a lookup for an id above it, which is every send of a client that
+//     counts its ids up (the C++, Python and terminal clients do);
+//   - the dedup records waiting in send_batches, whole (below);
+//   - each sender's last run (bounded), for the merge to append to.
 // They reflect the writes of the open transaction. When a transaction ends
 // without its writes, the caches are dropped whole.
 //
@@ -31,18 +32,23 @@
 // below the next one to hand out as kAlreadyConfirmed, one at or above it
 // as kUnknown.
 //
-// Dedup records (schema v5). Enqueue keeps a send's record in memory until
-// Commit, which writes the transaction's records before it commits: the
-// record of a sender with one send in the transaction goes to sends_recent,
-// keyed by message id, so that such records land on that table's last page
-// instead of one page of `sends` per sender; the records of a sender with
-// several go straight into `sends`, in key order, after each other on the
-// sender's page. The store mirrors sends_recent in memory (FindSend looks
-// there, and in the open transaction's records, before `sends`) and moves
-// its rows into `sends`, in one statement, when it holds kRecentSendsMax of
-// them and at every Prune: a sender's page of `sends` is then written once per
-// merge, not once per batch. The mirror is loaded from the table on first
-// use and dropped with the other caches.
+// Dedup records (schema v6). Enqueue keeps a send's record in memory until
+// Commit, which writes the transaction's records as one row of
+// send_batches (a blob, dedup_records.h): one insert on that table's last
+// page per commit. The store mirrors those records in memory (FindSend
+// looks there, and in the open transaction's records, before the runs) and
+// moves them into `send_runs` when there are kRecentSendsMax of them, at
+// every Prune and before an account's deletion. A row of `send_runs` is a
+// run of one sender's records in client_msg_id order (at most
+// kRunRecordsMax records and kRunBytesMax bytes of them, recorded within
+// kRunSpanMs of the run's oldest): its first id is in the row's key, the
+// records in a blob, and a sender's runs cover ranges of ids that do not
+// overlap, so that one key lookup finds the only run that can hold an id.
+// A merge appends each sender's new records to the sender's last run while
+// it has room (SQLite appends to the blob), then starts new runs: about one
+// row written per sender and merge, instead of a b-tree insert per record.
+// The mirror is loaded from the table on first use and dropped with the
+// other caches.
 #pragma once
 
 #include <sqlite3.h>
@@ -54,6 +60,7 @@
 #include <utility>
 #include <vector>
 
+#include "broker/dedup_records.h"
 #include "broker/store.h"
 
 namespace zchat {
@@ -64,7 +71,7 @@ class SqliteStore final : public Store {
                                                    const StoreOptions& options);
   ~SqliteStore() override;
 
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;
 
   // Transactions (see the top of this file). Commit failing (disk full)
   // rolls everything back. Rollback outside a transaction only drops the
@@ -223,9 +230,9 @@ class SqliteStore final : public Store {
   void Confirmed(int64_t recipient_id);
   static constexpr size_t kHighestSendCacheSize = 100'000;
   std::unordered_map<int64_t, int64_t> highest_sends_;
-  // Prune's walk over the dedup records' primary key (sender_id,
-  // client_msg_id): the key it goes on after, and the sends recorded since
-  // its last step (schema v4 dropped their index by age).
+  // Prune's walk over the runs' primary key (sender_id, first_id): the key
+  // it goes on after, and the runs written since its last step (schema v4
+  // dropped the records' index by age).
   static constexpr int64_t kPruneStep = 4096;
   static constexpr int64_t kPruneAhead = 2;
   static constexpr std::pair<int64_t, int64_t> kPruneFirst = {INT64_MIN,
@@ -233,8 +240,8 @@ class SqliteStore final : public Store {
   static constexpr std::pair<int64_t, int64_t> kPruneLast = {INT64_MAX,
                                                              INT64_MAX};
   std::pair<int64_t, int64_t> prune_from_ = kPruneFirst;
-  int64_t sends_since_prune_ = 0;
-  // The rows of sends_recent (see the top of this file): (sender_id,
+  int64_t runs_since_prune_ = 0;
+  // The records of send_batches (see the top of this file): (sender_id,
   // client_msg_id) -> (message_id, created_at), and each sender's highest
   // client_msg_id among them. Valid while recent_loaded_.
   static constexpr size_t kRecentSendsMax = 4096;
@@ -254,35 +261,58 @@ class SqliteStore final : public Store {
     int64_t message_id;
     int64_t created_at;
   };
+  using SendRow = std::pair<SendKey, RecentSend>;
   std::unordered_map<SendKey, RecentSend, SendKeyHash> recent_sends_;
   std::unordered_map<int64_t, int64_t> recent_highest_;
   bool recent_loaded_ = false;
   // The dedup records of the open transaction's sends, written by Commit
-  // (WriteBatchSends), and per sender their count and highest
-  // client_msg_id.
-  struct BatchSender {
-    int count = 0;
-    int64_t highest = 0;
-  };
+  // (WriteBatchSends), and each sender's highest client_msg_id among them.
   std::unordered_map<SendKey, RecentSend, SendKeyHash> batch_sends_;
-  std::unordered_map<int64_t, BatchSender> batch_senders_;
-  // Reads sends_recent into the mirror unless it is loaded.
+  std::unordered_map<int64_t, int64_t> batch_highest_;
+  // Reads send_batches into the mirror unless it is loaded.
   Status LoadRecentSends();
-  // Adds a row of sends_recent to the mirror.
+  // Adds a record of send_batches to the mirror.
   void RememberRecent(const SendKey& key, const RecentSend& send);
-  // Inserts `rows` into `sends` in key order (sorting them).
-  Status InsertSends(std::vector<std::pair<SendKey, RecentSend>>& rows);
-  // Inserts `rows`, in their order, into sends_recent (`recent`) or sends,
-  // several to a statement.
-  Status InsertRecords(bool recent,
-                       const std::vector<std::pair<SendKey, RecentSend>>& rows);
-  static constexpr size_t kRecordsPerInsert = 16;
-  // Moves every row of sends_recent into `sends` (in a transaction).
+  // Moves every record of send_batches into runs (in a transaction).
   Status MergeRecentSends();
-  // Writes batch_sends_: a sender's only record of the transaction to
-  // sends_recent, the records of a sender with several to `sends` in key
-  // order; merges sends_recent when it is full.
+  // Writes batch_sends_ as a row of send_batches; merges them when the
+  // mirror is full.
   Status WriteBatchSends();
+
+  // Runs (see the top of this file). A run takes a record while it holds
+  // fewer than kRunRecordsMax, its blob stays within kRunBytesMax (rows
+  // stay on their b-tree page: SQLite keeps about 1,000 bytes of a row of
+  // an index b-tree on 4 KiB pages) and the record was made within
+  // kRunSpanMs of the run's oldest (a record outlives its 7 days by at most
+  // that, waiting for the newest of its run).
+  static constexpr int64_t kRunRecordsMax = 128;
+  static constexpr int64_t kRunBytesMax = 768;
+  static constexpr int64_t kRunSpanMs = 3'600'000;
+  // What appending to a run needs of it.
+  struct RunTail {
+    int64_t first_id;
+    RunRecord last;
+    int64_t count;
+    int64_t bytes;
+    int64_t oldest_at;
+  };
+  // Each sender's last run (nullopt: the sender has none), as stored.
+  static constexpr size_t kRunTailCacheSize = 100'000;
+  std::unordered_map<int64_t, std::optional<RunTail>> run_tails_;
+  std::vector<RunRecord> run_scratch_;
+  // The sender's last run, from the cache or read.
+  Result<std::optional<RunTail>> LastRun(int64_t sender_id);
+  // Adds a sender's new records, in client_msg_id order, to its runs.
+  Status AddToRuns(int64_t sender_id, const SendRow* rows, size_t count);
+  // Adds one record whose id is not above the sender's last run's: into
+  // the run whose range holds it (split in two if that makes it too big),
+  // else as a run of its own.
+  Status InsertIntoRuns(int64_t sender_id, const SendRow& row);
+  // Writes a whole run row (replacing one with the same first id).
+  Status WriteRun(int64_t sender_id, const std::vector<RunRecord>& records,
+                  int64_t oldest_at, int64_t newest_at);
+  // Migration to schema v6: the records of `sends` become runs.
+  Status MoveSendsIntoRuns();
 };
 
 }  // namespace zchat

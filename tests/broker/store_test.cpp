@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "broker/sqlite_store.h"
@@ -19,7 +20,10 @@ namespace zchat {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::RawBatchRecords;
 using testing::RawCount;
+using testing::RawRunRecords;
+using testing::RawValue;
 using testing::TempDir;
 
 std::string ReadWhole(const std::string& path) {
@@ -51,6 +55,13 @@ class StoreTest : public ::testing::Test {
   }
   void Begin() { ASSERT_TRUE(store_->Begin().ok()); }
   void Commit() { ASSERT_TRUE(store_->Commit().ok()); }
+  // Moves the committed dedup records into runs (Prune merges them first),
+  // pruning nothing.
+  void Merge() {
+    Begin();
+    ASSERT_TRUE(store_->Prune(0, 0).ok());
+    Commit();
+  }
 
   // In the open transaction.
   int64_t Create(const std::string& name) {
@@ -58,7 +69,8 @@ class StoreTest : public ::testing::Test {
     EXPECT_TRUE(id.ok()) << id.status().ToString();
     return id.ok() ? *id : 0;
   }
-  int64_t Enqueue(int64_t from, int64_t to, uint64_t client_msg_id) {
+  int64_t Enqueue(int64_t from, int64_t to, uint64_t client_msg_id,
+                  int64_t sent_at_ms = 1) {
     QueuedMessage m;
     m.sender_id = from;
     m.sender_name = "sender";
@@ -66,7 +78,7 @@ class StoreTest : public ::testing::Test {
     m.recipient_name = "recipient";
     m.client_msg_id = client_msg_id;
     m.body = "body";
-    m.sent_at_ms = 1;
+    m.sent_at_ms = sent_at_ms;
     Result<int64_t> id = store_->Enqueue(m);
     EXPECT_TRUE(id.ok()) << id.status().ToString();
     return id.ok() ? *id : 0;
@@ -559,43 +571,115 @@ TEST_F(StoreTest, OpensSchemaVersion1Database) {
   Commit();
 }
 
-// Schema v4: the dedup records keep no index by age (Prune walks their key).
-TEST_F(StoreTest, MigrationDropsTheSendsAgeIndex) {
+// Schema v4: the dedup records keep no index by age (Prune walks their key);
+// schema v6: they move from `sends` into runs, and are found there.
+TEST_F(StoreTest, MigrationMovesTheDedupRecordsIntoRuns) {
   store_.reset();
   const fs::path source =
       fs::path(ZCHAT_SOURCE_DIR) / "tests/data/db/schema_v1.sqlite";
   fs::copy_file(source, path_, fs::copy_options::overwrite_existing);
   fs::permissions(path_, fs::perms::owner_read | fs::perms::owner_write);
   Reopen();
+  EXPECT_EQ(**store_->FindSend(1, 7), 1);
+  EXPECT_EQ(**store_->FindSend(1, 8), 2);
+  EXPECT_FALSE(store_->FindSend(1, 9)->has_value());
   store_.reset();
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db,
-                               "SELECT (SELECT count(*) FROM sqlite_schema "
-                               "WHERE name = 'sends_by_age'), "
-                               "(SELECT count(*) FROM sends)",
-                               -1, &st, nullptr),
-            SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int64(st, 0), 0) << "the index is gone";
-  EXPECT_EQ(sqlite3_column_int64(st, 1), 2) << "the records stay";
-  sqlite3_finalize(st);
-  sqlite3_close(db);
+  EXPECT_EQ(RawValue(path_,
+                     "SELECT count(*) FROM sqlite_schema WHERE name IN "
+                     "('sends_by_age', 'sends')"),
+            0)
+      << "the index and the table are gone";
+  EXPECT_EQ(RawCount(path_, "send_runs"), 1) << "one sender's run";
+  EXPECT_EQ(RawRunRecords(path_), 2) << "the records stay";
 }
 
-// Prune walks the dedup records in stretches of at least 4,096 (more when
-// many sends came since its last call): a table larger than that is pruned
-// over successive calls, old records only, and the walk comes round again.
-TEST_F(StoreTest, PruneWalksTheSendsInStretches) {
+// From schema v5, as its broker left a file: the records merged into `sends`
+// and those waiting in sends_recent both become runs, every one found with
+// its message; the queued messages stay, and ids go on above the reserved.
+TEST_F(StoreTest, MigrationFromV5MovesBothTablesIntoRuns) {
+  store_.reset();
+  const fs::path source =
+      fs::path(ZCHAT_SOURCE_DIR) / "tests/data/db/schema_v5.sqlite";
+  fs::copy_file(source, path_, fs::copy_options::overwrite_existing);
+  fs::permissions(path_, fs::perms::owner_read | fs::perms::owner_write);
+  Reopen();
+  const std::vector<std::tuple<int64_t, uint64_t, int64_t>> records = {
+      {1, 7, 1},  {1, 8, 2}, {1, 9, 3}, {1, uint64_t{1} << 63, 6},
+      {1, 10, 4}, {2, 3, 5}};
+  for (const auto& [sender, id, message] : records) {
+    auto f = store_->FindSend(sender, id);
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    ASSERT_TRUE(f->has_value()) << id;
+    EXPECT_EQ(**f, message) << id;
+  }
+  EXPECT_FALSE(store_->FindSend(1, 11)->has_value());
+  EXPECT_FALSE(store_->FindSend(2, 7)->has_value());
+  auto queue = store_->FetchPending(2, 10);
+  ASSERT_TRUE(queue.ok());
+  ASSERT_EQ(queue->size(), 1u);
+  EXPECT_EQ((*queue)[0].body, "ça va? 你好 👋 שלום");
+  Begin();
+  EXPECT_GT(Enqueue(2, 1, 4), 4096) << "above the reserved ids";
+  Commit();
+  store_.reset();
+  EXPECT_EQ(RawValue(path_,
+                     "SELECT count(*) FROM sqlite_schema WHERE name IN "
+                     "('sends', 'sends_recent')"),
+            0);
+  EXPECT_EQ(RawCount(path_, "send_runs"), 2) << "a run for each sender";
+  EXPECT_EQ(RawRunRecords(path_), 6);
+}
+
+// A larger table of records moves into runs as a merge writes them: a
+// sender's records in runs of at most 128, a new run where the records
+// were made more than an hour apart; every record found with its message.
+TEST_F(StoreTest, MigrationWritesBoundedRuns) {
+  store_.reset();
+  const fs::path source =
+      fs::path(ZCHAT_SOURCE_DIR) / "tests/data/db/schema_v1.sqlite";
+  fs::copy_file(source, path_, fs::copy_options::overwrite_existing);
+  fs::permissions(path_, fs::perms::owner_read | fs::perms::owner_write);
+  // Sender 2: 300 records made together (three runs: 128, 128, 44), then
+  // 5 made two hours later (a fourth).
+  std::string sql = "BEGIN;";
+  for (int i = 0; i < 305; ++i) {
+    const int64_t at = i < 300 ? 1700000000000 : 1700007200000;
+    sql += "INSERT INTO sends VALUES(2, " + std::to_string(100 + 3 * i) + ", " +
+           std::to_string(5000 + 7 * i) + ", " + std::to_string(at) + ");";
+  }
+  RawExec(path_, sql + "COMMIT;");
+  Reopen();
+  for (int i = 0; i < 305; ++i) {
+    auto f = store_->FindSend(2, static_cast<uint64_t>(100 + 3 * i));
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    ASSERT_TRUE(f->has_value()) << i;
+    EXPECT_EQ(**f, 5000 + 7 * i) << i;
+    EXPECT_FALSE(
+        store_->FindSend(2, static_cast<uint64_t>(101 + 3 * i))->has_value());
+  }
+  EXPECT_EQ(**store_->FindSend(1, 8), 2) << "the other sender's";
+  store_.reset();
+  EXPECT_EQ(
+      RawValue(path_, "SELECT count(*) FROM send_runs WHERE sender_id = 2"), 4);
+  EXPECT_EQ(RawValue(path_, "SELECT max(count) FROM send_runs"), 128);
+  EXPECT_EQ(RawRunRecords(path_), 307);
+}
+
+// Prune walks the runs in stretches of at least 4,096 (more when many were
+// written since its last call): a table larger than that is pruned over
+// successive calls, old runs only, and the walk comes round again.
+TEST_F(StoreTest, PruneWalksTheRunsInStretches) {
   constexpr int kOld = 10'000;  // two stretches and a part
+  // Records made more than an hour apart: a run each.
+  constexpr int64_t kApart = 3'600'001;
   Begin();
   const int64_t a = Create("a");
   const int64_t b = Create("b");
-  // Ids well apart in key order: a's records, then b's.
-  for (int i = 1; i <= kOld; ++i) Enqueue(i % 2 ? a : b, a, i);
-  ASSERT_TRUE(store_->Prune(0, 0).ok()) << "nothing old: resets the pace";
+  // Ids well apart in key order: a's runs, then b's.
+  for (int i = 1; i <= kOld; ++i) Enqueue(i % 2 ? a : b, a, i, i * kApart);
   Commit();
+  Merge();  // nothing old: resets the pace
+  ASSERT_EQ(RawCount(path_, "send_runs"), kOld);
   auto remaining = [&] {
     int n = 0;
     for (int i = 1; i <= kOld; ++i) {
@@ -606,7 +690,9 @@ TEST_F(StoreTest, PruneWalksTheSendsInStretches) {
   };
   ASSERT_EQ(remaining(), kOld);
 
-  // A newer record (sent at 5,000) that every cut-off below spares.
+  // A newer record (a run of a's, after the others) that every cut-off
+  // below spares.
+  constexpr int64_t kCutOff = (kOld + 10) * kApart;
   Begin();
   QueuedMessage late;
   late.sender_id = a;
@@ -615,33 +701,63 @@ TEST_F(StoreTest, PruneWalksTheSendsInStretches) {
   late.recipient_name = "b";
   late.client_msg_id = 1'000'000;
   late.body = "née 新 🌱 חדש";
-  late.sent_at_ms = 5000;
+  late.sent_at_ms = kCutOff + 1;
   ASSERT_TRUE(store_->Enqueue(late).ok());
   Commit();
 
   std::vector<int> after;
   for (int call = 0; call < 4; ++call) {
     Begin();
-    ASSERT_TRUE(store_->Prune(2000, 0).ok());
+    ASSERT_TRUE(store_->Prune(kCutOff, 0).ok());
     Commit();
     after.push_back(remaining());
   }
-  EXPECT_EQ(after[0], kOld - 4096) << "one stretch of a's records";
+  EXPECT_EQ(after[0], kOld - 4096) << "one stretch of a's runs";
   EXPECT_EQ(after[1], kOld - 2 * 4096 + 1)
-      << "a's last records, the newer one walked over and kept, then b's";
+      << "a's last runs, the newer one walked over and kept, then b's";
   EXPECT_EQ(after[2], 0) << "the rest, to the end of the table";
   EXPECT_EQ(after[3], 0) << "round again";
   EXPECT_TRUE(store_->FindSend(a, 1'000'000)->has_value()) << "not old";
+  EXPECT_EQ(RawCount(path_, "send_runs"), 1);
   EXPECT_EQ(*store_->CountPending(a), kOld) << "the messages stay";
 }
 
-// --- Dedup records in two tables (schema v5) ---------------------------------
+// A run goes only when its newest record is old: records made together
+// share a run, and an old record waits for the newest of its run.
+TEST_F(StoreTest, ARunIsPrunedByItsNewestRecord) {
+  Begin();
+  const int64_t a = Create("a");
+  Enqueue(a, a, 1, 1000);
+  Enqueue(a, a, 2, 3000);  // same run: within an hour
+  Commit();
+  Merge();
+  ASSERT_EQ(RawCount(path_, "send_runs"), 1);
+  Begin();
+  ASSERT_TRUE(store_->Prune(2000, 0).ok());
+  Commit();
+  EXPECT_TRUE(store_->FindSend(a, 1)->has_value()) << "kept with record 2";
+  Begin();
+  ASSERT_TRUE(store_->Prune(3001, 0).ok());
+  Commit();
+  EXPECT_FALSE(store_->FindSend(a, 1)->has_value());
+  EXPECT_FALSE(store_->FindSend(a, 2)->has_value());
+  EXPECT_EQ(RawCount(path_, "send_runs"), 0);
+  // The sender's next records start a run again (its cached last run went
+  // with the prune).
+  Begin();
+  const int64_t third = Enqueue(a, a, 3, 5000);
+  Commit();
+  Merge();
+  EXPECT_EQ(**store_->FindSend(a, 3), third);
+  EXPECT_EQ(RawRunRecords(path_), 1);
+}
 
-// The record of a sender's only send in a transaction goes to sends_recent,
-// those of a sender with several to `sends`; FindSend answers for both, in
+// --- Dedup records: batches, then runs (schema v6) ---------------------------
+
+// A transaction's records go to a batch row; FindSend answers for them in
 // the transaction, after it and after a restart (which reloads the store's
-// copy of sends_recent), and Prune moves sends_recent into `sends`.
-TEST_F(StoreTest, DedupRecordsAreFoundInBothTablesAndMerged) {
+// copy of the batches), and Prune moves them into runs, one per sender.
+TEST_F(StoreTest, DedupRecordsAreFoundBeforeAndAfterTheMerge) {
   Begin();
   const int64_t a = Create("a");
   const int64_t b = Create("b");
@@ -656,8 +772,9 @@ TEST_F(StoreTest, DedupRecordsAreFoundInBothTablesAndMerged) {
   EXPECT_EQ(found(a, 1), a1) << "in the transaction";
   EXPECT_EQ(found(b, 9), b9) << "in the transaction";
   Commit();
-  EXPECT_EQ(RawCount(path_, "sends_recent"), 1) << "b's only one";
-  EXPECT_EQ(RawCount(path_, "sends"), 2) << "a's two";
+  EXPECT_EQ(RawCount(path_, "send_batches"), 1) << "a row per commit";
+  EXPECT_EQ(RawBatchRecords(path_).size(), 3u);
+  EXPECT_EQ(RawCount(path_, "send_runs"), 0);
   EXPECT_EQ(found(a, 1), a1);
   EXPECT_EQ(found(a, 2), a2);
   EXPECT_EQ(found(b, 9), b9);
@@ -671,21 +788,198 @@ TEST_F(StoreTest, DedupRecordsAreFoundInBothTablesAndMerged) {
   Begin();
   ASSERT_TRUE(store_->Prune(0, 0).ok());
   Commit();
-  EXPECT_EQ(RawCount(path_, "sends_recent"), 0);
-  EXPECT_EQ(RawCount(path_, "sends"), 3);
+  EXPECT_EQ(RawCount(path_, "send_batches"), 0);
+  EXPECT_EQ(RawCount(path_, "send_runs"), 2) << "a run for each sender";
+  EXPECT_EQ(RawRunRecords(path_), 3);
   EXPECT_EQ(found(a, 1), a1) << "after the merge";
   EXPECT_EQ(found(a, 2), a2);
   EXPECT_EQ(found(b, 9), b9);
   EXPECT_EQ(found(b, 1), 0);
+  Reopen();
+  EXPECT_EQ(found(a, 2), a2) << "merged, after a restart";
+  EXPECT_EQ(found(b, 9), b9);
 }
 
-// A commit writes its records several to a statement (16) and the rest one
-// at a time: with more than one statement's worth in each table, and counts
-// that leave a remainder, every record lands where it belongs, each found
-// with its own message id, before and after a restart and a merge.
+// Merge after merge, a sender's records are appended to its last run until
+// it holds 128, then fill new runs; every record is found, and a sender's
+// highest id is read from its last run after a restart.
+TEST_F(StoreTest, MergesAppendToTheLastRun) {
+  constexpr int kMerges = 5;
+  constexpr int kPerMerge = 60;  // 300 records: runs of 128, 128, 44
+  Begin();
+  const int64_t a = Create("a");
+  const int64_t b = Create("b");
+  Commit();
+  std::map<uint64_t, int64_t> sent;
+  for (int m = 0; m < kMerges; ++m) {
+    Begin();
+    for (int i = 0; i < kPerMerge; ++i) {
+      const uint64_t id = 10 + 2 * static_cast<uint64_t>(m * kPerMerge + i);
+      sent[id] = Enqueue(a, b, id, 1000 + m);
+    }
+    Enqueue(b, a, static_cast<uint64_t>(m) + 1, 1000 + m);  // another sender
+    Commit();
+    Merge();
+  }
+  EXPECT_EQ(
+      RawValue(path_, "SELECT count(*) FROM send_runs WHERE sender_id = " +
+                          std::to_string(a)),
+      3);
+  EXPECT_EQ(
+      RawValue(path_, "SELECT count(*) FROM send_runs WHERE sender_id = " +
+                          std::to_string(b)),
+      1);
+  EXPECT_EQ(RawValue(path_, "SELECT max(count) FROM send_runs"), 128);
+  Reopen();
+  for (const auto& [id, message_id] : sent) {
+    auto f = store_->FindSend(a, id);
+    ASSERT_TRUE(f.ok() && f->has_value()) << id;
+    EXPECT_EQ(**f, message_id) << id;
+    EXPECT_FALSE(store_->FindSend(a, id + 1)->has_value()) << id + 1;
+  }
+  // Above the highest: a new message, not a retry.
+  Begin();
+  QueuedMessage next;
+  next.sender_id = a;
+  next.recipient_id = b;
+  next.sender_name = "a";
+  next.recipient_name = "b";
+  next.client_msg_id = sent.rbegin()->first;
+  next.body = "¿de nuevo? 又 🔁 שוב";
+  EXPECT_FALSE(store_->Enqueue(next).ok()) << "the highest is a retry";
+  store_->Rollback();
+}
+
+// A client that does not count its ids up: ids below the sender's last run
+// go into the run whose range holds them (split in two when full), or into
+// a run of their own between and below the others; the runs' ranges never
+// overlap, and every record keeps its message id.
+TEST_F(StoreTest, IdsOutOfOrderGoIntoTheRunThatHoldsThem) {
+  Begin();
+  const int64_t a = Create("a");
+  Commit();
+  std::map<int64_t, int64_t> sent;
+  auto send_all = [&](const std::vector<int64_t>& ids) {
+    Begin();
+    for (int64_t id : ids) sent[id] = Enqueue(a, a, static_cast<uint64_t>(id));
+    Commit();
+    Merge();
+  };
+  // Even ids 1,000..1,254: one full run; then 5,000: a second.
+  std::vector<int64_t> evens;
+  for (int64_t id = 1000; id < 1256; id += 2) evens.push_back(id);
+  send_all(evens);
+  send_all({5000});
+  ASSERT_EQ(RawCount(path_, "send_runs"), 2);
+  // Into the full run (which splits), into the gap between the runs, below
+  // every run, and the largest negative id (the top bit of a uint64).
+  send_all({1001, 1003, 1253, 3000, 7, -9'000'000'000'000'000'000});
+  for (const auto& [id, message_id] : sent) {
+    auto f = store_->FindSend(a, static_cast<uint64_t>(id));
+    ASSERT_TRUE(f.ok() && f->has_value()) << id;
+    EXPECT_EQ(**f, message_id) << id;
+  }
+  for (int64_t id : {1005, 1255, 2999, 8, 4999, 5001}) {
+    EXPECT_FALSE(store_->FindSend(a, static_cast<uint64_t>(id))->has_value())
+        << id;
+  }
+  EXPECT_EQ(RawRunRecords(path_), static_cast<int64_t>(sent.size()));
+  EXPECT_LE(RawValue(path_, "SELECT max(count) FROM send_runs"), 128);
+  EXPECT_EQ(RawValue(path_,
+                     "SELECT count(*) FROM send_runs r JOIN send_runs s "
+                     "ON r.sender_id = s.sender_id AND r.first_id < s.first_id "
+                     "AND r.last_id >= s.first_id"),
+            0)
+      << "overlapping runs";
+  EXPECT_EQ(RawCount(path_, "send_runs"), 6)
+      << "the full run split in two, 3000, 7 and the negative id alone";
+  // New ids above every run still append to the last one.
+  send_all({5002, 5004});
+  EXPECT_EQ(RawCount(path_, "send_runs"), 6);
+  EXPECT_EQ(**store_->FindSend(a, 5004), sent[5004]);
+}
+
+// A run whose blob is damaged in the file makes the lookups that need it
+// fail with a storage error; nothing crashes, and other senders are served.
+TEST_F(StoreTest, ADamagedRunIsAnError) {
+  Begin();
+  const int64_t a = Create("a");
+  const int64_t b = Create("b");
+  Enqueue(a, b, 1);
+  Enqueue(a, b, 2);
+  const int64_t b1 = Enqueue(b, a, 1);
+  Commit();
+  Merge();
+  store_.reset();
+  RawExec(path_, "UPDATE send_runs SET records = x'ff' WHERE sender_id = " +
+                     std::to_string(a));
+  Reopen();
+  auto f = store_->FindSend(a, 1);
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.status().code(), ErrorCode::kStorage);
+  EXPECT_NE(f.status().detail().find("damaged"), std::string::npos)
+      << f.status().ToString();
+  EXPECT_EQ(**store_->FindSend(b, 1), b1);
+}
+
+// Deleting an account removes its dedup records wherever they wait: in the
+// runs, in a committed batch, and in the open transaction; another
+// sender's stay.
+TEST_F(StoreTest, DeletingAnAccountRemovesItsDedupRecords) {
+  Begin();
+  const int64_t a = Create("a");
+  const int64_t b = Create("b");
+  Enqueue(a, b, 1);
+  const int64_t b1 = Enqueue(b, a, 1);
+  Commit();
+  Merge();  // a's 1 and b's 1 in runs
+  Begin();
+  Enqueue(a, b, 2);
+  const int64_t b2 = Enqueue(b, a, 2);
+  Commit();  // a's 2 and b's 2 in a batch
+  Begin();
+  Enqueue(a, b, 3);  // in the transaction
+  ASSERT_TRUE(store_->DeleteAccount(a).ok());
+  Commit();
+  for (uint64_t id : {1, 2, 3}) {
+    EXPECT_FALSE(store_->FindSend(a, id)->has_value()) << id;
+  }
+  EXPECT_EQ(**store_->FindSend(b, 1), b1);
+  EXPECT_EQ(**store_->FindSend(b, 2), b2);
+  Reopen();
+  for (uint64_t id : {1, 2, 3}) {
+    EXPECT_FALSE(store_->FindSend(a, id)->has_value()) << id;
+  }
+  EXPECT_EQ(**store_->FindSend(b, 2), b2);
+  EXPECT_EQ(RawRunRecords(path_) +
+                static_cast<int64_t>(RawBatchRecords(path_).size()),
+            2)
+      << "b's two";
+}
+
+// A batch whose blob is damaged in the file makes the lookups that read
+// the batches fail with a storage error, and nothing crashes.
+TEST_F(StoreTest, ADamagedBatchIsAnError) {
+  Begin();
+  const int64_t a = Create("a");
+  Enqueue(a, a, 1);
+  Commit();
+  store_.reset();
+  RawExec(path_, "UPDATE send_batches SET records = x'0102ff'");
+  Reopen();
+  auto f = store_->FindSend(a, 1);
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.status().code(), ErrorCode::kStorage);
+  EXPECT_NE(f.status().detail().find("damaged"), std::string::npos)
+      << f.status().ToString();
+}
+
+// A commit writes its records, from many senders, as one batch: each is
+// found with its own message id, before and after a restart and a merge (a
+// run per loner, one for the hub's).
 TEST_F(StoreTest, ManyRecordsOfOneCommitAreEachWritten) {
-  constexpr int kLoners = 2 * 16 + 7;  // one send each: sends_recent
-  constexpr int kMany = 16 + 5;        // one sender's sends: `sends`
+  constexpr int kLoners = 2 * 16 + 7;  // one send each
+  constexpr int kMany = 16 + 5;        // one sender's sends
   Begin();
   const int64_t hub = Create("hub");
   std::vector<int64_t> loners;
@@ -702,8 +996,9 @@ TEST_F(StoreTest, ManyRecordsOfOneCommitAreEachWritten) {
     sent[{hub, id}] = Enqueue(hub, loners[i % kLoners], id);
   }
   Commit();
-  EXPECT_EQ(RawCount(path_, "sends_recent"), kLoners);
-  EXPECT_EQ(RawCount(path_, "sends"), kMany);
+  EXPECT_EQ(RawCount(path_, "send_batches"), 1);
+  EXPECT_EQ(RawBatchRecords(path_).size(),
+            static_cast<size_t>(kLoners + kMany));
   auto all_found = [&](const char* when) {
     for (const auto& [key, message_id] : sent) {
       auto f = store_->FindSend(key.first, key.second);
@@ -720,13 +1015,14 @@ TEST_F(StoreTest, ManyRecordsOfOneCommitAreEachWritten) {
   Begin();
   ASSERT_TRUE(store_->Prune(0, 0).ok());
   Commit();
-  EXPECT_EQ(RawCount(path_, "sends_recent"), 0);
-  EXPECT_EQ(RawCount(path_, "sends"), kLoners + kMany);
+  EXPECT_EQ(RawCount(path_, "send_batches"), 0);
+  EXPECT_EQ(RawRunRecords(path_), kLoners + kMany);
+  EXPECT_EQ(RawCount(path_, "send_runs"), kLoners + 1) << "the hub's in one";
   Reopen();
   all_found("merged");
 }
 
-// A send whose record waits in sends_recent is still refused a second time
+// A send whose record waits in a batch is still refused a second time
 // in a later transaction, and a retried id below the sender's highest is
 // found there.
 TEST_F(StoreTest, ARecordInSendsRecentRefusesASecondStore) {
@@ -749,7 +1045,7 @@ TEST_F(StoreTest, ARecordInSendsRecentRefusesASecondStore) {
   EXPECT_FALSE(store_->FindSend(a, 6)->has_value()) << "rolled back";
 }
 
-// What a rolled-back transaction put in sends_recent is forgotten: the same
+// What a rolled-back transaction put in a batch is forgotten: the same
 // ids are new again, and stored once.
 TEST_F(StoreTest, ARollbackForgetsTheRecentRecordsItWrote) {
   Begin();
@@ -766,11 +1062,13 @@ TEST_F(StoreTest, ARollbackForgetsTheRecentRecordsItWrote) {
   const int64_t id = Enqueue(a, a, 1);
   Commit();
   EXPECT_EQ(**store_->FindSend(a, 1), id);
-  EXPECT_EQ(RawCount(path_, "sends_recent") + RawCount(path_, "sends"), 1);
+  EXPECT_EQ(
+      RawBatchRecords(path_).size() + static_cast<size_t>(RawRunRecords(path_)),
+      1u);
 }
 
-// sends_recent is merged when it holds 4,096 records, without a Prune: each
-// transaction's one send goes there, and the table never holds more.
+// The batches are merged when they hold 4,096 records, without a Prune:
+// each transaction's one send is a batch, and there are never more.
 TEST_F(StoreTest, SendsRecentIsMergedWhenFull) {
   constexpr int kSends = 5000;
   Reopen(StoreOptions{SyncMode::kNormal});
@@ -783,8 +1081,9 @@ TEST_F(StoreTest, SendsRecentIsMergedWhenFull) {
     ids.push_back(Enqueue(a, a, static_cast<uint64_t>(i)));
     Commit();
   }
-  EXPECT_EQ(RawCount(path_, "sends_recent"), kSends - 4096);
-  EXPECT_EQ(RawCount(path_, "sends"), 4096);
+  EXPECT_EQ(RawCount(path_, "send_batches"), kSends - 4096);
+  EXPECT_EQ(RawRunRecords(path_), 4096);
+  EXPECT_EQ(RawCount(path_, "send_runs"), 4096 / 128);
   for (int i = 1; i <= kSends; i += 499) {
     EXPECT_EQ(**store_->FindSend(a, static_cast<uint64_t>(i)), ids[i - 1])
         << "send " << i;

@@ -1,0 +1,116 @@
+#include "broker/dedup_records.h"
+
+#include <utility>
+
+namespace zchat {
+
+namespace {
+
+uint64_t Zigzag(uint64_t v) {
+  return (v << 1) ^ (static_cast<uint64_t>(static_cast<int64_t>(v) >> 63));
+}
+
+uint64_t Unzigzag(uint64_t v) { return (v >> 1) ^ (~(v & 1) + 1); }
+
+size_t VarintSize(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+void PutVarint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+// Reads a varint at `*pos`, advancing it. False if cut short or longer than
+// a uint64 can be (ten bytes).
+bool GetVarint(std::string_view in, size_t* pos, uint64_t* v) {
+  uint64_t result = 0;
+  for (int shift = 0; shift < 70; shift += 7) {
+    if (*pos >= in.size()) return false;
+    const auto byte = static_cast<uint8_t>(in[(*pos)++]);
+    result |= static_cast<uint64_t>(byte & 0x7f) << shift;
+    if ((byte & 0x80) == 0) {
+      *v = result;
+      return true;
+    }
+  }
+  return false;
+}
+
+uint64_t U(int64_t v) { return static_cast<uint64_t>(v); }
+
+}  // namespace
+
+size_t RunEncoder::SizeOf(const RunRecord& record) const {
+  return VarintSize(U(record.client_msg_id) - U(last_id_)) +
+         VarintSize(Zigzag(U(record.message_id) - U(last_message_)));
+}
+
+void RunEncoder::Add(const RunRecord& record) {
+  PutVarint(bytes_, U(record.client_msg_id) - U(last_id_));
+  PutVarint(bytes_, Zigzag(U(record.message_id) - U(last_message_)));
+  last_id_ = record.client_msg_id;
+  last_message_ = record.message_id;
+}
+
+bool DecodeRun(int64_t first_id, std::string_view blob,
+               std::vector<RunRecord>* out) {
+  out->clear();
+  uint64_t id = U(first_id);
+  uint64_t message = 0;
+  size_t pos = 0;
+  while (pos < blob.size()) {
+    uint64_t step = 0;
+    uint64_t delta = 0;
+    if (!GetVarint(blob, &pos, &step) || !GetVarint(blob, &pos, &delta)) {
+      return false;
+    }
+    // Ascending as SQLite orders them (signed): the first record is the
+    // run's first id, each later one strictly above the one before.
+    const uint64_t next = id + step;
+    if (out->empty() ? step != 0
+                     : (step == 0 || static_cast<int64_t>(next) <
+                                         static_cast<int64_t>(id))) {
+      return false;
+    }
+    id = next;
+    message += Unzigzag(delta);
+    out->push_back(
+        RunRecord{static_cast<int64_t>(id), static_cast<int64_t>(message)});
+  }
+  return true;
+}
+
+void BatchEncoder::Add(const SendRecord& record) {
+  PutVarint(bytes_, Zigzag(U(record.sender_id) - U(last_.sender_id)));
+  PutVarint(bytes_, Zigzag(U(record.client_msg_id) - U(last_.client_msg_id)));
+  PutVarint(bytes_, Zigzag(U(record.message_id) - U(last_.message_id)));
+  PutVarint(bytes_, Zigzag(U(record.created_at) - U(last_.created_at)));
+  last_ = record;
+}
+
+bool DecodeBatch(std::string_view blob, std::vector<SendRecord>* out) {
+  uint64_t fields[4] = {0, 0, 0, 0};
+  size_t pos = 0;
+  while (pos < blob.size()) {
+    for (uint64_t& field : fields) {
+      uint64_t delta = 0;
+      if (!GetVarint(blob, &pos, &delta)) return false;
+      field += Unzigzag(delta);
+    }
+    out->push_back(SendRecord{
+        static_cast<int64_t>(fields[0]), static_cast<int64_t>(fields[1]),
+        static_cast<int64_t>(fields[2]), static_cast<int64_t>(fields[3])});
+  }
+  return true;
+}
+
+}  // namespace zchat

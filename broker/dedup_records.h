@@ -1,0 +1,91 @@
+// The blobs the dedup records are stored in (SqliteStore, schema v6).
+//
+// Runs. A row of send_runs is a run of a sender's records in client_msg_id
+// order, the run's first id in the row's key and its records in a blob. A
+// record is (client_msg_id, message_id), both as SQLite stores them
+// (signed 64-bit). The blob is the records in ascending client_msg_id
+// order, each as two varints (7 bits a byte, low group first, high bit set
+// on every byte but the last): the client_msg_id's distance from the
+// previous record's (from the run's first id for the first record: 0), as
+// an unsigned 64-bit difference, and the message_id's difference from the
+// previous record's (from 0 for the first), zigzag-coded. Both wrap in
+// unsigned 64-bit arithmetic, so every pair of ids is representable.
+//
+// Batches. A row of send_batches holds the records one transaction
+// committed, waiting to be merged into runs: each record as four zigzag
+// varints, the differences of its sender_id, client_msg_id, message_id and
+// created_at from the previous record's (from 0 for the first).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace zchat {
+
+struct RunRecord {
+  int64_t client_msg_id;
+  int64_t message_id;
+  bool operator==(const RunRecord&) const = default;
+};
+
+// Appends records to a run's blob, after the run's last record (or, for a
+// new run, from its first id). Records must come in ascending
+// client_msg_id order, each above the last.
+class RunEncoder {
+ public:
+  // A new run whose first record will be `first_id`.
+  explicit RunEncoder(int64_t first_id) : last_id_(first_id) {}
+  // Continues a run whose last record is `last`.
+  explicit RunEncoder(const RunRecord& last)
+      : last_id_(last.client_msg_id), last_message_(last.message_id) {}
+
+  // The bytes Add(record) would append.
+  size_t SizeOf(const RunRecord& record) const;
+  void Add(const RunRecord& record);
+
+  // What was added since construction (or the last Take).
+  std::string Take() { return std::exchange(bytes_, std::string()); }
+  const std::string& bytes() const { return bytes_; }
+
+ private:
+  int64_t last_id_;
+  int64_t last_message_ = 0;
+  std::string bytes_;
+};
+
+// Reads a run's blob into `out` (replacing its contents). False if the blob
+// is not a well-formed run (a varint cut short or longer than 10 bytes, or
+// ids that do not ascend).
+bool DecodeRun(int64_t first_id, std::string_view blob,
+               std::vector<RunRecord>* out);
+
+// A record as a batch holds it.
+struct SendRecord {
+  int64_t sender_id;
+  int64_t client_msg_id;
+  int64_t message_id;
+  int64_t created_at;
+  bool operator==(const SendRecord&) const = default;
+};
+
+// Writes a batch's blob, record by record, in any order.
+class BatchEncoder {
+ public:
+  void Add(const SendRecord& record);
+  const std::string& bytes() const { return bytes_; }
+
+ private:
+  SendRecord last_{0, 0, 0, 0};
+  std::string bytes_;
+};
+
+// Reads a batch's blob, appending its records to `out`. False if the blob
+// is not a well-formed batch (a varint cut short or too long, or a record
+// cut short).
+bool DecodeBatch(std::string_view blob, std::vector<SendRecord>* out);
+
+}  // namespace zchat

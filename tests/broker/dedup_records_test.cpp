@@ -1,0 +1,129 @@
+// The blob format of the dedup runs (broker/dedup_records.h).
+#include "broker/dedup_records.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace zchat {
+namespace {
+
+constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+
+std::string Encode(const std::vector<RunRecord>& records) {
+  RunEncoder encoder(records.front().client_msg_id);
+  for (const RunRecord& r : records) {
+    const size_t before = encoder.bytes().size();
+    const size_t predicted = encoder.SizeOf(r);
+    encoder.Add(r);
+    EXPECT_EQ(encoder.bytes().size() - before, predicted);
+  }
+  return encoder.Take();
+}
+
+TEST(SendRunsTest, RecordsRoundTrip) {
+  const std::vector<std::vector<RunRecord>> cases = {
+      {{5, 100}},
+      {{1, 10}, {2, 11}, {3, 9}, {1000, 5}},
+      // The whole signed range of ids, and message ids that go down.
+      {{kMin, kMax}, {-1, 0}, {0, kMin}, {1, -1}, {kMax, 7}},
+      {{kMax, kMin}},
+  };
+  for (const auto& records : cases) {
+    const std::string blob = Encode(records);
+    std::vector<RunRecord> decoded;
+    ASSERT_TRUE(DecodeRun(records.front().client_msg_id, blob, &decoded));
+    EXPECT_EQ(decoded, records);
+  }
+}
+
+TEST(SendRunsTest, AppendingContinuesTheRun) {
+  // A run written in two pieces, the second after the first's last record,
+  // reads as one.
+  std::string blob = Encode({{10, 500}, {11, 640}});
+  RunEncoder more(RunRecord{11, 640});
+  more.Add({12, 641});
+  more.Add({400, 3});
+  blob += more.Take();
+  std::vector<RunRecord> decoded;
+  ASSERT_TRUE(DecodeRun(10, blob, &decoded));
+  EXPECT_EQ(decoded, (std::vector<RunRecord>{
+                         {10, 500}, {11, 640}, {12, 641}, {400, 3}}));
+}
+
+TEST(SendRunsTest, SmallStepsTakeFewBytes) {
+  // Ids counted up, message ids close together: two bytes a record.
+  std::vector<RunRecord> records;
+  for (int i = 0; i < 128; ++i) records.push_back({1000 + i, 90000 + 40 * i});
+  EXPECT_LE(Encode(records).size() - Encode({records.front()}).size(),
+            127u * 2);
+}
+
+TEST(SendRunsTest, MalformedBlobsAreRefused) {
+  std::vector<RunRecord> decoded;
+  const std::string good = Encode({{1, 10}, {2, 11}});
+  for (size_t cut = 1; cut < good.size(); ++cut) {
+    // Cut inside a record: a varint or a record's second half missing.
+    const std::string part = good.substr(0, cut);
+    if (cut == 2) continue;  // a whole first record is a valid run
+    EXPECT_FALSE(DecodeRun(1, part, &decoded)) << cut;
+  }
+  EXPECT_FALSE(DecodeRun(1, std::string("\xff", 1), &decoded));
+  EXPECT_FALSE(
+      DecodeRun(1, std::string(11, '\x80') + '\x01' + '\x00', &decoded))
+      << "a varint longer than 64 bits";
+  EXPECT_FALSE(DecodeRun(1, std::string("\x01\x00", 2), &decoded))
+      << "the first record is not the run's first id";
+  EXPECT_FALSE(DecodeRun(1, std::string("\x00\x00\x00\x00", 4), &decoded))
+      << "an id twice";
+  // A step that wraps past the largest id.
+  RunEncoder wrap(RunRecord{kMax, 0});
+  wrap.Add({kMin, 0});  // the encoder trusts its caller
+  EXPECT_FALSE(
+      DecodeRun(kMax, std::string("\x00\x00", 2) + wrap.Take(), &decoded));
+  EXPECT_TRUE(DecodeRun(1, "", &decoded)) << "no records";
+  EXPECT_TRUE(decoded.empty());
+}
+
+TEST(SendBatchesTest, RecordsRoundTrip) {
+  const std::vector<SendRecord> records = {
+      {7, 1, 100, 1'700'000'000'000},
+      {3, kMax, 101, 1'700'000'000'000},
+      {kMax, kMin, 99, 0},
+      {kMin, -1, kMin, -5},
+      {7, 2, kMax, kMax},
+  };
+  BatchEncoder encoder;
+  for (const SendRecord& r : records) encoder.Add(r);
+  std::vector<SendRecord> decoded = {{1, 1, 1, 1}};
+  ASSERT_TRUE(DecodeBatch(encoder.bytes(), &decoded));
+  ASSERT_EQ(decoded.size(), records.size() + 1) << "appended";
+  EXPECT_EQ(std::vector<SendRecord>(decoded.begin() + 1, decoded.end()),
+            records);
+}
+
+TEST(SendBatchesTest, MalformedBlobsAreRefused) {
+  BatchEncoder encoder;
+  encoder.Add({1, 2, 3, 4});
+  encoder.Add({5, 6, 7, 8});
+  const std::string good = encoder.bytes();
+  ASSERT_EQ(good.size(), 8u) << "a byte a field here";
+  std::vector<SendRecord> decoded;
+  for (size_t cut = 1; cut < good.size(); ++cut) {
+    if (cut == 4) continue;  // one whole record
+    decoded.clear();
+    EXPECT_FALSE(DecodeBatch(good.substr(0, cut), &decoded)) << cut;
+  }
+  decoded.clear();
+  EXPECT_FALSE(DecodeBatch(std::string(12, '\x80'), &decoded));
+  decoded.clear();
+  EXPECT_TRUE(DecodeBatch("", &decoded));
+  EXPECT_TRUE(decoded.empty());
+}
+
+}  // namespace
+}  // namespace zchat
