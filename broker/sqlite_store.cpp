@@ -230,6 +230,18 @@ CREATE TABLE send_batches(
   records BLOB NOT NULL);
 )sql";
 
+// Notices added and acknowledged go to a log, a row per transaction, and
+// reach `notices` only when they stay (see the top of sqlite_store.h). Each
+// row counts the notices it adds and acknowledges, so that a count of
+// stored notices reads no blob.
+constexpr const char* kSchemaV7 = R"sql(
+CREATE TABLE notice_log(
+  id INTEGER PRIMARY KEY,
+  adds INTEGER NOT NULL,
+  acks INTEGER NOT NULL,
+  records BLOB NOT NULL);
+)sql";
+
 // client_msg_id is a uint64 on the wire; SQLite integers are signed 64-bit.
 // The bit pattern is stored as is.
 int64_t ToSql(uint64_t v) { return static_cast<int64_t>(v); }
@@ -387,7 +399,8 @@ Status SqliteStore::Migrate() {
   // Each step takes the schema from version N to N+1 in one transaction,
   // reading N inside it (another broker may be migrating the same file).
   static const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3,
-                                            kSchemaV4, kSchemaV5, kSchemaV6};
+                                            kSchemaV4, kSchemaV5, kSchemaV6,
+                                            kSchemaV7};
   static_assert(std::size(kMigrations) == kSchemaVersion);
   for (;;) {
     if (Status s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
@@ -441,6 +454,10 @@ void SqliteStore::ForgetTransaction() {
   batch_sends_.clear();
   batch_highest_.clear();
   run_tails_.clear();
+  log_notices_.clear();
+  notice_log_loaded_ = false;
+  notice_log_ops_ = 0;
+  notice_ops_.clear();
   deliveries_.clear();
   account_ids_.behind = true;
   // A block reserved in the lost transaction is no longer reserved.
@@ -526,6 +543,7 @@ Status SqliteStore::Begin() {
 Status SqliteStore::Commit() {
   NoticeLostTransaction();
   Status s = WriteBatchSends();
+  if (s.ok()) s = WriteNoticeOps();
   if (s.ok()) s = RunFixed("COMMIT");
   if (s.ok()) {
     transaction_open_ = false;
@@ -631,6 +649,13 @@ Result<std::vector<QueuedMessage>> SqliteStore::DeleteAccount(int64_t id) {
   // The records waiting in batches join the runs, where the sender's are
   // deleted with one statement.
   if (Status s = MergeRecentSends(); !s.ok()) return s;
+  // The account's logged notices go by acknowledgements in the log.
+  if (Status s = LoadNoticeLog(); !s.ok()) return s;
+  for (auto it = log_notices_.lower_bound({id, INT64_MIN});
+       it != log_notices_.end() && it->first.first == id;) {
+    LogNoticeOp(/*add=*/false, id, it->second);
+    it = log_notices_.erase(it);
+  }
   // Forgetting a cache entry is always safe (a miss reloads it), so the
   // account's count goes first, whatever happens below.
   pending_counts_.erase(id);
@@ -1163,7 +1188,8 @@ Result<StoreTotals> SqliteStore::Totals() {
   // One statement, so the three counts come from one snapshot.
   Statement& st = Prepare(
       "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM "
-      "messages), (SELECT count(*) FROM notices)");
+      "messages), (SELECT count(*) FROM notices) + (SELECT "
+      "coalesce(sum(adds - acks), 0) FROM notice_log)");
   if (st.Step() != SQLITE_ROW) return Error("count totals");
   StoreTotals t{st.Int(0), st.Int(1), st.Int(2)};
   st.Reset();
@@ -1279,6 +1305,17 @@ Status SqliteStore::AddNotice(int64_t account_id, const Notice& n,
   if (Status s = RequireTransaction(); !s.ok()) return s;
   Result<int64_t> count = CountNotices(account_id);
   if (!count.ok()) return count.status();
+  // (CountNotices loaded the log.) A notice already logged stays as it is,
+  // as `notices` ignores a second insert of one it holds.
+  if (log_notices_.contains({account_id, n.message_id})) return Status::Ok();
+  if (*count < cap) {
+    log_notices_.emplace(NoticeKey{account_id, n.message_id}, n);
+    LogNoticeOp(/*add=*/true, account_id, n);
+    notice_counts_[account_id] = *count + 1;
+    return Status::Ok();
+  }
+  // At the cap: the logged notices join the table, where the oldest go.
+  if (Status s = CompactNoticeLog(/*to_table=*/true); !s.ok()) return s;
   Statement& st = Prepare(
       "INSERT OR IGNORE INTO notices(account_id, message_id, kind, peer_name, "
       "client_msg_id) VALUES(?, ?, ?, ?, ?)");
@@ -1310,13 +1347,14 @@ Status SqliteStore::AddNotice(int64_t account_id, const Notice& n,
 
 Result<int64_t> SqliteStore::CountNotices(int64_t account_id) {
   NoticeLostTransaction();
+  if (Status s = LoadNoticeLog(); !s.ok()) return s;
   if (auto it = notice_counts_.find(account_id); it != notice_counts_.end()) {
     return it->second;
   }
   Statement& st = Prepare("SELECT count(*) FROM notices WHERE account_id = ?");
   st.Bind(1, account_id);
   if (st.Step() != SQLITE_ROW) return Error("count notices");
-  const int64_t n = st.Int(0);
+  const int64_t n = st.Int(0) + LoggedNotices(account_id);
   st.Reset();
   CachePut(notice_counts_, kNoticeCountCacheSize, account_id, n);
   return n;
@@ -1324,6 +1362,8 @@ Result<int64_t> SqliteStore::CountNotices(int64_t account_id) {
 
 Result<std::vector<Notice>> SqliteStore::ListNotices(int64_t account_id,
                                                      int64_t limit) {
+  NoticeLostTransaction();
+  if (Status s = LoadNoticeLog(); !s.ok()) return s;
   Statement& st = Prepare(
       "SELECT kind, message_id, peer_name, client_msg_id FROM notices "
       "WHERE account_id = ? ORDER BY message_id LIMIT ?");
@@ -1336,11 +1376,39 @@ Result<std::vector<Notice>> SqliteStore::ListNotices(int64_t account_id,
   }
   st.Reset();
   if (rc != SQLITE_DONE) return Error("list notices");
+  // And the logged ones, in message id order with the others.
+  const size_t from_table = out.size();
+  for (auto it = log_notices_.lower_bound({account_id, INT64_MIN});
+       it != log_notices_.end() && it->first.first == account_id &&
+       out.size() < from_table + static_cast<size_t>(limit);
+       ++it) {
+    out.push_back(it->second);
+  }
+  if (out.size() > from_table) {
+    std::inplace_merge(out.begin(),
+                       out.begin() + static_cast<ptrdiff_t>(from_table),
+                       out.end(), [](const Notice& a, const Notice& b) {
+                         return a.message_id < b.message_id;
+                       });
+    if (out.size() > static_cast<size_t>(limit)) {
+      out.resize(static_cast<size_t>(limit));
+    }
+  }
   return out;
 }
 
 Status SqliteStore::AckNotice(int64_t account_id, int64_t message_id) {
   if (Status s = RequireTransaction(); !s.ok()) return s;
+  if (Status s = LoadNoticeLog(); !s.ok()) return s;
+  if (auto it = log_notices_.find({account_id, message_id});
+      it != log_notices_.end()) {
+    LogNoticeOp(/*add=*/false, account_id, it->second);
+    log_notices_.erase(it);
+    if (auto c = notice_counts_.find(account_id); c != notice_counts_.end()) {
+      --c->second;
+    }
+    return Status::Ok();
+  }
   if (Prepare("DELETE FROM notices WHERE account_id = ? AND message_id = ?")
           .Bind(1, account_id)
           .Bind(2, message_id)
@@ -1353,6 +1421,119 @@ Status SqliteStore::AckNotice(int64_t account_id, int64_t message_id) {
     }
   }
   return Status::Ok();
+}
+
+Status SqliteStore::LoadNoticeLog() {
+  if (notice_log_loaded_) return Status::Ok();
+  log_notices_.clear();
+  notice_ops_.clear();
+  notice_log_ops_ = 0;
+  Statement& st = Prepare("SELECT records FROM notice_log ORDER BY id");
+  std::vector<NoticeOp> ops;
+  bool damaged = false;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    ops.clear();
+    if (!DecodeNoticeOps(st.Blob(0), &ops)) {
+      damaged = true;
+      break;
+    }
+    for (NoticeOp& op : ops) {
+      const NoticeKey key{op.account_id, op.notice.message_id};
+      if (op.add) {
+        log_notices_.insert_or_assign(key, std::move(op.notice));
+      } else {
+        log_notices_.erase(key);
+      }
+    }
+    notice_log_ops_ += static_cast<int64_t>(ops.size());
+  }
+  st.Reset();
+  if (damaged || rc != SQLITE_DONE) {
+    log_notices_.clear();
+    notice_log_ops_ = 0;
+    if (damaged) {
+      return Status(ErrorCode::kStorage,
+                    "read notices: a damaged row of the notice log");
+    }
+    return Error("read notices");
+  }
+  notice_log_loaded_ = true;
+  return Status::Ok();
+}
+
+void SqliteStore::LogNoticeOp(bool add, int64_t account_id,
+                              const Notice& notice) {
+  notice_ops_.push_back(NoticeOp{add, account_id, notice});
+  ++notice_log_ops_;
+}
+
+Status SqliteStore::WriteNoticeOps() {
+  if (notice_ops_.empty()) return Status::Ok();
+  std::string blob;
+  int64_t adds = 0;
+  for (const NoticeOp& op : notice_ops_) {
+    AppendNoticeOp(blob, op);
+    adds += op.add;
+  }
+  if (Prepare("INSERT INTO notice_log(adds, acks, records) VALUES(?, ?, ?)")
+          .Bind(1, adds)
+          .Bind(2, static_cast<int64_t>(notice_ops_.size()) - adds)
+          .BindBorrowedBlob(3, blob)
+          .Run() != SQLITE_DONE) {
+    return Error("store notices");
+  }
+  notice_ops_.clear();
+  if (notice_log_ops_ >= kNoticeLogMax) return CompactNoticeLog(false);
+  return Status::Ok();
+}
+
+Status SqliteStore::CompactNoticeLog(bool to_table) {
+  if (Status s = LoadNoticeLog(); !s.ok()) return s;
+  if (Prepare("DELETE FROM notice_log").Run() != SQLITE_DONE) {
+    return Error("compact notices");
+  }
+  // What the transaction logged so far is in log_notices_, written below.
+  notice_ops_.clear();
+  notice_log_ops_ = 0;
+  if (log_notices_.empty()) return Status::Ok();
+  if (to_table || log_notices_.size() > kNoticeCarryMax) {
+    Statement& st = Prepare(
+        "INSERT OR IGNORE INTO notices(account_id, message_id, kind, "
+        "peer_name, client_msg_id) VALUES(?, ?, ?, ?, ?)");
+    for (const auto& [key, n] : log_notices_) {
+      st.Start()
+          .Bind(1, key.first)
+          .Bind(2, key.second)
+          .Bind(3, static_cast<int64_t>(n.kind))
+          .BindBorrowed(4, n.peer_name)
+          .Bind(5, ToSql(n.client_msg_id));
+      if (st.Run() != SQLITE_DONE) return Error("compact notices");
+    }
+    log_notices_.clear();
+    return Status::Ok();
+  }
+  std::string blob;
+  for (const auto& [key, n] : log_notices_) {
+    AppendNoticeOp(blob, NoticeOp{true, key.first, n});
+  }
+  if (Prepare("INSERT INTO notice_log(adds, acks, records) VALUES(?, 0, ?)")
+          .Bind(1, static_cast<int64_t>(log_notices_.size()))
+          .BindBorrowedBlob(2, blob)
+          .Run() != SQLITE_DONE) {
+    return Error("compact notices");
+  }
+  notice_log_ops_ = static_cast<int64_t>(log_notices_.size());
+  return Status::Ok();
+}
+
+int64_t SqliteStore::LoggedNotices(int64_t account_id) const {
+  int64_t n = 0;
+  for (auto it = log_notices_.lower_bound({account_id, INT64_MIN});
+       it != log_notices_.end() && it->first.first == account_id; ++it) {
+    ++n;
+  }
+  return n;
 }
 
 Status SqliteStore::AddToken(std::string_view token_hash, int64_t account_id,

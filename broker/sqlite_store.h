@@ -34,7 +34,7 @@
 //
 // Dedup records (schema v6). Enqueue keeps a send's record in memory until
 // Commit, which writes the transaction's records as one row of
-// send_batches (a blob, dedup_records.h): one insert on that table's last
+// send_batches (a blob, record_blobs.h): one insert on that table's last
 // page per commit. The store mirrors those records in memory (FindSend
 // looks there, and in the open transaction's records, before the runs) and
 // moves them into `send_runs` when there are kRecentSendsMax of them, at
@@ -49,18 +49,32 @@
 // row written per sender and merge, instead of a b-tree insert per record.
 // The mirror is loaded from the table on first use and dropped with the
 // other caches.
+//
+// Notices (schema v7). A sender acknowledges most notices within moments
+// of their adding, so the store does not put them in `notices` (a b-tree
+// insert, then a delete) but logs them: AddNotice and an AckNotice of a
+// logged notice change a map in memory (log_notices_, the live logged
+// notices) and append an operation for Commit, which writes the
+// transaction's operations as one row of notice_log (record_blobs.h).
+// When the log holds kNoticeLogMax operations it is compacted: its rows
+// are replaced by one row of the live notices, or, when more than
+// kNoticeCarryMax are live (senders away), those are moved into `notices`.
+// Reads (CountNotices, ListNotices) see both places; a notice is in one of
+// them only. Loaded by replaying the log on first use; dropped with the
+// other caches.
 #pragma once
 
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
-#include "broker/dedup_records.h"
+#include "broker/record_blobs.h"
 #include "broker/store.h"
 
 namespace zchat {
@@ -71,7 +85,7 @@ class SqliteStore final : public Store {
                                                    const StoreOptions& options);
   ~SqliteStore() override;
 
-  static constexpr int kSchemaVersion = 6;
+  static constexpr int kSchemaVersion = 7;
 
   // Transactions (see the top of this file). Commit failing (disk full)
   // rolls everything back. Rollback outside a transaction only drops the
@@ -313,6 +327,29 @@ class SqliteStore final : public Store {
                   int64_t oldest_at, int64_t newest_at);
   // Migration to schema v6: the records of `sends` become runs.
   Status MoveSendsIntoRuns();
+
+  // The notice log (see the top of this file).
+  static constexpr int64_t kNoticeLogMax = 4096;
+  static constexpr size_t kNoticeCarryMax = 1024;
+  using NoticeKey = std::pair<int64_t, int64_t>;  // account, message id
+  std::map<NoticeKey, Notice> log_notices_;
+  bool notice_log_loaded_ = false;
+  // Operations in notice_log's rows and in notice_ops_.
+  int64_t notice_log_ops_ = 0;
+  // The open transaction's operations, written by Commit.
+  std::vector<NoticeOp> notice_ops_;
+  // Replays notice_log into log_notices_ unless it is loaded.
+  Status LoadNoticeLog();
+  // Logs an operation of the open transaction.
+  void LogNoticeOp(bool add, int64_t account_id, const Notice& notice);
+  // Writes notice_ops_ as a row of notice_log; compacts the log when it is
+  // full.
+  Status WriteNoticeOps();
+  // Replaces the log's rows with its live notices: as one row, or, with
+  // `to_table` or more than kNoticeCarryMax of them, in `notices`.
+  Status CompactNoticeLog(bool to_table);
+  // The account's live logged notices.
+  int64_t LoggedNotices(int64_t account_id) const;
 };
 
 }  // namespace zchat

@@ -22,6 +22,7 @@ namespace fs = std::filesystem;
 using testing::RawBatchRecords;
 using testing::RawCount;
 using testing::RawRunRecords;
+using testing::RawStoredNotices;
 using testing::TempDir;
 
 class PartitionedStoreTest : public ::testing::Test {
@@ -151,7 +152,7 @@ TEST_F(PartitionedStoreTest, AReceiptAndItsNoticeWriteOnePartition) {
   const int64_t from = Create("from"), to = Create("to");
   const int64_t id = Send(from, to, 7, "שלום");
   Commit();
-  const auto notices = [&](int p) { return RawCount(Part(p), "notices"); };
+  const auto notices = [&](int p) { return RawStoredNotices(Part(p)); };
   Begin();
   Result<ReceiptResult> r = store_->ConfirmDelivery(to, id);
   ASSERT_TRUE(r.ok());

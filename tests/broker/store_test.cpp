@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -23,6 +24,7 @@ namespace fs = std::filesystem;
 using testing::RawBatchRecords;
 using testing::RawCount;
 using testing::RawRunRecords;
+using testing::RawStoredNotices;
 using testing::RawValue;
 using testing::TempDir;
 
@@ -1088,6 +1090,198 @@ TEST_F(StoreTest, SendsRecentIsMergedWhenFull) {
     EXPECT_EQ(**store_->FindSend(a, static_cast<uint64_t>(i)), ids[i - 1])
         << "send " << i;
   }
+}
+
+// --- Notices: the log (schema v7) --------------------------------------------
+
+class NoticeLogTest : public StoreTest {
+ protected:
+  void Add(int64_t account, int64_t message_id, int64_t cap = 10'000) {
+    Notice n{
+        message_id % 2 ? NoticeKind::kDelivered : NoticeKind::kUndeliverable,
+        message_id, "Zoë 🌍 " + std::to_string(message_id),
+        static_cast<uint64_t>(message_id) + 1'000'000};
+    ASSERT_TRUE(store_->AddNotice(account, n, cap).ok());
+  }
+  void Ack(int64_t account, int64_t message_id) {
+    ASSERT_TRUE(store_->AckNotice(account, message_id).ok());
+  }
+  // The account's notices as listed: their message ids, each checked whole.
+  std::vector<int64_t> Listed(int64_t account, int64_t limit = 100'000) {
+    auto list = store_->ListNotices(account, limit);
+    EXPECT_TRUE(list.ok()) << list.status().ToString();
+    std::vector<int64_t> ids;
+    if (!list.ok()) return ids;
+    for (const Notice& n : *list) {
+      ids.push_back(n.message_id);
+      EXPECT_EQ(n.peer_name, "Zoë 🌍 " + std::to_string(n.message_id));
+      EXPECT_EQ(n.client_msg_id,
+                static_cast<uint64_t>(n.message_id) + 1'000'000);
+      EXPECT_EQ(n.kind, n.message_id % 2 ? NoticeKind::kDelivered
+                                         : NoticeKind::kUndeliverable);
+    }
+    return ids;
+  }
+};
+
+// Notices acknowledged soon never reach `notices`: added and acknowledged
+// in the log, a row per commit; what is live is counted, listed in message
+// id order with those of the table, and found again after a restart (the
+// log replayed).
+TEST_F(NoticeLogTest, NoticesLiveInTheLogUntilAcknowledged) {
+  Begin();
+  const int64_t a = Create("a");
+  for (int64_t id : {5, 3, 9}) Add(a, id);
+  Add(a, 5);  // a second add of one notice changes nothing
+  Commit();
+  EXPECT_EQ(RawCount(path_, "notices"), 0);
+  EXPECT_EQ(RawCount(path_, "notice_log"), 1) << "a row per commit";
+  EXPECT_EQ(RawStoredNotices(path_), 3);
+  Begin();
+  Ack(a, 3);
+  Ack(a, 4);  // none such: nothing
+  Commit();
+  EXPECT_EQ(RawStoredNotices(path_), 2);
+  EXPECT_EQ(Listed(a), (std::vector<int64_t>{5, 9}));
+  EXPECT_EQ(*store_->CountNotices(a), 2);
+  Reopen();
+  EXPECT_EQ(Listed(a), (std::vector<int64_t>{5, 9}));
+  EXPECT_EQ(Listed(a, 1), (std::vector<int64_t>{5}));
+  EXPECT_EQ(*store_->CountNotices(a), 2);
+  EXPECT_EQ(store_->Totals()->notices, 2);
+  Begin();
+  Ack(a, 9);
+  Commit();
+  Reopen();
+  EXPECT_EQ(Listed(a), (std::vector<int64_t>{5}));
+}
+
+// The log is compacted when it holds 4,096 operations: a few live notices
+// are carried over in one row; many (senders away) move into `notices`.
+// Either way every live notice is listed, in order, counted, and
+// acknowledged, before and after a restart.
+TEST_F(NoticeLogTest, TheLogIsCompacted) {
+  Begin();
+  const int64_t a = Create("a");
+  const int64_t b = Create("b");
+  Commit();
+  // 30 transactions of 100 notices each, every one but 2 of a transaction
+  // acknowledged in the next: over 5,000 operations, 60 left live.
+  std::vector<int64_t> live;
+  for (int round = 0; round < 30; ++round) {
+    Begin();
+    for (int i = 0; i < 100; ++i) Add(a, round * 100 + i + 1);
+    if (round > 0) {
+      for (int i = 0; i < 100; ++i) {
+        const int64_t id = (round - 1) * 100 + i + 1;
+        if (i % 50 == 7) {
+          live.push_back(id);
+        } else {
+          Ack(a, id);
+        }
+      }
+    }
+    Commit();
+  }
+  Begin();
+  for (int i = 0; i < 100; ++i) Ack(a, 29 * 100 + i + 1);
+  Commit();
+  EXPECT_EQ(RawCount(path_, "notices"), 0) << "carried over, not moved";
+  EXPECT_LT(RawCount(path_, "notice_log"), 30) << "compacted";
+  EXPECT_EQ(Listed(a), live);
+  EXPECT_EQ(*store_->CountNotices(a), static_cast<int64_t>(live.size()));
+  Reopen();
+  EXPECT_EQ(Listed(a), live);
+  EXPECT_EQ(*store_->CountNotices(a), static_cast<int64_t>(live.size()));
+
+  // b's sender is away: 4,100 notices in one transaction, more live than
+  // are carried over: they move into `notices`, a's with them.
+  Begin();
+  for (int i = 1; i <= 4100; ++i) Add(b, 100'000 + i);
+  Commit();
+  EXPECT_EQ(RawCount(path_, "notices"),
+            4100 + static_cast<int64_t>(live.size()));
+  EXPECT_EQ(RawStoredNotices(path_), 4100 + static_cast<int64_t>(live.size()));
+  Begin();
+  Ack(b, 100'001);  // from the table
+  Add(b, 200'000);  // into the log again
+  Commit();
+  std::vector<int64_t> bs = Listed(b);
+  ASSERT_EQ(bs.size(), 4100u);
+  EXPECT_EQ(bs.front(), 100'002);
+  EXPECT_EQ(bs.back(), 200'000);
+  EXPECT_TRUE(std::is_sorted(bs.begin(), bs.end()));
+  EXPECT_EQ(Listed(a), live);
+  Reopen();
+  EXPECT_EQ(*store_->CountNotices(b), 4100);
+  EXPECT_EQ(Listed(b, 2), (std::vector<int64_t>{100'002, 100'003}));
+  EXPECT_EQ(store_->Totals()->notices,
+            4100 + static_cast<int64_t>(live.size()));
+}
+
+// At the cap the oldest notices go, whether they were logged or in the
+// table.
+TEST_F(NoticeLogTest, TheCapDropsTheOldestLoggedNotices) {
+  Begin();
+  const int64_t a = Create("a");
+  for (int64_t id = 1; id <= 5; ++id) Add(a, id, 5);
+  Commit();
+  Begin();
+  Add(a, 6, 5);
+  Add(a, 7, 5);
+  Commit();
+  EXPECT_EQ(Listed(a), (std::vector<int64_t>{3, 4, 5, 6, 7}));
+  Reopen();
+  EXPECT_EQ(Listed(a), (std::vector<int64_t>{3, 4, 5, 6, 7}));
+  EXPECT_EQ(*store_->CountNotices(a), 5);
+}
+
+// Deleting an account removes its logged notices (an acknowledgement in the
+// log each), also after a restart; another account's stay. A rolled-back
+// transaction's notice operations are forgotten.
+TEST_F(NoticeLogTest, DeletionAndRollbackLeaveTheLogRight) {
+  Begin();
+  const int64_t a = Create("a");
+  const int64_t b = Create("b");
+  Add(a, 1);
+  Add(b, 2);
+  Commit();
+  Begin();
+  Add(a, 3);
+  ASSERT_TRUE(store_->DeleteAccount(a).ok());
+  Commit();
+  EXPECT_TRUE(Listed(a).empty());
+  EXPECT_EQ(RawStoredNotices(path_), 1);
+  Reopen();
+  EXPECT_TRUE(Listed(a).empty());
+  EXPECT_EQ(Listed(b), (std::vector<int64_t>{2}));
+
+  Begin();
+  Add(b, 4);
+  Ack(b, 2);
+  EXPECT_EQ(Listed(b), (std::vector<int64_t>{4})) << "in the transaction";
+  store_->Rollback();
+  EXPECT_EQ(Listed(b), (std::vector<int64_t>{2}));
+  EXPECT_EQ(*store_->CountNotices(b), 1);
+  Reopen();
+  EXPECT_EQ(Listed(b), (std::vector<int64_t>{2}));
+}
+
+// A damaged row of the log makes the reads of notices fail with a storage
+// error; nothing crashes.
+TEST_F(NoticeLogTest, ADamagedLogRowIsAnError) {
+  Begin();
+  const int64_t a = Create("a");
+  Add(a, 1);
+  Commit();
+  store_.reset();
+  RawExec(path_, "UPDATE notice_log SET records = x'0901'");
+  Reopen();
+  auto list = store_->ListNotices(a, 10);
+  ASSERT_FALSE(list.ok());
+  EXPECT_EQ(list.status().code(), ErrorCode::kStorage);
+  EXPECT_NE(list.status().detail().find("damaged"), std::string::npos);
+  EXPECT_FALSE(store_->CountNotices(a).ok());
 }
 
 TEST(StoreOpenTest, RefusesNewerSchema) {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "broker/dedup_records.h"
+#include "broker/record_blobs.h"
 
 namespace zchat::testing {
 
@@ -38,6 +38,14 @@ inline int64_t RawCount(const std::string& path, const std::string& table) {
 // one row per run, each row counting its records).
 inline int64_t RawRunRecords(const std::string& path) {
   return RawValue(path, "SELECT coalesce(sum(count), 0) FROM send_runs");
+}
+
+// The notices stored in the SQLite file at `path`: in `notices` and live in
+// the notice log (schema v7: each row counts what it adds and acknowledges).
+inline int64_t RawStoredNotices(const std::string& path) {
+  return RawValue(path,
+                  "SELECT (SELECT count(*) FROM notices) + (SELECT "
+                  "coalesce(sum(adds - acks), 0) FROM notice_log)");
 }
 
 // The dedup records of the SQLite file at `path` waiting in its batches

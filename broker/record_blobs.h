@@ -1,4 +1,5 @@
-// The blobs the dedup records are stored in (SqliteStore, schema v6).
+// The blobs SqliteStore keeps records in: the dedup records (schema v6) and
+// the notice log (schema v7).
 //
 // Runs. A row of send_runs is a run of a sender's records in client_msg_id
 // order, the run's first id in the row's key and its records in a blob. A
@@ -15,6 +16,13 @@
 // committed, waiting to be merged into runs: each record as four zigzag
 // varints, the differences of its sender_id, client_msg_id, message_id and
 // created_at from the previous record's (from 0 for the first).
+//
+// Notice log. A row of notice_log holds the notice operations one
+// transaction made (or the notices a compaction carried over): each an
+// operation byte (1: a notice added, 2: one acknowledged), the account id
+// and message id as zigzag varints, and for an added notice its kind, its
+// client_msg_id (varints) and its peer name (a varint length, then the
+// bytes).
 #pragma once
 
 #include <cstddef>
@@ -23,6 +31,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "broker/store.h"
 
 namespace zchat {
 
@@ -87,5 +97,20 @@ class BatchEncoder {
 // is not a well-formed batch (a varint cut short or too long, or a record
 // cut short).
 bool DecodeBatch(std::string_view blob, std::vector<SendRecord>* out);
+
+// One operation of the notice log: a notice added for an account, or the
+// account's notice for notice.message_id acknowledged (its other fields
+// unused).
+struct NoticeOp {
+  bool add = true;
+  int64_t account_id = 0;
+  Notice notice;
+};
+
+void AppendNoticeOp(std::string& blob, const NoticeOp& op);
+
+// Reads a notice log row's blob, appending its operations to `out`. False if
+// the blob is not well formed.
+bool DecodeNoticeOps(std::string_view blob, std::vector<NoticeOp>* out);
 
 }  // namespace zchat

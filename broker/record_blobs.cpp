@@ -1,4 +1,4 @@
-#include "broker/dedup_records.h"
+#include "broker/record_blobs.h"
 
 #include <utility>
 
@@ -109,6 +109,52 @@ bool DecodeBatch(std::string_view blob, std::vector<SendRecord>* out) {
     out->push_back(SendRecord{
         static_cast<int64_t>(fields[0]), static_cast<int64_t>(fields[1]),
         static_cast<int64_t>(fields[2]), static_cast<int64_t>(fields[3])});
+  }
+  return true;
+}
+
+void AppendNoticeOp(std::string& blob, const NoticeOp& op) {
+  blob.push_back(op.add ? '\x01' : '\x02');
+  PutVarint(blob, Zigzag(U(op.account_id)));
+  PutVarint(blob, Zigzag(U(op.notice.message_id)));
+  if (!op.add) return;
+  PutVarint(blob, static_cast<uint64_t>(op.notice.kind));
+  PutVarint(blob, op.notice.client_msg_id);
+  PutVarint(blob, op.notice.peer_name.size());
+  blob += op.notice.peer_name;
+}
+
+bool DecodeNoticeOps(std::string_view blob, std::vector<NoticeOp>* out) {
+  size_t pos = 0;
+  while (pos < blob.size()) {
+    NoticeOp op;
+    const char tag = blob[pos++];
+    if (tag != '\x01' && tag != '\x02') return false;
+    op.add = tag == '\x01';
+    uint64_t account = 0;
+    uint64_t message = 0;
+    if (!GetVarint(blob, &pos, &account) || !GetVarint(blob, &pos, &message)) {
+      return false;
+    }
+    op.account_id = static_cast<int64_t>(Unzigzag(account));
+    op.notice.message_id = static_cast<int64_t>(Unzigzag(message));
+    if (op.add) {
+      uint64_t kind = 0;
+      uint64_t length = 0;
+      if (!GetVarint(blob, &pos, &kind) ||
+          !GetVarint(blob, &pos, &op.notice.client_msg_id) ||
+          !GetVarint(blob, &pos, &length) || length > blob.size() - pos) {
+        return false;
+      }
+      if (kind != static_cast<uint64_t>(NoticeKind::kDelivered) &&
+          kind != static_cast<uint64_t>(NoticeKind::kUndeliverable)) {
+        return false;
+      }
+      op.notice.kind = static_cast<NoticeKind>(kind);
+      op.notice.peer_name.assign(blob.substr(pos, length));
+      pos += length;
+    }
+    out->push_back(std::move(op));
   }
   return true;
 }

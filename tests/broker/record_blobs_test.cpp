@@ -1,5 +1,5 @@
-// The blob format of the dedup runs (broker/dedup_records.h).
-#include "broker/dedup_records.h"
+// The blob format of the dedup runs (broker/record_blobs.h).
+#include "broker/record_blobs.h"
 
 #include <gtest/gtest.h>
 
@@ -123,6 +123,45 @@ TEST(SendBatchesTest, MalformedBlobsAreRefused) {
   decoded.clear();
   EXPECT_TRUE(DecodeBatch("", &decoded));
   EXPECT_TRUE(decoded.empty());
+}
+
+TEST(NoticeOpsTest, OperationsRoundTrip) {
+  const std::vector<NoticeOp> ops = {
+      {true, 7, Notice{NoticeKind::kDelivered, 42, "Zoë 你好 🌍 שלום", 9}},
+      {false, 7, Notice{NoticeKind::kDelivered, 42, "", 0}},
+      {true, kMax, Notice{NoticeKind::kUndeliverable, kMin, "", UINT64_MAX}},
+  };
+  std::string blob;
+  for (const NoticeOp& op : ops) AppendNoticeOp(blob, op);
+  std::vector<NoticeOp> decoded;
+  ASSERT_TRUE(DecodeNoticeOps(blob, &decoded));
+  ASSERT_EQ(decoded.size(), ops.size());
+  for (size_t i = 0; i < ops.size(); ++i) {
+    EXPECT_EQ(decoded[i].add, ops[i].add) << i;
+    EXPECT_EQ(decoded[i].account_id, ops[i].account_id) << i;
+    EXPECT_EQ(decoded[i].notice.message_id, ops[i].notice.message_id) << i;
+    if (!ops[i].add) continue;
+    EXPECT_EQ(decoded[i].notice.kind, ops[i].notice.kind) << i;
+    EXPECT_EQ(decoded[i].notice.peer_name, ops[i].notice.peer_name) << i;
+    EXPECT_EQ(decoded[i].notice.client_msg_id, ops[i].notice.client_msg_id)
+        << i;
+  }
+}
+
+TEST(NoticeOpsTest, MalformedBlobsAreRefused) {
+  std::string good;
+  AppendNoticeOp(good, {true, 1, Notice{NoticeKind::kDelivered, 2, "bob", 3}});
+  std::vector<NoticeOp> decoded;
+  for (size_t cut = 1; cut < good.size(); ++cut) {
+    EXPECT_FALSE(DecodeNoticeOps(good.substr(0, cut), &decoded)) << cut;
+  }
+  EXPECT_FALSE(DecodeNoticeOps("\x03\x02\x04", &decoded)) << "no such op";
+  EXPECT_FALSE(
+      DecodeNoticeOps(std::string("\x01\x02\x04\x07\x00\x00", 6), &decoded))
+      << "no such kind";
+  EXPECT_FALSE(
+      DecodeNoticeOps(std::string("\x01\x02\x04\x01\x00\x7f", 6), &decoded))
+      << "a name longer than the blob";
 }
 
 }  // namespace
