@@ -790,34 +790,42 @@ Result<std::optional<int64_t>> SqliteStore::FindSend(int64_t sender_id,
   return found;
 }
 
+Status SqliteStore::ForEachBlob(
+    const char* sql, std::string_view what,
+    const std::function<bool(std::string_view)>& take) {
+  Statement& st = Prepare(sql);
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    if (!take(st.Blob(0))) {
+      st.Reset();
+      return Status(ErrorCode::kStorage, std::string(what) + ": a damaged row");
+    }
+  }
+  st.Reset();
+  if (rc != SQLITE_DONE) return Error(what);
+  return Status::Ok();
+}
+
 Status SqliteStore::LoadRecentSends() {
   if (recent_loaded_) return Status::Ok();
   recent_sends_.clear();
   recent_highest_.clear();
-  Statement& st = Prepare("SELECT records FROM send_batches ORDER BY id");
   std::vector<SendRecord> records;
-  bool damaged = false;
-  int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) {
-    records.clear();
-    if (!DecodeBatch(st.Blob(0), &records)) {
-      damaged = true;
-      break;
-    }
-    for (const SendRecord& r : records) {
-      RememberRecent(SendKey{r.sender_id, r.client_msg_id},
-                     RecentSend{r.message_id, r.created_at});
-    }
-  }
-  st.Reset();
-  if (damaged || rc != SQLITE_DONE) {
+  Status s =
+      ForEachBlob("SELECT records FROM send_batches ORDER BY id",
+                  "read recent sends", [&](std::string_view blob) {
+                    records.clear();
+                    if (!DecodeBatch(blob, &records)) return false;
+                    for (const SendRecord& r : records) {
+                      RememberRecent(SendKey{r.sender_id, r.client_msg_id},
+                                     RecentSend{r.message_id, r.created_at});
+                    }
+                    return true;
+                  });
+  if (!s.ok()) {
     recent_sends_.clear();
     recent_highest_.clear();
-    if (damaged) {
-      return Status(ErrorCode::kStorage,
-                    "read recent sends: a damaged batch of dedup records");
-    }
-    return Error("read recent sends");
+    return s;
   }
   recent_loaded_ = true;
   return Status::Ok();
@@ -1428,35 +1436,27 @@ Status SqliteStore::LoadNoticeLog() {
   log_notices_.clear();
   notice_ops_.clear();
   notice_log_ops_ = 0;
-  Statement& st = Prepare("SELECT records FROM notice_log ORDER BY id");
   std::vector<NoticeOp> ops;
-  bool damaged = false;
-  int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) {
-    ops.clear();
-    if (!DecodeNoticeOps(st.Blob(0), &ops)) {
-      damaged = true;
-      break;
-    }
-    for (NoticeOp& op : ops) {
-      const NoticeKey key{op.account_id, op.notice.message_id};
-      if (op.add) {
-        log_notices_.insert_or_assign(key, std::move(op.notice));
-      } else {
-        log_notices_.erase(key);
-      }
-    }
-    notice_log_ops_ += static_cast<int64_t>(ops.size());
-  }
-  st.Reset();
-  if (damaged || rc != SQLITE_DONE) {
+  Status s = ForEachBlob(
+      "SELECT records FROM notice_log ORDER BY id", "read notices",
+      [&](std::string_view blob) {
+        ops.clear();
+        if (!DecodeNoticeOps(blob, &ops)) return false;
+        for (NoticeOp& op : ops) {
+          const NoticeKey key{op.account_id, op.notice.message_id};
+          if (op.add) {
+            log_notices_.insert_or_assign(key, std::move(op.notice));
+          } else {
+            log_notices_.erase(key);
+          }
+        }
+        notice_log_ops_ += static_cast<int64_t>(ops.size());
+        return true;
+      });
+  if (!s.ok()) {
     log_notices_.clear();
     notice_log_ops_ = 0;
-    if (damaged) {
-      return Status(ErrorCode::kStorage,
-                    "read notices: a damaged row of the notice log");
-    }
-    return Error("read notices");
+    return s;
   }
   notice_log_loaded_ = true;
   return Status::Ok();

@@ -67,6 +67,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -283,6 +284,11 @@ class SqliteStore final : public Store {
   // (WriteBatchSends), and each sender's highest client_msg_id among them.
   std::unordered_map<SendKey, RecentSend, SendKeyHash> batch_sends_;
   std::unordered_map<int64_t, int64_t> batch_highest_;
+  // Runs `sql`, which selects one blob column, handing each row's blob to
+  // `take`; a blob `take` refuses fails the read as a damaged row (`what`
+  // names the read).
+  Status ForEachBlob(const char* sql, std::string_view what,
+                     const std::function<bool(std::string_view)>& take);
   // Reads send_batches into the mirror unless it is loaded.
   Status LoadRecentSends();
   // Adds a record of send_batches to the mirror.

@@ -57,6 +57,27 @@ class StoreTest : public ::testing::Test {
   }
   void Begin() { ASSERT_TRUE(store_->Begin().ok()); }
   void Commit() { ASSERT_TRUE(store_->Commit().ok()); }
+  // Puts a copy of tests/data/db/`name` (a database an older broker wrote)
+  // where the store's file is, the store closed.
+  void CopyFixture(const std::string& name) {
+    store_.reset();
+    const fs::path source = fs::path(ZCHAT_SOURCE_DIR) / "tests/data/db" / name;
+    ASSERT_TRUE(fs::exists(source)) << source;
+    fs::copy_file(source, path_, fs::copy_options::overwrite_existing);
+    fs::permissions(path_, fs::perms::owner_read | fs::perms::owner_write);
+  }
+  // Runs `sql` on the file with SQLite directly, the store closed, then
+  // opens the store again.
+  void RawWrite(const std::string& sql) {
+    store_.reset();
+    RawExec(path_, sql);
+    Reopen();
+  }
+  // A storage error that says a stored blob is damaged.
+  static void ExpectDamaged(const Status& s) {
+    EXPECT_EQ(s.code(), ErrorCode::kStorage) << s.ToString();
+    EXPECT_NE(s.detail().find("damaged"), std::string::npos) << s.ToString();
+  }
   // Moves the committed dedup records into runs (Prune merges them first),
   // pruning nothing.
   void Merge() {
@@ -513,12 +534,7 @@ TEST_F(StoreTest, IdsAreNotReusedAfterTransactionSqliteDropped) {
 // A database written by the schema-1 broker, checked in: it opens, and its
 // data reads back (accounts, queue, dedup ids, notices, tokens, ids).
 TEST_F(StoreTest, OpensSchemaVersion1Database) {
-  store_.reset();
-  const fs::path source =
-      fs::path(ZCHAT_SOURCE_DIR) / "tests/data/db/schema_v1.sqlite";
-  ASSERT_TRUE(fs::exists(source)) << source;
-  fs::copy_file(source, path_, fs::copy_options::overwrite_existing);
-  fs::permissions(path_, fs::perms::owner_read | fs::perms::owner_write);
+  CopyFixture("schema_v1.sqlite");
   Reopen();
 
   auto alice = store_->FindAccount("alice");
@@ -576,11 +592,7 @@ TEST_F(StoreTest, OpensSchemaVersion1Database) {
 // Schema v4: the dedup records keep no index by age (Prune walks their key);
 // schema v6: they move from `sends` into runs, and are found there.
 TEST_F(StoreTest, MigrationMovesTheDedupRecordsIntoRuns) {
-  store_.reset();
-  const fs::path source =
-      fs::path(ZCHAT_SOURCE_DIR) / "tests/data/db/schema_v1.sqlite";
-  fs::copy_file(source, path_, fs::copy_options::overwrite_existing);
-  fs::permissions(path_, fs::perms::owner_read | fs::perms::owner_write);
+  CopyFixture("schema_v1.sqlite");
   Reopen();
   EXPECT_EQ(**store_->FindSend(1, 7), 1);
   EXPECT_EQ(**store_->FindSend(1, 8), 2);
@@ -599,11 +611,7 @@ TEST_F(StoreTest, MigrationMovesTheDedupRecordsIntoRuns) {
 // and those waiting in sends_recent both become runs, every one found with
 // its message; the queued messages stay, and ids go on above the reserved.
 TEST_F(StoreTest, MigrationFromV5MovesBothTablesIntoRuns) {
-  store_.reset();
-  const fs::path source =
-      fs::path(ZCHAT_SOURCE_DIR) / "tests/data/db/schema_v5.sqlite";
-  fs::copy_file(source, path_, fs::copy_options::overwrite_existing);
-  fs::permissions(path_, fs::perms::owner_read | fs::perms::owner_write);
+  CopyFixture("schema_v5.sqlite");
   Reopen();
   const std::vector<std::tuple<int64_t, uint64_t, int64_t>> records = {
       {1, 7, 1},  {1, 8, 2}, {1, 9, 3}, {1, uint64_t{1} << 63, 6},
@@ -636,11 +644,7 @@ TEST_F(StoreTest, MigrationFromV5MovesBothTablesIntoRuns) {
 // sender's records in runs of at most 128, a new run where the records
 // were made more than an hour apart; every record found with its message.
 TEST_F(StoreTest, MigrationWritesBoundedRuns) {
-  store_.reset();
-  const fs::path source =
-      fs::path(ZCHAT_SOURCE_DIR) / "tests/data/db/schema_v1.sqlite";
-  fs::copy_file(source, path_, fs::copy_options::overwrite_existing);
-  fs::permissions(path_, fs::perms::owner_read | fs::perms::owner_write);
+  CopyFixture("schema_v1.sqlite");
   // Sender 2: 300 records made together (three runs: 128, 128, 44), then
   // 5 made two hours later (a fourth).
   std::string sql = "BEGIN;";
@@ -912,15 +916,11 @@ TEST_F(StoreTest, ADamagedRunIsAnError) {
   const int64_t b1 = Enqueue(b, a, 1);
   Commit();
   Merge();
-  store_.reset();
-  RawExec(path_, "UPDATE send_runs SET records = x'ff' WHERE sender_id = " +
-                     std::to_string(a));
-  Reopen();
+  RawWrite("UPDATE send_runs SET records = x'ff' WHERE sender_id = " +
+           std::to_string(a));
   auto f = store_->FindSend(a, 1);
   ASSERT_FALSE(f.ok());
-  EXPECT_EQ(f.status().code(), ErrorCode::kStorage);
-  EXPECT_NE(f.status().detail().find("damaged"), std::string::npos)
-      << f.status().ToString();
+  ExpectDamaged(f.status());
   EXPECT_EQ(**store_->FindSend(b, 1), b1);
 }
 
@@ -966,14 +966,10 @@ TEST_F(StoreTest, ADamagedBatchIsAnError) {
   const int64_t a = Create("a");
   Enqueue(a, a, 1);
   Commit();
-  store_.reset();
-  RawExec(path_, "UPDATE send_batches SET records = x'0102ff'");
-  Reopen();
+  RawWrite("UPDATE send_batches SET records = x'0102ff'");
   auto f = store_->FindSend(a, 1);
   ASSERT_FALSE(f.ok());
-  EXPECT_EQ(f.status().code(), ErrorCode::kStorage);
-  EXPECT_NE(f.status().detail().find("damaged"), std::string::npos)
-      << f.status().ToString();
+  ExpectDamaged(f.status());
 }
 
 // A commit writes its records, from many senders, as one batch: each is
@@ -1274,13 +1270,10 @@ TEST_F(NoticeLogTest, ADamagedLogRowIsAnError) {
   const int64_t a = Create("a");
   Add(a, 1);
   Commit();
-  store_.reset();
-  RawExec(path_, "UPDATE notice_log SET records = x'0901'");
-  Reopen();
+  RawWrite("UPDATE notice_log SET records = x'0901'");
   auto list = store_->ListNotices(a, 10);
   ASSERT_FALSE(list.ok());
-  EXPECT_EQ(list.status().code(), ErrorCode::kStorage);
-  EXPECT_NE(list.status().detail().find("damaged"), std::string::npos);
+  ExpectDamaged(list.status());
   EXPECT_FALSE(store_->CountNotices(a).ok());
 }
 
