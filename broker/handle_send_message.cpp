@@ -42,6 +42,7 @@ Verdict HandleSendMessage(Context& ctx, Request& req, const Message& m) {
   q.client_msg_id = send.client_msg_id;
   q.body = send.body;
   q.sent_at_ms = ctx.now_ms;
+  q.recipient_online = ctx.sessions.IsOnline(to.id);
   Result<int64_t> id = ctx.store.Enqueue(q);
   if (!id.ok()) return id.status();
   req.Reply(MessagePending{static_cast<uint64_t>(*id), send.client_msg_id});

@@ -159,4 +159,68 @@ bool DecodeNoticeOps(std::string_view blob, std::vector<NoticeOp>* out) {
   return true;
 }
 
+namespace {
+
+void PutText(std::string& out, std::string_view text) {
+  PutVarint(out, text.size());
+  out += text;
+}
+
+bool GetText(std::string_view in, size_t* pos, std::string* text) {
+  uint64_t length = 0;
+  if (!GetVarint(in, pos, &length) || length > in.size() - *pos) return false;
+  text->assign(in.substr(*pos, length));
+  *pos += length;
+  return true;
+}
+
+bool GetSigned(std::string_view in, size_t* pos, int64_t* v) {
+  uint64_t raw = 0;
+  if (!GetVarint(in, pos, &raw)) return false;
+  *v = static_cast<int64_t>(Unzigzag(raw));
+  return true;
+}
+
+}  // namespace
+
+void AppendMessageAdd(std::string& blob, const QueuedMessage& m) {
+  blob.push_back('\x01');
+  PutVarint(blob, Zigzag(U(m.id)));
+  PutVarint(blob, Zigzag(U(m.sender_id)));
+  PutVarint(blob, Zigzag(U(m.recipient_id)));
+  PutVarint(blob, m.client_msg_id);
+  PutVarint(blob, Zigzag(U(m.sent_at_ms)));
+  PutText(blob, m.sender_name);
+  PutText(blob, m.recipient_name);
+  PutText(blob, m.body);
+}
+
+void AppendMessageRemove(std::string& blob, int64_t id) {
+  blob.push_back('\x02');
+  PutVarint(blob, Zigzag(U(id)));
+}
+
+bool DecodeMessageOps(std::string_view blob, std::vector<MessageOp>* out) {
+  size_t pos = 0;
+  while (pos < blob.size()) {
+    MessageOp op;
+    const char tag = blob[pos++];
+    if (tag != '\x01' && tag != '\x02') return false;
+    op.add = tag == '\x01';
+    QueuedMessage& m = op.message;
+    if (!GetSigned(blob, &pos, &m.id)) return false;
+    if (op.add && !(GetSigned(blob, &pos, &m.sender_id) &&
+                    GetSigned(blob, &pos, &m.recipient_id) &&
+                    GetVarint(blob, &pos, &m.client_msg_id) &&
+                    GetSigned(blob, &pos, &m.sent_at_ms) &&
+                    GetText(blob, &pos, &m.sender_name) &&
+                    GetText(blob, &pos, &m.recipient_name) &&
+                    GetText(blob, &pos, &m.body))) {
+      return false;
+    }
+    out->push_back(std::move(op));
+  }
+  return true;
+}
+
 }  // namespace zchat

@@ -1,5 +1,5 @@
-// The blobs SqliteStore keeps records in: the dedup records (schema v6) and
-// the notice log (schema v7).
+// The blobs SqliteStore keeps records in: the dedup records (schema v6), the
+// notice log (schema v7) and the message log (schema v8).
 //
 // Runs. A row of send_runs is a run of a sender's records in client_msg_id
 // order, the run's first id in the row's key and its records in a blob. A
@@ -23,6 +23,14 @@
 // and message id as zigzag varints, and for an added notice its kind, its
 // client_msg_id (varints) and its peer name (a varint length, then the
 // bytes).
+//
+// Message log. A row of message_log holds the message operations of one
+// transaction (or the messages a compaction carried over): each an
+// operation byte (1: a message queued, 2: one removed, confirmed or
+// purged) and the message id as a zigzag varint; a queued message then has
+// its sender id and recipient id (zigzag varints), client_msg_id and
+// sent-at time (a varint, a zigzag varint), and its sender name, recipient
+// name and body (each a varint length, then the bytes).
 #pragma once
 
 #include <cstddef>
@@ -112,5 +120,21 @@ void AppendNoticeOp(std::string& blob, const NoticeOp& op);
 // Reads a notice log row's blob, appending its operations to `out`. False if
 // the blob is not well formed.
 bool DecodeNoticeOps(std::string_view blob, std::vector<NoticeOp>* out);
+
+// Appends a queued message, or the removal of message `id`, to a message log
+// row's blob.
+void AppendMessageAdd(std::string& blob, const QueuedMessage& message);
+void AppendMessageRemove(std::string& blob, int64_t id);
+
+// One operation of the message log: `message` queued (add), or the message
+// with message.id removed (its other fields unused).
+struct MessageOp {
+  bool add = true;
+  QueuedMessage message;
+};
+
+// Reads a message log row's blob, appending its operations to `out`. False
+// if the blob is not well formed.
+bool DecodeMessageOps(std::string_view blob, std::vector<MessageOp>* out);
 
 }  // namespace zchat

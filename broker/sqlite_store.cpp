@@ -242,6 +242,17 @@ CREATE TABLE notice_log(
   records BLOB NOT NULL);
 )sql";
 
+// Messages for recipients who are online go to a log too, a row per
+// transaction, and reach `messages` only when they stay (see the top of
+// sqlite_store.h). Each row counts the messages it queues and removes.
+constexpr const char* kSchemaV8 = R"sql(
+CREATE TABLE message_log(
+  id INTEGER PRIMARY KEY,
+  adds INTEGER NOT NULL,
+  removes INTEGER NOT NULL,
+  records BLOB NOT NULL);
+)sql";
+
 // client_msg_id is a uint64 on the wire; SQLite integers are signed 64-bit.
 // The bit pattern is stored as is.
 int64_t ToSql(uint64_t v) { return static_cast<int64_t>(v); }
@@ -400,7 +411,7 @@ Status SqliteStore::Migrate() {
   // reading N inside it (another broker may be migrating the same file).
   static const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3,
                                             kSchemaV4, kSchemaV5, kSchemaV6,
-                                            kSchemaV7};
+                                            kSchemaV7, kSchemaV8};
   static_assert(std::size(kMigrations) == kSchemaVersion);
   for (;;) {
     if (Status s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
@@ -458,6 +469,14 @@ void SqliteStore::ForgetTransaction() {
   notice_log_loaded_ = false;
   notice_log_ops_ = 0;
   notice_ops_.clear();
+  log_messages_.clear();
+  log_message_owner_.clear();
+  log_pending_.clear();
+  log_message_bytes_ = 0;
+  message_log_loaded_ = false;
+  message_log_ops_ = 0;
+  message_ops_.clear();
+  message_op_adds_ = message_op_removes_ = 0;
   deliveries_.clear();
   account_ids_.behind = true;
   // A block reserved in the lost transaction is no longer reserved.
@@ -544,6 +563,7 @@ Status SqliteStore::Commit() {
   NoticeLostTransaction();
   Status s = WriteBatchSends();
   if (s.ok()) s = WriteNoticeOps();
+  if (s.ok()) s = WriteMessageOps();
   if (s.ok()) s = RunFixed("COMMIT");
   if (s.ok()) {
     transaction_open_ = false;
@@ -566,7 +586,8 @@ bool SqliteStore::InTransaction() const {
 }
 
 int64_t SqliteStore::TotalChanges() const {
-  return sqlite3_total_changes64(db());
+  // A logged notice or message is a change too, written at the commit.
+  return sqlite3_total_changes64(db()) + logged_changes_;
 }
 
 Result<int64_t> SqliteStore::CreateAccount(std::string_view name,
@@ -673,6 +694,22 @@ Result<std::vector<QueuedMessage>> SqliteStore::DeleteAccount(int64_t id) {
     st.Reset();
     if (rc != SQLITE_DONE) return Error("delete account");
   }
+  // And the logged ones, removed in the log, all in message id order.
+  if (Status s = LoadMessageLog(); !s.ok()) return s;
+  const size_t from_table = purged.size();
+  while (true) {
+    auto it = log_messages_.lower_bound({id, INT64_MIN});
+    if (it == log_messages_.end() || it->first.first != id) break;
+    QueuedMessage m = DropLogged(id, it->first.second);
+    LogRemoval(m.id);
+    m.body.clear();
+    purged.push_back(std::move(m));
+  }
+  std::inplace_merge(
+      purged.begin(), purged.begin() + static_cast<ptrdiff_t>(from_table),
+      purged.end(), [](const QueuedMessage& a, const QueuedMessage& b) {
+        return a.id < b.id;
+      });
   const char* const kDeletes[] = {
       "DELETE FROM messages WHERE recipient_id = ?",
       "DELETE FROM notices WHERE account_id = ?",
@@ -1116,20 +1153,20 @@ Result<int64_t> SqliteStore::Enqueue(const QueuedMessage& m) {
   }
   Result<int64_t> id = NextMessageId();
   if (!id.ok()) return id.status();
-  Statement& st = Prepare(
-      "INSERT INTO messages(id, sender_id, sender_name, recipient_id, "
-      "recipient_name, client_msg_id, body, sent_at) "
-      "VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
-  st.Bind(1, *id)
-      .Bind(2, m.sender_id)
-      .BindBorrowed(3, m.sender_name)
-      .Bind(4, m.recipient_id)
-      .BindBorrowed(5, m.recipient_name)
-      .Bind(6, ToSql(m.client_msg_id))
-      .BindBorrowed(7, m.body)
-      .Bind(8, m.sent_at_ms);
-  if (st.Run() != SQLITE_DONE) return Error("enqueue");
-  ExpectReceipt(*id, m);
+  if (Status s = LoadMessageLog(); !s.ok()) return s;
+  if (m.recipient_online) {
+    QueuedMessage logged = m;
+    logged.id = *id;
+    logged.recipient_online = false;
+    AppendMessageAdd(message_ops_, logged);
+    ++message_op_adds_;
+    ++message_log_ops_;
+    ++logged_changes_;
+    KeepLogged(std::move(logged));
+  } else {
+    if (Status s = InsertMessage(*id, m); !s.ok()) return s;
+    ExpectReceipt(*id, m);
+  }
   // The row is in: the count follows it at once (even if the dedup insert
   // below fails, the row stays in the transaction until it rolls back).
   if (auto it = pending_counts_.find(m.recipient_id);
@@ -1178,6 +1215,7 @@ Status SqliteStore::WriteBatchSends() {
 
 Result<int64_t> SqliteStore::CountPending(int64_t recipient_id) {
   NoticeLostTransaction();
+  if (Status s = LoadMessageLog(); !s.ok()) return s;
   if (auto it = pending_counts_.find(recipient_id);
       it != pending_counts_.end()) {
     return it->second;
@@ -1186,7 +1224,10 @@ Result<int64_t> SqliteStore::CountPending(int64_t recipient_id) {
       Prepare("SELECT count(*) FROM messages WHERE recipient_id = ?");
   st.Bind(1, recipient_id);
   if (st.Step() != SQLITE_ROW) return Error("count pending");
-  const int64_t n = st.Int(0);
+  int64_t n = st.Int(0);
+  if (auto it = log_pending_.find(recipient_id); it != log_pending_.end()) {
+    n += it->second;
+  }
   st.Reset();
   CachePut(pending_counts_, kPendingCacheSize, recipient_id, n);
   return n;
@@ -1196,7 +1237,8 @@ Result<StoreTotals> SqliteStore::Totals() {
   // One statement, so the three counts come from one snapshot.
   Statement& st = Prepare(
       "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM "
-      "messages), (SELECT count(*) FROM notices) + (SELECT "
+      "messages) + (SELECT coalesce(sum(adds - removes), 0) FROM "
+      "message_log), (SELECT count(*) FROM notices) + (SELECT "
       "coalesce(sum(adds - acks), 0) FROM notice_log)");
   if (st.Step() != SQLITE_ROW) return Error("count totals");
   StoreTotals t{st.Int(0), st.Int(1), st.Int(2)};
@@ -1206,6 +1248,8 @@ Result<StoreTotals> SqliteStore::Totals() {
 
 Result<std::vector<QueuedMessage>> SqliteStore::FetchPending(
     int64_t recipient_id, int64_t limit) {
+  NoticeLostTransaction();
+  if (Status s = LoadMessageLog(); !s.ok()) return s;
   Statement& st = Prepare(
       "SELECT id, sender_id, sender_name, recipient_name, client_msg_id, "
       "body, sent_at FROM messages WHERE recipient_id = ? ORDER BY id "
@@ -1219,6 +1263,24 @@ Result<std::vector<QueuedMessage>> SqliteStore::FetchPending(
   }
   st.Reset();
   if (rc != SQLITE_DONE) return Error("fetch");
+  // And the logged ones, in message id order with the others.
+  const size_t from_table = out.size();
+  for (auto it = log_messages_.lower_bound({recipient_id, INT64_MIN});
+       it != log_messages_.end() && it->first.first == recipient_id &&
+       out.size() < from_table + static_cast<size_t>(limit);
+       ++it) {
+    out.push_back(it->second);
+  }
+  if (out.size() > from_table) {
+    std::inplace_merge(
+        out.begin(), out.begin() + static_cast<ptrdiff_t>(from_table),
+        out.end(), [](const QueuedMessage& a, const QueuedMessage& b) {
+          return a.id < b.id;
+        });
+    if (out.size() > static_cast<size_t>(limit)) {
+      out.resize(static_cast<size_t>(limit));
+    }
+  }
   return out;
 }
 
@@ -1247,6 +1309,21 @@ Result<ReceiptResult> SqliteStore::ConfirmDelivery(int64_t recipient_id,
                                                    int64_t message_id) {
   ReceiptResult result;
   if (Status s = RequireTransaction(); !s.ok()) return s;
+  if (Status s = LoadMessageLog(); !s.ok()) return s;
+  // A logged message: its removal is an operation of the log.
+  if (auto owner = log_message_owner_.find(message_id);
+      owner != log_message_owner_.end()) {
+    if (owner->second != recipient_id) {
+      result.outcome = ReceiptOutcome::kNotYours;
+      return result;
+    }
+    result.message = DropLogged(recipient_id, message_id);
+    result.message.body.clear();
+    LogRemoval(message_id);
+    Confirmed(recipient_id);
+    result.outcome = ReceiptOutcome::kConfirmed;
+    return result;
+  }
   // A message this store queued or handed out to this recipient: its row
   // goes by its key, unread. (Another recipient's receipt takes the long
   // way below, which tells "not yours" from "no such message".)
@@ -1466,6 +1543,7 @@ void SqliteStore::LogNoticeOp(bool add, int64_t account_id,
                               const Notice& notice) {
   notice_ops_.push_back(NoticeOp{add, account_id, notice});
   ++notice_log_ops_;
+  ++logged_changes_;
 }
 
 Status SqliteStore::WriteNoticeOps() {
@@ -1534,6 +1612,157 @@ int64_t SqliteStore::LoggedNotices(int64_t account_id) const {
     ++n;
   }
   return n;
+}
+
+Status SqliteStore::InsertMessage(int64_t id, const QueuedMessage& m) {
+  Statement& st = Prepare(
+      "INSERT INTO messages(id, sender_id, sender_name, recipient_id, "
+      "recipient_name, client_msg_id, body, sent_at) "
+      "VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+  st.Bind(1, id)
+      .Bind(2, m.sender_id)
+      .BindBorrowed(3, m.sender_name)
+      .Bind(4, m.recipient_id)
+      .BindBorrowed(5, m.recipient_name)
+      .Bind(6, ToSql(m.client_msg_id))
+      .BindBorrowed(7, m.body)
+      .Bind(8, m.sent_at_ms);
+  if (st.Run() != SQLITE_DONE) return Error("enqueue");
+  return Status::Ok();
+}
+
+Status SqliteStore::LoadMessageLog() {
+  if (message_log_loaded_) return Status::Ok();
+  log_messages_.clear();
+  log_message_owner_.clear();
+  log_pending_.clear();
+  log_message_bytes_ = 0;
+  message_ops_.clear();
+  message_op_adds_ = message_op_removes_ = 0;
+  message_log_ops_ = 0;
+  std::vector<MessageOp> ops;
+  Status s = ForEachBlob("SELECT records FROM message_log ORDER BY id",
+                         "read messages", [&](std::string_view blob) {
+                           ops.clear();
+                           if (!DecodeMessageOps(blob, &ops)) return false;
+                           for (MessageOp& op : ops) {
+                             if (op.add) {
+                               if (log_message_owner_.contains(op.message.id))
+                                 return false;
+                               KeepLogged(std::move(op.message));
+                             } else {
+                               auto owner =
+                                   log_message_owner_.find(op.message.id);
+                               if (owner == log_message_owner_.end())
+                                 return false;
+                               DropLogged(owner->second, op.message.id);
+                             }
+                           }
+                           message_log_ops_ += static_cast<int64_t>(ops.size());
+                           return true;
+                         });
+  if (!s.ok()) {
+    log_messages_.clear();
+    log_message_owner_.clear();
+    log_pending_.clear();
+    log_message_bytes_ = 0;
+    message_log_ops_ = 0;
+    return s;
+  }
+  message_log_loaded_ = true;
+  return Status::Ok();
+}
+
+void SqliteStore::KeepLogged(QueuedMessage m) {
+  log_message_owner_[m.id] = m.recipient_id;
+  ++log_pending_[m.recipient_id];
+  log_message_bytes_ += static_cast<int64_t>(
+      m.body.size() + m.sender_name.size() + m.recipient_name.size());
+  const MessageKey key{m.recipient_id, m.id};
+  log_messages_.insert_or_assign(key, std::move(m));
+}
+
+QueuedMessage SqliteStore::DropLogged(int64_t recipient_id, int64_t id) {
+  auto it = log_messages_.find({recipient_id, id});
+  QueuedMessage m = std::move(it->second);
+  log_messages_.erase(it);
+  log_message_owner_.erase(id);
+  if (auto p = log_pending_.find(recipient_id);
+      p != log_pending_.end() && --p->second == 0) {
+    log_pending_.erase(p);
+  }
+  log_message_bytes_ -= static_cast<int64_t>(
+      m.body.size() + m.sender_name.size() + m.recipient_name.size());
+  return m;
+}
+
+void SqliteStore::LogRemoval(int64_t id) {
+  AppendMessageRemove(message_ops_, id);
+  ++message_op_removes_;
+  ++message_log_ops_;
+  ++logged_changes_;
+}
+
+Status SqliteStore::WriteMessageOps() {
+  if (message_ops_.empty()) return Status::Ok();
+  if (Prepare("INSERT INTO message_log(adds, removes, records) "
+              "VALUES(?, ?, ?)")
+          .Bind(1, message_op_adds_)
+          .Bind(2, message_op_removes_)
+          .BindBorrowedBlob(3, message_ops_)
+          .Run() != SQLITE_DONE) {
+    return Error("store messages");
+  }
+  message_ops_.clear();
+  message_op_adds_ = message_op_removes_ = 0;
+  if (message_log_ops_ >= kMessageLogMax ||
+      log_message_bytes_ > kMessageLogBytesMax) {
+    return CompactMessageLog();
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::CompactMessageLog() {
+  if (Status s = LoadMessageLog(); !s.ok()) return s;
+  if (Prepare("DELETE FROM message_log").Run() != SQLITE_DONE) {
+    return Error("compact messages");
+  }
+  // What the transaction logged so far is in log_messages_, written below.
+  message_ops_.clear();
+  message_op_adds_ = message_op_removes_ = 0;
+  message_log_ops_ = 0;
+  if (log_messages_.empty()) return Status::Ok();
+  if (log_messages_.size() > kMessageCarryMax ||
+      log_message_bytes_ > kMessageCarryBytes) {
+    // Recipients away: their messages join `messages`, in id order.
+    std::vector<const QueuedMessage*> rows;
+    rows.reserve(log_messages_.size());
+    for (const auto& [key, m] : log_messages_) rows.push_back(&m);
+    std::sort(rows.begin(), rows.end(),
+              [](const QueuedMessage* a, const QueuedMessage* b) {
+                return a->id < b->id;
+              });
+    for (const QueuedMessage* m : rows) {
+      if (Status s = InsertMessage(m->id, *m); !s.ok()) return s;
+      ExpectReceipt(m->id, *m);
+    }
+    log_messages_.clear();
+    log_message_owner_.clear();
+    log_pending_.clear();
+    log_message_bytes_ = 0;
+    return Status::Ok();
+  }
+  std::string blob;
+  for (const auto& [key, m] : log_messages_) AppendMessageAdd(blob, m);
+  if (Prepare("INSERT INTO message_log(adds, removes, records) "
+              "VALUES(?, 0, ?)")
+          .Bind(1, static_cast<int64_t>(log_messages_.size()))
+          .BindBorrowedBlob(2, blob)
+          .Run() != SQLITE_DONE) {
+    return Error("compact messages");
+  }
+  message_log_ops_ = static_cast<int64_t>(log_messages_.size());
+  return Status::Ok();
 }
 
 Status SqliteStore::AddToken(std::string_view token_hash, int64_t account_id,

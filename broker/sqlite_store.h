@@ -62,6 +62,19 @@
 // Reads (CountNotices, ListNotices) see both places; a notice is in one of
 // them only. Loaded by replaying the log on first use; dropped with the
 // other caches.
+//
+// Messages (schema v8). A message whose recipient is online
+// (QueuedMessage::recipient_online) is likely confirmed within moments, so
+// it is logged the same way: kept in memory (log_messages_) and written
+// with the transaction's other message operations as one row of
+// message_log; its receipt is an operation too. At kMessageLogMax
+// operations (or kMessageLogBytesMax of live text) the log is rewritten as
+// one row of the live messages, or,
+// when they hold more than kMessageCarryBytes (or number over
+// kMessageCarryMax), they move into `messages`. A message for a recipient
+// who is away goes into `messages` at once. Reads (CountPending,
+// FetchPending, ConfirmDelivery, DeleteAccount) see both places, in message
+// id order.
 #pragma once
 
 #include <sqlite3.h>
@@ -86,7 +99,7 @@ class SqliteStore final : public Store {
                                                    const StoreOptions& options);
   ~SqliteStore() override;
 
-  static constexpr int kSchemaVersion = 7;
+  static constexpr int kSchemaVersion = 8;
 
   // Transactions (see the top of this file). Commit failing (disk full)
   // rolls everything back. Rollback outside a transaction only drops the
@@ -334,6 +347,9 @@ class SqliteStore final : public Store {
   // Migration to schema v6: the records of `sends` become runs.
   Status MoveSendsIntoRuns();
 
+  // Operations logged (notices, messages) since the store was opened: rows
+  // the commit will write, counted by TotalChanges.
+  int64_t logged_changes_ = 0;
   // The notice log (see the top of this file).
   static constexpr int64_t kNoticeLogMax = 4096;
   static constexpr size_t kNoticeCarryMax = 1024;
@@ -356,6 +372,41 @@ class SqliteStore final : public Store {
   Status CompactNoticeLog(bool to_table);
   // The account's live logged notices.
   int64_t LoggedNotices(int64_t account_id) const;
+
+  // The message log (see the top of this file).
+  static constexpr int64_t kMessageLogMax = 4096;
+  static constexpr size_t kMessageCarryMax = 1024;
+  static constexpr int64_t kMessageCarryBytes = 256 * 1024;
+  // Live logged text past which a commit compacts the log whatever its
+  // operations (bounds the memory of messages that wait).
+  static constexpr int64_t kMessageLogBytesMax = 4 * 1024 * 1024;
+  using MessageKey = std::pair<int64_t, int64_t>;  // recipient, message id
+  std::map<MessageKey, QueuedMessage> log_messages_;
+  std::unordered_map<int64_t, int64_t> log_message_owner_;  // id -> recipient
+  std::unordered_map<int64_t, int64_t> log_pending_;  // recipient -> count
+  int64_t log_message_bytes_ = 0;  // the live logged messages' text
+  bool message_log_loaded_ = false;
+  // Operations in message_log's rows and in message_ops_.
+  int64_t message_log_ops_ = 0;
+  // The open transaction's operations, encoded, and how many add and remove.
+  std::string message_ops_;
+  int64_t message_op_adds_ = 0;
+  int64_t message_op_removes_ = 0;
+  // Replays message_log unless it is loaded.
+  Status LoadMessageLog();
+  // Adds a logged message to the maps, or takes one out (returning it).
+  void KeepLogged(QueuedMessage m);
+  QueuedMessage DropLogged(int64_t recipient_id, int64_t id);
+  // Logs the removal of a logged message (a receipt, a purge).
+  void LogRemoval(int64_t id);
+  // Writes message_ops_ as a row of message_log; compacts the log when it
+  // is full.
+  Status WriteMessageOps();
+  // Replaces the log's rows with its live messages: one row, or the rows of
+  // `messages` when they are too many or too large.
+  Status CompactMessageLog();
+  // Inserts message `id` (the rest from `m`) into `messages`.
+  Status InsertMessage(int64_t id, const QueuedMessage& m);
 };
 
 }  // namespace zchat

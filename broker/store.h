@@ -61,6 +61,10 @@ struct QueuedMessage {
   uint64_t client_msg_id = 0;
   std::string body;
   int64_t sent_at_ms = 0;
+  // For Enqueue, a hint: the recipient has a session here, so its receipt
+  // should come soon (SqliteStore logs such a message rather than inserting
+  // a row it would delete moments later). Not stored.
+  bool recipient_online = false;
 };
 
 enum class NoticeKind : int { kDelivered = 1, kUndeliverable = 2 };

@@ -164,5 +164,41 @@ TEST(NoticeOpsTest, MalformedBlobsAreRefused) {
       << "a name longer than the blob";
 }
 
+TEST(MessageOpsTest, OperationsRoundTrip) {
+  QueuedMessage m;
+  m.id = 77;
+  m.sender_id = kMax;
+  m.sender_name = "Zoë";
+  m.recipient_id = 3;
+  m.recipient_name = "محمد";
+  m.client_msg_id = UINT64_MAX;
+  m.body = std::string("ça va? 你好 👋 \0 end", 22);
+  m.sent_at_ms = -5;
+  std::string blob;
+  AppendMessageAdd(blob, m);
+  const size_t first = blob.size();
+  AppendMessageRemove(blob, kMin);
+  std::vector<MessageOp> decoded;
+  ASSERT_TRUE(DecodeMessageOps(blob, &decoded));
+  ASSERT_EQ(decoded.size(), 2u);
+  EXPECT_TRUE(decoded[0].add);
+  EXPECT_EQ(decoded[0].message.id, m.id);
+  EXPECT_EQ(decoded[0].message.sender_id, m.sender_id);
+  EXPECT_EQ(decoded[0].message.sender_name, m.sender_name);
+  EXPECT_EQ(decoded[0].message.recipient_id, m.recipient_id);
+  EXPECT_EQ(decoded[0].message.recipient_name, m.recipient_name);
+  EXPECT_EQ(decoded[0].message.client_msg_id, m.client_msg_id);
+  EXPECT_EQ(decoded[0].message.body, m.body);
+  EXPECT_EQ(decoded[0].message.sent_at_ms, m.sent_at_ms);
+  EXPECT_FALSE(decoded[1].add);
+  EXPECT_EQ(decoded[1].message.id, kMin);
+  // Cut anywhere inside, the blob is refused.
+  for (size_t cut = 1; cut < blob.size(); ++cut) {
+    if (cut == first) continue;  // the first operation whole
+    std::vector<MessageOp> part;
+    EXPECT_FALSE(DecodeMessageOps(blob.substr(0, cut), &part)) << cut;
+  }
+}
+
 }  // namespace
 }  // namespace zchat

@@ -1277,6 +1277,233 @@ TEST_F(NoticeLogTest, ADamagedLogRowIsAnError) {
   EXPECT_FALSE(store_->CountNotices(a).ok());
 }
 
+// --- Messages for online recipients: the log (schema v8) ---------------------
+
+class MessageLogTest : public StoreTest {
+ protected:
+  // Queues a message from `from` to `to`, logged when `online`.
+  int64_t Queue(int64_t from, int64_t to, uint64_t client_msg_id, bool online,
+                std::string body = "") {
+    QueuedMessage m;
+    m.sender_id = from;
+    m.sender_name = "Zoë";
+    m.recipient_id = to;
+    m.recipient_name = "محمد";
+    m.client_msg_id = client_msg_id;
+    m.body = body.empty() ? "ça va? 你好 👋 " + std::to_string(client_msg_id)
+                          : std::move(body);
+    m.sent_at_ms = 1000 + static_cast<int64_t>(client_msg_id);
+    m.recipient_online = online;
+    Result<int64_t> id = store_->Enqueue(m);
+    EXPECT_TRUE(id.ok()) << id.status().ToString();
+    return id.ok() ? *id : 0;
+  }
+  // The recipient's queue as fetched: its message ids, bodies checked.
+  std::vector<int64_t> Fetched(int64_t to, int64_t limit = 100'000) {
+    auto fetched = store_->FetchPending(to, limit);
+    EXPECT_TRUE(fetched.ok()) << fetched.status().ToString();
+    std::vector<int64_t> ids;
+    if (!fetched.ok()) return ids;
+    for (const QueuedMessage& m : *fetched) {
+      ids.push_back(m.id);
+      EXPECT_EQ(m.recipient_id, to);
+      EXPECT_EQ(m.sender_name, "Zoë");
+      EXPECT_EQ(m.body.rfind("ça va? 你好 👋 ", 0) == 0 || m.body.size() > 1000,
+                true)
+          << m.body;
+    }
+    return ids;
+  }
+  int64_t LoggedTotal() {
+    return RawValue(path_,
+                    "SELECT coalesce(sum(adds - removes), 0) FROM message_log");
+  }
+};
+
+// A message for an online recipient is logged, not inserted: counted,
+// fetched in id order with the table's, confirmed (its sender's details
+// returned for the notice), refused to another recipient, and found again
+// after a restart (the log replayed). A logged operation counts as a change.
+TEST_F(MessageLogTest, MessagesForOnlineRecipientsLiveInTheLog) {
+  Begin();
+  const int64_t a = Create("a");
+  const int64_t b = Create("b");
+  const int64_t c = Create("c");
+  const int64_t t1 = Queue(a, b, 1, /*online=*/false);
+  const int64_t changes = store_->TotalChanges();
+  const int64_t l1 = Queue(a, b, 2, /*online=*/true);
+  EXPECT_GT(store_->TotalChanges(), changes) << "a logged send is a change";
+  const int64_t t2 = Queue(a, b, 3, /*online=*/false);
+  const int64_t l2 = Queue(a, b, 4, /*online=*/true);
+  EXPECT_EQ(Fetched(b), (std::vector<int64_t>{t1, l1, t2, l2}))
+      << "in the transaction";
+  Commit();
+  EXPECT_EQ(RawCount(path_, "messages"), 2);
+  EXPECT_EQ(LoggedTotal(), 2);
+  EXPECT_EQ(RawCount(path_, "message_log"), 1) << "a row per commit";
+  EXPECT_EQ(*store_->CountPending(b), 4);
+  EXPECT_EQ(Fetched(b), (std::vector<int64_t>{t1, l1, t2, l2}));
+  EXPECT_EQ(Fetched(b, 2), (std::vector<int64_t>{t1, l1}));
+  EXPECT_EQ(store_->Totals()->queued_messages, 4);
+
+  Reopen();
+  EXPECT_EQ(Fetched(b), (std::vector<int64_t>{t1, l1, t2, l2}));
+  EXPECT_EQ(*store_->CountPending(b), 4);
+  Begin();
+  EXPECT_EQ(store_->ConfirmDelivery(c, l1)->outcome, ReceiptOutcome::kNotYours);
+  const int64_t before = store_->TotalChanges();
+  auto r = store_->ConfirmDelivery(b, l1);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->outcome, ReceiptOutcome::kConfirmed);
+  EXPECT_GT(store_->TotalChanges(), before) << "a logged receipt is a change";
+  EXPECT_EQ(r->message.sender_id, a);
+  EXPECT_EQ(r->message.sender_name, "Zoë");
+  EXPECT_EQ(r->message.recipient_name, "محمد");
+  EXPECT_EQ(r->message.client_msg_id, 2u);
+  EXPECT_EQ(store_->ConfirmDelivery(b, l1)->outcome,
+            ReceiptOutcome::kAlreadyConfirmed);
+  EXPECT_EQ(store_->ConfirmDelivery(b, t1)->outcome,
+            ReceiptOutcome::kConfirmed);
+  Commit();
+  EXPECT_EQ(*store_->CountPending(b), 2);
+  Reopen();
+  EXPECT_EQ(Fetched(b), (std::vector<int64_t>{t2, l2}));
+  EXPECT_EQ(*store_->CountPending(b), 2);
+  EXPECT_EQ(**store_->FindSend(a, 4), l2) << "its dedup record as any";
+  EXPECT_EQ(store_->Totals()->queued_messages, 2);
+}
+
+// The log is compacted at 4,096 operations: a few small live messages are
+// carried over in one row; live messages of more than 256 KiB (recipients
+// away) move into `messages`. Either way every one is fetched, in order,
+// and confirmed, before and after a restart.
+TEST_F(MessageLogTest, TheLogIsCompacted) {
+  Begin();
+  const int64_t a = Create("a");
+  const int64_t b = Create("b");
+  Commit();
+  std::vector<int64_t> live;
+  uint64_t next = 1;
+  for (int round = 0; round < 30; ++round) {
+    Begin();
+    std::vector<int64_t> ids;
+    for (int i = 0; i < 100; ++i) ids.push_back(Queue(a, b, next++, true));
+    for (int i = 0; i < 100; ++i) {
+      if (i % 50 == 7) {
+        live.push_back(ids[i]);
+      } else {
+        ASSERT_EQ(store_->ConfirmDelivery(b, ids[i])->outcome,
+                  ReceiptOutcome::kConfirmed);
+      }
+    }
+    Commit();
+  }
+  EXPECT_EQ(RawCount(path_, "messages"), 0) << "carried over, not moved";
+  EXPECT_LT(RawCount(path_, "message_log"), 30) << "compacted";
+  EXPECT_EQ(Fetched(b), live);
+  EXPECT_EQ(*store_->CountPending(b), static_cast<int64_t>(live.size()));
+  Reopen();
+  EXPECT_EQ(Fetched(b), live);
+
+  // Twenty bodies of 16 KiB wait: over the bytes carried over, so at the
+  // next compaction every live message moves into `messages`.
+  Begin();
+  for (int i = 0; i < 20; ++i) {
+    live.push_back(Queue(a, b, next++, true, std::string(16384, 'x')));
+  }
+  for (int i = 0; i < 4096; ++i) {
+    const int64_t id = Queue(a, b, next++, true);
+    ASSERT_EQ(store_->ConfirmDelivery(b, id)->outcome,
+              ReceiptOutcome::kConfirmed);
+  }
+  Commit();
+  EXPECT_EQ(RawCount(path_, "messages"), static_cast<int64_t>(live.size()));
+  EXPECT_EQ(LoggedTotal(), 0);
+  EXPECT_EQ(Fetched(b), live);
+  Reopen();
+  EXPECT_EQ(Fetched(b), live);
+  EXPECT_EQ(*store_->CountPending(b), static_cast<int64_t>(live.size()));
+  Begin();
+  EXPECT_EQ(store_->ConfirmDelivery(b, live.front())->outcome,
+            ReceiptOutcome::kConfirmed)
+      << "from the table";
+  Commit();
+  EXPECT_EQ(*store_->CountPending(b), static_cast<int64_t>(live.size()) - 1);
+}
+
+// Logged messages that wait hold their text in memory: past 4 MiB of it a
+// commit compacts the log however few its operations, and they move into
+// `messages`.
+TEST_F(MessageLogTest, LargeWaitingMessagesMoveToTheTable) {
+  Begin();
+  const int64_t a = Create("a");
+  const int64_t b = Create("b");
+  Commit();
+  Begin();
+  std::vector<int64_t> ids;
+  for (uint64_t i = 1; i <= 300; ++i) {
+    ids.push_back(Queue(a, b, i, true, std::string(16384, 'y')));
+  }
+  Commit();
+  EXPECT_EQ(RawCount(path_, "messages"), 300) << "300 of 16 KiB: 4.7 MiB";
+  EXPECT_EQ(LoggedTotal(), 0);
+  EXPECT_EQ(Fetched(b), ids);
+}
+
+// Deleting an account purges its logged messages with the table's, in id
+// order, removed in the log (also after a restart); a rolled-back
+// transaction's logged messages are forgotten.
+TEST_F(MessageLogTest, DeletionAndRollbackLeaveTheLogRight) {
+  Begin();
+  const int64_t a = Create("a");
+  const int64_t b = Create("b");
+  const int64_t c = Create("c");
+  const int64_t m1 = Queue(a, b, 1, true);
+  const int64_t m2 = Queue(a, b, 2, false);
+  const int64_t m3 = Queue(a, b, 3, true);
+  const int64_t keep = Queue(a, c, 4, true);
+  Commit();
+  Begin();
+  auto purged = store_->DeleteAccount(b);
+  ASSERT_TRUE(purged.ok());
+  std::vector<int64_t> ids;
+  for (const QueuedMessage& m : *purged) {
+    ids.push_back(m.id);
+    EXPECT_EQ(m.sender_id, a);
+    EXPECT_TRUE(m.body.empty());
+  }
+  EXPECT_EQ(ids, (std::vector<int64_t>{m1, m2, m3}));
+  Commit();
+  Reopen();
+  EXPECT_TRUE(Fetched(b).empty());
+  EXPECT_EQ(Fetched(c), (std::vector<int64_t>{keep}));
+  EXPECT_EQ(store_->Totals()->queued_messages, 1);
+
+  Begin();
+  Queue(a, c, 5, true);
+  ASSERT_EQ(store_->ConfirmDelivery(c, keep)->outcome,
+            ReceiptOutcome::kConfirmed);
+  store_->Rollback();
+  EXPECT_EQ(Fetched(c), (std::vector<int64_t>{keep}));
+  EXPECT_EQ(*store_->CountPending(c), 1);
+  Reopen();
+  EXPECT_EQ(Fetched(c), (std::vector<int64_t>{keep}));
+}
+
+// A damaged row of the log makes the reads of queues fail with a storage
+// error; nothing crashes.
+TEST_F(MessageLogTest, ADamagedLogRowIsAnError) {
+  Begin();
+  const int64_t a = Create("a");
+  Queue(a, a, 1, true);
+  Commit();
+  RawWrite("UPDATE message_log SET records = x'0102'");
+  auto fetched = store_->FetchPending(a, 10);
+  ASSERT_FALSE(fetched.ok());
+  ExpectDamaged(fetched.status());
+  EXPECT_FALSE(store_->CountPending(a).ok());
+}
+
 TEST(StoreOpenTest, RefusesNewerSchema) {
   TempDir dir;
   const std::string path = dir.File("newer.db");
