@@ -47,6 +47,26 @@ bool GetVarint(std::string_view in, size_t* pos, uint64_t* v) {
 
 uint64_t U(int64_t v) { return static_cast<uint64_t>(v); }
 
+void PutText(std::string& out, std::string_view text) {
+  PutVarint(out, text.size());
+  out += text;
+}
+
+bool GetText(std::string_view in, size_t* pos, std::string* text) {
+  uint64_t length = 0;
+  if (!GetVarint(in, pos, &length) || length > in.size() - *pos) return false;
+  text->assign(in.substr(*pos, length));
+  *pos += length;
+  return true;
+}
+
+bool GetSigned(std::string_view in, size_t* pos, int64_t* v) {
+  uint64_t raw = 0;
+  if (!GetVarint(in, pos, &raw)) return false;
+  *v = static_cast<int64_t>(Unzigzag(raw));
+  return true;
+}
+
 }  // namespace
 
 size_t RunEncoder::SizeOf(const RunRecord& record) const {
@@ -120,8 +140,7 @@ void AppendNoticeOp(std::string& blob, const NoticeOp& op) {
   if (!op.add) return;
   PutVarint(blob, static_cast<uint64_t>(op.notice.kind));
   PutVarint(blob, op.notice.client_msg_id);
-  PutVarint(blob, op.notice.peer_name.size());
-  blob += op.notice.peer_name;
+  PutText(blob, op.notice.peer_name);
 }
 
 bool DecodeNoticeOps(std::string_view blob, std::vector<NoticeOp>* out) {
@@ -131,19 +150,15 @@ bool DecodeNoticeOps(std::string_view blob, std::vector<NoticeOp>* out) {
     const char tag = blob[pos++];
     if (tag != '\x01' && tag != '\x02') return false;
     op.add = tag == '\x01';
-    uint64_t account = 0;
-    uint64_t message = 0;
-    if (!GetVarint(blob, &pos, &account) || !GetVarint(blob, &pos, &message)) {
+    if (!GetSigned(blob, &pos, &op.account_id) ||
+        !GetSigned(blob, &pos, &op.notice.message_id)) {
       return false;
     }
-    op.account_id = static_cast<int64_t>(Unzigzag(account));
-    op.notice.message_id = static_cast<int64_t>(Unzigzag(message));
     if (op.add) {
       uint64_t kind = 0;
-      uint64_t length = 0;
       if (!GetVarint(blob, &pos, &kind) ||
           !GetVarint(blob, &pos, &op.notice.client_msg_id) ||
-          !GetVarint(blob, &pos, &length) || length > blob.size() - pos) {
+          !GetText(blob, &pos, &op.notice.peer_name)) {
         return false;
       }
       if (kind != static_cast<uint64_t>(NoticeKind::kDelivered) &&
@@ -151,37 +166,11 @@ bool DecodeNoticeOps(std::string_view blob, std::vector<NoticeOp>* out) {
         return false;
       }
       op.notice.kind = static_cast<NoticeKind>(kind);
-      op.notice.peer_name.assign(blob.substr(pos, length));
-      pos += length;
     }
     out->push_back(std::move(op));
   }
   return true;
 }
-
-namespace {
-
-void PutText(std::string& out, std::string_view text) {
-  PutVarint(out, text.size());
-  out += text;
-}
-
-bool GetText(std::string_view in, size_t* pos, std::string* text) {
-  uint64_t length = 0;
-  if (!GetVarint(in, pos, &length) || length > in.size() - *pos) return false;
-  text->assign(in.substr(*pos, length));
-  *pos += length;
-  return true;
-}
-
-bool GetSigned(std::string_view in, size_t* pos, int64_t* v) {
-  uint64_t raw = 0;
-  if (!GetVarint(in, pos, &raw)) return false;
-  *v = static_cast<int64_t>(Unzigzag(raw));
-  return true;
-}
-
-}  // namespace
 
 void AppendMessageAdd(std::string& blob, const QueuedMessage& m) {
   blob.push_back('\x01');

@@ -266,6 +266,28 @@ void CachePut(Map& map, size_t capacity, Key&& key, Value&& value) {
   map.insert_or_assign(std::forward<Key>(key), std::forward<Value>(value));
 }
 
+// To `out`, up to `limit` rows read from a table in message id order, adds
+// the logged entries of `owner` (`logged` is keyed by owner, then id) and
+// keeps the first `limit` of both, in id order.
+template <class T, class IdOf>
+void MergeLogged(std::vector<T>& out,
+                 const std::map<std::pair<int64_t, int64_t>, T>& logged,
+                 int64_t owner, int64_t limit, IdOf id_of) {
+  const size_t from_table = out.size();
+  const size_t most = static_cast<size_t>(limit);
+  for (auto it = logged.lower_bound({owner, INT64_MIN});
+       it != logged.end() && it->first.first == owner &&
+       out.size() < from_table + most;
+       ++it) {
+    out.push_back(it->second);
+  }
+  if (out.size() == from_table) return;
+  std::inplace_merge(
+      out.begin(), out.begin() + static_cast<ptrdiff_t>(from_table), out.end(),
+      [&](const T& a, const T& b) { return id_of(a) < id_of(b); });
+  if (out.size() > most) out.resize(most);
+}
+
 }  // namespace
 
 std::optional<int64_t> SqliteStore::IdFloor::Next() const {
@@ -1264,23 +1286,8 @@ Result<std::vector<QueuedMessage>> SqliteStore::FetchPending(
   st.Reset();
   if (rc != SQLITE_DONE) return Error("fetch");
   // And the logged ones, in message id order with the others.
-  const size_t from_table = out.size();
-  for (auto it = log_messages_.lower_bound({recipient_id, INT64_MIN});
-       it != log_messages_.end() && it->first.first == recipient_id &&
-       out.size() < from_table + static_cast<size_t>(limit);
-       ++it) {
-    out.push_back(it->second);
-  }
-  if (out.size() > from_table) {
-    std::inplace_merge(
-        out.begin(), out.begin() + static_cast<ptrdiff_t>(from_table),
-        out.end(), [](const QueuedMessage& a, const QueuedMessage& b) {
-          return a.id < b.id;
-        });
-    if (out.size() > static_cast<size_t>(limit)) {
-      out.resize(static_cast<size_t>(limit));
-    }
-  }
+  MergeLogged(out, log_messages_, recipient_id, limit,
+              [](const QueuedMessage& m) { return m.id; });
   return out;
 }
 
@@ -1462,23 +1469,8 @@ Result<std::vector<Notice>> SqliteStore::ListNotices(int64_t account_id,
   st.Reset();
   if (rc != SQLITE_DONE) return Error("list notices");
   // And the logged ones, in message id order with the others.
-  const size_t from_table = out.size();
-  for (auto it = log_notices_.lower_bound({account_id, INT64_MIN});
-       it != log_notices_.end() && it->first.first == account_id &&
-       out.size() < from_table + static_cast<size_t>(limit);
-       ++it) {
-    out.push_back(it->second);
-  }
-  if (out.size() > from_table) {
-    std::inplace_merge(out.begin(),
-                       out.begin() + static_cast<ptrdiff_t>(from_table),
-                       out.end(), [](const Notice& a, const Notice& b) {
-                         return a.message_id < b.message_id;
-                       });
-    if (out.size() > static_cast<size_t>(limit)) {
-      out.resize(static_cast<size_t>(limit));
-    }
-  }
+  MergeLogged(out, log_notices_, account_id, limit,
+              [](const Notice& n) { return n.message_id; });
   return out;
 }
 
