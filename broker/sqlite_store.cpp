@@ -991,7 +991,7 @@ Status SqliteStore::AddToRuns(int64_t sender_id, const SendRow* rows,
       st.Bind(1, open->last.client_msg_id)
           .Bind(2, added)
           .Bind(3, newest)
-          .BindBlob(4, encoder.bytes())
+          .BindBorrowedBlob(4, encoder.bytes())
           .Bind(5, sender_id)
           .Bind(6, open->first_id);
       if (st.Run() != SQLITE_DONE) return Error("merge dedup records");
@@ -1010,7 +1010,7 @@ Status SqliteStore::AddToRuns(int64_t sender_id, const SendRow* rows,
           .Bind(4, open->count)
           .Bind(5, open->oldest_at)
           .Bind(6, newest)
-          .BindBlob(7, encoder.bytes());
+          .BindBorrowedBlob(7, encoder.bytes());
       if (st.Run() != SQLITE_DONE) return Error("merge dedup records");
       ++runs_since_prune_;
     }
@@ -1109,7 +1109,7 @@ Status SqliteStore::WriteRun(int64_t sender_id,
           .Bind(4, static_cast<int64_t>(records.size()))
           .Bind(5, oldest_at)
           .Bind(6, newest_at)
-          .BindBlob(7, encoder.bytes())
+          .BindBorrowedBlob(7, encoder.bytes())
           .Run() != SQLITE_DONE) {
     return Error("merge dedup runs");
   }
