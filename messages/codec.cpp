@@ -164,6 +164,14 @@ struct Value {
   uint32_t size = 0;       // ARRAY, MAP: number of items or entries
 };
 
+// Key comparison, the decoder's commonest: most keys differ in length or in
+// their first byte, which is cheaper to look at than calling memcmp.
+bool SameKey(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         (a.empty() ||
+          (a[0] == b[0] && std::memcmp(a.data(), b.data(), a.size()) == 0));
+}
+
 // One entry of the frame's map. A key that is not a string is only marked.
 struct Entry {
   bool key_is_str = false;
@@ -326,7 +334,7 @@ class FieldReader {
   const Value* Find(std::string_view key) {
     for (uint32_t i = 0; i < frame_.entry_count; ++i) {
       const Entry& e = frame_.entries[i];
-      if (e.key == key) {
+      if (SameKey(e.key, key)) {
         used_ |= uint32_t{1} << i;
         // nil counts as absent, so that optional fields may be sent as null.
         if (e.value.type == msgpack::type::NIL) return nullptr;
@@ -522,7 +530,7 @@ Result<Message> DecodeFrame(const ParsedFrame& frame, uint64_t* request_id) {
     const Entry& e = frame.entries[i];
     if (!e.key_is_str) return Malformed("map key is not a string");
     for (uint32_t j = 0; j < i; ++j) {
-      if (frame.entries[j].key == e.key) {
+      if (SameKey(frame.entries[j].key, e.key)) {
         return Malformed("duplicate field '" + Printable(e.key) + "'");
       }
     }

@@ -4,7 +4,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
+#include <memory>
 #include <numeric>
+#include <span>
 #include <thread>
 
 #include "messages/utf8.h"
@@ -736,6 +739,96 @@ TEST(Utf8Test, AcceptsValidAndRejectsInvalid) {
   EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));      // surrogate
   EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // above U+10FFFF
   EXPECT_FALSE(IsValidUtf8("\xfe"));
+}
+
+// The definition, one code point at a time: a sequence is valid when it
+// decodes to a scalar value (not a surrogate, at most U+10FFFF) in the
+// shortest form that holds it.
+bool ReferenceUtf8(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<uint8_t>(text[i]);
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) {
+      n = 1, cp = c;
+    } else if ((c & 0xE0) == 0xC0) {
+      n = 2, cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 3, cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 4, cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + n > text.size()) return false;
+    for (size_t k = 1; k < n; ++k) {
+      const auto b = static_cast<uint8_t>(text[i + k]);
+      if ((b & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (b & 0x3F);
+    }
+    const uint32_t shortest = cp < 0x80      ? 1
+                              : cp < 0x800   ? 2
+                              : cp < 0x10000 ? 3
+                                             : 4;
+    if (n != shortest || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+// Every sequence of one and two bytes, and of three and four bytes every
+// lead and second byte with the later bytes drawn from the edges of their
+// ranges, behind ASCII bytes (so that it falls at different places of the
+// eight-byte steps) and before more ASCII: the validator agrees with the
+// definition on all.
+TEST(Utf8Test, AgreesWithTheDefinitionOnEverySequence) {
+  size_t checked = 0, valid = 0;
+  // Longer sequences at three places only: first in a step, across two,
+  // and last in one.
+  auto check = [&](const std::string& seq) {
+    static constexpr size_t kAll[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    static constexpr size_t kSome[] = {0, 5, 7};
+    for (size_t lead : seq.size() <= 2 ? std::span<const size_t>(kAll)
+                                       : std::span<const size_t>(kSome)) {
+      const std::string text = std::string(lead, 'a') + seq + "bcdefghij";
+      const bool want = ReferenceUtf8(text);
+      // In a buffer of its exact size, so that the sanitized build sees any
+      // read past the end (a std::string has its terminator there).
+      auto exact = std::make_unique<char[]>(text.size());
+      std::memcpy(exact.get(), text.data(), text.size());
+      ASSERT_EQ(IsValidUtf8(std::string_view(exact.get(), text.size())), want)
+          << "lead " << lead << ", bytes " << ::testing::PrintToString(seq);
+      ++checked;
+      valid += want;
+    }
+  };
+  // Past the second byte only whether a byte continues matters: the edges
+  // of the ranges stand for all.
+  static constexpr int kEdges[] = {0x00, 0x7F, 0x80, 0x8F, 0x90,
+                                   0x9F, 0xA0, 0xBF, 0xC0, 0xFF};
+  for (int a = 0; a < 256; ++a) {
+    check(std::string(1, static_cast<char>(a)));
+    for (int b = 0; b < 256; ++b) {
+      const std::string two = {static_cast<char>(a), static_cast<char>(b)};
+      check(two);
+      if (a < 0xE0 || a > 0xF7) continue;  // the leads of longer sequences
+      for (int c : kEdges) {
+        if (a <= 0xEF) {
+          check(two + static_cast<char>(c));
+          continue;
+        }
+        for (int d : kEdges) {
+          check(two + static_cast<char>(c) + static_cast<char>(d));
+        }
+      }
+    }
+  }
+  // Enough of both kinds, as a sanity check of the loops themselves.
+  EXPECT_GT(checked, 500'000u);
+  EXPECT_GT(valid, 10'000u);
 }
 
 }  // namespace
