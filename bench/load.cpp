@@ -601,12 +601,27 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
   for (auto& c : rconns) c->Send(FetchMessages{kMaxFetchLimit});
   // The sender, still logged in, hears of each delivery and acknowledges
   // it, as a client does (otherwise its notices pile up past their cap).
-  auto ritems = Items(rconns);
-  ritems.push_back({sender[0]->socket().handle(), 0, ZMQ_POLLIN, 0});
+  // Socket i < recipients is recipient i's; the last, the sender's.
+  std::vector<zmq::socket_t*> sockets;
+  for (auto& c : rconns) sockets.push_back(&c->socket());
+  sockets.push_back(&sender[0]->socket());
+  ReadySockets ready(std::move(sockets));
   last_progress = Clock::now();
   while (finished < recipients) {
-    Poll(ritems, 100);
-    for (int i = 0; i < recipients; ++i) {
+    for (uint32_t socket : ready.Next(100)) {
+      if (socket == static_cast<uint32_t>(recipients)) {
+        sender[0]->Drain([&](Message& m) {
+          if (auto* ok = std::get_if<MessageSuccess>(&m.body)) {
+            acks.push_back(ok->message_id);
+          } else if (out.failure.empty()) {
+            out.failure = "the sender got " + Describe(m) + " while draining";
+          }
+        });
+        SendReceipts<NoticeReceipt>(target, *sender[0], acks);
+        ready.CheckAfterWrite(socket);
+        continue;
+      }
+      const int i = static_cast<int>(socket);
       rconns[i]->Drain([&](Message& m) {
         if (auto* d = std::get_if<DistributeMessage>(&m.body)) {
           confirms.push_back(d->message_id);
@@ -628,15 +643,8 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
         }
       });
       SendReceipts<MessageReceipt>(target, *rconns[i], confirms);
+      ready.CheckAfterWrite(socket);
     }
-    sender[0]->Drain([&](Message& m) {
-      if (auto* ok = std::get_if<MessageSuccess>(&m.body)) {
-        acks.push_back(ok->message_id);
-      } else if (out.failure.empty()) {
-        out.failure = "the sender got " + Describe(m) + " while draining";
-      }
-    });
-    SendReceipts<NoticeReceipt>(target, *sender[0], acks);
     if (!out.failure.empty()) return out;
     if (Clock::now() - last_progress > kStall) {
       out.failure = "draining stalled at " + std::to_string(distinct.size()) +
