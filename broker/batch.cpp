@@ -1,13 +1,37 @@
 #include "broker/batch.h"
 
+#include <algorithm>
 #include <cassert>
 #include <chrono>
+#include <unordered_map>
 #include <utility>
 
 #include "broker/log.h"
 #include "messages/codec.h"
 
 namespace zchat {
+
+std::vector<OutFrame*> GroupByConnection(std::vector<OutFrame>& frames) {
+  std::vector<OutFrame*> out;
+  out.reserve(frames.size());
+  if (frames.size() <= 2) {
+    for (OutFrame& f : frames) out.push_back(&f);
+    return out;
+  }
+  // Each frame keyed by the rank of its connection's first frame.
+  std::unordered_map<std::string_view, uint32_t> rank;
+  rank.reserve(frames.size());
+  std::vector<std::pair<uint32_t, uint32_t>> keyed;  // (rank, index)
+  keyed.reserve(frames.size());
+  for (uint32_t i = 0; i < frames.size(); ++i) {
+    const auto r =
+        rank.emplace(frames[i].routing_id, static_cast<uint32_t>(rank.size()));
+    keyed.emplace_back(r.first->second, i);
+  }
+  std::sort(keyed.begin(), keyed.end());
+  for (const auto& [r, i] : keyed) out.push_back(&frames[i]);
+  return out;
+}
 
 void Responder::Reply(Body body) {
   const Batch::Record& r = batch_.records_[index_];

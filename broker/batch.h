@@ -45,6 +45,15 @@ struct OutFrame {
   uint64_t order = 0;
 };
 
+// `frames` grouped by connection (routing id): each connection's in their
+// order, connections in the order of their first frame. libzmq's I/O thread
+// wakes when a connection's queue turns non-empty and writes what it finds
+// there with one send(): frames of a connection handed over together tend
+// to leave together, where interleaved with other connections' frames each
+// left with a send() (and two epoll_ctl()) of its own. Order between
+// connections is nothing a client can see.
+std::vector<OutFrame*> GroupByConnection(std::vector<OutFrame>& frames);
+
 // Who asked, and what a refusal of it must echo.
 struct RequestInfo {
   std::string routing_id;

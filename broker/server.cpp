@@ -235,7 +235,8 @@ void Server::ReadBatch() {
 }
 
 void Server::Flush(std::vector<OutFrame> frames) {
-  for (OutFrame& out : frames) {
+  for (OutFrame* next : GroupByConnection(frames)) {
+    OutFrame& out = *next;
     try {
       zmq::message_t id(out.routing_id.data(), out.routing_id.size());
       zmq::message_t body(out.frame.data(), out.frame.size());

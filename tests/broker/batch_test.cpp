@@ -265,5 +265,29 @@ TEST_F(BatchTest, MetricsCountOutcomesAndEventsAtCommit) {
   EXPECT_EQ(metrics.commit_seconds.count(), 1u);  // only commits that held
 }
 
+// The frames of a batch go out grouped by connection: each connection's in
+// their order, connections in the order of their first frame, nothing lost
+// or repeated. Routing ids here are bytes, as libzmq's are.
+TEST(GroupByConnectionTest, KeepsEachConnectionsOrder) {
+  const std::string a{'\0', '\x01', 'a'}, b{'\0', '\x01', 'b'},
+      c{'\0', '\xff', 'c'};
+  std::vector<OutFrame> frames = {{b, "b1"}, {a, "a1"}, {b, "b2"}, {c, "c1"},
+                                  {a, "a2"}, {b, "b3"}, {c, "c2"}, {a, "a3"}};
+  std::vector<std::string> sent;
+  for (const OutFrame* f : GroupByConnection(frames)) sent.push_back(f->frame);
+  EXPECT_EQ(sent, (std::vector<std::string>{"b1", "b2", "b3", "a1", "a2", "a3",
+                                            "c1", "c2"}));
+  // Short batches, and one connection only, as they came.
+  std::vector<OutFrame> two = {{b, "x"}, {a, "y"}};
+  std::vector<OutFrame> one = {{c, "1"}, {c, "2"}, {c, "3"}};
+  std::vector<std::string> got;
+  for (auto* batch : {&two, &one}) {
+    for (const OutFrame* f : GroupByConnection(*batch)) got.push_back(f->frame);
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"x", "y", "1", "2", "3"}));
+  std::vector<OutFrame> none;
+  EXPECT_TRUE(GroupByConnection(none).empty());
+}
+
 }  // namespace
 }  // namespace zchat
