@@ -230,6 +230,7 @@ int main(int argc, char** argv) {
   std::string hash_cost = "interactive";
   std::string endpoint_file;
   int64_t session_timeout_s = options.broker.session_timeout_ms / 1000;
+  int64_t db_cache_mib = options.store.cache_kib / 1024;
 
   CLI::App app{"zchat-broker: the zchat chat broker"};
   app.set_version_flag("--version", std::string("zchat-broker ") + "0.1.0" +
@@ -275,6 +276,11 @@ int main(int argc, char** argv) {
                  "<db>.p1 ... <db>.p<P-1> beside it); fixed when the database "
                  "is created (0: as it was created, one file for a new one)")
       ->check(CLI::Range(0, 64))
+      ->capture_default_str();
+  app.add_option("--db-cache-mib", db_cache_mib,
+                 "SQLite: page cache of each database file, in MiB (each "
+                 "partition's file has its own; 0: SQLite's default, 2 MiB)")
+      ->check(CLI::Range(0, 65536))
       ->capture_default_str();
   app.add_option("--threads", options.threads,
                  "with partitions: threads that run sends and receipts, each "
@@ -336,6 +342,7 @@ int main(int argc, char** argv) {
   options.broker.session_timeout_ms = session_timeout_s * 1000;
   options.store.sync =
       sync == "full" ? zchat::SyncMode::kFull : zchat::SyncMode::kNormal;
+  options.store.cache_kib = db_cache_mib * 1024;
   if (hash_cost == "moderate") {
     options.hash_cost = {3, 256u * 1024 * 1024};
   } else if (hash_cost == "min") {

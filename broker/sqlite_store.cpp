@@ -388,6 +388,9 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(
   std::string pragmas = "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=OFF;";
   pragmas += options.sync == SyncMode::kFull ? "PRAGMA synchronous=FULL;"
                                              : "PRAGMA synchronous=NORMAL;";
+  if (options.cache_kib > 0) {
+    pragmas += "PRAGMA cache_size=-" + std::to_string(options.cache_kib) + ";";
+  }
   if (options.max_pages > 0) {
     pragmas +=
         "PRAGMA max_page_count=" + std::to_string(options.max_pages) + ";";
@@ -538,6 +541,15 @@ Result<int64_t> SqliteStore::NextMessageId() {
 void SqliteStore::UseIdSpace(int index, int count) {
   id_index_ = index;
   id_count_ = count;
+}
+
+int64_t SqliteStore::CacheBytes() const {
+  int current = 0, highest = 0;
+  if (sqlite3_db_status(db(), SQLITE_DBSTATUS_CACHE_USED, &current, &highest,
+                        /*resetFlg=*/0) != SQLITE_OK) {
+    return 0;
+  }
+  return current;
 }
 
 Result<std::optional<int64_t>> SqliteStore::ReadMeta(const char* key) {

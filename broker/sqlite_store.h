@@ -164,6 +164,10 @@ class SqliteStore final : public Store {
   // Housekeeping: drops dedup ids and tokens older than the cut-offs.
   Status Prune(int64_t sends_before_ms, int64_t tokens_before_ms) override;
 
+  // Bytes of pages SQLite's page cache holds now (at most
+  // StoreOptions::cache_kib KiB, or SQLite's default, and some overhead).
+  int64_t CacheBytes() const;
+
   // --- For PartitionedStore (partitioned_store.h) ---
 
   // Hands out only message ids congruent to `index` modulo `count` (the

@@ -44,6 +44,12 @@ struct StoreOptions {
   // 0 opens a database as it was created (a new one with one file). A
   // database's partitions cannot change: another number is refused.
   int partitions = 0;
+  // SQLite: the page cache of each open database file, in KiB (PRAGMA
+  // cache_size; 0 leaves SQLite's default, 2 MiB). It fills as pages are
+  // read. SQLite's default holds too little of a deep queue: a drain
+  // re-read its pages from the operating system (docs/performance.md,
+  // section 19).
+  int64_t cache_kib = 16 * 1024;
 };
 
 struct Account {

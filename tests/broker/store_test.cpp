@@ -447,6 +447,43 @@ TEST_F(StoreTest, TransactionDroppedBySqliteDropsCaches) {
   EXPECT_EQ(Pending(alice), 0);
 }
 
+// SQLite's page cache holds what StoreOptions::cache_kib allows: a queue of
+// about 10 MiB read whole stays in a 16 MiB cache, while SQLite's default
+// (cache_kib 0: 2 MiB) keeps only its last pages.
+TEST_F(StoreTest, ThePageCacheHoldsWhatItsOptionAllows) {
+  Begin();
+  const int64_t a = Create("alice");
+  const int64_t b = Create("bob");
+  QueuedMessage m;
+  m.sender_id = a;
+  m.sender_name = "alice";
+  m.recipient_id = b;
+  m.recipient_name = "bob";
+  m.body = std::string(10 * 1024, 'x');
+  for (uint64_t i = 1; i <= 1000; ++i) {
+    m.client_msg_id = i;
+    ASSERT_TRUE(store_->Enqueue(m).ok());
+  }
+  Commit();
+  store_.reset();
+  for (const int64_t kib : {int64_t{16 * 1024}, int64_t{0}}) {
+    StoreOptions options;
+    options.cache_kib = kib;
+    auto opened = SqliteStore::Open(path_, options);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    auto queue = (*opened)->FetchPending(b, 1000);
+    ASSERT_TRUE(queue.ok()) << queue.status().ToString();
+    ASSERT_EQ(queue->size(), 1000u);
+    const int64_t cached = (*opened)->CacheBytes();
+    if (kib > 0) {
+      EXPECT_GT(cached, 8 << 20) << "cache_kib " << kib;
+      EXPECT_LT(cached, (kib + 1024) << 10);
+    } else {
+      EXPECT_LT(cached, 3 << 20) << "SQLite's default";
+    }
+  }
+}
+
 // --- Ids ---------------------------------------------------------------------
 
 TEST_F(StoreTest, MessageIdsAreNotReusedAfterRollback) {
