@@ -503,6 +503,7 @@ void SqliteStore::ForgetTransaction() {
   message_ops_.clear();
   message_op_adds_ = message_op_removes_ = 0;
   deliveries_.clear();
+  confirmed_rows_.clear();
   account_ids_.behind = true;
   // A block reserved in the lost transaction is no longer reserved.
   message_block_end_ = 0;
@@ -595,7 +596,8 @@ Status SqliteStore::Begin() {
 
 Status SqliteStore::Commit() {
   NoticeLostTransaction();
-  Status s = WriteBatchSends();
+  Status s = DeleteConfirmed();
+  if (s.ok()) s = WriteBatchSends();
   if (s.ok()) s = WriteNoticeOps();
   if (s.ok()) s = WriteMessageOps();
   if (s.ok()) s = RunFixed("COMMIT");
@@ -715,6 +717,11 @@ Result<std::vector<QueuedMessage>> SqliteStore::DeleteAccount(int64_t id) {
   // account's count goes first, whatever happens below.
   pending_counts_.erase(id);
   notice_counts_.erase(id);
+  // The account's queue goes below: what receipts knew of it goes now.
+  std::erase_if(deliveries_, [id](const auto& entry) {
+    return entry.second.recipient_id == id;
+  });
+  if (Status s = DeleteConfirmed(); !s.ok()) return s;
   std::vector<QueuedMessage> purged;
   {
     Statement& st = Prepare(
@@ -1254,6 +1261,7 @@ Result<int64_t> SqliteStore::CountPending(int64_t recipient_id) {
       it != pending_counts_.end()) {
     return it->second;
   }
+  if (Status s = DeleteConfirmed(); !s.ok()) return s;
   Statement& st =
       Prepare("SELECT count(*) FROM messages WHERE recipient_id = ?");
   st.Bind(1, recipient_id);
@@ -1268,6 +1276,7 @@ Result<int64_t> SqliteStore::CountPending(int64_t recipient_id) {
 }
 
 Result<StoreTotals> SqliteStore::Totals() {
+  if (Status s = DeleteConfirmed(); !s.ok()) return s;
   // One statement, so the three counts come from one snapshot.
   Statement& st = Prepare(
       "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM "
@@ -1284,6 +1293,7 @@ Result<std::vector<QueuedMessage>> SqliteStore::FetchPending(
     int64_t recipient_id, int64_t limit) {
   NoticeLostTransaction();
   if (Status s = LoadMessageLog(); !s.ok()) return s;
+  if (Status s = DeleteConfirmed(); !s.ok()) return s;
   Statement& st = Prepare(
       "SELECT id, sender_id, sender_name, recipient_name, client_msg_id, "
       "body, sent_at FROM messages WHERE recipient_id = ? ORDER BY id "
@@ -1344,26 +1354,24 @@ Result<ReceiptResult> SqliteStore::ConfirmDelivery(int64_t recipient_id,
     return result;
   }
   // A message this store queued or handed out to this recipient: its row
-  // goes by its key, unread. (Another recipient's receipt takes the long
-  // way below, which tells "not yours" from "no such message".)
+  // is in `messages` (see deliveries_) and goes with the transaction's
+  // other confirmed rows, unread. (Another recipient's receipt takes the
+  // long way below, which tells "not yours" from "no such message".)
   if (auto it = deliveries_.find(message_id);
       it != deliveries_.end() && it->second.recipient_id == recipient_id) {
-    if (Prepare("DELETE FROM messages WHERE id = ?")
-            .Bind(1, message_id)
-            .Run() != SQLITE_DONE) {
-      return Error("confirm delivery");
-    }
-    const bool deleted = sqlite3_changes(db()) == 1;
-    QueuedMessage known = std::move(it->second);
+    result.message = std::move(it->second);
     deliveries_.erase(it);
-    if (deleted) {
-      result.message = std::move(known);
-      Confirmed(recipient_id);
-      result.outcome = ReceiptOutcome::kConfirmed;
-      return result;
+    confirmed_rows_.push_back(message_id);
+    ++logged_changes_;
+    if (confirmed_rows_.size() == kDeleteChunk) {
+      if (Status s = DeleteConfirmed(); !s.ok()) return s;
     }
-    // The row went another way (a forced deletion purged it): as below.
+    Confirmed(recipient_id);
+    result.outcome = ReceiptOutcome::kConfirmed;
+    return result;
   }
+  // The rows confirmed so far go first: this one may be among them.
+  if (Status s = DeleteConfirmed(); !s.ok()) return s;
   // Read the row by its key, then delete it by its key. (One DELETE ...
   // RETURNING costs more: SQLite materializes RETURNING rows in a
   // temporary b-tree, opened and zeroed for every statement.)
@@ -1402,6 +1410,44 @@ Result<ReceiptResult> SqliteStore::ConfirmDelivery(int64_t recipient_id,
                        ? ReceiptOutcome::kAlreadyConfirmed
                        : ReceiptOutcome::kUnknown;
   return result;
+}
+
+Status SqliteStore::DeleteConfirmed() {
+  if (confirmed_rows_.empty()) return Status::Ok();
+  // "DELETE FROM messages WHERE id IN (?, ?, ...)" for chunks of
+  // kDeleteChunk ids, and of 8; the rest one by one.
+  static const std::string kChunk = [] {
+    std::string sql = "DELETE FROM messages WHERE id IN (?";
+    for (size_t i = 1; i < kDeleteChunk; ++i) sql += ", ?";
+    return sql + ")";
+  }();
+  const char* const kEight =
+      "DELETE FROM messages WHERE id IN (?, ?, ?, ?, ?, ?, ?, ?)";
+  const size_t total = confirmed_rows_.size();
+  for (size_t at = 0; at < total;) {
+    const size_t left = total - at;
+    const size_t n = left >= kDeleteChunk ? kDeleteChunk : left >= 8 ? 8 : 1;
+    Statement& st = Prepare(n == kDeleteChunk ? kChunk.c_str()
+                            : n == 8          ? kEight
+                                     : "DELETE FROM messages WHERE id = ?");
+    for (size_t i = 0; i < n; ++i) {
+      st.Bind(static_cast<int>(i + 1), confirmed_rows_[at + i]);
+    }
+    if (st.Run() != SQLITE_DONE) return Error("confirm delivery");
+    if (sqlite3_changes64(db()) != static_cast<int64_t>(n)) {
+      // deliveries_ said every row was there; the batch is undone.
+      return Status(
+          ErrorCode::kStorage,
+          "confirm delivery: " +
+              std::to_string(n - static_cast<size_t>(sqlite3_changes64(db()))) +
+              " confirmed messages were missing from the queue");
+    }
+    at += n;
+  }
+  // Now SQLite counts them.
+  logged_changes_ -= static_cast<int64_t>(total);
+  confirmed_rows_.clear();
+  return Status::Ok();
 }
 
 Status SqliteStore::AddNotice(int64_t account_id, const Notice& n,

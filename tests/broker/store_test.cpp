@@ -262,6 +262,56 @@ TEST_F(StoreTest, ReceiptsAnswerTheSameFromMemoryAndFromTheRow) {
   EXPECT_EQ(Queued(b), 0);
 }
 
+// Receipts of rows the store knows are in the queue delete them together,
+// at the commit or before the queue is next read: whatever reads it in the
+// same transaction sees them gone, a rollback keeps them, and the store
+// counts each receipt as a change at once (the batch relies on that).
+TEST_F(StoreTest, ConfirmedRowsGoTogetherAndAreGoneForEveryRead) {
+  Begin();
+  const int64_t a = Create("alice"), b = Create("bob"), c = Create("carol");
+  std::vector<int64_t> to_b, to_c;
+  for (uint64_t i = 1; i <= 150; ++i) to_b.push_back(Enqueue(a, b, i));
+  for (uint64_t i = 151; i <= 180; ++i) to_c.push_back(Enqueue(a, c, i));
+  Commit();
+  // b's odd-numbered messages (75: a chunk of 64 and the rest), and a
+  // third of c's.
+  auto confirm_some = [&] {
+    for (size_t i = 0; i < to_b.size(); i += 2) {
+      const int64_t before = store_->TotalChanges();
+      ASSERT_EQ(Confirm(b, to_b[i]), ReceiptOutcome::kConfirmed);
+      EXPECT_NE(store_->TotalChanges(), before);
+    }
+    for (size_t i = 0; i < 10; ++i) {
+      ASSERT_EQ(Confirm(c, to_c[i]), ReceiptOutcome::kConfirmed);
+    }
+  };
+
+  Begin();
+  confirm_some();
+  store_->Rollback();
+  EXPECT_EQ(RawCount(path_, "messages"), 180) << "the rollback keeps them";
+
+  Begin();
+  confirm_some();
+  // Read in the same transaction: the queue without them.
+  auto queue = store_->FetchPending(b, 1000);
+  ASSERT_TRUE(queue.ok()) << queue.status().ToString();
+  ASSERT_EQ(queue->size(), 75u);
+  for (size_t i = 0; i < queue->size(); ++i) {
+    EXPECT_EQ((*queue)[i].id, to_b[2 * i + 1]);
+  }
+  EXPECT_EQ(Confirm(b, to_b[0]), ReceiptOutcome::kAlreadyConfirmed);
+  Result<std::vector<QueuedMessage>> purged = store_->DeleteAccount(c);
+  ASSERT_TRUE(purged.ok()) << purged.status().ToString();
+  ASSERT_EQ(purged->size(), 20u) << "only carol's unconfirmed messages";
+  EXPECT_EQ(purged->front().id, to_c[10]);
+  Commit();
+  EXPECT_EQ(RawCount(path_, "messages"), 75);
+  Reopen();
+  EXPECT_EQ(Pending(b), 75);
+  EXPECT_EQ(Pending(c), 0);
+}
+
 TEST_F(StoreTest, DeleteAccountDropsItsNotices) {
   Begin();
   int64_t alice = Create("alice");
