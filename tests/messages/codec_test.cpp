@@ -97,6 +97,48 @@ TEST(CodecTest, RoundTripKeepsFieldValues) {
   EXPECT_EQ(back->request_id, 77u);
 }
 
+// Frames of every size, from a few bytes to several times Encode's first
+// reservation, come out byte for byte as msgpack's own packer writes them
+// into its sbuffer, text in several scripts included.
+TEST(CodecTest, EncodesFramesOfEverySizeAsMsgpackDoes) {
+  const std::string pieces[] = {"e", "\xc3\xa9", "\xe4\xb8\x96\xe7\x95\x8c",
+                                "\xf0\x9f\x8c\x8d", "\xd7\xa9\xd7\x9c"};
+  const std::string sender =
+      "\xc3\xb1"
+      "and\xc3\xba";  // ñandú
+  std::string body;
+  std::vector<std::string> names;
+  for (uint64_t n = 1; n <= 700; ++n) {
+    body += pieces[n % 5];
+    const uint64_t sent_at = uint64_t{1} << (n % 64);
+    const std::string want = EnvelopeFrame(MessageType::kDistributeMessage, n,
+                                           4, [&](RawPacker& pk) {
+                                             pk.pack("message_id");
+                                             pk.pack(n);
+                                             pk.pack("sender");
+                                             pk.pack(sender);
+                                             pk.pack("body");
+                                             pk.pack(body);
+                                             pk.pack("sent_at");
+                                             pk.pack(sent_at);
+                                           });
+    ASSERT_EQ(Encode({n, DistributeMessage{n, sender, body, sent_at}}), want)
+        << "body of " << body.size() << " bytes";
+
+    if (n > 300) continue;
+    names.push_back(pieces[n % 5] + std::to_string(n));
+    const std::string list =
+        EnvelopeFrame(MessageType::kAccountList, n, 2, [&](RawPacker& pk) {
+          pk.pack("accounts");
+          pk.pack(names);
+          pk.pack("cursor");
+          pk.pack(names.back());
+        });
+    ASSERT_EQ(Encode({n, AccountList{names, names.back()}}), list)
+        << names.size() << " names";
+  }
+}
+
 TEST(CodecTest, OptionalFieldsMayBeAbsentOrNil) {
   Result<Message> absent = Decode(Encode({3, ListAccounts{}}));
   ASSERT_TRUE(absent.ok()) << absent.status().ToString();
