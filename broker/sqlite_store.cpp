@@ -388,6 +388,11 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(
   std::string pragmas = "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=OFF;";
   pragmas += options.sync == SyncMode::kFull ? "PRAGMA synchronous=FULL;"
                                              : "PRAGMA synchronous=NORMAL;";
+  // A checkpoint copies the WAL's pages into the database file; at SQLite's
+  // default of 1,000 pages a drain's deletes, which come back to the same
+  // pages over many commits, copied them again and again.
+  pragmas +=
+      "PRAGMA wal_autocheckpoint=" + std::to_string(kCheckpointPages) + ";";
   if (options.cache_kib > 0) {
     pragmas += "PRAGMA cache_size=-" + std::to_string(options.cache_kib) + ";";
   }

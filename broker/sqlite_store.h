@@ -100,6 +100,9 @@ class SqliteStore final : public Store {
   ~SqliteStore() override;
 
   static constexpr int kSchemaVersion = 8;
+  // The WAL is checkpointed when it holds this many pages (4 KiB each):
+  // PRAGMA wal_autocheckpoint (docs/performance.md, section 19).
+  static constexpr int kCheckpointPages = 10'000;
 
   // Transactions (see the top of this file). Commit failing (disk full)
   // rolls everything back. Rollback outside a transaction only drops the
@@ -260,8 +263,9 @@ class SqliteStore final : public Store {
   // The rows of the transaction's receipts that were found in deliveries_:
   // deleted together, up to kDeleteChunk ids a statement, by
   // DeleteConfirmed, which Commit and every read of `messages` call first
-  // (a statement per row was a third of a drained message's instructions).
-  // Counted in TotalChanges meanwhile.
+  // (a statement per row cost a drained message 0.8k instructions more,
+  // docs/performance.md section 19). Counted in TotalChanges meanwhile; a
+  // statement that deletes fewer rows than it names fails the batch.
   static constexpr size_t kDeleteChunk = 64;
   std::vector<int64_t> confirmed_rows_;
   Status DeleteConfirmed();
