@@ -390,9 +390,13 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(
                                              : "PRAGMA synchronous=NORMAL;";
   // A checkpoint copies the WAL's pages into the database file; at SQLite's
   // default of 1,000 pages a drain's deletes, which come back to the same
-  // pages over many commits, copied them again and again.
-  pragmas +=
-      "PRAGMA wal_autocheckpoint=" + std::to_string(kCheckpointPages) + ";";
+  // pages over many commits, copied them again and again. With --sync
+  // normal a checkpoint is also when the WAL is synced, so that mode keeps
+  // SQLite's default and the window of loss docs/semantics.md states.
+  if (options.sync == SyncMode::kFull) {
+    pragmas +=
+        "PRAGMA wal_autocheckpoint=" + std::to_string(kCheckpointPages) + ";";
+  }
   if (options.cache_kib > 0) {
     pragmas += "PRAGMA cache_size=-" + std::to_string(options.cache_kib) + ";";
   }

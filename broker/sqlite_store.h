@@ -100,8 +100,9 @@ class SqliteStore final : public Store {
   ~SqliteStore() override;
 
   static constexpr int kSchemaVersion = 8;
-  // The WAL is checkpointed when it holds this many pages (4 KiB each):
-  // PRAGMA wal_autocheckpoint (docs/performance.md, section 19).
+  // With --sync full, the WAL is checkpointed when it holds this many pages
+  // (4 KiB each; PRAGMA wal_autocheckpoint, docs/performance.md section
+  // 19); with --sync normal at SQLite's 1,000.
   static constexpr int kCheckpointPages = 10'000;
 
   // Transactions (see the top of this file). Commit failing (disk full)
