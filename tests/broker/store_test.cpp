@@ -106,6 +106,19 @@ class StoreTest : public ::testing::Test {
     EXPECT_TRUE(id.ok()) << id.status().ToString();
     return id.ok() ? *id : 0;
   }
+  // A message from alice (`from`) to bob (`to`) of about `bytes` bytes of
+  // text in several scripts, for the tests that need many pages.
+  static QueuedMessage Long(int64_t from, int64_t to, size_t bytes) {
+    QueuedMessage m;
+    m.sender_id = from;
+    m.sender_name = "alice";
+    m.recipient_id = to;
+    m.recipient_name = "bob";
+    while (m.body.size() < bytes) {
+      m.body += "h\xc3\xa9llo \xe4\xb8\x96 \xf0\x9f\x8c\x8d \xd7\xa9 ";
+    }
+    return m;
+  }
   int64_t Pending(int64_t account) {
     Result<int64_t> n = store_->CountPending(account);
     EXPECT_TRUE(n.ok()) << n.status().ToString();
@@ -504,12 +517,7 @@ TEST_F(StoreTest, ThePageCacheHoldsWhatItsOptionAllows) {
   Begin();
   const int64_t a = Create("alice");
   const int64_t b = Create("bob");
-  QueuedMessage m;
-  m.sender_id = a;
-  m.sender_name = "alice";
-  m.recipient_id = b;
-  m.recipient_name = "bob";
-  m.body = std::string(10 * 1024, 'x');
+  QueuedMessage m = Long(a, b, 10 * 1024);
   for (uint64_t i = 1; i <= 1000; ++i) {
     m.client_msg_id = i;
     ASSERT_TRUE(store_->Enqueue(m).ok());
@@ -555,12 +563,7 @@ TEST_F(StoreTest, TheWalIsCheckpointedAtItsPages) {
     const int64_t a = Create("alice");
     const int64_t b = Create("bob");
     Commit();
-    QueuedMessage m;
-    m.sender_id = a;
-    m.sender_name = "alice";
-    m.recipient_id = b;
-    m.recipient_name = "bob";
-    m.body = std::string(10 * 1024, 'x');  // three pages
+    QueuedMessage m = Long(a, b, 10 * 1024);  // three pages
     uint64_t client_msg_id = 0;
     int64_t largest = 0;
     bool started_over = false;
