@@ -1370,9 +1370,9 @@ Result<ReceiptResult> SqliteStore::ConfirmDelivery(int64_t recipient_id,
       it != deliveries_.end() && it->second.recipient_id == recipient_id) {
     result.message = std::move(it->second);
     deliveries_.erase(it);
-    confirmed_rows_.push_back(message_id);
+    confirmed_rows_.push_back({recipient_id, message_id});
     ++logged_changes_;
-    if (confirmed_rows_.size() == kDeleteChunk) {
+    if (confirmed_rows_.size() == kConfirmedMax) {
       if (Status s = DeleteConfirmed(); !s.ok()) return s;
     }
     Confirmed(recipient_id);
@@ -1423,6 +1423,91 @@ Result<ReceiptResult> SqliteStore::ConfirmDelivery(int64_t recipient_id,
 
 Status SqliteStore::DeleteConfirmed() {
   if (confirmed_rows_.empty()) return Status::Ok();
+  std::sort(confirmed_rows_.begin(), confirmed_rows_.end());
+  std::vector<std::pair<size_t, size_t>> runs;
+  std::vector<int64_t> singles;
+  Statement& range = Prepare(
+      "DELETE FROM messages WHERE recipient_id = ? AND id BETWEEN ? AND ?");
+  const std::span<const ConfirmedRow> all(confirmed_rows_);
+  for (size_t from = 0; from < all.size();) {
+    size_t to = from + 1;
+    while (to < all.size() && all[to].recipient_id == all[from].recipient_id) {
+      ++to;
+    }
+    const std::span<const ConfirmedRow> rows = all.subspan(from, to - from);
+    runs.clear();
+    if (Status s = ConfirmedRuns(rows, runs, singles); !s.ok()) return s;
+    for (const auto& [first, last] : runs) {
+      range.Bind(1, rows[first].recipient_id)
+          .Bind(2, rows[first].id)
+          .Bind(3, rows[last].id);
+      if (range.Run() != SQLITE_DONE) return Error("confirm delivery");
+      const int64_t expected = static_cast<int64_t>(last - first + 1);
+      if (sqlite3_changes64(db()) != expected) {
+        // The run was read just now, in this transaction.
+        return Status(ErrorCode::kStorage,
+                      "confirm delivery: deleted " +
+                          std::to_string(sqlite3_changes64(db())) +
+                          " queued messages for " + std::to_string(expected));
+      }
+    }
+    from = to;
+  }
+  if (Status s = DeleteSingles(singles); !s.ok()) return s;
+  // Now SQLite counts them.
+  logged_changes_ -= static_cast<int64_t>(confirmed_rows_.size());
+  confirmed_rows_.clear();
+  return Status::Ok();
+}
+
+Status SqliteStore::ConfirmedRuns(std::span<const ConfirmedRow> rows,
+                                  std::vector<std::pair<size_t, size_t>>& runs,
+                                  std::vector<int64_t>& singles) {
+  constexpr size_t kNone = SIZE_MAX;
+  size_t run = kNone;  // where the run being read started in `rows`
+  size_t next = 0;     // the first of `rows` not yet met in the queue
+  auto end_run = [&] {
+    if (run == kNone) return;
+    if (next - run >= 2) {
+      runs.emplace_back(run, next - 1);
+    } else {
+      singles.push_back(rows[run].id);
+    }
+    run = kNone;
+  };
+  if (rows.size() >= 2) {
+    Statement& queue = Prepare(
+        "SELECT id FROM messages WHERE recipient_id = ? AND id BETWEEN ? AND "
+        "? ORDER BY id LIMIT ?");
+    queue.Bind(1, rows.front().recipient_id)
+        .Bind(2, rows.front().id)
+        .Bind(3, rows.back().id)
+        .Bind(4, static_cast<int64_t>(2 * rows.size()));
+    int rc;
+    while ((rc = queue.Step()) == SQLITE_ROW) {
+      const int64_t id = queue.Int(0);
+      // A row of `rows` not in the queue (deliveries_ was wrong): alone,
+      // so that its delete finds it missing.
+      while (next < rows.size() && rows[next].id < id) {
+        end_run();
+        singles.push_back(rows[next++].id);
+      }
+      if (next < rows.size() && rows[next].id == id) {
+        if (run == kNone) run = next;
+        ++next;
+      } else {
+        end_run();  // an unconfirmed message between two confirmed ones
+      }
+    }
+    queue.Reset();
+    if (rc != SQLITE_DONE) return Error("confirm delivery");
+    end_run();
+  }
+  for (; next < rows.size(); ++next) singles.push_back(rows[next].id);
+  return Status::Ok();
+}
+
+Status SqliteStore::DeleteSingles(std::span<const int64_t> ids) {
   // "DELETE FROM messages WHERE id IN (?, ?, ...)" for chunks of
   // kDeleteChunk ids, and of 8; the rest one by one.
   static const std::string kChunk = [] {
@@ -1432,16 +1517,14 @@ Status SqliteStore::DeleteConfirmed() {
   }();
   const char* const kEight =
       "DELETE FROM messages WHERE id IN (?, ?, ?, ?, ?, ?, ?, ?)";
-  const size_t total = confirmed_rows_.size();
-  for (size_t at = 0; at < total;) {
-    const size_t left = total - at;
+  for (size_t at = 0; at < ids.size();) {
+    const size_t left = ids.size() - at;
     const size_t n = left >= kDeleteChunk ? kDeleteChunk : left >= 8 ? 8 : 1;
     Statement& st = Prepare(n == kDeleteChunk ? kChunk.c_str()
                             : n == 8          ? kEight
                                      : "DELETE FROM messages WHERE id = ?");
-    for (size_t i = 0; i < n; ++i) {
-      st.Bind(static_cast<int>(i + 1), confirmed_rows_[at + i]);
-    }
+    for (size_t i = 0; i < n; ++i)
+      st.Bind(static_cast<int>(i + 1), ids[at + i]);
     if (st.Run() != SQLITE_DONE) return Error("confirm delivery");
     if (sqlite3_changes64(db()) != static_cast<int64_t>(n)) {
       // deliveries_ said every row was there; the batch is undone.
@@ -1453,9 +1536,6 @@ Status SqliteStore::DeleteConfirmed() {
     }
     at += n;
   }
-  // Now SQLite counts them.
-  logged_changes_ -= static_cast<int64_t>(total);
-  confirmed_rows_.clear();
   return Status::Ok();
 }
 

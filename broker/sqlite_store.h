@@ -83,6 +83,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -262,14 +263,32 @@ class SqliteStore final : public Store {
   std::unordered_map<int64_t, QueuedMessage> deliveries_;
   void ExpectReceipt(int64_t id, const QueuedMessage& m);
   // The rows of the transaction's receipts that were found in deliveries_:
-  // deleted together, up to kDeleteChunk ids a statement, by
-  // DeleteConfirmed, which Commit and every read of `messages` call first
-  // (a statement per row cost a drained message 0.8k instructions more,
-  // docs/performance.md section 19). Counted in TotalChanges meanwhile; a
-  // statement that deletes fewer rows than it names fails the batch.
+  // deleted together by DeleteConfirmed, which Commit and every read of
+  // `messages` call first, and which runs when kConfirmedMax wait (a
+  // statement per row cost a drained message 0.8k instructions more,
+  // docs/performance.md section 19). A recipient's rows that are next to
+  // each other in its queue go as a range of the recipient's index (see
+  // ConfirmedRuns), the others up to kDeleteChunk ids a statement. Counted
+  // in TotalChanges meanwhile; a statement that deletes other than the
+  // rows it names fails the batch.
+  struct ConfirmedRow {
+    int64_t recipient_id;
+    int64_t id;
+    auto operator<=>(const ConfirmedRow&) const = default;
+  };
+  static constexpr size_t kConfirmedMax = 1024;
   static constexpr size_t kDeleteChunk = 64;
-  std::vector<int64_t> confirmed_rows_;
+  std::vector<ConfirmedRow> confirmed_rows_;
   Status DeleteConfirmed();
+  // Sorts `rows` (one recipient's, in id order) into runs, each of rows
+  // with no other row of the recipient's queue between them: a run of two
+  // or more goes to `runs` as its first and last index in `rows`, a row
+  // alone to `singles`. Reads the queue between the first and the last id,
+  // up to twice as many rows as `rows` holds; rows past that are singles.
+  Status ConfirmedRuns(std::span<const ConfirmedRow> rows,
+                       std::vector<std::pair<size_t, size_t>>& runs,
+                       std::vector<int64_t>& singles);
+  Status DeleteSingles(std::span<const int64_t> ids);
   // A confirmed message leaves its recipient's cached queue size.
   void Confirmed(int64_t recipient_id);
   static constexpr size_t kHighestSendCacheSize = 100'000;

@@ -325,6 +325,85 @@ TEST_F(StoreTest, ConfirmedRowsGoTogetherAndAreGoneForEveryRead) {
   EXPECT_EQ(Pending(c), 0);
 }
 
+// A recipient's confirmed rows that are next to each other in its queue go
+// as one range; the range stops at every message left unconfirmed between
+// them, whether it was queued in `messages` or logged (online), and at the
+// end of what was read of the queue.
+TEST_F(StoreTest, ConfirmedRunsStopAtEveryMessageLeftInTheQueue) {
+  Begin();
+  const int64_t a = Create("alice"), b = Create("bob"), c = Create("carol");
+  std::vector<int64_t> to_b, to_c;
+  // Two of bob's messages in the middle of a run came while he was online:
+  // logged, not in `messages`.
+  QueuedMessage online = Long(a, b, 10);
+  online.recipient_online = true;
+  Result<int64_t> logged_1 = 0, logged_2 = 0;
+  for (uint64_t i = 1; i <= 300; ++i) {
+    to_b.push_back(Enqueue(a, b, i));
+    if (i % 3 == 0) to_c.push_back(Enqueue(a, c, 1000 + i));
+    if (i == 120) {
+      online.client_msg_id = 5000;
+      logged_1 = store_->Enqueue(online);
+      online.client_msg_id = 5001;
+      logged_2 = store_->Enqueue(online);
+    }
+  }
+  ASSERT_TRUE(logged_1.ok() && logged_2.ok());
+  Commit();
+  ASSERT_TRUE(store_->FetchPending(b, 1000).ok());
+  ASSERT_TRUE(store_->FetchPending(c, 1000).ok());
+
+  // Which of bob's to confirm, by index in to_b: runs of 100, 49 and 2,
+  // single ones, and the last, far past what the read of the queue covers.
+  std::vector<size_t> confirm;
+  for (size_t i = 0; i < 100; ++i) confirm.push_back(i);
+  for (size_t i = 101; i < 150; ++i) confirm.push_back(i);
+  for (size_t i : {152, 154, 155, 157, 299}) confirm.push_back(i);
+  Begin();
+  const int64_t before = store_->TotalChanges();
+  // Interleaved with carol's receipts (all of hers but the 20th), newest
+  // first, so that the store sorts them.
+  size_t next_c = to_c.size();
+  for (size_t k = confirm.size(); k-- > 0;) {
+    ASSERT_EQ(Confirm(b, to_b[confirm[k]]), ReceiptOutcome::kConfirmed);
+    if (next_c > 0 && --next_c != 20) {
+      ASSERT_EQ(Confirm(c, to_c[next_c]), ReceiptOutcome::kConfirmed);
+    }
+  }
+  while (next_c > 0) {
+    if (--next_c != 20) {
+      ASSERT_EQ(Confirm(c, to_c[next_c]), ReceiptOutcome::kConfirmed);
+    }
+  }
+  ASSERT_EQ(Confirm(b, *logged_1), ReceiptOutcome::kConfirmed);
+  EXPECT_EQ(store_->TotalChanges() - before,
+            static_cast<int64_t>(confirm.size() + to_c.size() - 1 + 1));
+  Commit();
+
+  std::vector<int64_t> left_b;
+  for (size_t i = 0; i < to_b.size(); ++i) {
+    if (std::find(confirm.begin(), confirm.end(), i) == confirm.end()) {
+      left_b.push_back(to_b[i]);
+    }
+  }
+  left_b.push_back(*logged_2);
+  std::sort(left_b.begin(), left_b.end());
+  for (int round = 0; round < 2; ++round) {
+    auto queue_b = store_->FetchPending(b, 1000);
+    ASSERT_TRUE(queue_b.ok()) << queue_b.status().ToString();
+    std::vector<int64_t> ids_b;
+    for (const QueuedMessage& m : *queue_b) ids_b.push_back(m.id);
+    EXPECT_EQ(ids_b, left_b);
+    auto queue_c = store_->FetchPending(c, 1000);
+    ASSERT_TRUE(queue_c.ok()) << queue_c.status().ToString();
+    ASSERT_EQ(queue_c->size(), 1u);
+    EXPECT_EQ(queue_c->front().id, to_c[20]);
+    Reopen();
+  }
+  // Bob's less the logged one, and carol's.
+  EXPECT_EQ(RawCount(path_, "messages"), static_cast<int64_t>(left_b.size()));
+}
+
 TEST_F(StoreTest, DeleteAccountDropsItsNotices) {
   Begin();
   int64_t alice = Create("alice");
