@@ -11,7 +11,6 @@
 // lay the database out and run it as the broker's flags of those names do;
 // the wall-clock rate inside the batches then shows what the threads buy.
 #include <poll.h>
-#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -21,6 +20,7 @@
 #include <tuple>
 #include <vector>
 
+#include "bench/cpu_time.h"
 #include "broker/broker_core.h"
 #include "messages/codec.h"
 #include "tests/support/temp_dir.h"
@@ -43,12 +43,7 @@ double WallSeconds() {
       .count();
 }
 
-double CpuSeconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
+using bench::CpuSeconds;
 
 struct Frame {
   std::string routing_id;

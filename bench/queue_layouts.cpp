@@ -19,7 +19,6 @@
 //              not_yours), confirmed rows deleted by key
 //   keyed      the same without the index on id
 #include <sqlite3.h>
-#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -30,16 +29,12 @@
 #include <string>
 #include <vector>
 
+#include "bench/cpu_time.h"
 #include "tests/support/temp_dir.h"
 
 namespace {
 
-double CpuSeconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
+using zchat::bench::CpuSeconds;
 
 class Db {
  public:
