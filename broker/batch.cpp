@@ -18,18 +18,26 @@ std::vector<OutFrame*> GroupByConnection(std::vector<OutFrame>& frames) {
     for (OutFrame& f : frames) out.push_back(&f);
     return out;
   }
-  // Each frame keyed by the rank of its connection's first frame.
+  // Each frame's connection by the rank of its first frame, then the frames
+  // placed by rank, each connection's in their order (a counting sort:
+  // linear, where sorting (rank, index) pairs was n log n).
   std::unordered_map<std::string_view, uint32_t> rank;
   rank.reserve(frames.size());
-  std::vector<std::pair<uint32_t, uint32_t>> keyed;  // (rank, index)
-  keyed.reserve(frames.size());
-  for (uint32_t i = 0; i < frames.size(); ++i) {
+  std::vector<uint32_t> rank_of(frames.size());
+  std::vector<uint32_t> start;  // per rank: its frames' count, then offset
+  for (size_t i = 0; i < frames.size(); ++i) {
     const auto r =
         rank.emplace(frames[i].routing_id, static_cast<uint32_t>(rank.size()));
-    keyed.emplace_back(r.first->second, i);
+    if (r.second) start.push_back(0);
+    rank_of[i] = r.first->second;
+    ++start[rank_of[i]];
   }
-  std::sort(keyed.begin(), keyed.end());
-  for (const auto& [r, i] : keyed) out.push_back(&frames[i]);
+  uint32_t offset = 0;
+  for (uint32_t& n : start) offset += std::exchange(n, offset);
+  out.resize(frames.size());
+  for (size_t i = 0; i < frames.size(); ++i) {
+    out[start[rank_of[i]]++] = &frames[i];
+  }
   return out;
 }
 
