@@ -1546,13 +1546,16 @@ Status SqliteStore::AddNotice(int64_t account_id, const Notice& n,
   if (!count.ok()) return count.status();
   // (CountNotices loaded the log.) A notice already logged stays as it is,
   // as `notices` ignores a second insert of one it holds.
-  if (log_notices_.contains({account_id, n.message_id})) return Status::Ok();
   if (*count < cap) {
-    log_notices_.emplace(NoticeKey{account_id, n.message_id}, n);
+    if (!log_notices_.try_emplace(NoticeKey{account_id, n.message_id}, n)
+             .second) {
+      return Status::Ok();
+    }
     LogNoticeOp(/*add=*/true, account_id, n);
     notice_counts_[account_id] = *count + 1;
     return Status::Ok();
   }
+  if (log_notices_.contains({account_id, n.message_id})) return Status::Ok();
   // At the cap: the logged notices join the table, where the oldest go.
   if (Status s = CompactNoticeLog(/*to_table=*/true); !s.ok()) return s;
   Statement& st = Prepare(

@@ -217,6 +217,38 @@ TEST_F(StoreTest, NoticesOverTheCapDropTheOldest) {
   EXPECT_EQ((*listed)[3].message_id, 9);
 }
 
+// A notice added again for the same message is the one already there, below
+// the cap and at it: nothing counted twice, nothing older dropped for it.
+TEST_F(StoreTest, ANoticeAddedAgainChangesNothing) {
+  Begin();
+  const int64_t alice = Create("alice");
+  auto add = [&](int64_t message, NoticeKind kind, const char* peer) {
+    ASSERT_TRUE(
+        store_->AddNotice(alice, Notice{kind, message, peer, 1}, 3).ok());
+  };
+  add(1, NoticeKind::kDelivered,
+      "b\xc3\xa9"
+      "b");
+  add(1, NoticeKind::kUndeliverable, "\xe5\xb0\x8f\xe6\x98\x8e");
+  EXPECT_EQ(*store_->CountNotices(alice), 1);
+  add(2, NoticeKind::kDelivered, "\xd7\xa9\xd7\xa8\xd7\x94");
+  add(3, NoticeKind::kDelivered, "\xf0\x9f\x98\x80");
+  EXPECT_EQ(*store_->CountNotices(alice), 3);  // the cap
+  add(2, NoticeKind::kUndeliverable, "x");
+  EXPECT_EQ(*store_->CountNotices(alice), 3);
+  Commit();
+  auto listed = store_->ListNotices(alice, 10);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 3u);
+  EXPECT_EQ((*listed)[0].message_id, 1);
+  EXPECT_EQ((*listed)[0].kind, NoticeKind::kDelivered);
+  EXPECT_EQ((*listed)[0].peer_name,
+            "b\xc3\xa9"
+            "b");
+  EXPECT_EQ((*listed)[1].message_id, 2);
+  EXPECT_EQ((*listed)[1].kind, NoticeKind::kDelivered);
+}
+
 TEST_F(StoreTest, RollbackDropsNoticeCounts) {
   Begin();
   int64_t alice = Create("alice");
