@@ -43,6 +43,9 @@ RawClient::RawClient(zmq::context_t& ctx, const std::string& endpoint,
   socket_.set(zmq::sockopt::linger, 0);
   if (options.sndhwm >= 0) socket_.set(zmq::sockopt::sndhwm, options.sndhwm);
   if (options.rcvhwm >= 0) socket_.set(zmq::sockopt::rcvhwm, options.rcvhwm);
+  if (options.reconnect_ivl_ms >= 0) {
+    socket_.set(zmq::sockopt::reconnect_ivl, options.reconnect_ivl_ms);
+  }
   if (options.monitor) {
     // The monitor's end is connected before the socket connects, so that
     // no event is dropped for want of a reader.

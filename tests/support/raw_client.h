@@ -31,6 +31,7 @@ uint64_t ProblemCount();
 struct RawClientOptions {
   int sndhwm = -1;  // -1: libzmq's default
   int rcvhwm = -1;
+  int reconnect_ivl_ms = -1;  // -1: libzmq's default (100 ms)
   // Watch the socket's connection events (AwaitEvent).
   bool monitor = false;
 };
