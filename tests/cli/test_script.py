@@ -541,7 +541,9 @@ def test_send_wait_pending_then_delivered_once_fetched(z2):
 
 def test_send_wait_not_fetched_times_out_exit_3(z2):
     body = "nobody reads this — 誰も読まない"
-    run = z2.run(["--json", "--timeout", "1", "send", "--user", "alice", "bob", "--wait", body],
+    # --timeout bounds every request (login, send, logout), not only the
+    # wait for bob: 3 s, so that a slow login under ASan is not the timeout.
+    run = z2.run(["--json", "--timeout", "3", "send", "--user", "alice", "bob", "--wait", body],
                  user="alice")
     ev = run.events
     assert (run.rc == 3 and len(ev) == 2 and is_pending(ev[0], "bob", body)
