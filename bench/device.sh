@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Issue 13's figures for a bigger machine in one command, for the short
+# loans of the 16-core benchmark machine (../shared/device/README.md): the
+# online chat, the offline queue, light-load latency and connections, each
+# beside the baseline and Mosquitto, then bench/threads.sh's worker-thread
+# table. Every scenario's report and JSON go to OUT_DIR, with the machine's
+# description; a scenario that fails or runs past its limit is recorded
+# and the next one runs. Usage:
+#
+#   bench/device.sh [BIN_DIR] [OUT_DIR]
+#
+# BIN_DIR holds zchat-bench, zchat-broker, zchat-core-bench and mosquitto
+# (default: this checkout's build/, Mosquitto from PATH). On the device:
+#
+#   (here)   ../shared/device/bundle.sh build-device build/bench/zchat-bench \
+#              build/bench/zchat-core-bench build/broker/zchat-broker \
+#              "$(command -v mosquitto)"
+#   (device) build-device/unpack.sh && bench/device.sh /tmp/zchat-device/bin $OUT
+#
+# ZCHAT_SECONDS: measuring time of each throughput run (default 3).
+# ZCHAT_SCENARIOS: which to run, in order (default
+# "online offline latency connections threads").
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${1:-}
+out=${2:-${TMPDIR:-/tmp}/zchat-device-run}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+cd "$here/.."  # threads.sh's default paths are the checkout's
+if [[ -n $bin ]]; then
+  bench=$bin/zchat-bench broker=$bin/zchat-broker
+  export PATH="$bin:$PATH"  # the bench starts mosquitto from PATH
+else
+  bench=build/bench/zchat-bench broker=build/broker/zchat-broker
+fi
+seconds=${ZCHAT_SECONDS:-3}
+scenarios=${ZCHAT_SCENARIOS:-online offline latency connections threads}
+cores=$(nproc)
+load=$((cores / 2 > 2 ? cores / 2 : 2))
+# The connections scenario needs two descriptors per client.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+{
+  echo "date: $(date -u +%FT%TZ)"
+  echo "cores: $cores, load threads: $load, seconds per run: $seconds"
+  echo "open files: $(ulimit -n)"
+  uname -srm
+  grep -m1 'model name' /proc/cpuinfo || true
+  grep -E 'MemTotal' /proc/meminfo || true
+  df -h "${TMPDIR:-/tmp}" | tail -1
+  echo "mosquitto: $(command -v mosquitto || echo absent)"
+} >"$out/machine.txt"
+cat "$out/machine.txt"
+
+run() {  # NAME LIMIT_S COMMAND...: one scenario, its output to OUT_DIR/NAME.txt
+  local name=$1 limit=$2
+  shift 2
+  local started=$SECONDS
+  timeout --kill-after=10 "$limit" "$@" >"$out/$name.txt" 2>&1
+  local rc=$?
+  echo "== $name: exit $rc after $((SECONDS - started)) s"
+  grep -vE '^\s*$' "$out/$name.txt" | tail -n 14
+}
+
+for s in $scenarios; do
+  case $s in
+    threads)
+      run threads 300 "$here/threads.sh" "${bin:-}" "$out" ;;
+    online | offline | latency | connections)
+      run "$s" 240 "$bench" --broker "$broker" --only "$s" \
+        --seconds "$seconds" --load-threads "$load" --json "$out/$s.json" ;;
+    *)
+      echo "== $s: unknown scenario" ;;
+  esac
+done
