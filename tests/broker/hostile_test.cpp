@@ -23,6 +23,15 @@ namespace {
 using namespace std::chrono_literals;
 using testing::RawClient;
 
+// Polls `done` every 10 ms until it holds or `deadline` passes.
+template <class Done>
+void WaitUntil(Done done, std::chrono::steady_clock::time_point deadline) {
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    zmq::pollitem_t none{nullptr, -1, 0, 0};
+    zmq::poll(&none, 0, 10ms);
+  }
+}
+
 // A plain TCP connection to a tcp://127.0.0.1:PORT endpoint.
 int ConnectRawTcp(const std::string& endpoint) {
   const int port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
@@ -238,11 +247,7 @@ TEST(AdmissionTest, PeersCountFromTheirAcceptUntilTheyClose) {
   for (int i = 0; i < 3; ++i) raw.push_back(ConnectRawTcp(broker.endpoint()));
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   const Metrics& metrics = broker.server().core().metrics();
-  while (metrics.connections.value() < 3 &&
-         std::chrono::steady_clock::now() < deadline) {
-    zmq::pollitem_t none{nullptr, -1, 0, 0};
-    zmq::poll(&none, 0, 10ms);
-  }
+  WaitUntil([&] { return metrics.connections.value() >= 3; }, deadline);
   ASSERT_EQ(metrics.connections.value(), 3);
   {
     RawClient late(ctx, broker.endpoint());
@@ -250,12 +255,8 @@ TEST(AdmissionTest, PeersCountFromTheirAcceptUntilTheyClose) {
     EXPECT_FALSE(late.Await(1, 1s).has_value())
         << "a client got in past three silent TCP peers";
     // It was refused (it keeps trying while it exists); the count can lag.
-    const auto counted_by = std::chrono::steady_clock::now() + 10s;
-    while (metrics.connections_refused.value() == 0 &&
-           std::chrono::steady_clock::now() < counted_by) {
-      zmq::pollitem_t none{nullptr, -1, 0, 0};
-      zmq::poll(&none, 0, 10ms);
-    }
+    WaitUntil([&] { return metrics.connections_refused.value() > 0; },
+              std::chrono::steady_clock::now() + 10s);
   }
   EXPECT_GT(metrics.connections_refused.value(), 0u);
   for (int fd : raw) close(fd);
