@@ -5,6 +5,8 @@
 #include <atomic>
 #include <fstream>
 #include <unordered_map>
+#include <unordered_set>
+#include <vector>
 #include <zmq.hpp>
 
 #include "messages/codec.h"
@@ -43,6 +45,7 @@ int RunForwarder(const std::string& bind, const std::string& endpoint_file) {
   std::unordered_map<std::string, std::string> route_of;  // name -> route
   std::unordered_map<std::string, std::string> name_of;   // route -> name
   std::unordered_map<uint64_t, Sent> sent;                // id -> origin
+  std::unordered_set<std::string> batched;  // routes with batch_notices
   uint64_t next_id = 1;
 
   auto send = [&](const std::string& route, const Message& m) {
@@ -72,6 +75,11 @@ int RunForwarder(const std::string& bind, const std::string& endpoint_file) {
       if (auto* login = std::get_if<LoginRequest>(&m->body)) {
         route_of[login->username] = route;
         name_of[route] = login->username;
+        if (login->batch_notices) {
+          batched.insert(route);
+        } else {
+          batched.erase(route);
+        }
         send(route, {req, LoginSuccess{login->username, 0,
                                        std::string(kTokenBytes, 't')}});
       } else if (auto* create = std::get_if<CreateAccount>(&m->body)) {
@@ -86,13 +94,41 @@ int RunForwarder(const std::string& bind, const std::string& endpoint_file) {
                {0, DistributeMessage{msg_id, name_of[route], s->body, 0}});
         }
       } else if (auto* r = std::get_if<MessageReceipt>(&m->body)) {
+        // As the broker does: a sender with batch_notices hears of a
+        // receipt's deliveries to one recipient in one frame.
+        std::vector<std::pair<std::string, MessageSuccess>> runs;
         for (uint64_t id : ReceiptIds(*r)) {
           auto it = sent.find(id);
           if (it == sent.end()) continue;
-          send(it->second.sender_route,
-               {0, MessageSuccess{id, it->second.recipient,
-                                  it->second.client_msg_id}});
+          const Sent& origin = it->second;
+          if (!batched.count(origin.sender_route)) {
+            send(origin.sender_route,
+                 {0,
+                  MessageSuccess{id, origin.recipient, origin.client_msg_id}});
+          } else {
+            MessageSuccess* run = nullptr;
+            for (auto& [route, s] : runs) {
+              if (route == origin.sender_route &&
+                  s.recipient == origin.recipient) {
+                run = &s;
+              }
+            }
+            if (!run) {
+              run = &runs.emplace_back(origin.sender_route, MessageSuccess{})
+                         .second;
+              run->recipient = origin.recipient;
+            }
+            run->message_ids.push_back(id);
+            run->client_msg_ids.push_back(origin.client_msg_id);
+          }
           sent.erase(it);
+        }
+        for (auto& [route, s] : runs) {
+          if (s.message_ids.size() == 1) {
+            s = MessageSuccess{s.message_ids[0], s.recipient,
+                               s.client_msg_ids[0]};
+          }
+          send(route, {0, std::move(s)});
         }
       } else if (std::holds_alternative<NoticeReceipt>(m->body)) {
         // Notices are not kept here: nothing to acknowledge, no reply.

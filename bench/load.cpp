@@ -262,7 +262,7 @@ bool InChunks(std::vector<std::unique_ptr<Conn>>& conns,
 // replies go to *logins if given.
 bool Enter(std::vector<std::unique_ptr<Conn>>& conns,
            const std::vector<std::string>& names,
-           std::vector<Message>* logins = nullptr) {
+           std::vector<Message>* logins = nullptr, bool batch_notices = false) {
   return InChunks<CreateSuccess>(
              conns,
              [&](size_t i) {
@@ -271,7 +271,8 @@ bool Enter(std::vector<std::unique_ptr<Conn>>& conns,
          InChunks<LoginSuccess>(
              conns,
              [&](size_t i) {
-               return Body(LoginRequest{names[i], kPassword, std::nullopt});
+               return Body(LoginRequest{names[i], kPassword, std::nullopt,
+                                        batch_notices});
              },
              logins);
 }
@@ -327,7 +328,7 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
     conns.push_back(NewConn(
         ctx, target.endpoints.empty() ? target.endpoint : target.endpoints[b]));
   }
-  if (!Enter(conns, names)) {
+  if (!Enter(conns, names, nullptr, target.batch_notices)) {
     out.failure =
         "could not log in " + std::to_string(names.size()) + " clients";
     return out;
@@ -413,25 +414,28 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
         conns[i]->Drain([&](Message& m) {
           if (auto* ok = std::get_if<MessageSuccess>(&m.body)) {
             Sender& s = senders[i];
-            auto it = s.sent_at.find(ok->client_msg_id);
-            if (it == s.sent_at.end()) {
-              if (part.failure.empty()) {
-                part.failure = "MESSAGE_SUCCESS for a message not in flight";
-              }
-              return;
-            }
             const int64_t at = NowNs();
-            if (clock.Measuring(Clock::now())) {
-              part.confirmed.push_back(at - it->second);
-              ++part.completed;
-            }
-            // As a client does: the broker keeps the notice until then.
-            acks.push_back(ok->message_id);
-            s.sent_at.erase(it);
-            --s.in_flight;
-            --in_flight;
-            last_progress = Clock::now();
-            if (sending) send_one(i);
+            const bool measuring = clock.Measuring(Clock::now());
+            ForEachDelivered(*ok, [&](uint64_t id, uint64_t client_msg_id) {
+              auto it = s.sent_at.find(client_msg_id);
+              if (it == s.sent_at.end()) {
+                if (part.failure.empty()) {
+                  part.failure = "MESSAGE_SUCCESS for a message not in flight";
+                }
+                return;
+              }
+              if (measuring) {
+                part.confirmed.push_back(at - it->second);
+                ++part.completed;
+              }
+              // As a client does: the broker keeps the notice until then.
+              acks.push_back(id);
+              s.sent_at.erase(it);
+              --s.in_flight;
+              --in_flight;
+              last_progress = Clock::now();
+              if (sending) send_one(i);
+            });
           } else if (!std::holds_alternative<MessagePending>(m.body) &&
                      part.failure.empty()) {
             part.failure = "a sender got " + Describe(m);
@@ -509,7 +513,7 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
   zmq::context_t ctx(1);
   std::vector<std::unique_ptr<Conn>> sender;
   sender.push_back(NewConn(ctx, target.endpoint));
-  if (!Enter(sender, {"qsender"})) {
+  if (!Enter(sender, {"qsender"}, nullptr, target.batch_notices)) {
     out.failure = "could not log in the sender";
     return out;
   }
@@ -612,7 +616,8 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
       if (socket == static_cast<uint32_t>(recipients)) {
         sender[0]->Drain([&](Message& m) {
           if (auto* ok = std::get_if<MessageSuccess>(&m.body)) {
-            acks.push_back(ok->message_id);
+            ForEachDelivered(
+                *ok, [&](uint64_t id, uint64_t) { acks.push_back(id); });
           } else if (out.failure.empty()) {
             out.failure = "the sender got " + Describe(m) + " while draining";
           }

@@ -39,6 +39,9 @@ struct Target {
   // MESSAGE_RECEIPT, senders acknowledge their notices in one NOTICE_RECEIPT
   // (message_ids); else one each.
   bool batch_acks = false;
+  // Clients log in with batch_notices: one MESSAGE_SUCCESS may tell of
+  // several deliveries.
+  bool batch_notices = false;
 };
 
 struct Latency {

@@ -46,6 +46,7 @@ struct Settings {
   bool postgresql = false;         // also zchat on PostgreSQL (--postgresql)
   std::vector<int> pg_brokers{1};  // brokers sharing the database, per row
   std::string acks = "batch";  // receipts and notice acknowledgements (--acks)
+  std::string notices = "batch";  // MESSAGE_SUCCESS's form (--notices)
 };
 
 // Why scenarios did not complete; any of them makes the exit status 1.
@@ -78,6 +79,7 @@ Running Start(const Settings& s, const std::string& name,
   Running r;
   r.target.name = name;
   r.target.batch_acks = s.acks == "batch";
+  r.target.batch_notices = s.notices == "batch";
   const std::string file = s.dir + "/endpoint";
   std::remove(file.c_str());
   argv.push_back("--endpoint-file");
@@ -272,6 +274,7 @@ Json Cycle(const Settings& s, const std::string& title, int pairs, int window,
     std::vector<Running> brokers;
     Target t;
     t.batch_acks = s.acks == "batch";
+    t.batch_notices = s.notices == "batch";
     bool up = true;
     for (int b = 0; b < n && up; ++b) {
       brokers.push_back(StartBroker(s, uri, "min"));
@@ -537,6 +540,13 @@ int main(int argc, char** argv) {
                  "acknowledge their notices (NOTICE_RECEIPT): batch (one "
                  "request with message_ids for what was read together) or "
                  "each (one per id, as brokers before message_ids need)")
+      ->check(CLI::IsMember({"batch", "each"}))
+      ->capture_default_str();
+  app.add_option("--notices", s.notices,
+                 "how senders take their MESSAGE_SUCCESS: batch (log in with "
+                 "batch_notices: one frame may tell of several deliveries) or "
+                 "each (one frame a delivery, as brokers before "
+                 "batch_notices send)")
       ->check(CLI::IsMember({"batch", "each"}))
       ->capture_default_str();
   app.add_flag("--postgresql", s.postgresql,

@@ -33,7 +33,8 @@ Verdict BadCredentials() {
 // The session starts: LOGIN_SUCCESS, then the oldest notices the user has not
 // acknowledged (up to one fetch's worth; FETCH_NOTICES gets the rest).
 Verdict StartSession(Context& ctx, Request& req, const Account& account,
-                     std::string token, std::string token_hash) {
+                     std::string token, std::string token_hash,
+                     bool batch_notices) {
   // Other brokers sharing the store push this account's messages here from
   // now on (a store of one broker ignores this). First, so that what they
   // commit meanwhile is either pushed here or read below (store.h).
@@ -42,7 +43,7 @@ Verdict StartSession(Context& ctx, Request& req, const Account& account,
   if (!pending.ok()) return pending.status();
   ChangeSession(ctx, req.out, req.peer, [&] {
     ctx.sessions.CompleteLogin(req.peer, account.id, account.name,
-                               std::move(token_hash));
+                               std::move(token_hash), batch_notices);
   });
   if (LogEnabled(LogLevel::kInfo)) {
     Log(LogLevel::kInfo,
@@ -86,16 +87,17 @@ Verdict HandleLoginRequest(Context& ctx, Request& req, const Message& m) {
       return BadCredentials();
     }
     ctx.throttle.RecordSuccess(key);
-    return StartSession(ctx, req, *account, *login.token, hash);
+    return StartSession(ctx, req, *account, *login.token, hash,
+                        login.batch_notices);
   }
 
   std::string checked =
       account ? account->password_hash : ctx.hashes.dummy_hash();
   HashJob job{HashJob::Kind::kVerify, *login.password, checked, 0};
   return Verdict::Deferred(
-      std::move(job),
-      PendingHash{MessageType::kLoginRequest, login.username, key,
-                  account ? account->id : 0, std::move(checked)});
+      std::move(job), PendingHash{MessageType::kLoginRequest, login.username,
+                                  key, account ? account->id : 0,
+                                  std::move(checked), login.batch_notices});
 }
 
 Verdict FinishLoginRequest(Context& ctx, Request& req,
@@ -123,7 +125,8 @@ Verdict FinishLoginRequest(Context& ctx, Request& req,
   if (Status s = ctx.store.AddToken(hash, account->id, ctx.now_ms); !s.ok()) {
     return s;
   }
-  return StartSession(ctx, req, *account, std::move(token), std::move(hash));
+  return StartSession(ctx, req, *account, std::move(token), std::move(hash),
+                      pending.batch_notices);
 }
 
 }  // namespace zchat

@@ -43,21 +43,65 @@ bool Notices::FromItem(std::string_view item, int64_t* account_id, Notice* n) {
 
 Status Notices::Deliver(Responder& out, int64_t account_id,
                         const Notice& notice, int64_t now_ms) {
-  const std::vector<std::string> sessions = sessions_.SessionsOf(account_id);
-  if (sessions.empty()) {
+  return Deliver(out, account_id, std::span<const Notice>(&notice, 1), now_ms);
+}
+
+Status Notices::Deliver(Responder& out, int64_t account_id,
+                        std::span<const Notice> notices, int64_t now_ms) {
+  std::vector<std::string> each, batched;
+  sessions_.SessionsOf(account_id, &each, &batched);
+  if (each.empty() && batched.empty()) {
     // An online account exists (deletion ends its sessions); an offline one
     // may be gone, and then nobody is left to tell.
     Result<std::optional<Account>> account = store_.FindAccountById(account_id);
     if (!account.ok()) return account.status();
     if (!account->has_value()) return Status::Ok();
   }
-  if (Status s = store_.AddNotice(account_id, notice, cap_); !s.ok()) return s;
-  if (store_.Shared()) {  // the item is built only for other brokers
-    store_.NotifyBrokersOf(account_id, ToItem(account_id, notice), now_ms);
+  for (const Notice& notice : notices) {
+    if (Status s = store_.AddNotice(account_id, notice, cap_); !s.ok()) {
+      return s;
+    }
+    if (store_.Shared()) {  // the item is built only for other brokers
+      store_.NotifyBrokersOf(account_id, ToItem(account_id, notice), now_ms);
+    }
   }
-  if (sessions.empty()) return Status::Ok();
-  out.PushFrameTo(sessions, Encode(0, ToBody(notice)));
+  Push(out, each, batched, notices);
   return Status::Ok();
+}
+
+void Notices::Push(Responder& out, const std::vector<std::string>& each,
+                   const std::vector<std::string>& batched,
+                   std::span<const Notice> notices) {
+  if (!each.empty()) {
+    for (const Notice& n : notices) out.PushFrameTo(each, Encode(0, ToBody(n)));
+  }
+  if (batched.empty()) return;
+  size_t i = 0;
+  while (i < notices.size()) {
+    // The run of MESSAGE_SUCCESS to one recipient that starts at i.
+    size_t end = i + 1;
+    if (notices[i].kind == NoticeKind::kDelivered) {
+      while (end < notices.size() && end - i < kMaxReceiptIds &&
+             notices[end].kind == NoticeKind::kDelivered &&
+             notices[end].peer_name == notices[i].peer_name) {
+        ++end;
+      }
+    }
+    if (end - i == 1) {
+      out.PushFrameTo(batched, Encode(0, ToBody(notices[i])));
+    } else {
+      MessageSuccess run;
+      run.recipient = notices[i].peer_name;
+      run.message_ids.reserve(end - i);
+      run.client_msg_ids.reserve(end - i);
+      for (size_t k = i; k < end; ++k) {
+        run.message_ids.push_back(static_cast<uint64_t>(notices[k].message_id));
+        run.client_msg_ids.push_back(notices[k].client_msg_id);
+      }
+      out.PushFrameTo(batched, Encode(0, Body(std::move(run))));
+    }
+    i = end;
+  }
 }
 
 Result<Notices::Resent> Notices::Resend(Responder& out,
@@ -69,7 +113,13 @@ Result<Notices::Resent> Notices::Resend(Responder& out,
   if (*total == 0) return resent;
   Result<std::vector<Notice>> stored = store_.ListNotices(account_id, limit);
   if (!stored.ok()) return stored.status();
-  for (const Notice& n : *stored) out.Push(routing_id, ToBody(n));
+  const Peer* peer = sessions_.Find(routing_id);
+  std::vector<std::string> to{std::string(routing_id)}, none;
+  if (peer && peer->batch_notices) {
+    Push(out, none, to, *stored);
+  } else {
+    Push(out, to, none, *stored);
+  }
   resent.count = static_cast<int64_t>(stored->size());
   resent.remaining = std::max<int64_t>(0, *total - resent.count);
   return resent;

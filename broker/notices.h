@@ -9,7 +9,10 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "broker/batch.h"
 #include "broker/session_table.h"
@@ -28,6 +31,11 @@ class Notices {
   // are told too (`now_ms` checks their leases).
   [[nodiscard]] Status Deliver(Responder& out, int64_t account_id,
                                const Notice& notice, int64_t now_ms);
+  // The same for several notices of one account (one receipt's, say):
+  // sessions that take the batch form get a MESSAGE_SUCCESS for each run
+  // of notices to one recipient instead of one for each notice.
+  [[nodiscard]] Status Deliver(Responder& out, int64_t account_id,
+                               std::span<const Notice> notices, int64_t now_ms);
   // The item that tells another broker of a notice (context.h), and back.
   static std::string ToItem(int64_t account_id, const Notice& notice);
   static bool FromItem(std::string_view item, int64_t* account_id,
@@ -50,6 +58,13 @@ class Notices {
   static Body ToBody(const Notice& notice);
 
  private:
+  // Pushes `notices` (oldest first) to the sessions `each` (a frame a
+  // notice) and `batched` (a frame for each run of MESSAGE_SUCCESS to one
+  // recipient, up to kMaxReceiptIds; any other notice alone).
+  static void Push(Responder& out, const std::vector<std::string>& each,
+                   const std::vector<std::string>& batched,
+                   std::span<const Notice> notices);
+
   Store& store_;
   SessionTable& sessions_;
   const int64_t cap_;

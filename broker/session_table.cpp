@@ -83,12 +83,14 @@ std::vector<int64_t> SessionTable::Accounts() const {
 }
 
 void SessionTable::CompleteLogin(Peer& peer, int64_t account_id,
-                                 std::string username, std::string token_hash) {
+                                 std::string username, std::string token_hash,
+                                 bool batch_notices) {
   assert(peer.state == SessionState::kAnonymous);
   peer.state = SessionState::kLoggedIn;
   peer.account_id = account_id;
   peer.username = std::move(username);
   peer.token_hash = std::move(token_hash);
+  peer.batch_notices = batch_notices;
   Index(peer);
 }
 
@@ -103,7 +105,7 @@ void SessionTable::Logout(Peer& peer) {
 
 LoginSnapshot SessionTable::Snapshot(const Peer& peer) const {
   return LoginSnapshot{peer.state, peer.account_id, peer.username,
-                       peer.token_hash};
+                       peer.token_hash, peer.batch_notices};
 }
 
 void SessionTable::Restore(std::string_view routing_id, int connection,
@@ -115,6 +117,7 @@ void SessionTable::Restore(std::string_view routing_id, int connection,
   peer->account_id = snapshot.account_id;
   peer->username = snapshot.username;
   peer->token_hash = snapshot.token_hash;
+  peer->batch_notices = snapshot.batch_notices;
   if (peer->logged_in()) Index(*peer);
 }
 
@@ -171,6 +174,17 @@ std::vector<std::string> SessionTable::SessionsOf(int64_t account_id) const {
   auto [first, last] = by_account_.equal_range(account_id);
   for (auto it = first; it != last; ++it) out.push_back(it->second);
   return out;
+}
+
+void SessionTable::SessionsOf(int64_t account_id,
+                              std::vector<std::string>* each,
+                              std::vector<std::string>* batched) const {
+  auto [first, last] = by_account_.equal_range(account_id);
+  for (auto it = first; it != last; ++it) {
+    auto peer = peers_.find(it->second);
+    const bool batch = peer != peers_.end() && peer->second.batch_notices;
+    (batch ? batched : each)->push_back(it->second);
+  }
 }
 
 bool SessionTable::IsOnline(int64_t account_id) const {

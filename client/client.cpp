@@ -1,6 +1,7 @@
 #include "client/client.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <random>
 
@@ -113,11 +114,13 @@ void Client::Connect() {
     socket_.set(zmq::sockopt::curve_publickey, std::string(public_key));
     socket_.set(zmq::sockopt::curve_secretkey, std::string(secret_key));
   }
-  // A new name for each socket: the old monitor's may not be released yet.
+  // A new name for each socket, counted over the process: the old
+  // monitor's may not be released yet, and a Client made where an earlier
+  // one lived (in a loop, say) must not reuse that one's name.
+  static std::atomic<uint64_t> sockets_made{0};
   const std::string monitor_endpoint =
-      "inproc://zchat-client-" +
-      std::to_string(reinterpret_cast<uintptr_t>(this)) + "-" +
-      std::to_string(generation_++);
+      "inproc://zchat-client-monitor-" +
+      std::to_string(sockets_made.fetch_add(1, std::memory_order_relaxed));
   zmq_socket_monitor(socket_.handle(), monitor_endpoint.c_str(),
                      kMonitorEvents);
   monitor_ = zmq::socket_t(context_, zmq::socket_type::pair);
@@ -235,8 +238,8 @@ Result<CreateSuccess> Client::CreateAccount(const std::string& username,
 
 Result<LoginSuccess> Client::Login(const std::string& username,
                                    const std::string& password) {
-  Result<LoginSuccess> ok =
-      Call<LoginSuccess>(LoginRequest{username, password, std::nullopt});
+  Result<LoginSuccess> ok = Call<LoginSuccess>(
+      LoginRequest{username, password, std::nullopt, options_.batch_notices});
   if (ok.ok()) {
     logged_in_ = true;
     username_ = ok->username;
@@ -247,8 +250,8 @@ Result<LoginSuccess> Client::Login(const std::string& username,
 
 Result<LoginSuccess> Client::Resume(const std::string& username,
                                     const std::string& token) {
-  Result<LoginSuccess> ok =
-      Call<LoginSuccess>(LoginRequest{username, std::nullopt, token});
+  Result<LoginSuccess> ok = Call<LoginSuccess>(
+      LoginRequest{username, std::nullopt, token, options_.batch_notices});
   if (ok.ok()) {
     logged_in_ = true;
     username_ = ok->username;
@@ -455,8 +458,9 @@ void Client::Relogin() {
     return;
   }
   relogin_request_ = next_request_id_++;
-  in_flight_[relogin_request_] =
-      InFlight{LoginRequest{username_, std::nullopt, token_}, true, false};
+  in_flight_[relogin_request_] = InFlight{
+      LoginRequest{username_, std::nullopt, token_, options_.batch_notices},
+      true, false};
   SendFrame(relogin_request_, in_flight_[relogin_request_].body);
 }
 
@@ -511,7 +515,11 @@ void Client::HandleFrame(Message m) {
     if (auto* d = std::get_if<DistributeMessage>(&m.body)) {
       OnPush(std::move(*d), seen_messages_, &Client::Confirm);
     } else if (auto* s = std::get_if<MessageSuccess>(&m.body)) {
-      OnPush(std::move(*s), seen_notices_, &Client::AcknowledgeNotice);
+      // The batch form's notices are handed over one by one.
+      ForEachDelivered(*s, [&](uint64_t id, uint64_t client_msg_id) {
+        OnPush(MessageSuccess{id, s->recipient, client_msg_id}, seen_notices_,
+               &Client::AcknowledgeNotice);
+      });
     } else if (auto* u = std::get_if<MessageUndeliverable>(&m.body)) {
       OnPush(std::move(*u), seen_notices_, &Client::AcknowledgeNotice);
     } else if (auto* e = std::get_if<SessionEnded>(&m.body)) {

@@ -50,6 +50,11 @@ struct ClientOptions {
   // (NOTICE_RECEIPT) as NextEvent returns them.
   bool auto_receipt = true;
   size_t dedup_window = 100'000;  // ids remembered for dedup, of each kind
+  // Log in with batch_notices: the broker may tell of many delivered
+  // messages in one MESSAGE_SUCCESS frame. NextEvent hands them over one
+  // by one all the same. A broker older than the field refuses such a
+  // login (malformed): set false for it.
+  bool batch_notices = true;
   // CurveZMQ: the broker's public key (40 Z85 characters, from
   // 'zchat-broker keygen'). Empty: plain text. The client's own key pair is
   // made fresh for each connection.
@@ -191,7 +196,6 @@ class Client {
   bool connected_ = false;
   std::vector<std::string> endpoints_;
   size_t current_ = 0;
-  uint64_t generation_ = 0;  // sockets made, for unique monitor endpoints
   std::chrono::steady_clock::time_point down_since_;
 
   uint64_t next_request_id_ = 1;

@@ -62,6 +62,7 @@ class FieldCounter {
               uint64_t) {
     count += !v.empty();
   }
+  void OptFlag(std::string_view, bool v) { count += v; }
 };
 
 class FieldPacker {
@@ -118,6 +119,9 @@ class FieldPacker {
     Key(key);
     pk_.pack_array(static_cast<uint32_t>(v.size()));
     for (uint64_t id : v) pk_.pack_uint64(id);
+  }
+  void OptFlag(std::string_view key, bool v) {
+    if (v) Bool(key, v);
   }
 
  private:
@@ -391,12 +395,12 @@ class FieldReader {
     }
   }
   void Bool(std::string_view key, bool& out) {
-    const auto* o = Required(key);
-    if (!o) return;
-    if (o->type != msgpack::type::BOOLEAN) {
-      return Fail(key, "must be a boolean");
-    }
-    out = o->boolean;
+    if (const auto* o = Required(key)) ReadBool(key, *o, out);
+  }
+  // An optional boolean: false when absent.
+  void OptFlag(std::string_view key, bool& out) {
+    if (!status_.ok()) return;
+    if (const auto* o = Find(key)) ReadBool(key, *o, out);
   }
   void Code(std::string_view key, ErrorCode& out) {
     uint64_t v = 0;
@@ -454,6 +458,10 @@ class FieldReader {
     if (!IsValidUtf8(o.bytes)) return Fail(key, "is not valid UTF-8");
     out.assign(o.bytes);
   }
+  void ReadBool(std::string_view key, const Value& o, bool& out) {
+    if (o.type != msgpack::type::BOOLEAN) return Fail(key, "must be a boolean");
+    out = o.boolean;
+  }
   void ReadBytes(std::string_view key, const Value& o, size_t exact,
                  std::string& out) {
     if (o.type != msgpack::type::BIN) return Fail(key, "must be binary");
@@ -498,6 +506,18 @@ Result<Message> DecodeBody(FieldReader& reader, uint64_t request_id) {
     if ((body.message_id != 0) == !body.message_ids.empty()) {
       return Malformed(
           "exactly one of 'message_id' and 'message_ids' is required");
+    }
+  }
+  if constexpr (std::is_same_v<T, MessageSuccess>) {
+    if ((body.message_id != 0) == !body.message_ids.empty()) {
+      return Malformed(
+          "exactly one of 'message_id' and 'message_ids' is required");
+    }
+    if ((body.client_msg_id != 0) != (body.message_id != 0) ||
+        body.client_msg_ids.size() != body.message_ids.size()) {
+      return Malformed(
+          "'client_msg_id' goes with 'message_id', and 'client_msg_ids' "
+          "with 'message_ids', one for each");
     }
   }
   return Message{request_id, Body(std::move(body))};

@@ -84,18 +84,21 @@ struct CreateAccount {
   }
 };
 
-// Exactly one of password and token is present.
+// Exactly one of password and token is present. `batch_notices`: the
+// session takes MESSAGE_SUCCESS in its batch form too (message_ids).
 struct LoginRequest {
   static constexpr MessageType kType = MessageType::kLoginRequest;
   static constexpr Direction kDirection = Direction::kRequest;
   std::string username;
   std::optional<std::string> password;
   std::optional<std::string> token;  // kTokenBytes raw bytes (bin)
+  bool batch_notices = false;        // absent: false
   template <class V>
   void Visit(V& v) {
     v.Text("username", username, kMaxNameBytes);
     v.OptText("password", password, kMaxPasswordBytes);
     v.OptBytes("token", token, kTokenBytes);
+    v.OptFlag("batch_notices", batch_notices);
   }
 };
 
@@ -379,17 +382,26 @@ struct DistributeMessage {
   }
 };
 
+// The recipient confirmed a message of the session's account: one
+// (message_id, client_msg_id), or, to a session that logged in with
+// batch_notices, up to kMaxReceiptIds of them to one recipient at once
+// (message_ids and client_msg_ids, the same length, pairwise). Exactly one
+// of the two forms.
 struct MessageSuccess {
   static constexpr MessageType kType = MessageType::kMessageSuccess;
   static constexpr Direction kDirection = Direction::kPush;
-  uint64_t message_id = 0;
+  uint64_t message_id = 0;  // 0: absent (the batch form)
   std::string recipient;
-  uint64_t client_msg_id = 0;
+  uint64_t client_msg_id = 0;            // 0: absent (the batch form)
+  std::vector<uint64_t> message_ids;     // empty: absent
+  std::vector<uint64_t> client_msg_ids;  // as many as message_ids
   template <class V>
   void Visit(V& v) {
-    v.Uint("message_id", message_id, 1, UINT64_MAX);
+    v.OptId("message_id", message_id, UINT64_MAX);
     v.Text("recipient", recipient, kMaxNameBytes);
-    v.Uint("client_msg_id", client_msg_id, 1, UINT64_MAX);
+    v.OptId("client_msg_id", client_msg_id, UINT64_MAX);
+    v.IdList("message_ids", message_ids, kMaxReceiptIds, UINT64_MAX);
+    v.IdList("client_msg_ids", client_msg_ids, kMaxReceiptIds, UINT64_MAX);
   }
 };
 
@@ -449,6 +461,19 @@ template <class Receipt>
 std::span<const uint64_t> ReceiptIds(const Receipt& r) {
   if (r.message_ids.empty()) return {&r.message_id, 1};
   return r.message_ids;
+}
+
+// Calls f(message_id, client_msg_id) for each delivered message a
+// MESSAGE_SUCCESS tells of (one, or its batch form's pairs).
+template <class F>
+void ForEachDelivered(const MessageSuccess& s, F&& f) {
+  if (s.message_ids.empty()) {
+    f(s.message_id, s.client_msg_id);
+    return;
+  }
+  for (size_t i = 0; i < s.message_ids.size(); ++i) {
+    f(s.message_ids[i], s.client_msg_ids[i]);
+  }
 }
 
 MessageType TypeOf(const Body& body);

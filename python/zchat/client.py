@@ -97,7 +97,11 @@ class ZchatClient:
     Sender notices (MESSAGE_SUCCESS, MESSAGE_UNDELIVERABLE) come again after
     every login until acknowledged: next_push() hands each out once (repeats
     are dropped by message_id) and, with auto_ack, acknowledges it with
-    NOTICE_RECEIPT as it does.
+    NOTICE_RECEIPT as it does. With batch_notices (the default) the client
+    logs in asking for MESSAGE_SUCCESS's batch form (protocol.md 8.7): one
+    frame may tell of many deliveries, and next_push() still hands out one
+    MESSAGE_SUCCESS dict per message. A broker from before batch_notices
+    refuses such a login (malformed): pass batch_notices=False for it.
 
     Failover (only when connect() is given more than one endpoint; with one,
     nothing changes): the broker counts as lost when the socket monitor
@@ -122,9 +126,11 @@ class ZchatClient:
     NO_REPLY_TYPES = {MESSAGE_RECEIPT, NOTICE_RECEIPT}
     MAX_RECEIPT_IDS = 1000  # ids in one receipt's message_ids
 
-    def __init__(self, timeout=10.0, context=None, auto_ack=True, failover_after=2.0):
+    def __init__(self, timeout=10.0, context=None, auto_ack=True, failover_after=2.0,
+                 batch_notices=True):
         self.timeout = timeout
         self.auto_ack = auto_ack
+        self.batch_notices = batch_notices
         self.failover_after = failover_after
         self.failovers = 0             # failovers so far
         self._endpoints = []
@@ -251,6 +257,12 @@ class ZchatClient:
             self._replies[req] = msg
         elif self._fetching is not None and msg.get("type") == DISTRIBUTE_MESSAGE:
             self._fetching.append(msg)
+        elif msg.get("type") == MESSAGE_SUCCESS and "message_ids" in msg:
+            # The batch form: a notice for each pair, in order.
+            for mid, cmid in zip(msg["message_ids"], msg.get("client_msg_ids", [])):
+                self._pushes.append({"v": msg.get("v"), "type": MESSAGE_SUCCESS, "req": 0,
+                                     "message_id": mid, "recipient": msg.get("recipient"),
+                                     "client_msg_id": cmid})
         else:
             self._pushes.append(msg)            # includes an ERROR with req 0
 
@@ -339,7 +351,7 @@ class ZchatClient:
             self._next_req += 1
             sent = time.monotonic()
             self._send_frame(LOGIN_REQUEST, login_req,
-                             {"username": self.username, "token": bytes(self.token)})
+                             self._login_fields(self.username, token=bytes(self.token)))
             while login_req not in self._replies and self._lost is None:
                 data = self._poll_once(float("inf"), also_waiting=sent)
                 if data is not None:
@@ -415,12 +427,20 @@ class ZchatClient:
 
     def login(self, username, password):
         """Log in with a password. Returns the LOGIN_SUCCESS dict (username, pending, token)."""
-        return self._logged_in(self._call(LOGIN_REQUEST, username=username, password=password))
+        return self._logged_in(self._call(LOGIN_REQUEST,
+                                          **self._login_fields(username, password=password)))
 
     def login_token(self, username, token=None):
         """Log in with a token from an earlier login (default: the last one seen)."""
         token = bytes(token if token is not None else self.token)
-        return self._logged_in(self._call(LOGIN_REQUEST, username=username, token=token))
+        return self._logged_in(self._call(LOGIN_REQUEST,
+                                          **self._login_fields(username, token=token)))
+
+    def _login_fields(self, username, **credential):
+        fields = {"username": username, **credential}
+        if self.batch_notices:
+            fields["batch_notices"] = True
+        return fields
 
     def _logged_in(self, reply):
         self.username, self.token = reply.get("username"), reply.get("token")

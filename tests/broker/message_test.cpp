@@ -337,6 +337,83 @@ TEST_F(CoreTest, AReceiptWithIdsConfirmsEachOfThem) {
   EXPECT_EQ(Expect<FetchResult>("b", FetchMessages{}).count, 0u);
 }
 
+// A session that logged in with batch_notices hears of a receipt's
+// deliveries to one recipient in one MESSAGE_SUCCESS (message_ids and
+// client_msg_ids, pairwise, in the receipt's order); a session of the same
+// account without it gets one each. A single delivery keeps the single
+// form. The notices stored meanwhile come again at a login and on
+// FETCH_NOTICES in runs by recipient, oldest first; FETCH_RESULT counts
+// notices, not frames.
+TEST_F(CoreTest, ABatchNoticesSessionHearsOfAReceiptInOneFrame) {
+  CreateUser("x", "Zoe");
+  Expect<LoginSuccess>("a",
+                       LoginRequest{"Zoe", "password123", std::nullopt, true});
+  Login("a1", "Zoe");  // one frame a notice
+  Join("b", "li.lei");
+  Join("c", "sara");
+  const uint64_t first =
+      Expect<MessagePending>("a", SendMessage{"li.lei", "Grüße 👋", 501})
+          .message_id;
+  const uint64_t second =
+      Expect<MessagePending>("a", SendMessage{"li.lei", "你好", 502})
+          .message_id;
+  const uint64_t third =
+      Expect<MessagePending>("a", SendMessage{"sara", "مرحبا", 503}).message_id;
+  Pushes("b");
+  Pushes("c");
+  MessageReceipt both;
+  both.message_ids = {second, first, second};
+  EXPECT_FALSE(Call("b", both).has_value());
+  std::vector<MessageSuccess> batched = PushesOf<MessageSuccess>("a");
+  ASSERT_EQ(batched.size(), 1u);
+  EXPECT_EQ(batched[0].message_id, 0u);
+  EXPECT_EQ(batched[0].recipient, "li.lei");
+  EXPECT_EQ(batched[0].message_ids, (std::vector<uint64_t>{second, first}));
+  EXPECT_EQ(batched[0].client_msg_ids, (std::vector<uint64_t>{502, 501}));
+  std::vector<MessageSuccess> each = PushesOf<MessageSuccess>("a1");
+  ASSERT_EQ(each.size(), 2u);
+  EXPECT_EQ(each[0].message_id, second);
+  EXPECT_EQ(each[0].client_msg_id, 502u);
+  EXPECT_EQ(each[1].message_id, first);
+  EXPECT_EQ(each[1].client_msg_id, 501u);
+  EXPECT_TRUE(each[0].message_ids.empty());
+
+  EXPECT_FALSE(Call("c", MessageReceipt{third}).has_value());
+  batched = PushesOf<MessageSuccess>("a");
+  ASSERT_EQ(batched.size(), 1u);
+  EXPECT_EQ(batched[0].message_id, third);
+  EXPECT_EQ(batched[0].recipient, "sara");
+  EXPECT_EQ(batched[0].client_msg_id, 503u);
+  EXPECT_TRUE(batched[0].message_ids.empty());
+  PushesOf<MessageSuccess>("a1");
+
+  // Nothing acknowledged: a new batch session gets the three again, as a
+  // run to li.lei and a single notice for sara.
+  auto login = Expect<LoginSuccess>(
+      "a2", LoginRequest{"Zoe", "password123", std::nullopt, true});
+  auto expect_runs = [&](const std::vector<MessageSuccess>& got) {
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_EQ(got[0].recipient, "li.lei");
+    EXPECT_EQ(got[0].message_ids, (std::vector<uint64_t>{first, second}));
+    EXPECT_EQ(got[0].client_msg_ids, (std::vector<uint64_t>{501, 502}));
+    EXPECT_EQ(got[1].message_id, third);
+    EXPECT_EQ(got[1].recipient, "sara");
+  };
+  expect_runs(PushesOf<MessageSuccess>("a2"));
+  FetchResult fetched = Expect<FetchResult>("a2", FetchNotices{});
+  EXPECT_EQ(fetched.count, 3u);
+  EXPECT_EQ(fetched.remaining, 0u);
+  expect_runs(PushesOf<MessageSuccess>("a2"));
+  // A session without batch_notices gets them one by one.
+  Login("a3", "Zoe");
+  EXPECT_EQ(PushesOf<MessageSuccess>("a3").size(), 3u);
+  // One acknowledgement for all of them.
+  NoticeReceipt acks;
+  acks.message_ids = {first, second, third};
+  EXPECT_FALSE(Call("a2", acks).has_value());
+  EXPECT_EQ(Expect<FetchResult>("a", FetchNotices{}).count, 0u);
+}
+
 // Ids the broker would refuse alone (someone else's message, one never
 // handed out) change nothing and are named in one ERROR; the others of the
 // request are confirmed all the same.

@@ -249,31 +249,68 @@ TEST_P(ClientTest, AcknowledgeNoticesClearsEveryOneOfThem) {
 }
 
 // ConfirmAll: many messages in MESSAGE_RECEIPTs of up to 1000 ids; the
-// senders hear of each.
+// senders hear of each, one event a message, whether the broker told them
+// in one MESSAGE_SUCCESS (batch_notices, the default) or one each.
 TEST_P(ClientTest, ConfirmAllConfirmsEveryOneOfThem) {
-  auto alice = Join("alice");
-  auto bob = Join("bob", /*auto_receipt=*/false);
-  const std::vector<std::string> bodies = {"Grüße", "你好", "👋", "مرحبا"};
-  std::vector<uint64_t> ids;
-  for (const std::string& body : bodies) {
-    Result<MessagePending> sent = alice->Send("bob", body);
-    ASSERT_TRUE(sent.ok());
-    auto got = NextOf<DistributeMessage>(*bob);
-    ASSERT_TRUE(got.has_value());
-    EXPECT_EQ(got->body, body);
-    ids.push_back(got->message_id);
+  for (bool batch_notices : {true, false}) {
+    SCOPED_TRACE(batch_notices ? "batch_notices" : "one notice a frame");
+    ClientOptions options;
+    options.endpoint = broker_->endpoint();
+    options.batch_notices = batch_notices;
+    Client alice(ctx_, options);
+    const std::string name = batch_notices ? "alice" : "anna";
+    Result<CreateSuccess> created = alice.CreateAccount(name, "password123");
+    ASSERT_TRUE(created.ok()) << created.status().ToString();
+    ASSERT_TRUE(alice.Login(name, "password123").ok());
+    auto bob = Join(batch_notices ? "bob" : "bea", /*auto_receipt=*/false);
+    const std::vector<std::string> bodies = {"Grüße", "你好", "👋", "مرحبا"};
+    std::vector<uint64_t> ids, client_ids;
+    for (const std::string& body : bodies) {
+      Result<MessagePending> sent =
+          alice.Send(batch_notices ? "bob" : "bea", body);
+      ASSERT_TRUE(sent.ok());
+      client_ids.push_back(sent->client_msg_id);
+      auto got = NextOf<DistributeMessage>(*bob);
+      ASSERT_TRUE(got.has_value());
+      EXPECT_EQ(got->body, body);
+      ids.push_back(got->message_id);
+    }
+    bob->ConfirmAll(ids);
+    std::vector<uint64_t> told, told_client_ids;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      auto success = NextOf<MessageSuccess>(alice);
+      ASSERT_TRUE(success.has_value());
+      EXPECT_EQ(success->recipient, batch_notices ? "bob" : "bea");
+      EXPECT_TRUE(success->message_ids.empty()) << "handed over one by one";
+      told.push_back(success->message_id);
+      told_client_ids.push_back(success->client_msg_id);
+    }
+    EXPECT_EQ(told, ids);
+    EXPECT_EQ(told_client_ids, client_ids);
+    Result<FetchResult> left = bob->Fetch();
+    ASSERT_TRUE(left.ok());
+    EXPECT_EQ(left->count + left->remaining, 0u);
+    // Each was acknowledged as it was handed over: none is left.
+    Result<FetchResult> notices = alice.FetchNotices();
+    ASSERT_TRUE(notices.ok());
+    EXPECT_EQ(notices->count + notices->remaining, 0u);
   }
-  bob->ConfirmAll(ids);
-  std::vector<uint64_t> told;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    auto success = NextOf<MessageSuccess>(*alice);
-    ASSERT_TRUE(success.has_value());
-    told.push_back(success->message_id);
+}
+
+// A Client made where an earlier one lived (one on the stack of a loop)
+// gets a socket monitor of its own, and so a working connection.
+TEST_P(ClientTest, AClientMadeWhereAnotherLivedWorks) {
+  for (const std::string name : {"renée", "jürgen", "zoë"}) {
+    ClientOptions options;
+    options.endpoint = broker_->endpoint();
+    Client c(ctx_, options);
+    const std::string ascii = name == "renée"    ? "renee"
+                              : name == "jürgen" ? "juergen"
+                                                 : "zoe";
+    Result<CreateSuccess> created = c.CreateAccount(ascii, "pässwörd-🔑");
+    ASSERT_TRUE(created.ok()) << name << ": " << created.status().ToString();
+    ASSERT_TRUE(c.Login(ascii, "pässwörd-🔑").ok()) << name;
   }
-  EXPECT_EQ(told, ids);
-  Result<FetchResult> left = bob->Fetch();
-  ASSERT_TRUE(left.ok());
-  EXPECT_EQ(left->count + left->remaining, 0u);
 }
 
 TEST_P(ClientTest, PipelinesManyRequests) {

@@ -524,6 +524,121 @@ TEST(CodecTest, MessageReceiptTakesAListOfIds) {
   ExpectAListOfIds<MessageReceipt>();
 }
 
+// A session that logs in with batch_notices may get MESSAGE_SUCCESS in its
+// batch form: message_ids and client_msg_ids, pairwise, instead of
+// message_id and client_msg_id. Exactly one form; the lists as long as
+// each other.
+TEST(CodecTest, MessageSuccessHasABatchForm) {
+  MessageSuccess run;
+  run.recipient = "李雷";
+  for (uint64_t i = 1; i <= kMaxReceiptIds; ++i) {
+    run.message_ids.push_back(i * 3);
+    run.client_msg_ids.push_back(UINT64_MAX - i);
+  }
+  Result<Message> back = Decode(Encode({0, run}));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  const auto& got = std::get<MessageSuccess>(back->body);
+  EXPECT_EQ(got.message_id, 0u);
+  EXPECT_EQ(got.client_msg_id, 0u);
+  EXPECT_EQ(got.recipient, "李雷");
+  EXPECT_EQ(got.message_ids, run.message_ids);
+  EXPECT_EQ(got.client_msg_ids, run.client_msg_ids);
+  std::vector<std::pair<uint64_t, uint64_t>> pairs;
+  ForEachDelivered(
+      got, [&](uint64_t id, uint64_t cmid) { pairs.emplace_back(id, cmid); });
+  ASSERT_EQ(pairs.size(), kMaxReceiptIds);
+  EXPECT_EQ(pairs.back(),
+            std::make_pair(kMaxReceiptIds * 3, UINT64_MAX - kMaxReceiptIds));
+  // The single form is unchanged, and ForEachDelivered sees its one pair.
+  const std::string single = Encode({0, MessageSuccess{42, "Zoë", 7}});
+  EXPECT_EQ(single.find("message_ids"), std::string::npos);
+  pairs.clear();
+  ForEachDelivered(
+      std::get<MessageSuccess>(Decode(single)->body),
+      [&](uint64_t id, uint64_t cmid) { pairs.emplace_back(id, cmid); });
+  EXPECT_EQ(pairs, (std::vector<std::pair<uint64_t, uint64_t>>{{42, 7}}));
+
+  auto with = [](int fields, const std::function<void(RawPacker&)>& add) {
+    return EnvelopeFrame(MessageType::kMessageSuccess, 0, fields + 1,
+                         [&](RawPacker& pk) {
+                           pk.pack("recipient");
+                           pk.pack("bob");
+                           add(pk);
+                         });
+  };
+  auto list = [](RawPacker& pk, const char* key,
+                 const std::vector<uint64_t>& v) {
+    pk.pack(key);
+    pk.pack_array(static_cast<uint32_t>(v.size()));
+    for (uint64_t id : v) pk.pack(id);
+  };
+  ExpectRejected(with(3,
+                      [&](RawPacker& pk) {
+                        pk.pack("message_id");
+                        pk.pack(5);
+                        pk.pack("client_msg_id");
+                        pk.pack(6);
+                        list(pk, "message_ids", {7});
+                      }),
+                 ErrorCode::kMalformed,
+                 "exactly one of 'message_id' and 'message_ids' is required");
+  ExpectRejected(with(0, [](RawPacker&) {}), ErrorCode::kMalformed,
+                 "exactly one of 'message_id' and 'message_ids' is required");
+  ExpectRejected(with(2,
+                      [&](RawPacker& pk) {
+                        list(pk, "message_ids", {7, 8});
+                        list(pk, "client_msg_ids", {1});
+                      }),
+                 ErrorCode::kMalformed, "one for each");
+  ExpectRejected(with(1, [&](RawPacker& pk) { list(pk, "message_ids", {7}); }),
+                 ErrorCode::kMalformed, "one for each");
+  ExpectRejected(with(1,
+                      [&](RawPacker& pk) {
+                        pk.pack("message_id");
+                        pk.pack(5);
+                      }),
+                 ErrorCode::kMalformed, "one for each");
+  ExpectRejected(with(2,
+                      [&](RawPacker& pk) {
+                        list(pk, "message_ids", {7});
+                        list(pk, "client_msg_ids", {0});
+                      }),
+                 ErrorCode::kMalformed,
+                 "field 'client_msg_ids' is out of range");
+}
+
+// LOGIN_REQUEST's batch_notices: absent is false, present must be a
+// boolean; it is sent only when true.
+TEST(CodecTest, LoginRequestMayAskForBatchNotices) {
+  LoginRequest ask{"Zoë", "correct horse", std::nullopt, true};
+  Result<Message> back = Decode(Encode({2, ask}));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_TRUE(std::get<LoginRequest>(back->body).batch_notices);
+  const std::string plain =
+      Encode({2, LoginRequest{"Zoë", "correct horse", std::nullopt}});
+  EXPECT_EQ(plain.find("batch_notices"), std::string::npos);
+  EXPECT_FALSE(std::get<LoginRequest>(Decode(plain)->body).batch_notices);
+  auto login = [](const std::function<void(RawPacker&)>& add) {
+    return EnvelopeFrame(MessageType::kLoginRequest, 2, 3, [&](RawPacker& pk) {
+      pk.pack("username");
+      pk.pack("zoë");
+      pk.pack("password");
+      pk.pack("correct horse");
+      pk.pack("batch_notices");
+      add(pk);
+    });
+  };
+  back = Decode(login([](RawPacker& pk) { pk.pack(false); }));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_FALSE(std::get<LoginRequest>(back->body).batch_notices);
+  ExpectRejected(login([](RawPacker& pk) { pk.pack(1); }),
+                 ErrorCode::kMalformed,
+                 "field 'batch_notices' must be a boolean");
+  ExpectRejected(login([](RawPacker& pk) { pk.pack("true"); }),
+                 ErrorCode::kMalformed,
+                 "field 'batch_notices' must be a boolean");
+}
+
 // The ERROR that answers a MESSAGE_RECEIPT with message_ids names the ids it
 // refused; other ERRORs carry no such field.
 TEST(CodecTest, AnErrorMayNameRefusedIds) {

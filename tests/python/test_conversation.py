@@ -248,8 +248,8 @@ def test_send_to_deleted_account_is_unknown_recipient(alice, carol_deleted):
     assert_refused(lambda: alice.send("carol", "x"), "unknown_recipient")
 
 
-def _python_user(broker, name, auto_ack=True):
-    c = ZchatClient(timeout=15, auto_ack=auto_ack)
+def _python_user(broker, name, auto_ack=True, batch_notices=True):
+    c = ZchatClient(timeout=15, auto_ack=auto_ack, batch_notices=batch_notices)
     c.connect(broker.endpoint)
     c.create_account(name, name + "-password")
     c.login(name, name + "-password")
@@ -336,6 +336,56 @@ def test_receipts_confirm_a_list_and_name_the_refused_ids(broker):
         assert _success_ids(hana, len(to_ivo)) == set(to_ivo)
         assert ivo.receipts(to_ivo) == [], "repeats are accepted"
         assert jun.fetch().count == 1, "Jun's message still waits for Jun"
+
+
+def _raw_frames(client, want_type, n, timeout=PUSH_TIMEOUT):
+    """The next n frames of want_type straight off the client's socket (as
+    the wire has them, before the client splits a batch), others dropped."""
+    import msgpack
+    frames, deadline = [], time.monotonic() + timeout
+    while len(frames) < n and time.monotonic() < deadline:
+        if client._sock.poll(100):
+            msg = msgpack.unpackb(client._sock.recv(), raw=False)
+            if msg.get("type") == want_type:
+                frames.append(msg)
+    return frames
+
+
+@pytest.mark.parametrize("batch_notices", [True, False])
+def test_a_receipt_of_many_is_told_in_one_frame_to_batch_notices_sessions(
+        broker, batch_notices):
+    with _python_user(broker, "kai", batch_notices=batch_notices) as kai, \
+            _python_user(broker, "lena") as lena:
+        bodies = ("Grüße", "你好", "👋", "مرحبا")
+        cmids = [9001, 9002, 9003, 9004]
+        ids = [kai.send("lena", b, client_msg_id=c) for b, c in zip(bodies, cmids)]
+        for _ in ids:
+            push, others = wait_push(lena, lambda p: p.get("type") == zc.DISTRIBUTE_MESSAGE)
+            assert push is not None, f"{others}"
+        assert lena.receipts(list(reversed(ids))) == []
+        if batch_notices:
+            frames = _raw_frames(kai, zc.MESSAGE_SUCCESS, 1)
+            assert len(frames) == 1, frames
+            assert frames[0]["recipient"] == "lena"
+            assert frames[0]["message_ids"] == list(reversed(ids))
+            assert frames[0]["client_msg_ids"] == list(reversed(cmids))
+            assert "message_id" not in frames[0]
+        else:
+            frames = _raw_frames(kai, zc.MESSAGE_SUCCESS, len(ids))
+            assert [f["message_id"] for f in frames] == list(reversed(ids))
+            assert all("message_ids" not in f for f in frames)
+        # The client hands the stored notices out one by one after a login,
+        # whatever form they came in.
+        with ZchatClient(timeout=15, batch_notices=batch_notices) as again:
+            again.connect(broker.endpoint)
+            again.login_token("kai", kai.token)
+            got = []
+            while len(got) < len(ids):
+                push, others = wait_push(again, lambda p: p.get("type") == zc.MESSAGE_SUCCESS)
+                assert push is not None, f"{got} {others}"
+                got.append((push["message_id"], push["client_msg_id"], push["recipient"]))
+            assert got == [(i, c, "lena") for i, c in zip(ids, cmids)]
+            assert again.fetch_notices() == (0, 0), "each was acknowledged"
 
 
 # -- alice (Python) and bob (zchat CLI) ------------------------------------------
