@@ -45,7 +45,7 @@ int RunForwarder(const std::string& bind, const std::string& endpoint_file) {
   std::unordered_map<std::string, std::string> route_of;  // name -> route
   std::unordered_map<std::string, std::string> name_of;   // route -> name
   std::unordered_map<uint64_t, Sent> sent;                // id -> origin
-  std::unordered_set<std::string> batched;  // routes with batch_notices
+  std::unordered_set<std::string> batched;  // routes with batch_pushes
   uint64_t next_id = 1;
 
   auto send = [&](const std::string& route, const Message& m) {
@@ -75,7 +75,7 @@ int RunForwarder(const std::string& bind, const std::string& endpoint_file) {
       if (auto* login = std::get_if<LoginRequest>(&m->body)) {
         route_of[login->username] = route;
         name_of[route] = login->username;
-        if (login->batch_notices) {
+        if (login->batch_pushes) {
           batched.insert(route);
         } else {
           batched.erase(route);
@@ -94,7 +94,7 @@ int RunForwarder(const std::string& bind, const std::string& endpoint_file) {
                {0, DistributeMessage{msg_id, name_of[route], s->body, 0}});
         }
       } else if (auto* r = std::get_if<MessageReceipt>(&m->body)) {
-        // As the broker does: a sender with batch_notices hears of a
+        // As the broker does: a sender with batch_pushes hears of a
         // receipt's deliveries to one recipient in one frame.
         std::vector<std::pair<std::string, MessageSuccess>> runs;
         for (uint64_t id : ReceiptIds(*r)) {

@@ -262,7 +262,7 @@ bool InChunks(std::vector<std::unique_ptr<Conn>>& conns,
 // replies go to *logins if given.
 bool Enter(std::vector<std::unique_ptr<Conn>>& conns,
            const std::vector<std::string>& names,
-           std::vector<Message>* logins = nullptr, bool batch_notices = false) {
+           std::vector<Message>* logins = nullptr, bool batch_pushes = false) {
   return InChunks<CreateSuccess>(
              conns,
              [&](size_t i) {
@@ -272,7 +272,7 @@ bool Enter(std::vector<std::unique_ptr<Conn>>& conns,
              conns,
              [&](size_t i) {
                return Body(LoginRequest{names[i], kPassword, std::nullopt,
-                                        batch_notices});
+                                        batch_pushes});
              },
              logins);
 }
@@ -328,7 +328,7 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
     conns.push_back(NewConn(
         ctx, target.endpoints.empty() ? target.endpoint : target.endpoints[b]));
   }
-  if (!Enter(conns, names, nullptr, target.batch_notices)) {
+  if (!Enter(conns, names, nullptr, target.batch_pushes)) {
     out.failure =
         "could not log in " + std::to_string(names.size()) + " clients";
     return out;
@@ -398,11 +398,15 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
         if (socket % 2 == 1) {
           conns[pairs + i]->Drain([&](Message& m) {
             if (auto* d = std::get_if<DistributeMessage>(&m.body)) {
-              if (clock.Measuring(Clock::now())) {
-                part.delivered.push_back(NowNs() - std::stoll(d->body));
-              }
-              ++part.distributed;
-              confirms.push_back(d->message_id);
+              const bool measuring = clock.Measuring(Clock::now());
+              ForEachMessage(*d, [&](uint64_t id, const std::string&,
+                                     const std::string& body, uint64_t) {
+                if (measuring) {
+                  part.delivered.push_back(NowNs() - std::stoll(body));
+                }
+                ++part.distributed;
+                confirms.push_back(id);
+              });
             } else if (part.failure.empty()) {
               part.failure = "a recipient got " + Describe(m);
             }
@@ -513,7 +517,7 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
   zmq::context_t ctx(1);
   std::vector<std::unique_ptr<Conn>> sender;
   sender.push_back(NewConn(ctx, target.endpoint));
-  if (!Enter(sender, {"qsender"}, nullptr, target.batch_notices)) {
+  if (!Enter(sender, {"qsender"}, nullptr, target.batch_pushes)) {
     out.failure = "could not log in the sender";
     return out;
   }
@@ -580,7 +584,8 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
 
   // Drain: every recipient logs in and fetches, confirming each message.
   const std::vector<Message> logins = RequestAll(rconns, [&](size_t i) {
-    return Body(LoginRequest{rnames[i], kPassword, std::nullopt});
+    return Body(
+        LoginRequest{rnames[i], kPassword, std::nullopt, target.batch_pushes});
   });
   if (!AllAre<LoginSuccess>(logins)) {
     out.failure = "the recipients could not log in";
@@ -629,9 +634,12 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
       const int i = static_cast<int>(socket);
       rconns[i]->Drain([&](Message& m) {
         if (auto* d = std::get_if<DistributeMessage>(&m.body)) {
-          confirms.push_back(d->message_id);
-          ++drained;
-          distinct.insert(d->message_id);
+          ForEachMessage(*d, [&](uint64_t id, const std::string&,
+                                 const std::string&, uint64_t) {
+            confirms.push_back(id);
+            ++drained;
+            distinct.insert(id);
+          });
           last_progress = Clock::now();
         } else if (auto* r = std::get_if<FetchResult>(&m.body)) {
           // The page's receipts go before the next fetch, which would

@@ -39,9 +39,9 @@ struct Target {
   // MESSAGE_RECEIPT, senders acknowledge their notices in one NOTICE_RECEIPT
   // (message_ids); else one each.
   bool batch_acks = false;
-  // Clients log in with batch_notices: one MESSAGE_SUCCESS may tell of
+  // Clients log in with batch_pushes: one MESSAGE_SUCCESS may tell of
   // several deliveries.
-  bool batch_notices = false;
+  bool batch_pushes = false;
 };
 
 struct Latency {

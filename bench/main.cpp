@@ -46,7 +46,7 @@ struct Settings {
   bool postgresql = false;         // also zchat on PostgreSQL (--postgresql)
   std::vector<int> pg_brokers{1};  // brokers sharing the database, per row
   std::string acks = "batch";  // receipts and notice acknowledgements (--acks)
-  std::string notices = "batch";  // MESSAGE_SUCCESS's form (--notices)
+  std::string pushes = "batch";  // the pushes' form (--pushes)
 };
 
 // Why scenarios did not complete; any of them makes the exit status 1.
@@ -79,7 +79,7 @@ Running Start(const Settings& s, const std::string& name,
   Running r;
   r.target.name = name;
   r.target.batch_acks = s.acks == "batch";
-  r.target.batch_notices = s.notices == "batch";
+  r.target.batch_pushes = s.pushes == "batch";
   const std::string file = s.dir + "/endpoint";
   std::remove(file.c_str());
   argv.push_back("--endpoint-file");
@@ -274,7 +274,7 @@ Json Cycle(const Settings& s, const std::string& title, int pairs, int window,
     std::vector<Running> brokers;
     Target t;
     t.batch_acks = s.acks == "batch";
-    t.batch_notices = s.notices == "batch";
+    t.batch_pushes = s.pushes == "batch";
     bool up = true;
     for (int b = 0; b < n && up; ++b) {
       brokers.push_back(StartBroker(s, uri, "min"));
@@ -542,11 +542,12 @@ int main(int argc, char** argv) {
                  "each (one per id, as brokers before message_ids need)")
       ->check(CLI::IsMember({"batch", "each"}))
       ->capture_default_str();
-  app.add_option("--notices", s.notices,
-                 "how senders take their MESSAGE_SUCCESS: batch (log in with "
-                 "batch_notices: one frame may tell of several deliveries) or "
-                 "each (one frame a delivery, as brokers before "
-                 "batch_notices send)")
+  app.add_option("--pushes", s.pushes,
+                 "the form clients take pushes in: batch (log in with "
+                 "batch_pushes: one MESSAGE_SUCCESS may tell of several "
+                 "deliveries, one DISTRIBUTE_MESSAGE of a fetch may carry "
+                 "several messages) or each (one frame a message, as brokers "
+                 "before batch_pushes send)")
       ->check(CLI::IsMember({"batch", "each"}))
       ->capture_default_str();
   app.add_flag("--postgresql", s.postgresql,

@@ -34,7 +34,7 @@ Verdict BadCredentials() {
 // acknowledged (up to one fetch's worth; FETCH_NOTICES gets the rest).
 Verdict StartSession(Context& ctx, Request& req, const Account& account,
                      std::string token, std::string token_hash,
-                     bool batch_notices) {
+                     bool batch_pushes) {
   // Other brokers sharing the store push this account's messages here from
   // now on (a store of one broker ignores this). First, so that what they
   // commit meanwhile is either pushed here or read below (store.h).
@@ -43,7 +43,7 @@ Verdict StartSession(Context& ctx, Request& req, const Account& account,
   if (!pending.ok()) return pending.status();
   ChangeSession(ctx, req.out, req.peer, [&] {
     ctx.sessions.CompleteLogin(req.peer, account.id, account.name,
-                               std::move(token_hash), batch_notices);
+                               std::move(token_hash), batch_pushes);
   });
   if (LogEnabled(LogLevel::kInfo)) {
     Log(LogLevel::kInfo,
@@ -88,7 +88,7 @@ Verdict HandleLoginRequest(Context& ctx, Request& req, const Message& m) {
     }
     ctx.throttle.RecordSuccess(key);
     return StartSession(ctx, req, *account, *login.token, hash,
-                        login.batch_notices);
+                        login.batch_pushes);
   }
 
   std::string checked =
@@ -97,7 +97,7 @@ Verdict HandleLoginRequest(Context& ctx, Request& req, const Message& m) {
   return Verdict::Deferred(
       std::move(job), PendingHash{MessageType::kLoginRequest, login.username,
                                   key, account ? account->id : 0,
-                                  std::move(checked), login.batch_notices});
+                                  std::move(checked), login.batch_pushes});
 }
 
 Verdict FinishLoginRequest(Context& ctx, Request& req,
@@ -126,7 +126,7 @@ Verdict FinishLoginRequest(Context& ctx, Request& req,
     return s;
   }
   return StartSession(ctx, req, *account, std::move(token), std::move(hash),
-                      pending.batch_notices);
+                      pending.batch_pushes);
 }
 
 }  // namespace zchat

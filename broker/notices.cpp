@@ -115,7 +115,7 @@ Result<Notices::Resent> Notices::Resend(Responder& out,
   if (!stored.ok()) return stored.status();
   const Peer* peer = sessions_.Find(routing_id);
   std::vector<std::string> to{std::string(routing_id)}, none;
-  if (peer && peer->batch_notices) {
+  if (peer && peer->batch_pushes) {
     Push(out, none, to, *stored);
   } else {
     Push(out, to, none, *stored);

@@ -84,13 +84,13 @@ std::vector<int64_t> SessionTable::Accounts() const {
 
 void SessionTable::CompleteLogin(Peer& peer, int64_t account_id,
                                  std::string username, std::string token_hash,
-                                 bool batch_notices) {
+                                 bool batch_pushes) {
   assert(peer.state == SessionState::kAnonymous);
   peer.state = SessionState::kLoggedIn;
   peer.account_id = account_id;
   peer.username = std::move(username);
   peer.token_hash = std::move(token_hash);
-  peer.batch_notices = batch_notices;
+  peer.batch_pushes = batch_pushes;
   Index(peer);
 }
 
@@ -105,7 +105,7 @@ void SessionTable::Logout(Peer& peer) {
 
 LoginSnapshot SessionTable::Snapshot(const Peer& peer) const {
   return LoginSnapshot{peer.state, peer.account_id, peer.username,
-                       peer.token_hash, peer.batch_notices};
+                       peer.token_hash, peer.batch_pushes};
 }
 
 void SessionTable::Restore(std::string_view routing_id, int connection,
@@ -117,7 +117,7 @@ void SessionTable::Restore(std::string_view routing_id, int connection,
   peer->account_id = snapshot.account_id;
   peer->username = snapshot.username;
   peer->token_hash = snapshot.token_hash;
-  peer->batch_notices = snapshot.batch_notices;
+  peer->batch_pushes = snapshot.batch_pushes;
   if (peer->logged_in()) Index(*peer);
 }
 
@@ -182,7 +182,7 @@ void SessionTable::SessionsOf(int64_t account_id,
   auto [first, last] = by_account_.equal_range(account_id);
   for (auto it = first; it != last; ++it) {
     auto peer = peers_.find(it->second);
-    const bool batch = peer != peers_.end() && peer->second.batch_notices;
+    const bool batch = peer != peers_.end() && peer->second.batch_pushes;
     (batch ? batched : each)->push_back(it->second);
   }
 }

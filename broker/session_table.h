@@ -36,10 +36,10 @@ struct Peer {
   std::string routing_id;
   int connection = -1;  // the transport's connection (socket fd), or -1
   SessionState state = SessionState::kAnonymous;
-  int64_t account_id = 0;      // when logged in
-  std::string username;        // as registered, when logged in
-  std::string token_hash;      // of the token this session logged in with
-  bool batch_notices = false;  // takes MESSAGE_SUCCESS's batch form
+  int64_t account_id = 0;     // when logged in
+  std::string username;       // as registered, when logged in
+  std::string token_hash;     // of the token this session logged in with
+  bool batch_pushes = false;  // takes MESSAGE_SUCCESS's batch form
   int64_t last_seen_ms = 0;
   // Nonzero while a request of this connection waits for the hash pool:
   // the pool's ticket for it.
@@ -58,7 +58,7 @@ struct LoginSnapshot {
   int64_t account_id = 0;
   std::string username;
   std::string token_hash;
-  bool batch_notices = false;
+  bool batch_pushes = false;
 };
 
 class SessionTable {
@@ -80,7 +80,7 @@ class SessionTable {
   void BeginAuthentication(Peer& peer);
   void EndAuthentication(Peer& peer);
   void CompleteLogin(Peer& peer, int64_t account_id, std::string username,
-                     std::string token_hash, bool batch_notices = false);
+                     std::string token_hash, bool batch_pushes = false);
   void Logout(Peer& peer);
 
   LoginSnapshot Snapshot(const Peer& peer) const;

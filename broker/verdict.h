@@ -18,12 +18,12 @@ namespace zchat {
 // What a request deferred to the hash pool needs when the hash is done.
 struct PendingHash {
   MessageType type = MessageType::kCreateAccount;
-  std::string username;        // as given
-  std::string key;             // case-folded
-  int64_t account_id = 0;      // login: the account checked (0: unknown user)
-  std::string checked_hash;    // login: the stored hash the password was
-                               // verified against
-  bool batch_notices = false;  // login: as asked (LoginRequest)
+  std::string username;       // as given
+  std::string key;            // case-folded
+  int64_t account_id = 0;     // login: the account checked (0: unknown user)
+  std::string checked_hash;   // login: the stored hash the password was
+                              // verified against
+  bool batch_pushes = false;  // login: as asked (LoginRequest)
 };
 
 class [[nodiscard]] Verdict {

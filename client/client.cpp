@@ -239,7 +239,7 @@ Result<CreateSuccess> Client::CreateAccount(const std::string& username,
 Result<LoginSuccess> Client::Login(const std::string& username,
                                    const std::string& password) {
   Result<LoginSuccess> ok = Call<LoginSuccess>(
-      LoginRequest{username, password, std::nullopt, options_.batch_notices});
+      LoginRequest{username, password, std::nullopt, options_.batch_pushes});
   if (ok.ok()) {
     logged_in_ = true;
     username_ = ok->username;
@@ -251,7 +251,7 @@ Result<LoginSuccess> Client::Login(const std::string& username,
 Result<LoginSuccess> Client::Resume(const std::string& username,
                                     const std::string& token) {
   Result<LoginSuccess> ok = Call<LoginSuccess>(
-      LoginRequest{username, std::nullopt, token, options_.batch_notices});
+      LoginRequest{username, std::nullopt, token, options_.batch_pushes});
   if (ok.ok()) {
     logged_in_ = true;
     username_ = ok->username;
@@ -459,7 +459,7 @@ void Client::Relogin() {
   }
   relogin_request_ = next_request_id_++;
   in_flight_[relogin_request_] = InFlight{
-      LoginRequest{username_, std::nullopt, token_, options_.batch_notices},
+      LoginRequest{username_, std::nullopt, token_, options_.batch_pushes},
       true, false};
   SendFrame(relogin_request_, in_flight_[relogin_request_].body);
 }
@@ -513,7 +513,16 @@ void Client::OnPush(T push, SeenIds& seen, void (Client::*confirm)(uint64_t)) {
 void Client::HandleFrame(Message m) {
   if (m.request_id == 0) {
     if (auto* d = std::get_if<DistributeMessage>(&m.body)) {
-      OnPush(std::move(*d), seen_messages_, &Client::Confirm);
+      if (d->message_ids.empty()) {
+        OnPush(std::move(*d), seen_messages_, &Client::Confirm);
+      } else {
+        // The batch form's messages are handed over one by one.
+        for (size_t i = 0; i < d->message_ids.size(); ++i) {
+          OnPush(DistributeMessage{d->message_ids[i], std::move(d->senders[i]),
+                                   std::move(d->bodies[i]), d->sent_ats_ms[i]},
+                 seen_messages_, &Client::Confirm);
+        }
+      }
     } else if (auto* s = std::get_if<MessageSuccess>(&m.body)) {
       // The batch form's notices are handed over one by one.
       ForEachDelivered(*s, [&](uint64_t id, uint64_t client_msg_id) {

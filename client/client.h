@@ -50,11 +50,12 @@ struct ClientOptions {
   // (NOTICE_RECEIPT) as NextEvent returns them.
   bool auto_receipt = true;
   size_t dedup_window = 100'000;  // ids remembered for dedup, of each kind
-  // Log in with batch_notices: the broker may tell of many delivered
-  // messages in one MESSAGE_SUCCESS frame. NextEvent hands them over one
-  // by one all the same. A broker older than the field refuses such a
-  // login (malformed): set false for it.
-  bool batch_notices = true;
+  // Log in with batch_pushes: the broker may tell of many delivered
+  // messages in one MESSAGE_SUCCESS frame, and send a fetch's messages in a
+  // few DISTRIBUTE_MESSAGE frames. NextEvent hands them over one by one all
+  // the same. A broker older than the field refuses such a login
+  // (malformed): set false for it.
+  bool batch_pushes = true;
   // CurveZMQ: the broker's public key (40 Z85 characters, from
   // 'zchat-broker keygen'). Empty: plain text. The client's own key pair is
   // made fresh for each connection.

@@ -508,6 +508,19 @@ Result<Message> DecodeBody(FieldReader& reader, uint64_t request_id) {
           "exactly one of 'message_id' and 'message_ids' is required");
     }
   }
+  if constexpr (std::is_same_v<T, DistributeMessage>) {
+    if ((body.message_id != 0) == !body.message_ids.empty()) {
+      return Malformed(
+          "exactly one of 'message_id' and 'message_ids' is required");
+    }
+    const size_t n = body.message_ids.size();
+    if (n != 0 && (body.senders.size() != n || body.bodies.size() != n ||
+                   body.sent_ats_ms.size() != n)) {
+      return Malformed(
+          "'senders', 'bodies' and 'sent_ats' go with 'message_ids', one for "
+          "each");
+    }
+  }
   if constexpr (std::is_same_v<T, MessageSuccess>) {
     if ((body.message_id != 0) == !body.message_ids.empty()) {
       return Malformed(

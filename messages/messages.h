@@ -84,7 +84,7 @@ struct CreateAccount {
   }
 };
 
-// Exactly one of password and token is present. `batch_notices`: the
+// Exactly one of password and token is present. `batch_pushes`: the
 // session takes MESSAGE_SUCCESS in its batch form too (message_ids).
 struct LoginRequest {
   static constexpr MessageType kType = MessageType::kLoginRequest;
@@ -92,13 +92,13 @@ struct LoginRequest {
   std::string username;
   std::optional<std::string> password;
   std::optional<std::string> token;  // kTokenBytes raw bytes (bin)
-  bool batch_notices = false;        // absent: false
+  bool batch_pushes = false;         // absent: false
   template <class V>
   void Visit(V& v) {
     v.Text("username", username, kMaxNameBytes);
     v.OptText("password", password, kMaxPasswordBytes);
     v.OptBytes("token", token, kTokenBytes);
-    v.OptFlag("batch_notices", batch_notices);
+    v.OptFlag("batch_pushes", batch_pushes);
   }
 };
 
@@ -366,25 +366,41 @@ struct Error {
 
 // --- Pushes (broker -> client, request id 0) --------------------------------
 
+// A message for the session's account: one (message_id, sender, body,
+// sent_at), or, to a session that logged in with batch_pushes, several
+// messages of one FETCH_MESSAGES at once (message_ids, senders, bodies,
+// sent_ats, the same length, itemwise). Exactly one of the two forms.
 struct DistributeMessage {
   static constexpr MessageType kType = MessageType::kDistributeMessage;
   static constexpr Direction kDirection = Direction::kPush;
-  uint64_t message_id = 0;
+  uint64_t message_id = 0;  // 0: absent (the batch form)
   std::string sender;
   std::string body;
   uint64_t sent_at_ms = 0;  // Unix time in milliseconds, set by the broker
+  std::vector<uint64_t> message_ids;  // empty: absent (the single form)
+  std::vector<std::string> senders;
+  std::vector<std::string> bodies;
+  std::vector<uint64_t> sent_ats_ms;
   template <class V>
   void Visit(V& v) {
-    v.Uint("message_id", message_id, 1, UINT64_MAX);
-    v.Text("sender", sender, kMaxNameBytes);
-    v.Text("body", body, kMaxBodyBytes);
-    v.Uint("sent_at", sent_at_ms, 0, UINT64_MAX);
+    v.OptId("message_id", message_id, UINT64_MAX);
+    v.IdList("message_ids", message_ids, kMaxFetchLimit, UINT64_MAX);
+    // Decoding, the form is known once message_ids is read.
+    if (message_ids.empty()) {
+      v.Text("sender", sender, kMaxNameBytes);
+      v.Text("body", body, kMaxBodyBytes);
+      v.Uint("sent_at", sent_at_ms, 0, UINT64_MAX);
+    } else {
+      v.TextList("senders", senders, kMaxFetchLimit, kMaxNameBytes);
+      v.TextList("bodies", bodies, kMaxFetchLimit, kMaxBodyBytes);
+      v.IdList("sent_ats", sent_ats_ms, kMaxFetchLimit, UINT64_MAX);
+    }
   }
 };
 
 // The recipient confirmed a message of the session's account: one
 // (message_id, client_msg_id), or, to a session that logged in with
-// batch_notices, up to kMaxReceiptIds of them to one recipient at once
+// batch_pushes, up to kMaxReceiptIds of them to one recipient at once
 // (message_ids and client_msg_ids, the same length, pairwise). Exactly one
 // of the two forms.
 struct MessageSuccess {
@@ -473,6 +489,19 @@ void ForEachDelivered(const MessageSuccess& s, F&& f) {
   }
   for (size_t i = 0; i < s.message_ids.size(); ++i) {
     f(s.message_ids[i], s.client_msg_ids[i]);
+  }
+}
+
+// Calls f(message_id, sender, body, sent_at_ms) for each message a
+// DISTRIBUTE_MESSAGE carries (one, or its batch form's).
+template <class F>
+void ForEachMessage(const DistributeMessage& d, F&& f) {
+  if (d.message_ids.empty()) {
+    f(d.message_id, d.sender, d.body, d.sent_at_ms);
+    return;
+  }
+  for (size_t i = 0; i < d.message_ids.size(); ++i) {
+    f(d.message_ids[i], d.senders[i], d.bodies[i], d.sent_ats_ms[i]);
   }
 }
 

@@ -97,11 +97,12 @@ class ZchatClient:
     Sender notices (MESSAGE_SUCCESS, MESSAGE_UNDELIVERABLE) come again after
     every login until acknowledged: next_push() hands each out once (repeats
     are dropped by message_id) and, with auto_ack, acknowledges it with
-    NOTICE_RECEIPT as it does. With batch_notices (the default) the client
-    logs in asking for MESSAGE_SUCCESS's batch form (protocol.md 8.7): one
-    frame may tell of many deliveries, and next_push() still hands out one
-    MESSAGE_SUCCESS dict per message. A broker from before batch_notices
-    refuses such a login (malformed): pass batch_notices=False for it.
+    NOTICE_RECEIPT as it does. With batch_pushes (the default) the client
+    logs in asking for the batch forms (protocol.md 8.8): one MESSAGE_SUCCESS
+    frame may tell of many deliveries, one DISTRIBUTE_MESSAGE of a fetch
+    carry many messages; next_push() and fetch() still hand out one dict per
+    message. A broker from before batch_pushes refuses such a login
+    (malformed): pass batch_pushes=False for it.
 
     Failover (only when connect() is given more than one endpoint; with one,
     nothing changes): the broker counts as lost when the socket monitor
@@ -127,10 +128,10 @@ class ZchatClient:
     MAX_RECEIPT_IDS = 1000  # ids in one receipt's message_ids
 
     def __init__(self, timeout=10.0, context=None, auto_ack=True, failover_after=2.0,
-                 batch_notices=True):
+                 batch_pushes=True):
         self.timeout = timeout
         self.auto_ack = auto_ack
-        self.batch_notices = batch_notices
+        self.batch_pushes = batch_pushes
         self.failover_after = failover_after
         self.failovers = 0             # failovers so far
         self._endpoints = []
@@ -255,16 +256,30 @@ class ZchatClient:
         if req:
             self._processed(req, msg)
             self._replies[req] = msg
-        elif self._fetching is not None and msg.get("type") == DISTRIBUTE_MESSAGE:
-            self._fetching.append(msg)
-        elif msg.get("type") == MESSAGE_SUCCESS and "message_ids" in msg:
-            # The batch form: a notice for each pair, in order.
-            for mid, cmid in zip(msg["message_ids"], msg.get("client_msg_ids", [])):
-                self._pushes.append({"v": msg.get("v"), "type": MESSAGE_SUCCESS, "req": 0,
-                                     "message_id": mid, "recipient": msg.get("recipient"),
-                                     "client_msg_id": cmid})
-        else:
-            self._pushes.append(msg)            # includes an ERROR with req 0
+            return
+        for push in self._unbatched(msg):
+            if self._fetching is not None and push.get("type") == DISTRIBUTE_MESSAGE:
+                self._fetching.append(push)
+            else:
+                self._pushes.append(push)       # includes an ERROR with req 0
+
+    @staticmethod
+    def _unbatched(msg):
+        """A push in the single form(s) it stands for: the batch forms of
+        MESSAGE_SUCCESS and DISTRIBUTE_MESSAGE (batch_pushes) become one dict
+        per message, in order; any other push is itself."""
+        if "message_ids" not in msg or msg.get("type") not in (MESSAGE_SUCCESS,
+                                                               DISTRIBUTE_MESSAGE):
+            return [msg]
+        base = {"v": msg.get("v"), "type": msg["type"], "req": 0}
+        if msg["type"] == MESSAGE_SUCCESS:
+            return [dict(base, message_id=mid, recipient=msg.get("recipient"),
+                         client_msg_id=cmid)
+                    for mid, cmid in zip(msg["message_ids"], msg.get("client_msg_ids", []))]
+        return [dict(base, message_id=mid, sender=sender, body=body, sent_at=sent_at)
+                for mid, sender, body, sent_at in zip(msg["message_ids"], msg.get("senders", []),
+                                                      msg.get("bodies", []),
+                                                      msg.get("sent_ats", []))]
 
     # -- failover --------------------------------------------------------------
 
@@ -438,8 +453,8 @@ class ZchatClient:
 
     def _login_fields(self, username, **credential):
         fields = {"username": username, **credential}
-        if self.batch_notices:
-            fields["batch_notices"] = True
+        if self.batch_pushes:
+            fields["batch_pushes"] = True
         return fields
 
     def _logged_in(self, reply):

@@ -337,14 +337,14 @@ TEST_F(CoreTest, AReceiptWithIdsConfirmsEachOfThem) {
   EXPECT_EQ(Expect<FetchResult>("b", FetchMessages{}).count, 0u);
 }
 
-// A session that logged in with batch_notices hears of a receipt's
+// A session that logged in with batch_pushes hears of a receipt's
 // deliveries to one recipient in one MESSAGE_SUCCESS (message_ids and
 // client_msg_ids, pairwise, in the receipt's order); a session of the same
 // account without it gets one each. A single delivery keeps the single
 // form. The notices stored meanwhile come again at a login and on
 // FETCH_NOTICES in runs by recipient, oldest first; FETCH_RESULT counts
 // notices, not frames.
-TEST_F(CoreTest, ABatchNoticesSessionHearsOfAReceiptInOneFrame) {
+TEST_F(CoreTest, ABatchPushesSessionHearsOfAReceiptInOneFrame) {
   CreateUser("x", "Zoe");
   Expect<LoginSuccess>("a",
                        LoginRequest{"Zoe", "password123", std::nullopt, true});
@@ -404,7 +404,7 @@ TEST_F(CoreTest, ABatchNoticesSessionHearsOfAReceiptInOneFrame) {
   EXPECT_EQ(fetched.count, 3u);
   EXPECT_EQ(fetched.remaining, 0u);
   expect_runs(PushesOf<MessageSuccess>("a2"));
-  // A session without batch_notices gets them one by one.
+  // A session without batch_pushes gets them one by one.
   Login("a3", "Zoe");
   EXPECT_EQ(PushesOf<MessageSuccess>("a3").size(), 3u);
   // One acknowledgement for all of them.
@@ -412,6 +412,64 @@ TEST_F(CoreTest, ABatchNoticesSessionHearsOfAReceiptInOneFrame) {
   acks.message_ids = {first, second, third};
   EXPECT_FALSE(Call("a2", acks).has_value());
   EXPECT_EQ(Expect<FetchResult>("a", FetchNotices{}).count, 0u);
+}
+
+// A session that logged in with batch_pushes gets a fetch's messages in
+// DISTRIBUTE_MESSAGE's batch form: as few frames as the frame limit allows
+// (half of it for the text), the messages in order. Another session of the
+// same account gets one frame each.
+TEST_F(CoreTest, ABatchPushesSessionGetsAFetchInFewFrames) {
+  Join("a", "alice");
+  CreateUser("x", "bob");
+  std::vector<std::string> bodies = {"Grüße, 你好 👋", "مرحبا", "zoë"};
+  for (int i = 0; i < 8; ++i) {
+    bodies.push_back(std::string(kMaxBodyBytes / 2, 'x') + "é" +
+                     std::string(kMaxBodyBytes / 2 - 2, 'y'));
+  }
+  std::vector<uint64_t> ids;
+  for (const std::string& body : bodies)
+    ids.push_back(SendText("a", "bob", body));
+  Expect<LoginSuccess>("b",
+                       LoginRequest{"bob", "password123", std::nullopt, true});
+  const FetchResult fetched = Expect<FetchResult>("b", FetchMessages{});
+  EXPECT_EQ(fetched.count, bodies.size());
+  for (const OutFrame& out : last_frames_) {
+    EXPECT_LE(out.frame.size(), kMaxFrameBytes);
+  }
+  const std::vector<DistributeMessage> frames =
+      PushesOf<DistributeMessage>("b");
+  ASSERT_EQ(frames.size(), 3u) << "3 small and 3 large, 3 large, 2 large";
+  std::vector<uint64_t> got_ids;
+  std::vector<std::string> got_bodies;
+  for (const DistributeMessage& d : frames) {
+    ForEachMessage(d, [&](uint64_t id, const std::string& sender,
+                          const std::string& body, uint64_t sent_at) {
+      EXPECT_EQ(sender, "alice");
+      EXPECT_EQ(sent_at, static_cast<uint64_t>(now_));
+      got_ids.push_back(id);
+      got_bodies.push_back(body);
+    });
+  }
+  EXPECT_EQ(got_ids, ids);
+  EXPECT_EQ(got_bodies, bodies);
+  EXPECT_EQ(frames[2].message_ids.size(), 2u);
+  // Nothing confirmed: another session fetches them again, one a frame.
+  Login("b2", "bob");
+  EXPECT_EQ(Expect<FetchResult>("b2", FetchMessages{}).count, bodies.size());
+  const std::vector<DistributeMessage> each = PushesOf<DistributeMessage>("b2");
+  ASSERT_EQ(each.size(), bodies.size());
+  EXPECT_TRUE(each[0].message_ids.empty());
+  EXPECT_EQ(each[0].message_id, ids[0]);
+  EXPECT_EQ(each[0].body, bodies[0]);
+  // One message fetched alone keeps the single form.
+  MessageReceipt all;
+  all.message_ids.assign(ids.begin() + 1, ids.end());
+  EXPECT_FALSE(Call("b", all).has_value());
+  EXPECT_EQ(Expect<FetchResult>("b", FetchMessages{}).count, 1u);
+  const std::vector<DistributeMessage> one = PushesOf<DistributeMessage>("b");
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].message_id, ids[0]);
+  EXPECT_TRUE(one[0].message_ids.empty());
 }
 
 // Ids the broker would refuse alone (someone else's message, one never

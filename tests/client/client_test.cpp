@@ -250,24 +250,24 @@ TEST_P(ClientTest, AcknowledgeNoticesClearsEveryOneOfThem) {
 
 // ConfirmAll: many messages in MESSAGE_RECEIPTs of up to 1000 ids; the
 // senders hear of each, one event a message, whether the broker told them
-// in one MESSAGE_SUCCESS (batch_notices, the default) or one each.
+// in one MESSAGE_SUCCESS (batch_pushes, the default) or one each.
 TEST_P(ClientTest, ConfirmAllConfirmsEveryOneOfThem) {
-  for (bool batch_notices : {true, false}) {
-    SCOPED_TRACE(batch_notices ? "batch_notices" : "one notice a frame");
+  for (bool batch_pushes : {true, false}) {
+    SCOPED_TRACE(batch_pushes ? "batch_pushes" : "one notice a frame");
     ClientOptions options;
     options.endpoint = broker_->endpoint();
-    options.batch_notices = batch_notices;
+    options.batch_pushes = batch_pushes;
     Client alice(ctx_, options);
-    const std::string name = batch_notices ? "alice" : "anna";
+    const std::string name = batch_pushes ? "alice" : "anna";
     Result<CreateSuccess> created = alice.CreateAccount(name, "password123");
     ASSERT_TRUE(created.ok()) << created.status().ToString();
     ASSERT_TRUE(alice.Login(name, "password123").ok());
-    auto bob = Join(batch_notices ? "bob" : "bea", /*auto_receipt=*/false);
+    auto bob = Join(batch_pushes ? "bob" : "bea", /*auto_receipt=*/false);
     const std::vector<std::string> bodies = {"Grüße", "你好", "👋", "مرحبا"};
     std::vector<uint64_t> ids, client_ids;
     for (const std::string& body : bodies) {
       Result<MessagePending> sent =
-          alice.Send(batch_notices ? "bob" : "bea", body);
+          alice.Send(batch_pushes ? "bob" : "bea", body);
       ASSERT_TRUE(sent.ok());
       client_ids.push_back(sent->client_msg_id);
       auto got = NextOf<DistributeMessage>(*bob);
@@ -280,7 +280,7 @@ TEST_P(ClientTest, ConfirmAllConfirmsEveryOneOfThem) {
     for (size_t i = 0; i < ids.size(); ++i) {
       auto success = NextOf<MessageSuccess>(alice);
       ASSERT_TRUE(success.has_value());
-      EXPECT_EQ(success->recipient, batch_notices ? "bob" : "bea");
+      EXPECT_EQ(success->recipient, batch_pushes ? "bob" : "bea");
       EXPECT_TRUE(success->message_ids.empty()) << "handed over one by one";
       told.push_back(success->message_id);
       told_client_ids.push_back(success->client_msg_id);

@@ -524,7 +524,7 @@ TEST(CodecTest, MessageReceiptTakesAListOfIds) {
   ExpectAListOfIds<MessageReceipt>();
 }
 
-// A session that logs in with batch_notices may get MESSAGE_SUCCESS in its
+// A session that logs in with batch_pushes may get MESSAGE_SUCCESS in its
 // batch form: message_ids and client_msg_ids, pairwise, instead of
 // message_id and client_msg_id. Exactly one form; the lists as long as
 // each other.
@@ -607,36 +607,126 @@ TEST(CodecTest, MessageSuccessHasABatchForm) {
                  "field 'client_msg_ids' is out of range");
 }
 
-// LOGIN_REQUEST's batch_notices: absent is false, present must be a
+// To a session that logs in with batch_pushes, a fetch's messages may come
+// in DISTRIBUTE_MESSAGE's batch form: message_ids, senders, bodies and
+// sent_ats, itemwise. Exactly one form; the lists as long as each other.
+TEST(CodecTest, DistributeMessageHasABatchForm) {
+  DistributeMessage many;
+  const std::vector<std::string> texts = {"Grüße", "你好", "👋", "مرحبا", ""};
+  for (size_t i = 0; i < texts.size(); ++i) {
+    many.message_ids.push_back(100 + i);
+    many.senders.push_back(i % 2 ? "zoe" : "li.lei");
+    many.bodies.push_back(texts[i]);
+    many.sent_ats_ms.push_back(1767225600000 + i);
+  }
+  Result<Message> back = Decode(Encode({0, many}));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  const auto& got = std::get<DistributeMessage>(back->body);
+  EXPECT_EQ(got.message_id, 0u);
+  EXPECT_EQ(got.message_ids, many.message_ids);
+  EXPECT_EQ(got.senders, many.senders);
+  EXPECT_EQ(got.bodies, many.bodies);
+  EXPECT_EQ(got.sent_ats_ms, many.sent_ats_ms);
+  std::vector<std::string> seen;
+  ForEachMessage(got, [&](uint64_t id, const std::string& sender,
+                          const std::string& body, uint64_t at) {
+    seen.push_back(std::to_string(id) + sender + body + std::to_string(at));
+  });
+  ASSERT_EQ(seen.size(), texts.size());
+  EXPECT_EQ(seen[1], "101zoe你好1767225600001");
+  // The single form keeps its bytes (the golden frame) and its one message.
+  const std::string single =
+      Encode({0, DistributeMessage{42, "alice", "hello bob", 1767225600000}});
+  EXPECT_EQ(single.find("message_ids"), std::string::npos);
+  seen.clear();
+  ForEachMessage(
+      std::get<DistributeMessage>(Decode(single)->body),
+      [&](uint64_t id, const std::string& sender, const std::string& body,
+          uint64_t) { seen.push_back(std::to_string(id) + sender + body); });
+  EXPECT_EQ(seen, (std::vector<std::string>{"42alicehello bob"}));
+
+  auto batch = [](int fields, const std::function<void(RawPacker&)>& add) {
+    return EnvelopeFrame(MessageType::kDistributeMessage, 0, fields, add);
+  };
+  auto ids = [](RawPacker& pk, const char* key,
+                const std::vector<uint64_t>& v) {
+    pk.pack(key);
+    pk.pack_array(static_cast<uint32_t>(v.size()));
+    for (uint64_t id : v) pk.pack(id);
+  };
+  auto texts_of = [](RawPacker& pk, const char* key,
+                     const std::vector<std::string>& v) {
+    pk.pack(key);
+    pk.pack_array(static_cast<uint32_t>(v.size()));
+    for (const std::string& t : v) pk.pack(t);
+  };
+  ExpectRejected(batch(4,
+                       [&](RawPacker& pk) {
+                         ids(pk, "message_ids", {1, 2});
+                         texts_of(pk, "senders", {"a", "b"});
+                         texts_of(pk, "bodies", {"x"});
+                         ids(pk, "sent_ats", {5, 6});
+                       }),
+                 ErrorCode::kMalformed, "one for each");
+  ExpectRejected(batch(3,
+                       [&](RawPacker& pk) {
+                         ids(pk, "message_ids", {1});
+                         texts_of(pk, "senders", {"a"});
+                         texts_of(pk, "bodies", {"x"});
+                       }),
+                 ErrorCode::kMalformed, "one for each");
+  ExpectRejected(batch(5,
+                       [&](RawPacker& pk) {
+                         pk.pack("message_id");
+                         pk.pack(3);
+                         ids(pk, "message_ids", {1});
+                         texts_of(pk, "senders", {"a"});
+                         texts_of(pk, "bodies", {"x"});
+                         ids(pk, "sent_ats", {5});
+                       }),
+                 ErrorCode::kMalformed,
+                 "exactly one of 'message_id' and 'message_ids' is required");
+  ExpectRejected(batch(4,
+                       [&](RawPacker& pk) {
+                         ids(pk, "message_ids", {1});
+                         texts_of(pk, "senders", {"a"});
+                         texts_of(pk, "bodies",
+                                  {std::string(kMaxBodyBytes + 1, 'x')});
+                         ids(pk, "sent_ats", {5});
+                       }),
+                 ErrorCode::kMalformed, "field 'bodies' is longer than");
+}
+
+// LOGIN_REQUEST's batch_pushes: absent is false, present must be a
 // boolean; it is sent only when true.
-TEST(CodecTest, LoginRequestMayAskForBatchNotices) {
+TEST(CodecTest, LoginRequestMayAskForBatchPushes) {
   LoginRequest ask{"Zoë", "correct horse", std::nullopt, true};
   Result<Message> back = Decode(Encode({2, ask}));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
-  EXPECT_TRUE(std::get<LoginRequest>(back->body).batch_notices);
+  EXPECT_TRUE(std::get<LoginRequest>(back->body).batch_pushes);
   const std::string plain =
       Encode({2, LoginRequest{"Zoë", "correct horse", std::nullopt}});
-  EXPECT_EQ(plain.find("batch_notices"), std::string::npos);
-  EXPECT_FALSE(std::get<LoginRequest>(Decode(plain)->body).batch_notices);
+  EXPECT_EQ(plain.find("batch_pushes"), std::string::npos);
+  EXPECT_FALSE(std::get<LoginRequest>(Decode(plain)->body).batch_pushes);
   auto login = [](const std::function<void(RawPacker&)>& add) {
     return EnvelopeFrame(MessageType::kLoginRequest, 2, 3, [&](RawPacker& pk) {
       pk.pack("username");
       pk.pack("zoë");
       pk.pack("password");
       pk.pack("correct horse");
-      pk.pack("batch_notices");
+      pk.pack("batch_pushes");
       add(pk);
     });
   };
   back = Decode(login([](RawPacker& pk) { pk.pack(false); }));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
-  EXPECT_FALSE(std::get<LoginRequest>(back->body).batch_notices);
+  EXPECT_FALSE(std::get<LoginRequest>(back->body).batch_pushes);
   ExpectRejected(login([](RawPacker& pk) { pk.pack(1); }),
                  ErrorCode::kMalformed,
-                 "field 'batch_notices' must be a boolean");
+                 "field 'batch_pushes' must be a boolean");
   ExpectRejected(login([](RawPacker& pk) { pk.pack("true"); }),
                  ErrorCode::kMalformed,
-                 "field 'batch_notices' must be a boolean");
+                 "field 'batch_pushes' must be a boolean");
 }
 
 // The ERROR that answers a MESSAGE_RECEIPT with message_ids names the ids it

@@ -248,8 +248,8 @@ def test_send_to_deleted_account_is_unknown_recipient(alice, carol_deleted):
     assert_refused(lambda: alice.send("carol", "x"), "unknown_recipient")
 
 
-def _python_user(broker, name, auto_ack=True, batch_notices=True):
-    c = ZchatClient(timeout=15, auto_ack=auto_ack, batch_notices=batch_notices)
+def _python_user(broker, name, auto_ack=True, batch_pushes=True):
+    c = ZchatClient(timeout=15, auto_ack=auto_ack, batch_pushes=batch_pushes)
     c.connect(broker.endpoint)
     c.create_account(name, name + "-password")
     c.login(name, name + "-password")
@@ -351,10 +351,10 @@ def _raw_frames(client, want_type, n, timeout=PUSH_TIMEOUT):
     return frames
 
 
-@pytest.mark.parametrize("batch_notices", [True, False])
-def test_a_receipt_of_many_is_told_in_one_frame_to_batch_notices_sessions(
-        broker, batch_notices):
-    with _python_user(broker, "kai", batch_notices=batch_notices) as kai, \
+@pytest.mark.parametrize("batch_pushes", [True, False])
+def test_a_receipt_of_many_is_told_in_one_frame_to_batch_pushes_sessions(
+        broker, batch_pushes):
+    with _python_user(broker, "kai", batch_pushes=batch_pushes) as kai, \
             _python_user(broker, "lena") as lena:
         bodies = ("Grüße", "你好", "👋", "مرحبا")
         cmids = [9001, 9002, 9003, 9004]
@@ -363,7 +363,7 @@ def test_a_receipt_of_many_is_told_in_one_frame_to_batch_notices_sessions(
             push, others = wait_push(lena, lambda p: p.get("type") == zc.DISTRIBUTE_MESSAGE)
             assert push is not None, f"{others}"
         assert lena.receipts(list(reversed(ids))) == []
-        if batch_notices:
+        if batch_pushes:
             frames = _raw_frames(kai, zc.MESSAGE_SUCCESS, 1)
             assert len(frames) == 1, frames
             assert frames[0]["recipient"] == "lena"
@@ -376,7 +376,7 @@ def test_a_receipt_of_many_is_told_in_one_frame_to_batch_notices_sessions(
             assert all("message_ids" not in f for f in frames)
         # The client hands the stored notices out one by one after a login,
         # whatever form they came in.
-        with ZchatClient(timeout=15, batch_notices=batch_notices) as again:
+        with ZchatClient(timeout=15, batch_pushes=batch_pushes) as again:
             again.connect(broker.endpoint)
             again.login_token("kai", kai.token)
             got = []
@@ -386,6 +386,37 @@ def test_a_receipt_of_many_is_told_in_one_frame_to_batch_notices_sessions(
                 got.append((push["message_id"], push["client_msg_id"], push["recipient"]))
             assert got == [(i, c, "lena") for i, c in zip(ids, cmids)]
             assert again.fetch_notices() == (0, 0), "each was acknowledged"
+
+
+@pytest.mark.parametrize("batch_pushes", [True, False])
+def test_a_fetch_comes_in_few_frames_to_batch_pushes_sessions(broker, batch_pushes):
+    bodies = ["Grüße", "你好", "👋", "مرحبا", "שלום"]
+    with _python_user(broker, "nico") as nico:
+        nico.create_account("olga", "olga-password")   # olga is away
+        ids = [nico.send("olga", b) for b in bodies]
+    with ZchatClient(timeout=15, batch_pushes=batch_pushes) as olga:
+        olga.connect(broker.endpoint)
+        olga.login("olga", "olga-password")
+        # The frames as the wire has them (their FETCH_RESULT dropped).
+        olga._send(zc.FETCH_MESSAGES, limit=1000)
+        frames = _raw_frames(olga, zc.DISTRIBUTE_MESSAGE, 1 if batch_pushes else len(ids))
+        if batch_pushes:
+            assert len(frames) == 1, frames
+            assert frames[0]["message_ids"] == ids
+            assert frames[0]["bodies"] == bodies
+            assert frames[0]["senders"] == ["nico"] * len(ids)
+            assert len(frames[0]["sent_ats"]) == len(ids)
+        else:
+            assert [f["message_id"] for f in frames] == ids
+            assert [f["body"] for f in frames] == bodies
+        # Not confirmed: fetch() hands them out again, one dict each.
+        got = olga.fetch()
+        assert got.count == len(ids)
+        assert [m["message_id"] for m in got.messages] == ids
+        assert [m["body"] for m in got.messages] == bodies
+        assert all(m["sender"] == "nico" for m in got.messages)
+        assert olga.receipts(ids) == []
+        assert olga.fetch().count == 0
 
 
 # -- alice (Python) and bob (zchat CLI) ------------------------------------------
