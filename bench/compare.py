@@ -2,14 +2,17 @@
 """Runs zchat-bench against several zchat-broker builds, alternated, and
 prints each figure's values and median per build.
 
-    bench/compare.py [--bench BIN] [--rounds N] NAME=BROKER NAME=BROKER ...
+    bench/compare.py [--bench BIN] [--rounds N] NAME=BROKER[@ARGS] ...
                      [-- zchat-bench arguments]
 
 Each round runs every broker once, in an order that rotates from round to
 round, so that a machine getting busier or calmer over the run weighs on all
 of them alike. Everything after `--` goes to zchat-bench as is (for example
 `-- --only online --seconds 3`). The figures come from zchat-bench's --json
-output; one that a scenario did not produce is left out.
+output; one that a scenario did not produce is left out. `@ARGS` after a
+broker adds zchat-bench arguments (comma-separated) for that one only, such
+as `old=build-old/broker/zchat-broker@--pushes=each` for a broker from
+before batch_pushes.
 """
 
 import argparse
@@ -150,11 +153,12 @@ def main(argv):
     brokers = []
     for spec in args.brokers:
         name, sep, path = spec.partition("=")
+        path, _, own = path.partition("@")
         if not sep or not name or not path:
-            parser.error(f"'{spec}' is not NAME=BROKER")
+            parser.error(f"'{spec}' is not NAME=BROKER[@ARGS]")
         if not os.access(path, os.X_OK):
             parser.error(f"{path}: not an executable file")
-        brokers.append((name, path))
+        brokers.append((name, (path, [a for a in own.split(",") if a])))
     if not os.access(args.bench, os.X_OK):
         parser.error(f"{args.bench}: not an executable file (--bench)")
 
@@ -162,10 +166,10 @@ def main(argv):
     results = {name: [] for name, _ in brokers}
     for r in range(args.rounds):
         shift = r % len(brokers)
-        for name, path in brokers[shift:] + brokers[:shift]:
+        for name, (path, own) in brokers[shift:] + brokers[:shift]:
             print(f"compare: round {r + 1} of {args.rounds}: {name}",
                   file=sys.stderr, flush=True)
-            results[name].append(run_once(args.bench, path, extra, r + 1))
+            results[name].append(run_once(args.bench, path, extra + own, r + 1))
 
     print("zchat-bench " + " ".join(extra) + f", {args.rounds} rounds, "
           "brokers alternated; each cell: the rounds' values, then their "
