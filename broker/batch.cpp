@@ -67,6 +67,19 @@ void Responder::PushFrameTo(const std::vector<std::string>& routing_ids,
   PushFrame(routing_ids.back(), std::move(frame));
 }
 
+void Responder::PushMessageTo(const std::vector<std::string>& routing_ids,
+                              DistributeMessage message) {
+  if (routing_ids.empty()) return;
+  const int m = static_cast<int>(batch_.messages_.size());
+  batch_.messages_.push_back(std::move(message));
+  for (const std::string& id : routing_ids) {
+    batch_.outbox_.push_back(
+        {{id, std::string(), batch_.records_[index_].info.order},
+         static_cast<int>(index_),
+         m});
+  }
+}
+
 void Responder::OnRollback(std::function<void()> undo) {
   batch_.records_[index_].undo.push_back(std::move(undo));
 }
@@ -214,14 +227,74 @@ void Batch::Settle() {
 
 std::vector<OutFrame> Batch::Commit() {
   Settle();
-  std::vector<OutFrame> frames;
-  frames.reserve(outbox_.size());
-  for (Entry& e : outbox_) frames.push_back(std::move(e.frame));
+  std::vector<OutFrame> frames = Assemble();
   if (metrics_) CountOutcomes();
   outbox_.clear();
+  messages_.clear();
   records_.clear();
   first_open_record_ = 0;
   dirty_ = false;
+  return frames;
+}
+
+std::vector<OutFrame> Batch::Assemble() {
+  std::vector<OutFrame> frames;
+  frames.reserve(outbox_.size());
+  if (messages_.empty()) {
+    for (Entry& e : outbox_) frames.push_back(std::move(e.frame));
+    return frames;
+  }
+  // A connection's messages to coalesce gather in the frame of the first
+  // (a group), up to the fetch's bounds: 1000 messages, 64 KiB of text
+  // besides the first.
+  struct Group {
+    size_t frame;              // its place in `frames`
+    std::vector<int> members;  // indices into messages_
+    size_t text = 0;
+  };
+  std::vector<Group> groups;
+  std::unordered_map<std::string_view, size_t> open;  // routing id -> group
+  for (Entry& e : outbox_) {
+    if (e.message < 0) {
+      frames.push_back(std::move(e.frame));
+      continue;
+    }
+    const DistributeMessage& m = messages_[static_cast<size_t>(e.message)];
+    const size_t text = m.sender.size() + m.body.size();
+    auto it = open.find(e.frame.routing_id);
+    if (it != open.end()) {
+      Group& g = groups[it->second];
+      if (g.members.size() < kMaxFetchLimit &&
+          g.text + text <= kMaxFrameBytes / 2) {
+        g.members.push_back(e.message);
+        g.text += text;
+        continue;
+      }
+    }
+    groups.push_back({frames.size(), {e.message}, 0});
+    frames.push_back(std::move(e.frame));
+    open[frames.back().routing_id] = groups.size() - 1;
+  }
+  for (Group& g : groups) {
+    if (g.members.size() == 1) {
+      frames[g.frame].frame =
+          Encode(0, messages_[static_cast<size_t>(g.members[0])]);
+      continue;
+    }
+    DistributeMessage batch;
+    batch.message_ids.reserve(g.members.size());
+    batch.senders.reserve(g.members.size());
+    batch.bodies.reserve(g.members.size());
+    batch.sent_ats_ms.reserve(g.members.size());
+    for (int i : g.members) {
+      const DistributeMessage& m = messages_[static_cast<size_t>(i)];
+      batch.message_ids.push_back(m.message_id);
+      batch.senders.push_back(m.sender);
+      batch.bodies.push_back(m.body);
+      batch.sent_ats_ms.push_back(m.sent_at_ms);
+    }
+    frames[g.frame].frame = Encode(0, batch);
+  }
   return frames;
 }
 

@@ -79,6 +79,12 @@ class Responder {
   // One encoded push to each of `routing_ids` (the last takes the frame).
   void PushFrameTo(const std::vector<std::string>& routing_ids,
                    std::string frame);
+  // A live message to sessions that logged in with batch_pushes: at the
+  // commit, a connection's messages of the batch go out together in
+  // DISTRIBUTE_MESSAGE's batch form (one alone in the single form), in the
+  // place of the first of them.
+  void PushMessageTo(const std::vector<std::string>& routing_ids,
+                     DistributeMessage message);
   // Runs `undo` if the batch fails and this request depended on it.
   void OnRollback(std::function<void()> undo);
   // Counts a message event, once the batch commits (metrics.h).
@@ -133,8 +139,13 @@ class Batch {
   };
   struct Entry {
     OutFrame frame;
-    int request;  // index into records_, or -1: stands regardless
+    int request;       // index into records_, or -1: stands regardless
+    int message = -1;  // index into messages_: a push to coalesce, no frame
   };
+
+  // The frames to send: the outbox's, with the messages to coalesce
+  // encoded, a connection's together.
+  std::vector<OutFrame> Assemble();
 
   // Rolls back: dependent requests since the last failure get `storage`.
   void Fail(const Status& cause);
@@ -149,6 +160,7 @@ class Batch {
   Store& store_;
   Metrics* metrics_;
   std::vector<Entry> outbox_;
+  std::vector<DistributeMessage> messages_;  // see PushMessageTo
   std::vector<Record> records_;
   size_t first_open_record_ = 0;  // records before it are settled
   bool dirty_ = false;

@@ -9,12 +9,13 @@ void NotifyOtherBrokers(Context& ctx, int64_t account_id,
   ctx.store.NotifyBrokersOf(account_id, item, ctx.now_ms);
 }
 
-size_t PushToAccount(Context& ctx, Responder& out, int64_t account_id,
-                     const Body& body) {
-  std::vector<std::string> targets = ctx.sessions.SessionsOf(account_id);
-  if (targets.empty()) return 0;
-  out.PushFrameTo(targets, Encode(0, body));
-  return targets.size();
+size_t PushMessageToAccount(Context& ctx, Responder& out, int64_t account_id,
+                            DistributeMessage message) {
+  std::vector<std::string> each, batched;
+  ctx.sessions.SessionsOf(account_id, &each, &batched);
+  if (!each.empty()) out.PushFrameTo(each, Encode(0, message));
+  if (!batched.empty()) out.PushMessageTo(batched, std::move(message));
+  return each.size() + batched.size();
 }
 
 }  // namespace zchat

@@ -57,9 +57,11 @@ void ChangeSession(Context& ctx, Responder& out, Peer& peer,
 void NotifyOtherBrokers(Context& ctx, int64_t account_id,
                         const std::string& item);
 
-// Pushes `body` to every session of an account (none: nothing is sent).
+// A live message to every session of an account: one frame each to the
+// sessions that did not log in with batch_pushes, coalesced with the
+// batch's others to each session that did (Responder::PushMessageTo).
 // Returns how many sessions it went to.
-size_t PushToAccount(Context& ctx, Responder& out, int64_t account_id,
-                     const Body& body);
+size_t PushMessageToAccount(Context& ctx, Responder& out, int64_t account_id,
+                            DistributeMessage message);
 
 }  // namespace zchat

@@ -46,11 +46,11 @@ Verdict HandleSendMessage(Context& ctx, Request& req, const Message& m) {
   Result<int64_t> id = ctx.store.Enqueue(q);
   if (!id.ok()) return id.status();
   req.Reply(MessagePending{static_cast<uint64_t>(*id), send.client_msg_id});
-  const size_t pushed =
-      PushToAccount(ctx, req.out, to.id,
-                    DistributeMessage{static_cast<uint64_t>(*id), q.sender_name,
-                                      std::move(q.body),
-                                      static_cast<uint64_t>(q.sent_at_ms)});
+  const size_t pushed = PushMessageToAccount(
+      ctx, req.out, to.id,
+      DistributeMessage{static_cast<uint64_t>(*id), q.sender_name,
+                        std::move(q.body),
+                        static_cast<uint64_t>(q.sent_at_ms)});
   if (ctx.store.Shared()) {
     NotifyOtherBrokers(ctx, to.id, "m " + std::to_string(*id));
   }

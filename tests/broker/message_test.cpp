@@ -472,6 +472,55 @@ TEST_F(CoreTest, ABatchPushesSessionGetsAFetchInFewFrames) {
   EXPECT_TRUE(one[0].message_ids.empty());
 }
 
+// Live messages of one broker batch to a session that logged in with
+// batch_pushes leave in one DISTRIBUTE_MESSAGE (batch form), in order,
+// after the commit; a session of the same account without batch_pushes
+// gets one frame each. A message alone keeps the single form.
+TEST_F(CoreTest, ABatchPushesSessionGetsABatchsLiveMessagesInOneFrame) {
+  Join("a", "alice");
+  CreateUser("x", "bob");
+  Expect<LoginSuccess>("b",
+                       LoginRequest{"bob", "password123", std::nullopt, true});
+  Login("b2", "bob");
+  const std::vector<std::pair<std::string, std::string>> sends = {
+      {"a", "Grüße 👋"}, {"a", "مرحبا"}, {"a", "你好"}, {"a", "zoë"}};
+  Batch([&] {
+    uint64_t cmid = 700;
+    for (const auto& [peer, body] : sends) {
+      core_->OnFrame(
+          peer, Encode(Message{next_req_++, SendMessage{"bob", body, ++cmid}}),
+          -1);
+    }
+  });
+  std::vector<uint64_t> ids;
+  for (const Message& m : Drain("a")) {
+    ASSERT_TRUE(std::holds_alternative<MessagePending>(m.body));
+    ids.push_back(std::get<MessagePending>(m.body).message_id);
+  }
+  const std::vector<DistributeMessage> one = PushesOf<DistributeMessage>("b");
+  ASSERT_EQ(one.size(), 1u);
+  ASSERT_EQ(one[0].message_ids.size(), sends.size());
+  for (size_t i = 0; i < sends.size(); ++i) {
+    EXPECT_EQ(one[0].senders[i], "alice");
+    EXPECT_EQ(one[0].bodies[i], sends[i].second);
+  }
+  EXPECT_EQ(one[0].message_ids, ids);
+  const std::vector<DistributeMessage> each = PushesOf<DistributeMessage>("b2");
+  ASSERT_EQ(each.size(), sends.size());
+  for (size_t i = 0; i < sends.size(); ++i) {
+    EXPECT_EQ(each[i].message_id, one[0].message_ids[i]);
+    EXPECT_EQ(each[i].body, sends[i].second);
+  }
+  // Alone in its batch: the single form.
+  const uint64_t alone = SendText("a", "bob", "שלום");
+  const std::vector<DistributeMessage> single =
+      PushesOf<DistributeMessage>("b");
+  ASSERT_EQ(single.size(), 1u);
+  EXPECT_EQ(single[0].message_id, alone);
+  EXPECT_TRUE(single[0].message_ids.empty());
+  EXPECT_EQ(single[0].body, "שלום");
+}
+
 // Ids the broker would refuse alone (someone else's message, one never
 // handed out) change nothing and are named in one ERROR; the others of the
 // request are confirmed all the same.

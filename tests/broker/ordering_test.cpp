@@ -48,6 +48,36 @@ TEST_F(CoreTest, FetchInAFailedBatchSendsNothing) {
   EXPECT_EQ(got[0].body, "real");
 }
 
+// Live messages waiting in a failed batch for a batch_pushes session
+// (coalesced at the commit) leave with nothing: the session sees none of
+// them, and the next batch's message alone.
+TEST_F(CoreTest, SendsInAFailedBatchPushNothingToABatchPushesSession) {
+  Join("a", "alice");
+  CreateUser("x", "bob");
+  Expect<LoginSuccess>("b",
+                       LoginRequest{"bob", "password123", std::nullopt, true});
+  {
+    FullDisk full;
+    Batch([&] {
+      core_->OnFrame("a", Encode({70, SendMessage{"bob", "ghost 👻", 1}}));
+      core_->OnFrame("a", Encode({71, SendMessage{"bob", "spectre 幽霊", 2}}));
+    });
+  }
+  std::vector<Message> to_a = Drain("a");
+  ASSERT_EQ(to_a.size(), 2u);
+  for (const Message& m : to_a) {
+    ASSERT_NE(As<MessageFailure>(m), nullptr)
+        << MessageTypeName(TypeOf(m.body));
+  }
+  EXPECT_TRUE(Drain("b").empty()) << "no DISTRIBUTE_MESSAGE of the failure";
+  const uint64_t id = SendText("a", "bob", "réel");
+  const std::vector<DistributeMessage> got = PushesOf<DistributeMessage>("b");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].message_id, id);
+  EXPECT_TRUE(got[0].message_ids.empty());
+  EXPECT_EQ(got[0].body, "réel");
+}
+
 // A retried send in the failed batch must not be told MESSAGE_PENDING for
 // the rolled-back message.
 TEST_F(CoreTest, RetryInAFailedBatchIsNotAcknowledged) {
