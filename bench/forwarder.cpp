@@ -64,6 +64,9 @@ int RunForwarder(const std::string& bind, const std::string& endpoint_file) {
     } catch (const zmq::error_t&) {
       continue;
     }
+    // As the broker does for its batches: a batch_pushes route's messages
+    // of this round go out together at its end.
+    std::vector<std::pair<std::string, DistributeMessage>> live;
     for (int n = 0; n < 256; ++n) {
       zmq::message_t id, frame;
       if (!router.recv(id, zmq::recv_flags::dontwait)) break;
@@ -90,8 +93,21 @@ int RunForwarder(const std::string& bind, const std::string& endpoint_file) {
         auto to = route_of.find(s->recipient);
         if (to != route_of.end()) {
           sent[msg_id] = Sent{route, s->recipient, s->client_msg_id};
-          send(to->second,
-               {0, DistributeMessage{msg_id, name_of[route], s->body, 0}});
+          if (!batched.count(to->second)) {
+            send(to->second,
+                 {0, DistributeMessage{msg_id, name_of[route], s->body, 0}});
+          } else {
+            DistributeMessage* d = nullptr;
+            for (auto& [r, m] : live) {
+              if (r == to->second) d = &m;
+            }
+            if (!d)
+              d = &live.emplace_back(to->second, DistributeMessage{}).second;
+            d->message_ids.push_back(msg_id);
+            d->senders.push_back(name_of[route]);
+            d->bodies.push_back(s->body);
+            d->sent_ats_ms.push_back(1);
+          }
         }
       } else if (auto* r = std::get_if<MessageReceipt>(&m->body)) {
         // As the broker does: a sender with batch_pushes hears of a
@@ -137,6 +153,12 @@ int RunForwarder(const std::string& bind, const std::string& endpoint_file) {
       } else {
         send(route, {req, Error{ErrorCode::kInvalidArgument, "baseline"}});
       }
+    }
+    for (auto& [route, d] : live) {
+      if (d.message_ids.size() == 1) {
+        d = DistributeMessage{d.message_ids[0], d.senders[0], d.bodies[0], 1};
+      }
+      send(route, {0, std::move(d)});
     }
   }
   return 0;
