@@ -33,7 +33,9 @@ struct Layout {
   int partitions = 1;
   int threads = 1;
   SyncMode sync = SyncMode::kFull;
-  bool batch_acks = false;  // the drain: one MESSAGE_RECEIPT, NOTICE_RECEIPT
+  bool batch_acks = false;    // one MESSAGE_RECEIPT, NOTICE_RECEIPT for many
+  bool batch_pushes = false;  // clients log in with batch_pushes
+  int sends_per_pair = 1;     // online: each pair's sends in one batch
 };
 Layout layout;
 
@@ -96,8 +98,8 @@ class Harness {
   }
   void Login(const std::string& name, int connection) {
     Batch({{name,
-            Encode(
-                {next_req_++, LoginRequest{name, "password123", std::nullopt}}),
+            Encode({next_req_++, LoginRequest{name, "password123", std::nullopt,
+                                              layout.batch_pushes}}),
             connection}});
     FinishHashing();
   }
@@ -154,30 +156,55 @@ int Run(int pairs, int batches, int rounds) {
       std::vector<Frame> sends = std::move(acks);
       acks.clear();
       for (int p = 0; p < pairs; ++p) {
-        sends.push_back(
-            {"u" + std::to_string(2 * p),
-             Encode({h.next_req(), SendMessage{"u" + std::to_string(2 * p + 1),
+        for (int k = 0; k < layout.sends_per_pair; ++k) {
+          sends.push_back({"u" + std::to_string(2 * p),
+                           Encode({h.next_req(),
+                                   SendMessage{"u" + std::to_string(2 * p + 1),
                                                body, client_msg_id++}}),
-             2 * p});
+                           2 * p});
+        }
       }
+      const size_t expected =
+          static_cast<size_t>(pairs) * layout.sends_per_pair;
       double start = CpuSeconds(), wall_start = WallSeconds();
       std::vector<OutFrame> out = h.Batch(sends);
       spent += CpuSeconds() - start;
       wall += WallSeconds() - wall_start;
-      std::vector<Frame> receipts;
+      // What each client read, by routing id, answered as --batch-acks says.
+      auto answer = [&](std::map<std::string, std::vector<uint64_t>>& read,
+                        auto receipt_type, std::vector<Frame>& into) {
+        using R = decltype(receipt_type);
+        size_t n = 0;
+        for (auto& [who, ids] : read) {
+          n += ids.size();
+          const int connection = std::stoi(who.substr(1));
+          if (layout.batch_acks) {
+            R r;
+            r.message_ids = ids;
+            into.push_back({who, Encode({h.next_req(), r}), connection});
+          } else {
+            for (uint64_t id : ids) {
+              into.push_back({who, Encode({h.next_req(), R{id}}), connection});
+            }
+          }
+        }
+        return n;
+      };
+      std::map<std::string, std::vector<uint64_t>> delivered;
       for (const OutFrame& f : out) {
         Result<Message> m = Decode(f.frame);
         const auto* d =
             m.ok() ? std::get_if<DistributeMessage>(&m->body) : nullptr;
         if (!d) continue;
-        receipts.push_back(
-            {f.routing_id,
-             Encode({h.next_req(), MessageReceipt{d->message_id}}),
-             std::stoi(f.routing_id.substr(1))});
+        ForEachMessage(
+            *d, [&](uint64_t id, const std::string&, const std::string&,
+                    uint64_t) { delivered[f.routing_id].push_back(id); });
       }
-      if (receipts.size() != static_cast<size_t>(pairs)) {
-        std::fprintf(stderr, "batch %d: %zu of %d messages delivered\n", b,
-                     receipts.size(), pairs);
+      std::vector<Frame> receipts;
+      const size_t confirmed = answer(delivered, MessageReceipt{}, receipts);
+      if (confirmed != expected) {
+        std::fprintf(stderr, "batch %d: %zu of %zu messages delivered\n", b,
+                     confirmed, expected);
         return 1;
       }
       start = CpuSeconds();
@@ -185,21 +212,21 @@ int Run(int pairs, int batches, int rounds) {
       std::vector<OutFrame> notices = h.Batch(receipts);
       spent += CpuSeconds() - start;
       wall += WallSeconds() - wall_start;
+      std::map<std::string, std::vector<uint64_t>> told;
       for (const OutFrame& f : notices) {
         Result<Message> m = Decode(f.frame);
         const auto* ok =
             m.ok() ? std::get_if<MessageSuccess>(&m->body) : nullptr;
         if (!ok) continue;
-        acks.push_back({f.routing_id,
-                        Encode({h.next_req(), NoticeReceipt{ok->message_id}}),
-                        std::stoi(f.routing_id.substr(1))});
+        ForEachDelivered(*ok, [&](uint64_t id, uint64_t) {
+          told[f.routing_id].push_back(id);
+        });
       }
-      if (acks.size() != static_cast<size_t>(pairs)) {
-        std::fprintf(stderr, "batch %d: %zu of %d notices\n", b, acks.size(),
-                     pairs);
+      if (answer(told, NoticeReceipt{}, acks) != expected) {
+        std::fprintf(stderr, "batch %d: not every message's notice\n", b);
         return 1;
       }
-      messages += receipts.size();
+      messages += expected;
     }
     const double us = spent * 1e6 / static_cast<double>(messages);
     const double rate = static_cast<double>(messages) / wall;
@@ -388,9 +415,16 @@ int main(int argc, char** argv) {
               {"normal", zchat::SyncMode::kNormal}},
           CLI::ignore_case));
   app.add_flag("--batch-acks", zchat::layout.batch_acks,
-               "with --offline: the drain's recipient confirms the messages "
-               "of one batch in one MESSAGE_RECEIPT, the sender acknowledges "
-               "its notices in one NOTICE_RECEIPT (message_ids)");
+               "a recipient confirms the messages it read together in one "
+               "MESSAGE_RECEIPT, a sender acknowledges its notices in one "
+               "NOTICE_RECEIPT (message_ids)");
+  app.add_flag("--batch-pushes", zchat::layout.batch_pushes,
+               "clients log in with batch_pushes (the batch forms of "
+               "DISTRIBUTE_MESSAGE and MESSAGE_SUCCESS)");
+  app.add_option("--sends-per-pair", zchat::layout.sends_per_pair,
+                 "online: each pair's sends in one batch (the live load's "
+                 "window puts several of a pair in one)")
+      ->check(CLI::Range(1, 64));
   app.add_option("--threads", zchat::layout.threads,
                  "with partitions: threads running sends and receipts")
       ->check(CLI::Range(1, 64));

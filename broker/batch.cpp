@@ -254,6 +254,10 @@ std::vector<OutFrame> Batch::Assemble() {
   };
   std::vector<Group> groups;
   std::unordered_map<std::string_view, size_t> open;  // routing id -> group
+  std::vector<uint32_t> uses(messages_.size(), 0);    // a message's entries
+  for (const Entry& e : outbox_) {
+    if (e.message >= 0) ++uses[static_cast<size_t>(e.message)];
+  }
   for (Entry& e : outbox_) {
     if (e.message < 0) {
       frames.push_back(std::move(e.frame));
@@ -277,6 +281,7 @@ std::vector<OutFrame> Batch::Assemble() {
   }
   for (Group& g : groups) {
     if (g.members.size() == 1) {
+      --uses[static_cast<size_t>(g.members[0])];
       frames[g.frame].frame =
           Encode(0, messages_[static_cast<size_t>(g.members[0])]);
       continue;
@@ -287,11 +292,16 @@ std::vector<OutFrame> Batch::Assemble() {
     batch.bodies.reserve(g.members.size());
     batch.sent_ats_ms.reserve(g.members.size());
     for (int i : g.members) {
-      const DistributeMessage& m = messages_[static_cast<size_t>(i)];
+      DistributeMessage& m = messages_[static_cast<size_t>(i)];
       batch.message_ids.push_back(m.message_id);
-      batch.senders.push_back(m.sender);
-      batch.bodies.push_back(m.body);
       batch.sent_ats_ms.push_back(m.sent_at_ms);
+      if (--uses[static_cast<size_t>(i)] == 0) {  // its last connection
+        batch.senders.push_back(std::move(m.sender));
+        batch.bodies.push_back(std::move(m.body));
+      } else {
+        batch.senders.push_back(m.sender);
+        batch.bodies.push_back(m.body);
+      }
     }
     frames[g.frame].frame = Encode(0, batch);
   }
