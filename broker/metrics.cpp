@@ -125,6 +125,10 @@ std::string RenderMetrics(const Metrics& m,
   w.Single("zchat_frames_received_total", "counter",
            "Frames received from clients.",
            static_cast<double>(m.frames_received.value()));
+  w.Single("zchat_frames_sent_total", "counter",
+           "Frames sent to clients, replies and pushes (a batch form of "
+           "several messages or notices counts once).",
+           static_cast<double>(m.frames_sent.value()));
   w.Single("zchat_partition_requests_total", "counter",
            "Requests run on a partition's thread (--partitions and "
            "--threads).",

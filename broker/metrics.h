@@ -82,6 +82,7 @@ struct Metrics {
 
   Counter messages[kMessageEventCount];
   Counter frames_received;
+  Counter frames_sent;  // replies and pushes handed to the socket
   // Requests run on a partition's thread (--partitions with --threads):
   // sends, receipts and notice acknowledgements, when their batch lets them.
   Counter partition_requests;

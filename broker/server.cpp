@@ -247,6 +247,7 @@ void Server::Flush(std::vector<OutFrame> frames) {
         continue;
       }
       (void)router_.send(body, zmq::send_flags::dontwait);
+      core_->metrics().frames_sent.Add();
     } catch (const zmq::error_t& e) {
       if (e.num() == EHOSTUNREACH) {
         core_->OnPeerGone(out.routing_id);

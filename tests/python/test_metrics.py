@@ -171,6 +171,28 @@ def test_counts_move_with_the_conversation(broker, url):
     wait_for(url, "zchat_connections", 0)
 
 
+@pytest.mark.parametrize("batch_pushes", [True, False])
+def test_frames_sent_count_a_batch_form_once(broker, url, batch_pushes):
+    names = ("carla", "dmitri") if batch_pushes else ("erik", "fatima")
+    with ZchatClient(timeout=15) as sender, \
+            ZchatClient(timeout=15, batch_pushes=batch_pushes) as reader:
+        sender.connect(broker.endpoint)
+        reader.connect(broker.endpoint)
+        sender.create_account(names[0], "pässwörd-one")
+        sender.create_account(names[1], "pässwörd-two")
+        sender.login(names[0], "pässwörd-one")
+        for body in BODIES:
+            sender.send(names[1], body)
+        reader.login(names[1], "pässwörd-two")
+        before = value(scrape(url), "zchat_frames_sent_total")
+        fetched = reader.fetch()
+        assert [m["body"] for m in fetched.messages] == BODIES
+        sent = value(scrape(url), "zchat_frames_sent_total") - before
+        # The pushes and FETCH_RESULT: one DISTRIBUTE_MESSAGE for all five
+        # in the batch form, else one each.
+        assert sent == (1 if batch_pushes else len(BODIES)) + 1
+
+
 def test_only_get_metrics_is_served(url):
     base = url.rsplit("/", 1)[0]
     with pytest.raises(urllib.error.HTTPError) as info:
