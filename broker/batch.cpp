@@ -80,6 +80,16 @@ void Responder::PushMessageTo(const std::vector<std::string>& routing_ids,
   }
 }
 
+void Responder::PushMessage(std::string_view routing_id,
+                            DistributeMessage message) {
+  const int m = static_cast<int>(batch_.messages_.size());
+  batch_.messages_.push_back(std::move(message));
+  batch_.outbox_.push_back({{std::string(routing_id), std::string(),
+                             batch_.records_[index_].info.order},
+                            static_cast<int>(index_),
+                            m});
+}
+
 void Responder::OnRollback(std::function<void()> undo) {
   batch_.records_[index_].undo.push_back(std::move(undo));
 }
@@ -245,8 +255,8 @@ std::vector<OutFrame> Batch::Assemble() {
     return frames;
   }
   // A connection's messages to coalesce gather in the frame of the first
-  // (a group), up to the fetch's bounds: 1000 messages, 64 KiB of text
-  // besides the first.
+  // (a group): up to 1000 messages and, past the first, 64 KiB of senders
+  // and bodies (half the frame limit, whatever their sizes).
   struct Group {
     size_t frame;              // its place in `frames`
     std::vector<int> members;  // indices into messages_
@@ -275,7 +285,7 @@ std::vector<OutFrame> Batch::Assemble() {
         continue;
       }
     }
-    groups.push_back({frames.size(), {e.message}, 0});
+    groups.push_back({frames.size(), {e.message}, text});
     frames.push_back(std::move(e.frame));
     open[frames.back().routing_id] = groups.size() - 1;
   }

@@ -79,12 +79,14 @@ class Responder {
   // One encoded push to each of `routing_ids` (the last takes the frame).
   void PushFrameTo(const std::vector<std::string>& routing_ids,
                    std::string frame);
-  // A live message to sessions that logged in with batch_pushes: at the
+  // A message to sessions that logged in with batch_pushes: at the
   // commit, a connection's messages of the batch go out together in
   // DISTRIBUTE_MESSAGE's batch form (one alone in the single form), in the
   // place of the first of them.
   void PushMessageTo(const std::vector<std::string>& routing_ids,
                      DistributeMessage message);
+  // The same to one session (a fetch's messages to the fetching session).
+  void PushMessage(std::string_view routing_id, DistributeMessage message);
   // Runs `undo` if the batch fails and this request depended on it.
   void OnRollback(std::function<void()> undo);
   // Counts a message event, once the batch commits (metrics.h).

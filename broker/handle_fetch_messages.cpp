@@ -2,58 +2,10 @@
 // fetching session, then FETCH_RESULT with how many remain. Messages stay
 // queued until confirmed.
 #include <algorithm>
-#include <vector>
 
 #include "broker/handlers.h"
 
 namespace zchat {
-namespace {
-
-// Text a batch-form DISTRIBUTE_MESSAGE carries at most, besides its first
-// message: half the frame limit, whatever the bodies' sizes.
-constexpr size_t kBatchTextBytes = kMaxFrameBytes / 2;
-
-// The fetched messages to a session that logged in with batch_pushes: as
-// few DISTRIBUTE_MESSAGE frames as the frame limit allows, in order; a
-// frame of one message takes the single form.
-void PushInBatches(Request& req, std::vector<QueuedMessage>& messages) {
-  size_t i = 0;
-  while (i < messages.size()) {
-    size_t end = i + 1;
-    size_t text = messages[i].sender_name.size() + messages[i].body.size();
-    while (end < messages.size()) {
-      const size_t more =
-          messages[end].sender_name.size() + messages[end].body.size();
-      if (text + more > kBatchTextBytes) break;
-      text += more;
-      ++end;
-    }
-    if (end - i == 1) {
-      QueuedMessage& q = messages[i];
-      req.out.Push(req.peer.routing_id,
-                   DistributeMessage{
-                       static_cast<uint64_t>(q.id), std::move(q.sender_name),
-                       std::move(q.body), static_cast<uint64_t>(q.sent_at_ms)});
-    } else {
-      DistributeMessage d;
-      d.message_ids.reserve(end - i);
-      d.senders.reserve(end - i);
-      d.bodies.reserve(end - i);
-      d.sent_ats_ms.reserve(end - i);
-      for (size_t k = i; k < end; ++k) {
-        QueuedMessage& q = messages[k];
-        d.message_ids.push_back(static_cast<uint64_t>(q.id));
-        d.senders.push_back(std::move(q.sender_name));
-        d.bodies.push_back(std::move(q.body));
-        d.sent_ats_ms.push_back(static_cast<uint64_t>(q.sent_at_ms));
-      }
-      req.out.Push(req.peer.routing_id, d);
-    }
-    i = end;
-  }
-}
-
-}  // namespace
 
 Verdict HandleFetchMessages(Context& ctx, Request& req, const Message& m) {
   const auto& fetch = std::get<FetchMessages>(m.body);
@@ -64,14 +16,14 @@ Verdict HandleFetchMessages(Context& ctx, Request& req, const Message& m) {
   Result<std::vector<QueuedMessage>> batch =
       ctx.store.FetchPending(account, limit);
   if (!batch.ok()) return batch.status();
-  if (req.peer.batch_pushes) {
-    PushInBatches(req, *batch);
-  } else {
-    for (QueuedMessage& q : *batch) {
-      req.out.Push(req.peer.routing_id,
-                   DistributeMessage{
-                       static_cast<uint64_t>(q.id), std::move(q.sender_name),
-                       std::move(q.body), static_cast<uint64_t>(q.sent_at_ms)});
+  for (QueuedMessage& q : *batch) {
+    DistributeMessage d{static_cast<uint64_t>(q.id), std::move(q.sender_name),
+                        std::move(q.body), static_cast<uint64_t>(q.sent_at_ms)};
+    if (req.peer.batch_pushes) {
+      // Gathered into as few frames as the frame limit allows (Batch).
+      req.out.PushMessage(req.peer.routing_id, std::move(d));
+    } else {
+      req.out.Push(req.peer.routing_id, d);
     }
   }
   const auto count = static_cast<int64_t>(batch->size());
