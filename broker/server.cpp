@@ -246,8 +246,10 @@ void Server::Flush(std::vector<OutFrame> frames) {
         core_->metrics().sends_dropped.Add();
         continue;
       }
-      (void)router_.send(body, zmq::send_flags::dontwait);
+      // Counted before it goes, so that a client holding the frame always
+      // finds it counted.
       core_->metrics().frames_sent.Add();
+      (void)router_.send(body, zmq::send_flags::dontwait);
     } catch (const zmq::error_t& e) {
       if (e.num() == EHOSTUNREACH) {
         core_->OnPeerGone(out.routing_id);
