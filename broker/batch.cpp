@@ -150,7 +150,8 @@ void Batch::Run(const RequestInfo& info,
     outbox_.push_back(
         {{info.routing_id,
           Encode(Message{info.request_id,
-                         RefusalReply(info.type, verdict, info.client_msg_id)}),
+                         RefusalReply(info.type, verdict, info.client_msg_id,
+                                      info.client_msg_ids)}),
           info.order},
          static_cast<int>(index)});
     return;
@@ -209,7 +210,8 @@ void Batch::Fail(const Status& cause) {
     outbox_.push_back(
         {{info.routing_id,
           Encode(Message{info.request_id,
-                         RefusalReply(info.type, refusal, info.client_msg_id)}),
+                         RefusalReply(info.type, refusal, info.client_msg_id,
+                                      info.client_msg_ids)}),
           info.order},
          -1});
   }

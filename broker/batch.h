@@ -60,8 +60,9 @@ struct RequestInfo {
   uint64_t request_id = 0;
   MessageType type = MessageType::kPing;
   uint64_t client_msg_id = 0;  // SEND_MESSAGE's, echoed by MESSAGE_FAILURE
-  uint64_t order = 0;          // copied to its frames (OutFrame::order)
-  bool alone = false;          // in a transaction of its own (above)
+  std::vector<uint64_t> client_msg_ids;  // its batch form's, likewise
+  uint64_t order = 0;  // copied to its frames (OutFrame::order)
+  bool alone = false;  // in a transaction of its own (above)
 };
 
 class Batch;

@@ -221,10 +221,12 @@ void BrokerCore::RunArrived() {
     // Only what the handler will read for sure: a wrong guess costs a read.
     if (!m.ok() || !peer || peer->held() || !peer->logged_in()) continue;
     if (const auto* send = std::get_if<SendMessage>(&m->body)) {
-      if (send->body.size() <= kMaxBodyBytes) {
-        reads.push_back({Lookahead::Kind::kSend, peer->account_id,
-                         send->client_msg_id, UsernameKey(send->recipient)});
-      }
+      ForEachSent(*send, [&](const std::string& body, uint64_t cmid) {
+        if (body.size() <= kMaxBodyBytes) {
+          reads.push_back({Lookahead::Kind::kSend, peer->account_id, cmid,
+                           UsernameKey(send->recipient)});
+        }
+      });
     } else if (const auto* receipt = std::get_if<MessageReceipt>(&m->body)) {
       for (uint64_t id : ReceiptIds(*receipt)) {
         reads.push_back({Lookahead::Kind::kReceipt, peer->account_id, id, {}});
@@ -344,9 +346,11 @@ void BrokerCore::RefuseWaiting(Peer& peer, std::string_view frame) {
              "check; retry after its reply"));
   batch_.EmitIndependent(
       peer.routing_id,
-      Encode(Message{m->request_id,
-                     RefusalReply(TypeOf(m->body), busy,
-                                  send ? send->client_msg_id : 0)}));
+      Encode(
+          Message{m->request_id,
+                  RefusalReply(
+                      TypeOf(m->body), busy, send ? send->client_msg_id : 0,
+                      send ? send->client_msg_ids : std::vector<uint64_t>{})}));
 }
 
 void BrokerCore::OnTransportError(std::string_view routing_id, ErrorCode code,
@@ -366,10 +370,11 @@ void BrokerCore::Handle(Peer& peer, std::string_view frame) {
 
 RequestInfo BrokerCore::InfoOf(const Peer& peer, const Message& message,
                                uint64_t order) const {
-  RequestInfo info{peer.routing_id, message.request_id, TypeOf(message.body), 0,
-                   order};
+  RequestInfo info{peer.routing_id, message.request_id, TypeOf(message.body)};
+  info.order = order;
   if (const auto* send = std::get_if<SendMessage>(&message.body)) {
     info.client_msg_id = send->client_msg_id;
+    info.client_msg_ids = send->client_msg_ids;
   }
   info.alone = RunsAlone(message);
   return info;

@@ -39,7 +39,8 @@ Verdict&& Verdict::WithPending(uint64_t count) && {
 }
 
 Body RefusalReply(MessageType type, const Verdict& refusal,
-                  uint64_t client_msg_id) {
+                  uint64_t client_msg_id,
+                  const std::vector<uint64_t>& client_msg_ids) {
   const Status& s = refusal.status();
   std::string reason = s.detail();
   TruncateUtf8(reason, kMaxReasonBytes);
@@ -53,7 +54,8 @@ Body RefusalReply(MessageType type, const Verdict& refusal,
       return LoginFailure{s.code(), std::move(reason),
                           refusal.retry_after_ms()};
     case MessageType::kSendMessage:
-      return MessageFailure{s.code(), std::move(reason), client_msg_id};
+      return MessageFailure{s.code(), std::move(reason), client_msg_id,
+                            client_msg_ids};
     case MessageType::kDeletionRequest:
       return DeletionFailure{s.code(), std::move(reason), refusal.pending()};
     default:

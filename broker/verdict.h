@@ -68,9 +68,11 @@ class [[nodiscard]] Verdict {
   PendingHash pending_hash_;
 };
 
-// The reply a client gets for a refused request of `type` (`client_msg_id`
-// is echoed by MESSAGE_FAILURE).
+// The reply a client gets for a refused request of `type` (MESSAGE_FAILURE
+// echoes a SEND_MESSAGE's `client_msg_id`, or its batch form's
+// `client_msg_ids`).
 Body RefusalReply(MessageType type, const Verdict& refusal,
-                  uint64_t client_msg_id);
+                  uint64_t client_msg_id,
+                  const std::vector<uint64_t>& client_msg_ids = {});
 
 }  // namespace zchat

@@ -521,7 +521,13 @@ Result<Message> DecodeBody(FieldReader& reader, uint64_t request_id) {
           "each");
     }
   }
-  if constexpr (std::is_same_v<T, MessageSuccess>) {
+  if constexpr (std::is_same_v<T, SendMessage>) {
+    if (body.bodies.size() != body.client_msg_ids.size()) {
+      return Malformed("'bodies' goes with 'client_msg_ids', one for each");
+    }
+  }
+  if constexpr (std::is_same_v<T, MessagePending> ||
+                std::is_same_v<T, MessageSuccess>) {
     if ((body.message_id != 0) == !body.message_ids.empty()) {
       return Malformed(
           "exactly one of 'message_id' and 'message_ids' is required");

@@ -34,6 +34,9 @@ inline constexpr uint64_t kMaxFetchLimit = 1000;
 // Ids in one MESSAGE_RECEIPT or NOTICE_RECEIPT (`message_ids`).
 inline constexpr size_t kMaxReceiptIds = 1000;
 static_assert(kMaxReceiptIds <= kMaxListLimit, "the parser's array limit");
+// Messages in one SEND_MESSAGE of the batch form (`bodies`).
+inline constexpr size_t kMaxSendItems = 1000;
+static_assert(kMaxSendItems <= kMaxListLimit, "the parser's array limit");
 
 enum class MessageType : uint16_t {
   kCreateAccount = 1,
@@ -123,19 +126,31 @@ struct ListAccounts {
   }
 };
 
+// One message to `recipient` (body, client_msg_id), or, the batch form,
+// up to kMaxSendItems of them at once (bodies and client_msg_ids, the same
+// length, itemwise): accepted or refused together, stored in that order.
+// Exactly one of the two forms.
 struct SendMessage {
   static constexpr MessageType kType = MessageType::kSendMessage;
   static constexpr Direction kDirection = Direction::kRequest;
   std::string recipient;
   std::string body;
   uint64_t client_msg_id = 0;  // sender-chosen, nonzero; retries reuse it
+  std::vector<uint64_t> client_msg_ids;  // empty: absent (the single form)
+  std::vector<std::string> bodies;       // as many as client_msg_ids
   template <class V>
   void Visit(V& v) {
     v.Text("recipient", recipient, kMaxNameBytes);
-    // The codec admits up to 4x the body limit so that an over-size body
-    // gets the specific body_too_large reply from the broker.
-    v.Text("body", body, 4 * kMaxBodyBytes);
-    v.Uint("client_msg_id", client_msg_id, 1, UINT64_MAX);
+    v.IdList("client_msg_ids", client_msg_ids, kMaxSendItems, UINT64_MAX);
+    // Decoding, the form is known once client_msg_ids is read. The codec
+    // admits up to 4x the body limit so that an over-size body gets the
+    // specific body_too_large reply from the broker.
+    if (client_msg_ids.empty()) {
+      v.Text("body", body, 4 * kMaxBodyBytes);
+      v.Uint("client_msg_id", client_msg_id, 1, UINT64_MAX);
+    } else {
+      v.TextList("bodies", bodies, kMaxSendItems, 4 * kMaxBodyBytes);
+    }
   }
 };
 
@@ -278,29 +293,41 @@ struct AccountList {
   }
 };
 
+// The reply to SEND_MESSAGE: its message stored (message_id,
+// client_msg_id), or, to the batch form, all of them (message_ids and
+// client_msg_ids, the same length and order as the request's items).
 struct MessagePending {
   static constexpr MessageType kType = MessageType::kMessagePending;
   static constexpr Direction kDirection = Direction::kReply;
-  uint64_t message_id = 0;
-  uint64_t client_msg_id = 0;
+  uint64_t message_id = 0;               // 0: absent (the batch form)
+  uint64_t client_msg_id = 0;            // 0: absent (the batch form)
+  std::vector<uint64_t> message_ids;     // empty: absent
+  std::vector<uint64_t> client_msg_ids;  // as many as message_ids
   template <class V>
   void Visit(V& v) {
-    v.Uint("message_id", message_id, 1, UINT64_MAX);
-    v.Uint("client_msg_id", client_msg_id, 1, UINT64_MAX);
+    v.OptId("message_id", message_id, UINT64_MAX);
+    v.OptId("client_msg_id", client_msg_id, UINT64_MAX);
+    v.IdList("message_ids", message_ids, kMaxSendItems, UINT64_MAX);
+    v.IdList("client_msg_ids", client_msg_ids, kMaxSendItems, UINT64_MAX);
   }
 };
 
+// A SEND_MESSAGE refused: nothing of it was stored. client_msg_id is the
+// single form's (0 for the batch form, or when unreadable); client_msg_ids
+// the batch form's, every item's (empty: absent).
 struct MessageFailure {
   static constexpr MessageType kType = MessageType::kMessageFailure;
   static constexpr Direction kDirection = Direction::kReply;
   ErrorCode code = ErrorCode::kOk;
   std::string reason;
   uint64_t client_msg_id = 0;
+  std::vector<uint64_t> client_msg_ids;
   template <class V>
   void Visit(V& v) {
     v.Code("code", code);
     v.Text("reason", reason, kMaxReasonBytes);
     v.Uint("client_msg_id", client_msg_id, 0, UINT64_MAX);
+    v.IdList("client_msg_ids", client_msg_ids, kMaxSendItems, UINT64_MAX);
   }
 };
 
@@ -502,6 +529,32 @@ void ForEachMessage(const DistributeMessage& d, F&& f) {
   }
   for (size_t i = 0; i < d.message_ids.size(); ++i) {
     f(d.message_ids[i], d.senders[i], d.bodies[i], d.sent_ats_ms[i]);
+  }
+}
+
+// Calls f(body, client_msg_id) for each message a SEND_MESSAGE carries (one,
+// or its batch form's).
+template <class F>
+void ForEachSent(const SendMessage& s, F&& f) {
+  if (s.client_msg_ids.empty()) {
+    f(s.body, s.client_msg_id);
+    return;
+  }
+  for (size_t i = 0; i < s.client_msg_ids.size(); ++i) {
+    f(s.bodies[i], s.client_msg_ids[i]);
+  }
+}
+
+// Calls f(message_id, client_msg_id) for each message a MESSAGE_PENDING
+// tells was stored (one, or its batch form's pairs).
+template <class F>
+void ForEachPending(const MessagePending& p, F&& f) {
+  if (p.message_ids.empty()) {
+    f(p.message_id, p.client_msg_id);
+    return;
+  }
+  for (size_t i = 0; i < p.message_ids.size(); ++i) {
+    f(p.message_ids[i], p.client_msg_ids[i]);
   }
 }
 

@@ -1,4 +1,7 @@
 // Handler tests for the message workflows: send, fetch, receipt, list.
+#include <algorithm>
+#include <set>
+
 #include "tests/support/core_fixture.h"
 
 namespace zchat {
@@ -519,6 +522,128 @@ TEST_F(CoreTest, ABatchPushesSessionGetsABatchsLiveMessagesInOneFrame) {
   EXPECT_EQ(single[0].message_id, alone);
   EXPECT_TRUE(single[0].message_ids.empty());
   EXPECT_EQ(single[0].body, "שלום");
+}
+
+// SEND_MESSAGE's batch form: the messages stored in their order, one
+// MESSAGE_PENDING naming each, pushed as if sent one by one (one frame to a
+// batch_pushes session); a retry of the batch, or of part of it, gets the
+// same ids and stores nothing again.
+TEST_F(CoreTest, ABatchSendStoresEachMessageInOrder) {
+  Join("a", "alice");
+  CreateUser("x", "bob");
+  Expect<LoginSuccess>("b",
+                       LoginRequest{"bob", "password123", std::nullopt, true});
+  Login("b2", "bob");
+  SendMessage batch;
+  batch.recipient = "BOB";
+  batch.bodies = {"Grüße 👋", "مرحبا", "你好", "zoë"};
+  batch.client_msg_ids = {31, 30, 77, 2};
+  auto pending = Expect<MessagePending>("a", batch);
+  EXPECT_EQ(pending.message_id, 0u);
+  EXPECT_EQ(pending.client_msg_ids, batch.client_msg_ids);
+  ASSERT_EQ(pending.message_ids.size(), 4u);
+  EXPECT_TRUE(
+      std::is_sorted(pending.message_ids.begin(), pending.message_ids.end()));
+  EXPECT_EQ(
+      std::set<uint64_t>(pending.message_ids.begin(), pending.message_ids.end())
+          .size(),
+      4u);
+  const std::vector<DistributeMessage> one = PushesOf<DistributeMessage>("b");
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].message_ids, pending.message_ids);
+  EXPECT_EQ(one[0].bodies, batch.bodies);
+  const std::vector<DistributeMessage> each = PushesOf<DistributeMessage>("b2");
+  ASSERT_EQ(each.size(), 4u);
+  for (size_t i = 0; i < each.size(); ++i) {
+    EXPECT_EQ(each[i].message_id, pending.message_ids[i]);
+    EXPECT_EQ(each[i].sender, "alice");
+    EXPECT_EQ(each[i].body, batch.bodies[i]);
+  }
+  // The whole batch again: the same ids, nothing new.
+  auto again = Expect<MessagePending>("a", batch);
+  EXPECT_EQ(again.message_ids, pending.message_ids);
+  EXPECT_TRUE(Pushes("b").empty());
+  EXPECT_TRUE(Pushes("b2").empty());
+  // Part of it again, with a new one: the old ids, one new message.
+  SendMessage mixed;
+  mixed.recipient = "bob";
+  mixed.bodies = {"again", "שלום"};
+  mixed.client_msg_ids = {77, 78};
+  auto part = Expect<MessagePending>("a", mixed);
+  ASSERT_EQ(part.message_ids.size(), 2u);
+  EXPECT_EQ(part.message_ids[0], pending.message_ids[2]);
+  EXPECT_GT(part.message_ids[1], pending.message_ids[3]);
+  const std::vector<DistributeMessage> fresh =
+      PushesOf<DistributeMessage>("b2");
+  ASSERT_EQ(fresh.size(), 1u);
+  EXPECT_EQ(fresh[0].message_id, part.message_ids[1]);
+  EXPECT_EQ(fresh[0].body, "שלום");
+  // A single send with a batch's client_msg_id is a retry too.
+  EXPECT_EQ(Expect<MessagePending>("a", SendMessage{"bob", "x", 30}).message_id,
+            pending.message_ids[1]);
+  // Fetched later, oldest first: the batch's order.
+  Login("b3", "bob");
+  Expect<FetchResult>("b3", FetchMessages{});
+  std::vector<uint64_t> fetched;
+  for (const auto& d : PushesOf<DistributeMessage>("b3")) {
+    fetched.push_back(d.message_id);
+  }
+  std::vector<uint64_t> all = pending.message_ids;
+  all.push_back(part.message_ids[1]);
+  EXPECT_EQ(fetched, all);
+}
+
+// A batch any of whose messages would be refused alone is refused whole:
+// one MESSAGE_FAILURE naming every client_msg_id, and nothing stored.
+TEST_F(CoreTest, ABatchSendIsRefusedWhole) {
+  config_.max_queue_per_user = 5;
+  Restart();
+  Join("a", "alice");
+  CreateUser("x", "bob");
+  auto refused = [&](std::vector<std::string> bodies,
+                     std::vector<uint64_t> cmids, ErrorCode code,
+                     const std::string& reason_part,
+                     const std::string& to = "bob") {
+    SendMessage batch;
+    batch.recipient = to;
+    batch.bodies = std::move(bodies);
+    batch.client_msg_ids = std::move(cmids);
+    auto fail = Expect<MessageFailure>("a", batch);
+    EXPECT_EQ(fail.code, code) << fail.reason;
+    EXPECT_NE(fail.reason.find(reason_part), std::string::npos) << fail.reason;
+    EXPECT_EQ(fail.client_msg_id, 0u);
+    EXPECT_EQ(fail.client_msg_ids, batch.client_msg_ids);
+  };
+  refused({"Grüße", "你好"}, {1, 2}, ErrorCode::kUnknownRecipient,
+          "no account named 'nobody'", "nobody");
+  refused({"a", "b", std::string(kMaxBodyBytes + 1, 'x'), "d"}, {1, 2, 3, 4},
+          ErrorCode::kBodyTooLarge, "message 3 of 4: body is");
+  refused({"a", "b", "c"}, {1, 2, 1}, ErrorCode::kInvalidArgument,
+          "client_msg_id 1 appears more than once");
+  // Three queued; four more would pass the limit of five.
+  SendText("a", "bob", "1");
+  SendText("a", "bob", "2");
+  SendText("a", "bob", "3");
+  refused({"👋", "مرحبا", "zoë"}, {11, 12, 13}, ErrorCode::kQueueFull,
+          "'bob' would have 6 undelivered messages");
+  // None of the refused was stored, nor remembered as sent.
+  EXPECT_EQ(Login("b", "bob").pending, 3u);
+  SendMessage fits;
+  fits.recipient = "bob";
+  fits.bodies = {"👋", "مرحبا"};
+  fits.client_msg_ids = {11, 12};
+  auto ok = Expect<MessagePending>("a", fits);
+  ASSERT_EQ(ok.message_ids.size(), 2u);
+  // Full now; a retry of it still answers (it adds nothing).
+  EXPECT_EQ(Expect<MessagePending>("a", fits).message_ids, ok.message_ids);
+  refused({"👋", "more"}, {12, 14}, ErrorCode::kQueueFull, "would have 6");
+  EXPECT_EQ(PushesOf<DistributeMessage>("b").size(), 2u);  // live, each
+  Expect<FetchResult>("b", FetchMessages{});
+  std::vector<std::string> bodies;
+  for (const auto& d : PushesOf<DistributeMessage>("b")) {
+    bodies.push_back(d.body);
+  }
+  EXPECT_EQ(bodies, (std::vector<std::string>{"1", "2", "3", "👋", "مرحبا"}));
 }
 
 // Ids the broker would refuse alone (someone else's message, one never

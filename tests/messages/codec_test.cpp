@@ -697,6 +697,155 @@ TEST(CodecTest, DistributeMessageHasABatchForm) {
                  ErrorCode::kMalformed, "field 'bodies' is longer than");
 }
 
+// SEND_MESSAGE's batch form: one recipient, bodies and client_msg_ids
+// itemwise (up to kMaxSendItems); its reply MESSAGE_PENDING's batch form
+// pairs message_ids with client_msg_ids; MESSAGE_FAILURE names every item
+// of a refused batch in client_msg_ids. The single forms keep their bytes.
+TEST(CodecTest, SendMessageHasABatchForm) {
+  SendMessage many;
+  many.recipient = "Zoë";
+  const std::vector<std::string> texts = {"Grüße", "你好", "👋", "مرحبا", ""};
+  for (size_t i = 0; i < texts.size(); ++i) {
+    many.bodies.push_back(texts[i]);
+    many.client_msg_ids.push_back(UINT64_MAX - i);
+  }
+  Result<Message> back = Decode(Encode({9, many}));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  const auto& got = std::get<SendMessage>(back->body);
+  EXPECT_EQ(got.recipient, "Zoë");
+  EXPECT_EQ(got.client_msg_id, 0u);
+  EXPECT_EQ(got.bodies, many.bodies);
+  EXPECT_EQ(got.client_msg_ids, many.client_msg_ids);
+  std::vector<std::string> seen;
+  ForEachSent(got, [&](const std::string& body, uint64_t cmid) {
+    seen.push_back(body + "/" + std::to_string(UINT64_MAX - cmid));
+  });
+  EXPECT_EQ(seen, (std::vector<std::string>{"Grüße/0", "你好/1", "👋/2",
+                                            "مرحبا/3", "/4"}));
+  const std::string single = Encode({5, SendMessage{"bob", "hello bob", 7}});
+  EXPECT_EQ(single.find("client_msg_ids"), std::string::npos);
+  seen.clear();
+  ForEachSent(std::get<SendMessage>(Decode(single)->body),
+              [&](const std::string& body, uint64_t cmid) {
+                seen.push_back(body + "/" + std::to_string(cmid));
+              });
+  EXPECT_EQ(seen, (std::vector<std::string>{"hello bob/7"}));
+
+  auto with = [](int fields, const std::function<void(RawPacker&)>& add) {
+    return EnvelopeFrame(MessageType::kSendMessage, 3, fields + 1,
+                         [&](RawPacker& pk) {
+                           pk.pack("recipient");
+                           pk.pack("bob");
+                           add(pk);
+                         });
+  };
+  auto ids = [](RawPacker& pk, const char* key,
+                const std::vector<uint64_t>& v) {
+    pk.pack(key);
+    pk.pack_array(static_cast<uint32_t>(v.size()));
+    for (uint64_t id : v) pk.pack(id);
+  };
+  auto texts_of = [](RawPacker& pk, const char* key,
+                     const std::vector<std::string>& v) {
+    pk.pack(key);
+    pk.pack_array(static_cast<uint32_t>(v.size()));
+    for (const std::string& t : v) pk.pack(t);
+  };
+  ExpectRejected(with(2,
+                      [&](RawPacker& pk) {
+                        ids(pk, "client_msg_ids", {1, 2});
+                        texts_of(pk, "bodies", {"x"});
+                      }),
+                 ErrorCode::kMalformed,
+                 "'bodies' goes with 'client_msg_ids', one for each");
+  ExpectRejected(
+      with(1, [&](RawPacker& pk) { ids(pk, "client_msg_ids", {1}); }),
+      ErrorCode::kMalformed, "'bodies'");
+  ExpectRejected(with(2,
+                      [&](RawPacker& pk) {
+                        ids(pk, "client_msg_ids", {});
+                        texts_of(pk, "bodies", {});
+                      }),
+                 ErrorCode::kMalformed, "must not be empty");
+  ExpectRejected(with(3,
+                      [&](RawPacker& pk) {
+                        ids(pk, "client_msg_ids", {1});
+                        texts_of(pk, "bodies", {"x"});
+                        pk.pack("client_msg_id");
+                        pk.pack(1);
+                      }),
+                 ErrorCode::kMalformed, "unknown field 'client_msg_id'");
+  ExpectRejected(with(3,
+                      [&](RawPacker& pk) {
+                        ids(pk, "client_msg_ids", {1});
+                        texts_of(pk, "bodies", {"x"});
+                        pk.pack("body");
+                        pk.pack("y");
+                      }),
+                 ErrorCode::kMalformed, "unknown field 'body'");
+  ExpectRejected(with(2,
+                      [&](RawPacker& pk) {
+                        ids(pk, "client_msg_ids", {0});
+                        texts_of(pk, "bodies", {"x"});
+                      }),
+                 ErrorCode::kMalformed,
+                 "field 'client_msg_ids' is out of range");
+  std::vector<uint64_t> too_many(kMaxSendItems + 1);
+  std::iota(too_many.begin(), too_many.end(), 1);
+  ExpectRejected(with(2,
+                      [&](RawPacker& pk) {
+                        ids(pk, "client_msg_ids", too_many);
+                        texts_of(pk, "bodies",
+                                 std::vector<std::string>(too_many.size()));
+                      }),
+                 ErrorCode::kMalformed, "exceeds the limits");
+
+  // The replies.
+  MessagePending pending;
+  pending.message_ids = {40, 41, 45};
+  pending.client_msg_ids = {7, 9, 8};
+  back = Decode(Encode({9, pending}));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  std::vector<std::pair<uint64_t, uint64_t>> pairs;
+  ForEachPending(
+      std::get<MessagePending>(back->body),
+      [&](uint64_t id, uint64_t cmid) { pairs.emplace_back(id, cmid); });
+  EXPECT_EQ(pairs, (std::vector<std::pair<uint64_t, uint64_t>>{
+                       {40, 7}, {41, 9}, {45, 8}}));
+  const std::string one = Encode({5, MessagePending{42, 7}});
+  EXPECT_EQ(one.find("message_ids"), std::string::npos);
+  pairs.clear();
+  ForEachPending(
+      std::get<MessagePending>(Decode(one)->body),
+      [&](uint64_t id, uint64_t cmid) { pairs.emplace_back(id, cmid); });
+  EXPECT_EQ(pairs, (std::vector<std::pair<uint64_t, uint64_t>>{{42, 7}}));
+  auto reply = [](int fields, const std::function<void(RawPacker&)>& add) {
+    return EnvelopeFrame(MessageType::kMessagePending, 3, fields, add);
+  };
+  ExpectRejected(reply(2,
+                       [&](RawPacker& pk) {
+                         ids(pk, "message_ids", {1, 2});
+                         ids(pk, "client_msg_ids", {1});
+                       }),
+                 ErrorCode::kMalformed, "one for each");
+  ExpectRejected(reply(2,
+                       [&](RawPacker& pk) {
+                         pk.pack("message_id");
+                         pk.pack(1);
+                         ids(pk, "client_msg_ids", {1});
+                       }),
+                 ErrorCode::kMalformed, "one for each");
+
+  MessageFailure failure{ErrorCode::kQueueFull, "full", 0, {3, 2, 1}};
+  back = Decode(Encode({9, failure}));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(std::get<MessageFailure>(back->body).client_msg_ids,
+            (std::vector<uint64_t>{3, 2, 1}));
+  EXPECT_EQ(Encode({5, MessageFailure{ErrorCode::kQueueFull, "full", 7}})
+                .find("client_msg_ids"),
+            std::string::npos);
+}
+
 // LOGIN_REQUEST's batch_pushes: absent is false, present must be a
 // boolean; it is sent only when true.
 TEST(CodecTest, LoginRequestMayAskForBatchPushes) {
