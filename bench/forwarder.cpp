@@ -88,27 +88,36 @@ int RunForwarder(const std::string& bind, const std::string& endpoint_file) {
       } else if (auto* create = std::get_if<CreateAccount>(&m->body)) {
         send(route, {req, CreateSuccess{create->username}});
       } else if (auto* s = std::get_if<SendMessage>(&m->body)) {
-        const uint64_t msg_id = next_id++;
-        send(route, {req, MessagePending{msg_id, s->client_msg_id}});
+        // Either form; the batch form answered in one MESSAGE_PENDING.
+        MessagePending pending;
         auto to = route_of.find(s->recipient);
-        if (to != route_of.end()) {
-          sent[msg_id] = Sent{route, s->recipient, s->client_msg_id};
+        ForEachSent(*s, [&](const std::string& body, uint64_t cmid) {
+          const uint64_t msg_id = next_id++;
+          if (s->client_msg_ids.empty()) {
+            pending = MessagePending{msg_id, cmid};
+          } else {
+            pending.message_ids.push_back(msg_id);
+            pending.client_msg_ids.push_back(cmid);
+          }
+          if (to == route_of.end()) return;
+          sent[msg_id] = Sent{route, s->recipient, cmid};
           if (!batched.count(to->second)) {
             send(to->second,
-                 {0, DistributeMessage{msg_id, name_of[route], s->body, 0}});
-          } else {
-            DistributeMessage* d = nullptr;
-            for (auto& [r, m] : live) {
-              if (r == to->second) d = &m;
-            }
-            if (!d)
-              d = &live.emplace_back(to->second, DistributeMessage{}).second;
-            d->message_ids.push_back(msg_id);
-            d->senders.push_back(name_of[route]);
-            d->bodies.push_back(s->body);
-            d->sent_ats_ms.push_back(1);
+                 {0, DistributeMessage{msg_id, name_of[route], body, 0}});
+            return;
           }
-        }
+          DistributeMessage* d = nullptr;
+          for (auto& [r, m] : live) {
+            if (r == to->second) d = &m;
+          }
+          if (!d)
+            d = &live.emplace_back(to->second, DistributeMessage{}).second;
+          d->message_ids.push_back(msg_id);
+          d->senders.push_back(name_of[route]);
+          d->bodies.push_back(body);
+          d->sent_ats_ms.push_back(1);
+        });
+        send(route, {req, std::move(pending)});
       } else if (auto* r = std::get_if<MessageReceipt>(&m->body)) {
         // As the broker does: a sender with batch_pushes hears of a
         // receipt's deliveries to one recipient in one frame.

@@ -354,6 +354,7 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
     uint64_t in_flight = 0;
     bool sending = true;
 
+    SendMessage outgoing;  // with batch_sends: what send_one gathered
     auto send_one = [&](int i) {
       Sender& s = senders[i];
       const uint64_t cmid = s.next_cmid++;
@@ -362,11 +363,31 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
       ++s.in_flight;
       ++in_flight;
       ++part.sent;
-      conns[i]->Send(SendMessage{names[pairs + i],
-                                 std::to_string(now) + " " + padding, cmid});
+      std::string body = std::to_string(now) + " " + padding;
+      if (!target.batch_sends) {
+        conns[i]->Send(SendMessage{names[pairs + i], std::move(body), cmid});
+        return;
+      }
+      outgoing.bodies.push_back(std::move(body));
+      outgoing.client_msg_ids.push_back(cmid);
+    };
+    // Sends what send_one gathered for pair i's sender.
+    auto flush_sends = [&](int i) {
+      if (outgoing.bodies.empty()) return;
+      outgoing.recipient = names[pairs + i];
+      if (outgoing.bodies.size() == 1) {
+        conns[i]->Send(SendMessage{outgoing.recipient,
+                                   std::move(outgoing.bodies[0]),
+                                   outgoing.client_msg_ids[0]});
+      } else {
+        conns[i]->Send(outgoing);
+      }
+      outgoing.bodies.clear();
+      outgoing.client_msg_ids.clear();
     };
     for (int i : mine) {
       for (int w = 0; w < window; ++w) send_one(i);
+      flush_sends(i);
     }
     // Socket 2k is pair mine[k]'s sender, 2k + 1 its recipient.
     std::vector<zmq::socket_t*> sockets;
@@ -445,6 +466,7 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
             part.failure = "a sender got " + Describe(m);
           }
         });
+        flush_sends(i);
         SendReceipts<NoticeReceipt>(target, *conns[i], acks);
         ready.CheckAfterWrite(socket);
       }

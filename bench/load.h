@@ -42,6 +42,11 @@ struct Target {
   // Clients log in with batch_pushes: one MESSAGE_SUCCESS may tell of
   // several deliveries.
   bool batch_pushes = false;
+  // The online cycle's senders send what they have to send at once (a
+  // window's start, the refills one read of notices frees) in one
+  // SEND_MESSAGE of the batch form (one message alone in the single form);
+  // else one SEND_MESSAGE a message.
+  bool batch_sends = false;
 };
 
 struct Latency {

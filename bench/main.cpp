@@ -47,6 +47,7 @@ struct Settings {
   std::vector<int> pg_brokers{1};  // brokers sharing the database, per row
   std::string acks = "batch";  // receipts and notice acknowledgements (--acks)
   std::string pushes = "batch";  // the pushes' form (--pushes)
+  std::string sends = "batch";   // the online cycle's sends (--sends)
 };
 
 // Why scenarios did not complete; any of them makes the exit status 1.
@@ -80,6 +81,7 @@ Running Start(const Settings& s, const std::string& name,
   r.target.name = name;
   r.target.batch_acks = s.acks == "batch";
   r.target.batch_pushes = s.pushes == "batch";
+  r.target.batch_sends = s.sends == "batch";
   const std::string file = s.dir + "/endpoint";
   std::remove(file.c_str());
   argv.push_back("--endpoint-file");
@@ -275,6 +277,7 @@ Json Cycle(const Settings& s, const std::string& title, int pairs, int window,
     Target t;
     t.batch_acks = s.acks == "batch";
     t.batch_pushes = s.pushes == "batch";
+    t.batch_sends = s.sends == "batch";
     bool up = true;
     for (int b = 0; b < n && up; ++b) {
       brokers.push_back(StartBroker(s, uri, "min"));
@@ -548,6 +551,14 @@ int main(int argc, char** argv) {
                  "deliveries, one DISTRIBUTE_MESSAGE of a fetch may carry "
                  "several messages) or each (one frame a message, as brokers "
                  "before batch_pushes send)")
+      ->check(CLI::IsMember({"batch", "each"}))
+      ->capture_default_str();
+  app.add_option("--sends", s.sends,
+                 "how the online cycle's senders send: batch (what a sender "
+                 "has to send at once, a window's start or the refills one "
+                 "read of notices frees, in one SEND_MESSAGE of the batch "
+                 "form) or each (one SEND_MESSAGE a message, as brokers "
+                 "before the batch form need)")
       ->check(CLI::IsMember({"batch", "each"}))
       ->capture_default_str();
   app.add_flag("--postgresql", s.postgresql,

@@ -281,6 +281,22 @@ Result<MessagePending> Client::Send(const std::string& recipient,
       SendMessage{recipient, body, next_client_msg_id_++});
 }
 
+Result<MessagePending> Client::SendMany(
+    const std::string& recipient, const std::vector<std::string>& bodies) {
+  if (bodies.empty() || bodies.size() > kMaxSendItems) {
+    return Status(ErrorCode::kInvalidArgument,
+                  "SendMany takes 1 to " + std::to_string(kMaxSendItems) +
+                      " bodies; got " + std::to_string(bodies.size()));
+  }
+  SendMessage send;
+  send.recipient = recipient;
+  send.bodies = bodies;
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    send.client_msg_ids.push_back(next_client_msg_id_++);
+  }
+  return Call<MessagePending>(std::move(send));
+}
+
 Result<FetchResult> Client::Fetch(std::optional<uint64_t> limit) {
   return Call<FetchResult>(FetchMessages{limit});
 }

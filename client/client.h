@@ -107,6 +107,13 @@ class Client {
   // Picks a fresh client_msg_id; a resend after a reconnect reuses it.
   Result<MessagePending> Send(const std::string& recipient,
                               const std::string& body);
+  // Several messages to one recipient in one request (SEND_MESSAGE's batch
+  // form), each with a fresh client_msg_id: stored in this order, or, if
+  // any would be refused, none. The reply's message_ids and client_msg_ids
+  // go with `bodies`, in order. 1 to kMaxSendItems bodies, all of them in
+  // one frame (kMaxFrameBytes).
+  Result<MessagePending> SendMany(const std::string& recipient,
+                                  const std::vector<std::string>& bodies);
   // The messages come as DistributeMessage events.
   Result<FetchResult> Fetch(std::optional<uint64_t> limit = {});
   // Explicit receipt (when auto_receipt is off). Fire and forget: a refusal

@@ -491,6 +491,20 @@ class ZchatClient:
                            client_msg_id=client_msg_id)
         return reply["message_id"]
 
+    def send_many(self, recipient, bodies, client_msg_ids=None):
+        """Send several messages to one recipient in one request (SEND_MESSAGE's
+        batch form); return their message_ids, in the order of `bodies`. They
+        are stored in that order, or, if any would be refused, none is (the
+        ZchatError's reply names them all in client_msg_ids). Unless given, the
+        client_msg_ids are the next of the counter send() uses (pass the same
+        ones to retry safely)."""
+        bodies = list(bodies)
+        if client_msg_ids is None:
+            client_msg_ids = [_next_client_msg_id() for _ in bodies]
+        reply = self._call(SEND_MESSAGE, recipient=recipient, bodies=bodies,
+                           client_msg_ids=list(client_msg_ids))
+        return list(reply["message_ids"])
+
     def fetch(self, limit=None):
         """Fetch waiting messages. Returns a FetchResult; the messages are the
         DISTRIBUTE_MESSAGE pushes that arrived before FETCH_RESULT (a live

@@ -297,6 +297,49 @@ TEST_P(ClientTest, ConfirmAllConfirmsEveryOneOfThem) {
   }
 }
 
+// SendMany: one request for several messages, each with its own
+// client_msg_id and message id, delivered and told back one by one; a
+// refusal of one refuses all.
+TEST_P(ClientTest, SendManySendsThemInOrderOrNotAtAll) {
+  auto alice = Join("alice");
+  auto bob = Join("bob");
+  const std::vector<std::string> bodies = {"Grüße", "你好", "👋", "مرحبا"};
+  Result<MessagePending> sent = alice->SendMany("bob", bodies);
+  ASSERT_TRUE(sent.ok()) << sent.status().ToString();
+  ASSERT_EQ(sent->message_ids.size(), bodies.size());
+  ASSERT_EQ(sent->client_msg_ids.size(), bodies.size());
+  EXPECT_EQ(std::set<uint64_t>(sent->client_msg_ids.begin(),
+                               sent->client_msg_ids.end())
+                .size(),
+            bodies.size());
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    auto got = NextOf<DistributeMessage>(*bob);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(got->message_id, sent->message_ids[i]);
+    EXPECT_EQ(got->body, bodies[i]);
+  }
+  std::set<uint64_t> told;
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    auto success = NextOf<MessageSuccess>(*alice);
+    ASSERT_TRUE(success.has_value());
+    told.insert(success->message_id);
+  }
+  EXPECT_EQ(told, std::set<uint64_t>(sent->message_ids.begin(),
+                                     sent->message_ids.end()));
+  Result<MessagePending> refused =
+      alice->SendMany("bob", {"שלום", std::string(kMaxBodyBytes + 1, 'x')});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), ErrorCode::kBodyTooLarge);
+  EXPECT_NE(refused.status().detail().find("message 2 of 2"), std::string::npos)
+      << refused.status().ToString();
+  EXPECT_EQ(alice->SendMany("bob", {}).status().code(),
+            ErrorCode::kInvalidArgument);
+  EXPECT_FALSE(bob->NextEvent(200ms).has_value()) << "nothing was stored";
+  Result<FetchResult> left = bob->Fetch();
+  ASSERT_TRUE(left.ok());
+  EXPECT_EQ(left->count + left->remaining, 0u);
+}
+
 // A Client made where an earlier one lived (one on the stack of a loop)
 // gets a socket monitor of its own, and so a working connection.
 TEST_P(ClientTest, AClientMadeWhereAnotherLivedWorks) {

@@ -419,6 +419,39 @@ def test_a_fetch_comes_in_few_frames_to_batch_pushes_sessions(broker, batch_push
         assert olga.fetch().count == 0
 
 
+def test_send_many_stores_in_order_or_not_at_all(broker):
+    bodies = ["Grüße", "你好", "👋", "مرحبا", "שלום"]
+    with _python_user(broker, "pia") as pia:
+        pia.create_account("quinn", "quinn-password")   # quinn is away
+        cmids = [7005, 7001, 7004, 7002, 7003]
+        # The wire: one request, one MESSAGE_PENDING pairing ids with cmids.
+        req = pia._send(zc.SEND_MESSAGE, recipient="quinn", bodies=bodies,
+                        client_msg_ids=cmids)
+        reply = pia._wait(req)
+        assert reply["type"] == zc.MESSAGE_PENDING
+        assert reply["client_msg_ids"] == cmids
+        ids = reply["message_ids"]
+        assert ids == sorted(ids) and len(set(ids)) == len(bodies)
+        assert "message_id" not in reply
+        # A retry of the whole batch names the same messages.
+        assert pia.send_many("quinn", bodies, client_msg_ids=cmids) == ids
+        # Refused whole: one body over the limit stores none of the others.
+        with pytest.raises(ZchatError) as info:
+            pia.send_many("quinn", ["ok", "x" * 16385, "also ok"],
+                          client_msg_ids=[8001, 8002, 8003])
+        assert info.value.name == "body_too_large"
+        assert "message 2 of 3" in info.value.reason
+        assert info.value.reply["client_msg_ids"] == [8001, 8002, 8003]
+        assert_refused(lambda: pia.send_many("nobody", bodies), "unknown_recipient")
+        more = pia.send_many("quinn", ["¡hola!"])
+    with ZchatClient(timeout=15) as quinn:
+        quinn.connect(broker.endpoint)
+        assert quinn.login("quinn", "quinn-password")["pending"] == len(bodies) + 1
+        got = quinn.fetch()
+        assert [m["message_id"] for m in got.messages] == ids + more
+        assert [m["body"] for m in got.messages] == bodies + ["¡hola!"]
+
+
 # -- alice (Python) and bob (zchat CLI) ------------------------------------------
 
 def test_cross_bob_registers_with_zchat(cli):
