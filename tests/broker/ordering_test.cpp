@@ -78,6 +78,37 @@ TEST_F(CoreTest, SendsInAFailedBatchPushNothingToABatchPushesSession) {
   EXPECT_EQ(got[0].body, "réel");
 }
 
+// A batch-form send in a batch whose commit fails: one MESSAGE_FAILURE
+// (storage) naming each of its client_msg_ids, nothing pushed, nothing
+// remembered (sent again, they are new messages).
+TEST_F(CoreTest, ABatchSendInAFailedBatchFailsWhole) {
+  Join("a", "alice");
+  Join("b", "bob");
+  SendMessage batch;
+  batch.recipient = "bob";
+  batch.bodies = {"ghost 👻", "spectre 幽霊", "شبح"};
+  batch.client_msg_ids = {5, 6, 7};
+  {
+    FullDisk full;
+    Batch([&] { core_->OnFrame("a", Encode({80, batch})); });
+  }
+  std::vector<Message> to_a = Drain("a");
+  ASSERT_EQ(to_a.size(), 1u);
+  const MessageFailure* fail = As<MessageFailure>(to_a[0]);
+  ASSERT_NE(fail, nullptr) << MessageTypeName(TypeOf(to_a[0].body));
+  EXPECT_EQ(fail->code, ErrorCode::kStorage);
+  EXPECT_EQ(fail->client_msg_ids, batch.client_msg_ids);
+  EXPECT_TRUE(Drain("b").empty()) << "no DISTRIBUTE_MESSAGE of the failure";
+  auto pending = Expect<MessagePending>("a", batch);
+  ASSERT_EQ(pending.message_ids.size(), 3u);
+  const std::vector<DistributeMessage> got = PushesOf<DistributeMessage>("b");
+  ASSERT_EQ(got.size(), 3u);
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].message_id, pending.message_ids[i]);
+    EXPECT_EQ(got[i].body, batch.bodies[i]);
+  }
+}
+
 // A retried send in the failed batch must not be told MESSAGE_PENDING for
 // the rolled-back message.
 TEST_F(CoreTest, RetryInAFailedBatchIsNotAcknowledged) {
