@@ -11,8 +11,8 @@ of them alike. Everything after `--` goes to zchat-bench as is (for example
 `-- --only online --seconds 3`). The figures come from zchat-bench's --json
 output; one that a scenario did not produce is left out. `@ARGS` after a
 broker adds zchat-bench arguments (comma-separated) for that one only, such
-as `old=build-old/broker/zchat-broker@--pushes=each` for a broker from
-before batch_pushes.
+as `old=build-old/broker/zchat-broker@--pushes=each,--sends=each` for a
+broker from before batch_pushes and SEND_MESSAGE's batch form.
 """
 
 import argparse

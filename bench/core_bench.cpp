@@ -36,6 +36,7 @@ struct Layout {
   bool batch_acks = false;    // one MESSAGE_RECEIPT, NOTICE_RECEIPT for many
   bool batch_pushes = false;  // clients log in with batch_pushes
   int sends_per_pair = 1;     // online: each pair's sends in one batch
+  bool batch_sends = false;   // those sends in one SEND_MESSAGE (batch form)
 };
 Layout layout;
 
@@ -156,12 +157,23 @@ int Run(int pairs, int batches, int rounds) {
       std::vector<Frame> sends = std::move(acks);
       acks.clear();
       for (int p = 0; p < pairs; ++p) {
-        for (int k = 0; k < layout.sends_per_pair; ++k) {
+        const std::string to = "u" + std::to_string(2 * p + 1);
+        if (layout.batch_sends && layout.sends_per_pair > 1) {
+          SendMessage many;
+          many.recipient = to;
+          for (int k = 0; k < layout.sends_per_pair; ++k) {
+            many.bodies.push_back(body);
+            many.client_msg_ids.push_back(client_msg_id++);
+          }
           sends.push_back({"u" + std::to_string(2 * p),
-                           Encode({h.next_req(),
-                                   SendMessage{"u" + std::to_string(2 * p + 1),
-                                               body, client_msg_id++}}),
-                           2 * p});
+                           Encode({h.next_req(), std::move(many)}), 2 * p});
+          continue;
+        }
+        for (int k = 0; k < layout.sends_per_pair; ++k) {
+          sends.push_back(
+              {"u" + std::to_string(2 * p),
+               Encode({h.next_req(), SendMessage{to, body, client_msg_id++}}),
+               2 * p});
         }
       }
       const size_t expected =
@@ -425,6 +437,9 @@ int main(int argc, char** argv) {
                  "online: each pair's sends in one batch (the live load's "
                  "window puts several of a pair in one)")
       ->check(CLI::Range(1, 64));
+  app.add_flag("--batch-sends", zchat::layout.batch_sends,
+               "online: each pair's sends of a batch in one SEND_MESSAGE of "
+               "the batch form (with --sends-per-pair above 1)");
   app.add_option("--threads", zchat::layout.threads,
                  "with partitions: threads running sends and receipts")
       ->check(CLI::Range(1, 64));
