@@ -1,14 +1,19 @@
 #include "bench/load.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sodium.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -283,6 +288,54 @@ int64_t FileSize(const std::string& path) {
 }
 
 }  // namespace
+
+int FreeLoopbackPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+bool LoopbackAccepts(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+std::string FindExecutable(const std::string& name,
+                           const std::vector<std::string>& also) {
+  std::vector<std::string> dirs;
+  if (const char* path = std::getenv("PATH")) {
+    std::string p = path;
+    for (size_t from = 0; from <= p.size();) {
+      size_t to = p.find(':', from);
+      if (to == std::string::npos) to = p.size();
+      dirs.push_back(p.substr(from, to - from));
+      from = to + 1;
+    }
+  }
+  dirs.insert(dirs.end(), also.begin(), also.end());
+  for (const std::string& d : dirs) {
+    const std::string f = d + "/" + name;
+    if (!d.empty() && access(f.c_str(), X_OK) == 0) return f;
+  }
+  return "";
+}
 
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -567,15 +620,33 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
   const int64_t cpu0 = CpuMicros(target.pid);
   const auto t0 = Clock::now();
   auto last_progress = t0;
+  // With batch_sends, the window's refill goes as one SEND_MESSAGE of the
+  // batch form per recipient (each recipient's messages in order).
+  std::vector<SendMessage> refill(recipients);
   while (acked < messages) {
     while (sent < messages && sent - acked < kWindow) {
-      sender[0]->Send(SendMessage{rnames[sent % recipients], body, sent + 1});
+      const std::string& to = rnames[sent % recipients];
+      if (target.batch_sends) {
+        SendMessage& batch = refill[sent % recipients];
+        batch.bodies.push_back(body);
+        batch.client_msg_ids.push_back(sent + 1);
+      } else {
+        sender[0]->Send(SendMessage{to, body, sent + 1});
+      }
       ++sent;
+    }
+    for (int i = 0; i < recipients; ++i) {
+      SendMessage& batch = refill[i];
+      if (batch.bodies.empty()) continue;
+      batch.recipient = rnames[i];
+      sender[0]->Send(batch);
+      batch.bodies.clear();
+      batch.client_msg_ids.clear();
     }
     Poll(items, 100);
     sender[0]->Drain([&](Message& m) {
-      if (std::holds_alternative<MessagePending>(m.body)) {
-        ++acked;
+      if (const auto* p = std::get_if<MessagePending>(&m.body)) {
+        ForEachPending(*p, [&](uint64_t, uint64_t) { ++acked; });
         last_progress = Clock::now();
       } else if (out.failure.empty()) {
         out.failure = "enqueueing got " + Describe(m);

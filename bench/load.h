@@ -26,7 +26,7 @@ struct Target {
   std::string name;  // "zchat", "baseline" or "Mosquitto"
   pid_t pid = -1;
   std::string endpoint;  // ZeroMQ endpoint; for Mosquitto "127.0.0.1:PORT"
-  int port = 0;          // Mosquitto's TCP port
+  int port = 0;          // Mosquitto's or NATS's TCP port
   // Several brokers sharing one store: every broker's endpoint and pid
   // (endpoint and pid are the first's). The online cycle puts each sender
   // on one broker and its recipient on the next, and counts the CPU of all.
@@ -44,8 +44,9 @@ struct Target {
   bool batch_pushes = false;
   // The online cycle's senders send what they have to send at once (a
   // window's start, the refills one read of notices frees) in one
-  // SEND_MESSAGE of the batch form (one message alone in the single form);
-  // else one SEND_MESSAGE a message.
+  // SEND_MESSAGE of the batch form (one message alone in the single form),
+  // and the offline sender a refill of its window in one a recipient; else
+  // one SEND_MESSAGE a message.
   bool batch_sends = false;
 };
 
@@ -112,6 +113,15 @@ CycleFigures MergeCycle(const CycleClock& clock, const CpuWindow& cpu,
 
 int64_t NowNs();  // steady clock
 Latency Percentiles(std::vector<int64_t>& ns);
+
+// For the reference brokers the bench starts (Mosquitto, NATS): a loopback
+// port that was free a moment ago (0 if none was found), whether something
+// accepts connections on a loopback port now, and an executable `name` on
+// PATH or in one of `also` ("" if none).
+int FreeLoopbackPort();
+bool LoopbackAccepts(int port);
+std::string FindExecutable(const std::string& name,
+                           const std::vector<std::string>& also);
 
 struct QueueFigures {
   uint64_t messages = 0;

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -18,6 +19,7 @@
 #include "bench/forwarder.h"
 #include "bench/load.h"
 #include "bench/mqtt.h"
+#include "bench/nats.h"
 #include "broker/store.h"
 #include "tests/support/child_process.h"
 #include "tests/support/fd_limit.h"
@@ -43,11 +45,12 @@ struct Settings {
   int load_threads = 1;
   std::vector<std::string> broker_args;  // appended to every broker start
   std::string no_mosquitto;        // why Mosquitto is skipped ("" if it is not)
+  std::string no_nats;             // why NATS is skipped ("" if it is not)
   bool postgresql = false;         // also zchat on PostgreSQL (--postgresql)
   std::vector<int> pg_brokers{1};  // brokers sharing the database, per row
   std::string acks = "batch";  // receipts and notice acknowledgements (--acks)
   std::string pushes = "batch";  // the pushes' form (--pushes)
-  std::string sends = "batch";   // the online cycle's sends (--sends)
+  std::string sends = "batch";   // how senders send (--sends)
 };
 
 // Why scenarios did not complete; any of them makes the exit status 1.
@@ -117,13 +120,16 @@ Running StartBaseline(const Settings& s) {
                {SelfExe(), "forwarder", "--bind", "tcp://127.0.0.1:*"});
 }
 
-// Mosquitto on a free loopback port; !ok() (and a failure of `scenario`) if
-// it did not come up.
-Running StartMqtt(const Settings& s, const std::string& scenario) {
+// A reference broker (Mosquitto, NATS) started by `start` on a free
+// loopback port; !ok() (and a failure of `scenario`) if it did not come up.
+using StartReference = bool (*)(zchat::testing::ChildProcess&,
+                                const std::string&, Target*, std::string*);
+Running StartRef(const Settings& s, const std::string& scenario,
+                 const std::string& name, StartReference start) {
   Running r;
-  r.target.name = "Mosquitto";
+  r.target.name = name;
   std::string why;
-  if (!StartMosquitto(*r.child, s.dir, &r.target, &why)) {
+  if (!start(*r.child, s.dir, &r.target, &why)) {
     r.target.endpoint.clear();
     Fail(scenario, why);
   }
@@ -137,10 +143,12 @@ bool Started(const std::string& scenario, const Running& r) {
   return false;
 }
 
-// Stops a target with SIGTERM: it must exit cleanly (status 0).
+// Stops a target with SIGTERM (nats-server: SIGINT, as SIGTERM makes it
+// exit with status 1): it must exit cleanly (status 0).
 void Stop(const std::string& scenario, Running& r) {
   if (!r.ok()) return;
-  const int status = r.child->Stop();
+  const int status = r.child->Stop(std::chrono::seconds(10),
+                                   r.target.name == "NATS" ? SIGINT : SIGTERM);
   if (status != 0) {
     Fail(scenario, "the " + r.target.name + " process exited with status " +
                        std::to_string(status) + " on SIGTERM");
@@ -164,11 +172,46 @@ std::string Ratio(double a, double b) {
   return b ? Fmt(a / b, 2) : std::string("-");
 }
 
-// A table of cycle figures, a row per target; Mosquitto's row says why it
-// was skipped when it was.
+// A reference broker's figures in one scenario, or why it has none.
+template <class Figures>
+struct Reference {
+  std::string name;  // as printed: "Mosquitto", "NATS"
+  std::string key;   // in the JSON report: "mosquitto", "nats"
+  std::optional<Figures> figures;
+  std::string skipped;  // why not, when figures is empty
+};
+using CycleReference = Reference<CycleFigures>;
+
+// Runs `run` against a reference broker started by `start` for `scenario`,
+// unless `unavailable` says why not.
+template <class Figures>
+Reference<Figures> RunReference(
+    const Settings& s, const std::string& scenario, const std::string& name,
+    const std::string& key, const std::string& unavailable,
+    StartReference start, const std::function<Figures(const Target&)>& run) {
+  Reference<Figures> r{name, key, std::nullopt, unavailable};
+  if (!r.skipped.empty()) return r;
+  const std::string what = scenario + " (" + name + ")";
+  Running m = StartRef(s, what, name, start);
+  if (!m.ok()) {
+    r.skipped = "did not start";
+    return r;
+  }
+  Figures f = run(m.target);
+  Stop(what, m);
+  if (!Completed(what, f.failure)) {
+    r.skipped = "did not complete: " + f.failure;
+    return r;
+  }
+  r.figures = std::move(f);
+  return r;
+}
+
+// A table of cycle figures, a row per target; a reference broker's row says
+// why it was skipped when it was.
 void PrintCycle(
     const std::string& title, const CycleFigures& z, const CycleFigures& b,
-    const std::optional<CycleFigures>& m, const std::string& no_mosquitto,
+    const std::vector<CycleReference>& refs,
     const std::vector<std::pair<std::string, CycleFigures>>& pg = {}) {
   std::printf("\n%s\n", title.c_str());
   std::printf("  %-10s %12s %10s %6s %28s %28s\n", "", "chat msg/s",
@@ -188,22 +231,26 @@ void PrintCycle(
   };
   row("zchat", z);
   row("baseline", b);
-  if (m) {
-    row("Mosquitto", *m);
-  } else {
-    std::printf("  %-10s skipped (%s)\n", "Mosquitto", no_mosquitto.c_str());
+  for (const CycleReference& r : refs) {
+    if (r.figures) {
+      row(r.name.c_str(), *r.figures);
+    } else {
+      std::printf("  %-10s skipped (%s)\n", r.name.c_str(), r.skipped.c_str());
+    }
   }
   for (const auto& [label, f] : pg) row(label.c_str(), f);
   std::printf("  zchat/baseline: throughput %s, cpu/msg %s, p50 delivered %s\n",
               Ratio(z.messages_per_s, b.messages_per_s).c_str(),
               Ratio(z.cpu_us_per_message, b.cpu_us_per_message).c_str(),
               Ratio(z.delivered.p50_us, b.delivered.p50_us).c_str());
-  if (m) {
+  for (const CycleReference& r : refs) {
+    if (!r.figures) continue;
     std::printf(
-        "  zchat/Mosquitto: throughput %s, cpu/msg %s, p50 delivered %s\n",
-        Ratio(z.messages_per_s, m->messages_per_s).c_str(),
-        Ratio(z.cpu_us_per_message, m->cpu_us_per_message).c_str(),
-        Ratio(z.delivered.p50_us, m->delivered.p50_us).c_str());
+        "  zchat/%s: throughput %s, cpu/msg %s, p50 delivered %s\n",
+        r.name.c_str(),
+        Ratio(z.messages_per_s, r.figures->messages_per_s).c_str(),
+        Ratio(z.cpu_us_per_message, r.figures->cpu_us_per_message).c_str(),
+        Ratio(z.delivered.p50_us, r.figures->delivered.p50_us).c_str());
   }
   for (const auto& [label, f] : pg) {
     std::printf(
@@ -230,7 +277,7 @@ Json CycleJson(const CycleFigures& f) {
 // Scenarios 1-2 (and the pairs scaling table): zchat, the baseline, then
 // Mosquitto (unless it is unavailable here).
 Json Cycle(const Settings& s, const std::string& title, int pairs, int window,
-           bool mosquitto = true) {
+           bool references = true) {
   static int run = 0;
   Running z =
       StartBroker(s, s.dir + "/cycle" + std::to_string(++run) + ".db", "min");
@@ -245,23 +292,20 @@ Json Cycle(const Settings& s, const std::string& title, int pairs, int window,
       RunCycle(b.target, pairs, window, s.seconds, "c", s.load_threads);
   Stop(title, b);
   Completed(title + " (baseline)", bf.failure);
-  std::optional<CycleFigures> mf;
-  std::string no_mosquitto =
-      mosquitto ? s.no_mosquitto : "not run in this scenario";
-  if (no_mosquitto.empty()) {
-    Running m = StartMqtt(s, title + " (Mosquitto)");
-    if (m.ok()) {
-      mf =
-          RunMqttCycle(m.target, pairs, window, s.seconds, "c", s.load_threads);
-      Stop(title + " (Mosquitto)", m);
-      if (!Completed(title + " (Mosquitto)", mf->failure)) {
-        no_mosquitto = "did not complete: " + mf->failure;
-        mf.reset();
-      }
-    } else {
-      no_mosquitto = "did not start";
-    }
-  }
+  const std::string not_here = "not run in this scenario";
+  auto run_with = [&](auto cycle) {
+    return [&, cycle](const Target& t) {
+      return cycle(t, pairs, window, s.seconds, "c", s.load_threads);
+    };
+  };
+  std::vector<CycleReference> refs;
+  refs.push_back(
+      RunReference<CycleFigures>(s, title, "Mosquitto", "mosquitto",
+                                 references ? s.no_mosquitto : not_here,
+                                 StartMosquitto, run_with(RunMqttCycle)));
+  refs.push_back(RunReference<CycleFigures>(s, title, "NATS", "nats",
+                                            references ? s.no_nats : not_here,
+                                            StartNats, run_with(RunNatsCycle)));
   // zchat on PostgreSQL: a row per broker count, each on a fresh database
   // of the bench's throwaway server.
   std::vector<std::pair<std::string, CycleFigures>> pg_rows;
@@ -300,7 +344,7 @@ Json Cycle(const Settings& s, const std::string& title, int pairs, int window,
     }
     for (Running& r : brokers) Stop(title + " (" + label + ")", r);
   }
-  PrintCycle(title, zf, bf, mf, no_mosquitto, pg_rows);
+  PrintCycle(title, zf, bf, refs, pg_rows);
   Json j = {{"pairs", pairs},
             {"window", window},
             {"load_threads", std::min(s.load_threads, pairs)},
@@ -309,12 +353,16 @@ Json Cycle(const Settings& s, const std::string& title, int pairs, int window,
             {"throughput_ratio",
              bf.messages_per_s ? zf.messages_per_s / bf.messages_per_s : 0}};
   for (const auto& [label, f] : pg_rows) j[label] = CycleJson(f);
-  if (mf) {
-    j["mosquitto"] = CycleJson(*mf);
-    j["throughput_ratio_mosquitto"] =
-        mf->messages_per_s ? zf.messages_per_s / mf->messages_per_s : 0;
-  } else {
-    j["mosquitto"] = {{"skipped", no_mosquitto}};
+  for (const CycleReference& r : refs) {
+    if (r.figures) {
+      j[r.key] = CycleJson(*r.figures);
+      j["throughput_ratio_" + r.key] =
+          r.figures->messages_per_s
+              ? zf.messages_per_s / r.figures->messages_per_s
+              : 0;
+    } else {
+      j[r.key] = {{"skipped", r.skipped}};
+    }
   }
   return j;
 }
@@ -350,40 +398,42 @@ Json Offline(const Settings& s, uint64_t messages) {
             {"db_bytes", q.db_bytes},
             {"enqueue_by_depth", depth}};
   // The baseline has no store; Mosquitto keeps the queue of each offline
-  // persistent session (in memory, saved to disk periodically).
+  // persistent session (in memory, saved to disk periodically), NATS each
+  // subject's messages in its JetStream stream (files, synced every 2 min).
   std::printf("  baseline   n/a (no store, nothing to queue)\n");
-  std::string no_mosquitto = s.no_mosquitto;
-  if (no_mosquitto.empty()) {
-    Running m = StartMqtt(s, "offline (Mosquitto)");
-    if (m.ok()) {
-      QueueFigures mq = RunMqttOffline(m.target, messages, 10);
-      Stop("offline (Mosquitto)", m);
-      if (Completed("offline (Mosquitto)", mq.failure)) {
-        std::printf(
-            "  Mosquitto  enqueue %s msg/s (%s us broker CPU each), drain %s "
-            "msg/s (%s us each)\n",
-            Fmt(mq.enqueue_per_s, 0).c_str(), Fmt(mq.enqueue_cpu_us, 2).c_str(),
-            Fmt(mq.drain_per_s, 0).c_str(), Fmt(mq.drain_cpu_us, 2).c_str());
-        std::printf(
-            "  zchat/Mosquitto: enqueue %s, drain %s, cpu/msg enqueue %s, "
-            "drain %s\n",
-            Ratio(q.enqueue_per_s, mq.enqueue_per_s).c_str(),
-            Ratio(q.drain_per_s, mq.drain_per_s).c_str(),
-            Ratio(q.enqueue_cpu_us, mq.enqueue_cpu_us).c_str(),
-            Ratio(q.drain_cpu_us, mq.drain_cpu_us).c_str());
-        j["mosquitto"] = {{"enqueue_per_s", mq.enqueue_per_s},
-                          {"enqueue_cpu_us", mq.enqueue_cpu_us},
-                          {"drain_per_s", mq.drain_per_s},
-                          {"drain_cpu_us", mq.drain_cpu_us}};
-        return j;
-      }
-      no_mosquitto = "did not complete: " + mq.failure;
-    } else {
-      no_mosquitto = "did not start";
+  const auto run_with = [&](auto offline) {
+    return [&, offline](const Target& t) { return offline(t, messages, 10); };
+  };
+  const std::vector<Reference<QueueFigures>> refs = {
+      RunReference<QueueFigures>(s, "offline", "Mosquitto", "mosquitto",
+                                 s.no_mosquitto, StartMosquitto,
+                                 run_with(RunMqttOffline)),
+      RunReference<QueueFigures>(s, "offline", "NATS", "nats", s.no_nats,
+                                 StartNats, run_with(RunNatsOffline))};
+  for (const auto& r : refs) {
+    if (!r.figures) {
+      std::printf("  %-10s skipped (%s)\n", r.name.c_str(), r.skipped.c_str());
+      j[r.key] = {{"skipped", r.skipped}};
+      continue;
     }
+    const QueueFigures& m = *r.figures;
+    std::printf(
+        "  %-10s enqueue %s msg/s (%s us broker CPU each), drain %s msg/s (%s "
+        "us each)\n",
+        r.name.c_str(), Fmt(m.enqueue_per_s, 0).c_str(),
+        Fmt(m.enqueue_cpu_us, 2).c_str(), Fmt(m.drain_per_s, 0).c_str(),
+        Fmt(m.drain_cpu_us, 2).c_str());
+    std::printf(
+        "  zchat/%s: enqueue %s, drain %s, cpu/msg enqueue %s, drain %s\n",
+        r.name.c_str(), Ratio(q.enqueue_per_s, m.enqueue_per_s).c_str(),
+        Ratio(q.drain_per_s, m.drain_per_s).c_str(),
+        Ratio(q.enqueue_cpu_us, m.enqueue_cpu_us).c_str(),
+        Ratio(q.drain_cpu_us, m.drain_cpu_us).c_str());
+    j[r.key] = {{"enqueue_per_s", m.enqueue_per_s},
+                {"enqueue_cpu_us", m.enqueue_cpu_us},
+                {"drain_per_s", m.drain_per_s},
+                {"drain_cpu_us", m.drain_cpu_us}};
   }
-  std::printf("  Mosquitto  skipped (%s)\n", no_mosquitto.c_str());
-  j["mosquitto"] = {{"skipped", no_mosquitto}};
   return j;
 }
 
@@ -554,11 +604,11 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"batch", "each"}))
       ->capture_default_str();
   app.add_option("--sends", s.sends,
-                 "how the online cycle's senders send: batch (what a sender "
-                 "has to send at once, a window's start or the refills one "
-                 "read of notices frees, in one SEND_MESSAGE of the batch "
-                 "form) or each (one SEND_MESSAGE a message, as brokers "
-                 "before the batch form need)")
+                 "how senders send: batch (what a sender has to send at "
+                 "once, a window's start or the refills one read of notices "
+                 "frees, in one SEND_MESSAGE of the batch form a recipient) "
+                 "or each (one SEND_MESSAGE a message, as brokers before the "
+                 "batch form need)")
       ->check(CLI::IsMember({"batch", "each"}))
       ->capture_default_str();
   app.add_flag("--postgresql", s.postgresql,
@@ -613,6 +663,7 @@ int main(int argc, char** argv) {
   s.dir = mkdtemp(tmpl);
   if (s.quick) s.seconds = std::min(s.seconds, 1.0);
   s.no_mosquitto = MosquittoUnavailable();
+  s.no_nats = NatsUnavailable();
   const bool all = only.empty();
   Json report;
   std::string extra;
@@ -624,6 +675,9 @@ int main(int argc, char** argv) {
       Fmt(s.seconds, 1).c_str(), s.load_threads, s.quick ? " (quick)" : "");
   if (!s.no_mosquitto.empty()) {
     std::printf("Mosquitto: skipped (%s)\n", s.no_mosquitto.c_str());
+  }
+  if (!s.no_nats.empty()) {
+    std::printf("NATS: skipped (%s)\n", s.no_nats.c_str());
   }
   report["load_threads"] = s.load_threads;
   report["broker_args"] = s.broker_args;

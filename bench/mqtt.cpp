@@ -31,23 +31,7 @@ using Clock = std::chrono::steady_clock;
 
 // The `mosquitto` executable: on PATH, else where Debian puts it.
 [[maybe_unused]] std::string MosquittoBinary() {
-  std::vector<std::string> dirs;
-  if (const char* path = std::getenv("PATH")) {
-    std::string p = path;
-    for (size_t from = 0; from <= p.size();) {
-      size_t to = p.find(':', from);
-      if (to == std::string::npos) to = p.size();
-      dirs.push_back(p.substr(from, to - from));
-      from = to + 1;
-    }
-  }
-  dirs.push_back("/usr/sbin");
-  dirs.push_back("/usr/local/sbin");
-  for (const std::string& d : dirs) {
-    const std::string f = d + "/mosquitto";
-    if (!d.empty() && access(f.c_str(), X_OK) == 0) return f;
-  }
-  return "";
+  return FindExecutable("mosquitto", {"/usr/sbin", "/usr/local/sbin"});
 }
 
 }  // namespace
@@ -73,37 +57,6 @@ QueueFigures RunMqttOffline(const Target&, uint64_t, int) {
 #else
 
 namespace {
-
-// A port that was free a moment ago (mosquitto 2.0.11 takes "listener 0" as
-// a Unix socket path, not as "any port"): StartMosquitto tries again with
-// another one if mosquitto cannot bind it.
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
-bool Accepts(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return false;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  close(fd);
-  return ok;
-}
 
 // One MQTT client, run without libmosquitto's thread: Pump polls its socket
 // and calls the library's read and write steps, which run the callbacks.
@@ -287,7 +240,9 @@ bool StartMosquitto(testing::ChildProcess& child, const std::string& dir,
   fs::create_directories(data);
   const passwd* pw = getpwuid(geteuid());
   for (int attempt = 0; attempt < 5; ++attempt) {
-    const int port = FreePort();
+    // mosquitto 2.0.11 takes "listener 0" as a Unix socket path, not as
+    // "any port": a port free a moment ago, and another if it is taken.
+    const int port = FreeLoopbackPort();
     if (port == 0) continue;
     const std::string conf = data + "/mosquitto.conf";
     {
@@ -320,7 +275,7 @@ bool StartMosquitto(testing::ChildProcess& child, const std::string& dir,
     const auto deadline = Clock::now() + std::chrono::seconds(10);
     while (Clock::now() < deadline) {
       if (child.Wait(std::chrono::milliseconds(0))) break;  // exited
-      if (Accepts(port)) {
+      if (LoopbackAccepts(port)) {
         target->name = "Mosquitto";
         target->pid = child.pid();
         target->port = port;

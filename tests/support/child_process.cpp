@@ -177,9 +177,9 @@ std::optional<int> ChildProcess::Wait(Millis timeout) {
   }
 }
 
-int ChildProcess::Stop(Millis grace) {
+int ChildProcess::Stop(Millis grace, int signal) {
   if (pid_ <= 0) return exit_status_;
-  kill(pid_, SIGTERM);
+  kill(pid_, signal);
   if (std::optional<int> status = Wait(grace)) return *status;
   Kill();
   return exit_status_;

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -51,9 +52,10 @@ class ChildProcess {
   // died of a signal), or nullopt while it still runs. Once it has exited
   // (or none was started) this returns the same status at once.
   std::optional<int> Wait(Millis timeout);
-  // SIGTERM, then SIGKILL if it has not exited within `grace`. The exit
-  // status: -1 if it died of a signal, was killed, or none was started.
-  int Stop(Millis grace = std::chrono::seconds(10));
+  // `signal` (SIGTERM unless given), then SIGKILL if it has not exited
+  // within `grace`. The exit status: -1 if it died of a signal, was killed,
+  // or none was started.
+  int Stop(Millis grace = std::chrono::seconds(10), int signal = SIGTERM);
   // SIGKILL: no chance to clean up. Waits until it is gone.
   void Kill();
 
