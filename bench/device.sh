@@ -2,19 +2,20 @@
 # Issue 13's figures for a bigger machine in one command, for the short
 # loans of the 16-core benchmark machine (../shared/device/README.md): the
 # online chat, the offline queue, light-load latency and connections, each
-# beside the baseline and Mosquitto, then bench/threads.sh's worker-thread
+# beside the baseline, Mosquitto and NATS, then bench/threads.sh's worker-thread
 # table. Every scenario's report and JSON go to OUT_DIR, with the machine's
 # description; a scenario that fails or runs past its limit is recorded
 # and the next one runs. Usage:
 #
 #   bench/device.sh [BIN_DIR] [OUT_DIR]
 #
-# BIN_DIR holds zchat-bench, zchat-broker, zchat-core-bench and mosquitto
-# (default: this checkout's build/, Mosquitto from PATH). On the device:
+# BIN_DIR holds zchat-bench, zchat-broker, zchat-core-bench, mosquitto and
+# nats-server (default: this checkout's build/, the references from PATH).
+# On the device:
 #
 #   (here)   ../shared/device/bundle.sh build-device build/bench/zchat-bench \
 #              build/bench/zchat-core-bench build/broker/zchat-broker \
-#              "$(command -v mosquitto)"
+#              "$(command -v mosquitto)" "$(command -v nats-server)"
 #   (device) build-device/unpack.sh && bench/device.sh /tmp/zchat-device/bin $OUT
 #
 # ZCHAT_SECONDS: measuring time of each throughput run (default 3).
@@ -29,7 +30,7 @@ out=$(cd "$out" && pwd)
 cd "$here/.."  # threads.sh's default paths are the checkout's
 if [[ -n $bin ]]; then
   bench=$bin/zchat-bench broker=$bin/zchat-broker
-  export PATH="$bin:$PATH"  # the bench starts mosquitto from PATH
+  export PATH="$bin:$PATH"  # the bench starts mosquitto, nats-server from PATH
 else
   bench=build/bench/zchat-bench broker=build/broker/zchat-broker
 fi
