@@ -14,8 +14,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <iostream>
+#include <iterator>
 #include <memory>
 #include <thread>
 #include <unordered_map>
@@ -337,6 +339,45 @@ std::string FindExecutable(const std::string& name,
   return "";
 }
 
+bool StartOnFreePort(
+    testing::ChildProcess& child, const std::string& name,
+    const std::function<std::vector<std::string>(int port)>& argv_for,
+    const std::string& stderr_path, const std::vector<std::string>& logs,
+    Target* target, std::string* why) {
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    const int port = FreeLoopbackPort();
+    if (port == 0) continue;
+    const std::vector<std::string> argv = argv_for(port);
+    if (!child.Start(argv, {.stderr_path = stderr_path})) {
+      *why = "could not run " + argv[0];
+      return false;
+    }
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (child.Wait(std::chrono::milliseconds(0))) break;  // exited
+      if (LoopbackAccepts(port)) {
+        target->name = name;
+        target->pid = child.pid();
+        target->port = port;
+        target->endpoint = "127.0.0.1:" + std::to_string(port);
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    child.Stop();  // exited (port taken meanwhile?) or never listened
+  }
+  // The temporary directory goes at the end: quote the logs here.
+  std::string log;
+  for (const std::string& f : logs) {
+    std::ifstream in(f);
+    log.append(std::istreambuf_iterator<char>(in), {});
+  }
+  if (log.size() > 400) log = log.substr(log.size() - 400);
+  *why = name + " did not start: " + (log.empty() ? "no log" : log);
+  return false;
+}
+
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              Clock::now().time_since_epoch())
@@ -548,6 +589,94 @@ CpuWindow RunLoadThreads(const CycleClock& clock, int threads,
   if (server > 0) cpu.server_end_us = testing::TreeCpuTime(server).count();
   for (auto& w : workers) w.join();
   return cpu;
+}
+
+ReferenceWindow::ReferenceWindow(CyclePart& part, const CycleClock& clock,
+                                 int pairs, Publish publish)
+    : part_(part),
+      clock_(clock),
+      publish_(std::move(publish)),
+      next_seq_(pairs, 0),
+      in_flight_(pairs),
+      last_progress_(std::chrono::steady_clock::now()) {}
+
+void ReferenceWindow::Send(int i) {
+  const uint64_t seq = next_seq_[i]++;
+  const int64_t now = NowNs();
+  std::string body = std::to_string(now) + " " + std::to_string(seq) + " ";
+  body.resize(68, '.');
+  in_flight_[i][seq].sent_ns = now;
+  ++total_;
+  ++part_.sent;
+  publish_(i, body, seq);
+}
+
+void ReferenceWindow::Acked(int i, uint64_t seq) {
+  auto it = in_flight_[i].find(seq);
+  if (it == in_flight_[i].end() || it->second.acked) {
+    if (part_.failure.empty()) {
+      part_.failure = "an acknowledgement of no message in flight";
+    }
+    return;
+  }
+  it->second.acked = true;
+  Complete(i, seq);
+}
+
+void ReferenceWindow::Received(int i, std::string_view body) {
+  const std::string text(body.substr(0, 64));
+  char* end = nullptr;
+  const long long sent_ns = std::strtoll(text.c_str(), &end, 10);
+  const unsigned long long seq = std::strtoull(end, nullptr, 10);
+  auto it = in_flight_[i].find(seq);
+  if (it == in_flight_[i].end() || it->second.received) {
+    if (part_.failure.empty()) {
+      part_.failure = "a recipient got a message not in flight";
+    }
+    return;
+  }
+  if (clock_.Measuring(std::chrono::steady_clock::now())) {
+    part_.delivered.push_back(NowNs() - sent_ns);
+  }
+  ++part_.distributed;
+  it->second.received = true;
+  Complete(i, seq);
+}
+
+void ReferenceWindow::Complete(int i, uint64_t seq) {
+  auto it = in_flight_[i].find(seq);
+  if (!it->second.acked || !it->second.received) return;
+  if (clock_.Measuring(std::chrono::steady_clock::now())) {
+    part_.confirmed.push_back(NowNs() - it->second.sent_ns);
+    ++part_.completed;
+  }
+  in_flight_[i].erase(it);
+  --total_;
+  last_progress_ = std::chrono::steady_clock::now();
+  if (sending_) Send(i);
+}
+
+void ReferenceWindow::Run(const std::vector<int>& mine, int window,
+                          std::atomic<bool>& abort,
+                          const std::function<std::string()>& step) {
+  for (int i : mine) {
+    for (int w = 0; w < window; ++w) Send(i);
+  }
+  while (sending_ || total_ > 0) {
+    if (abort) return;
+    const std::string lost = step();
+    if (!lost.empty() && part_.failure.empty()) part_.failure = lost;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_progress_ > kStall && part_.failure.empty()) {
+      part_.failure = std::to_string(total_) + " of " +
+                      std::to_string(part_.sent) + " messages stalled";
+    }
+    if (!part_.failure.empty()) {
+      abort = true;
+      return;
+    }
+    if (sending_ && now >= clock_.to) sending_ = false;
+  }
 }
 
 CycleFigures MergeCycle(const CycleClock& clock, const CpuWindow& cpu,

@@ -2,19 +2,24 @@
 // RawClient), and the scenarios of the benchmark. The online cycle spreads
 // its pairs over load threads (--load-threads); the other scenarios drive
 // their sockets from one thread. Each scenario runs against a Target (the
-// broker, the baseline or Mosquitto, each a separate process) and returns its
-// figures, with `failure` saying why it did not complete ("" if it did: every
-// request answered as expected, no message lost, nothing stalled past its
+// broker, the baseline, Mosquitto or NATS, each a separate process) and returns
+// its figures, with `failure` saying why it did not complete ("" if it did:
+// every request answered as expected, no message lost, nothing stalled past its
 // deadline).
 #pragma once
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
+
+#include "tests/support/child_process.h"
 
 namespace zchat::bench {
 
@@ -107,6 +112,47 @@ CpuWindow RunLoadThreads(const CycleClock& clock, int threads,
                          const std::vector<pid_t>& pids,
                          const std::function<void(int)>& drive,
                          pid_t server = -1);
+// One load thread's share of a reference broker's online cycle (Mosquitto,
+// NATS): the messages in flight of its pairs. No reference broker tells a
+// sender of the delivery, so a message completes, and frees its slot in
+// its pair's window, once the broker acknowledged it to the sender and the
+// recipient has it; "confirmed" is the time to that point. Same 68-byte
+// body (its send time and sequence number first) as zchat's cycle.
+class ReferenceWindow {
+ public:
+  // publish(i, body, seq) sends pair i's message number seq.
+  using Publish = std::function<void(int, const std::string&, uint64_t)>;
+  ReferenceWindow(CyclePart& part, const CycleClock& clock, int pairs,
+                  Publish publish);
+  // The broker acknowledged pair i's message seq to its sender.
+  void Acked(int i, uint64_t seq);
+  // Pair i's recipient got `body`.
+  void Received(int i, std::string_view body);
+  // Sends `window` messages for each of `mine`, then calls step() (wait for
+  // what arrives, handle it: "" or why a connection failed) until the
+  // measuring window is over and every message completed, or until a
+  // failure (in the part) or `abort`; a failure sets `abort`.
+  void Run(const std::vector<int>& mine, int window, std::atomic<bool>& abort,
+           const std::function<std::string()>& step);
+
+ private:
+  struct InFlight {
+    int64_t sent_ns = 0;
+    bool acked = false, received = false;
+  };
+  void Send(int i);
+  void Complete(int i, uint64_t seq);
+
+  CyclePart& part_;
+  const CycleClock& clock_;
+  Publish publish_;
+  std::vector<uint64_t> next_seq_;                                 // by pair
+  std::vector<std::unordered_map<uint64_t, InFlight>> in_flight_;  // by pair
+  uint64_t total_ = 0;  // in flight, all pairs
+  bool sending_ = true;
+  std::chrono::steady_clock::time_point last_progress_;
+};
+
 // The figures of the parts together.
 CycleFigures MergeCycle(const CycleClock& clock, const CpuWindow& cpu,
                         std::vector<CyclePart>& parts);
@@ -122,6 +168,16 @@ int FreeLoopbackPort();
 bool LoopbackAccepts(int port);
 std::string FindExecutable(const std::string& name,
                            const std::vector<std::string>& also);
+// Starts the reference broker `name` as `child`: argv_for(port) on a
+// loopback port free a moment ago (it may write a config file first; its
+// stderr goes to `stderr_path`), waiting up to 10 s until it accepts
+// connections, with another port if it exits first (up to five). Fills
+// *target; else false, with *why quoting the end of `logs`.
+bool StartOnFreePort(
+    testing::ChildProcess& child, const std::string& name,
+    const std::function<std::vector<std::string>(int port)>& argv_for,
+    const std::string& stderr_path, const std::vector<std::string>& logs,
+    Target* target, std::string* why);
 
 struct QueueFigures {
   uint64_t messages = 0;

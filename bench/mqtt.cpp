@@ -239,62 +239,35 @@ bool StartMosquitto(testing::ChildProcess& child, const std::string& dir,
   fs::remove_all(data);
   fs::create_directories(data);
   const passwd* pw = getpwuid(geteuid());
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    // mosquitto 2.0.11 takes "listener 0" as a Unix socket path, not as
-    // "any port": a port free a moment ago, and another if it is taken.
-    const int port = FreeLoopbackPort();
-    if (port == 0) continue;
+  // mosquitto 2.0.11 takes "listener 0" as a Unix socket path, not as "any
+  // port": a config file for each port tried.
+  auto argv_for = [&](int port) -> std::vector<std::string> {
     const std::string conf = data + "/mosquitto.conf";
-    {
-      std::ofstream f(conf);
-      f << "listener " << port << " 127.0.0.1\n"
-        << "allow_anonymous true\n"
-        // Messages to offline persistent sessions are kept in memory and
-        // written to mosquitto.db at shutdown and every autosave_interval
-        // (default 30 min): not a write per message, unlike zchat.
-        << "persistence true\n"
-        << "persistence_location " << data
-        << "/\n"
-        // Outgoing QoS 1 messages in flight per client (default 20): above
-        // the cycle's windows.
-        << "max_inflight_messages 1000\n"
-        // No cap on what waits for an offline session (default 1000).
-        << "max_queued_messages 0\n"
-        << "set_tcp_nodelay true\n"
-        << "log_dest file " << data << "/mosquitto.log\n"
-        << "log_type error\nlog_type warning\n";
-      // As root mosquitto would switch to the "mosquitto" user, which
-      // cannot write in our temporary directory.
-      if (pw) f << "user " << pw->pw_name << "\n";
-    }
-    if (!child.Start({binary, "-c", conf},
-                     {.stderr_path = data + "/stderr.log"})) {
-      *why = "could not run " + binary;
-      return false;
-    }
-    const auto deadline = Clock::now() + std::chrono::seconds(10);
-    while (Clock::now() < deadline) {
-      if (child.Wait(std::chrono::milliseconds(0))) break;  // exited
-      if (LoopbackAccepts(port)) {
-        target->name = "Mosquitto";
-        target->pid = child.pid();
-        target->port = port;
-        target->endpoint = "127.0.0.1:" + std::to_string(port);
-        return true;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    child.Stop();  // exited (port taken meanwhile?) or never listened
-  }
-  // The temporary directory goes at the end: quote the log here.
-  std::string log;
-  for (const char* f : {"/mosquitto.log", "/stderr.log"}) {
-    std::ifstream in(data + f);
-    log.append(std::istreambuf_iterator<char>(in), {});
-  }
-  if (log.size() > 400) log = log.substr(log.size() - 400);
-  *why = "mosquitto did not start: " + (log.empty() ? "no log" : log);
-  return false;
+    std::ofstream f(conf);
+    f << "listener " << port << " 127.0.0.1\n"
+      << "allow_anonymous true\n"
+      // Messages to offline persistent sessions are kept in memory and
+      // written to mosquitto.db at shutdown and every autosave_interval
+      // (default 30 min): not a write per message, unlike zchat.
+      << "persistence true\n"
+      << "persistence_location " << data
+      << "/\n"
+      // Outgoing QoS 1 messages in flight per client (default 20): above
+      // the cycle's windows.
+      << "max_inflight_messages 1000\n"
+      // No cap on what waits for an offline session (default 1000).
+      << "max_queued_messages 0\n"
+      << "set_tcp_nodelay true\n"
+      << "log_dest file " << data << "/mosquitto.log\n"
+      << "log_type error\nlog_type warning\n";
+    // As root mosquitto would switch to the "mosquitto" user, which cannot
+    // write in our temporary directory.
+    if (pw) f << "user " << pw->pw_name << "\n";
+    return {binary, "-c", conf};
+  };
+  return StartOnFreePort(child, "Mosquitto", argv_for, data + "/stderr.log",
+                         {data + "/mosquitto.log", data + "/stderr.log"},
+                         target, why);
 }
 
 // The cycle over MQTT, mirroring RunCycle:
@@ -302,14 +275,7 @@ bool StartMosquitto(testing::ChildProcess& child, const std::string& dir,
 //   MESSAGE_PENDING          -> PUBACK to the sender (the broker has it)
 //   DISTRIBUTE_MESSAGE       -> PUBLISH QoS 1 to the subscribed recipient
 //   MESSAGE_RECEIPT          -> the recipient's PUBACK (libmosquitto sends it)
-//   MESSAGE_SUCCESS          -> no MQTT equivalent (nothing tells a sender
-//                               its message reached the recipient); the load
-//                               generator sees both ends, so a message
-//                               completes, and frees its slot in the window,
-//                               once the sender has its PUBACK *and* the
-//                               recipient has the message. "confirmed" is
-//                               the time to that point.
-// Same body size as zchat's (68 bytes), same warm-up, window and measuring.
+//   MESSAGE_SUCCESS          -> no MQTT equivalent (ReferenceWindow)
 CycleFigures RunMqttCycle(const Target& target, int pairs, int window,
                           double seconds, const std::string& tag, int threads) {
   static LibInit init;
@@ -338,116 +304,52 @@ CycleFigures RunMqttCycle(const Target& target, int pairs, int window,
   std::atomic<bool> abort{false};
   auto drive = [&](int t) {
     CyclePart& part = parts[t];
-    struct InFlight {
-      int64_t sent_ns = 0;
-      bool acked = false, received = false;
-    };
-    struct Pair {
-      uint64_t next_seq = 0;
-      std::unordered_map<int, uint64_t> seq_of_mid;
-      std::unordered_map<uint64_t, InFlight> in_flight;  // by seq
-    };
     std::vector<int> mine;
     for (int i = t; i < pairs; i += threads) mine.push_back(i);
-    std::vector<Pair> state(pairs);  // indexed by pair, only mine used
+    // MQTT's packet ids -> the window's sequence numbers, by pair.
+    std::vector<std::unordered_map<int, uint64_t> > seq_of_mid(pairs);
+    ReferenceWindow window_of(
+        part, clock, pairs, [&](int i, const std::string& body, uint64_t seq) {
+          int mid = 0;
+          const int rc = mosquitto_publish(
+              senders[i]->m, &mid, topic(i).c_str(),
+              static_cast<int>(body.size()), body.data(), 1, false);
+          if (rc != MOSQ_ERR_SUCCESS && part.failure.empty()) {
+            part.failure =
+                std::string("mosquitto_publish: ") + mosquitto_strerror(rc);
+            return;
+          }
+          seq_of_mid[i][mid] = seq;
+        });
     std::vector<Client*> clients;
-    uint64_t in_flight = 0;
-    bool sending = true;
-    auto last_progress = Clock::now();
-
-    auto send_one = [&](int i) {
-      Pair& p = state[i];
-      const uint64_t seq = p.next_seq++;
-      const int64_t now = NowNs();
-      std::string body = std::to_string(now) + " " + std::to_string(seq) + " ";
-      body.resize(68, '.');
-      int mid = 0;
-      const int rc = mosquitto_publish(senders[i]->m, &mid, topic(i).c_str(),
-                                       static_cast<int>(body.size()),
-                                       body.data(), 1, false);
-      if (rc != MOSQ_ERR_SUCCESS && part.failure.empty()) {
-        part.failure =
-            std::string("mosquitto_publish: ") + mosquitto_strerror(rc);
-        return;
-      }
-      p.seq_of_mid[mid] = seq;
-      p.in_flight[seq].sent_ns = now;
-      ++in_flight;
-      ++part.sent;
-    };
-    auto complete = [&](int i, uint64_t seq) {
-      Pair& p = state[i];
-      auto it = p.in_flight.find(seq);
-      if (!it->second.acked || !it->second.received) return;
-      if (clock.Measuring(Clock::now())) {
-        part.confirmed.push_back(NowNs() - it->second.sent_ns);
-        ++part.completed;
-      }
-      p.in_flight.erase(it);
-      --in_flight;
-      last_progress = Clock::now();
-      if (sending) send_one(i);
-    };
     for (int i : mine) {
       clients.push_back(senders[i].get());
       clients.push_back(recipients[i].get());
       senders[i]->on_publish = [&, i](int mid) {
-        Pair& p = state[i];
-        auto it = p.seq_of_mid.find(mid);
-        if (it == p.seq_of_mid.end()) {
+        auto it = seq_of_mid[i].find(mid);
+        if (it == seq_of_mid[i].end()) {
           if (part.failure.empty()) part.failure = "PUBACK for no message";
           return;
         }
         const uint64_t seq = it->second;
-        p.seq_of_mid.erase(it);
-        p.in_flight[seq].acked = true;
-        complete(i, seq);
+        seq_of_mid[i].erase(it);
+        window_of.Acked(i, seq);
       };
       recipients[i]->on_message = [&, i](const mosquitto_message* msg) {
-        const char* b = static_cast<const char*>(msg->payload);
-        char* end = nullptr;
-        const long long sent_ns = std::strtoll(b, &end, 10);
-        const unsigned long long seq = std::strtoull(end, nullptr, 10);
-        Pair& p = state[i];
-        auto it = p.in_flight.find(seq);
-        if (it == p.in_flight.end() || it->second.received) {
-          if (part.failure.empty()) {
-            part.failure = "a recipient got a message not in flight";
-          }
-          return;
-        }
-        if (clock.Measuring(Clock::now())) {
-          part.delivered.push_back(NowNs() - sent_ns);
-        }
-        ++part.distributed;
-        it->second.received = true;
-        complete(i, seq);
+        window_of.Received(
+            i, std::string_view(static_cast<const char*>(msg->payload),
+                                static_cast<size_t>(msg->payloadlen)));
       };
     }
-    for (int i : mine) {
-      for (int w = 0; w < window; ++w) send_one(i);
-    }
     auto misc_at = Clock::now();
-    while (sending || in_flight > 0) {
-      if (abort) return;
-      if (!Pump(clients, 100) && part.failure.empty()) {
-        part.failure = "a connection to Mosquitto was lost";
-      }
-      const auto now = Clock::now();
-      if (now - last_progress > kStall && part.failure.empty()) {
-        part.failure = std::to_string(in_flight) + " of " +
-                       std::to_string(part.sent) + " messages stalled";
-      }
-      if (!part.failure.empty()) {
-        abort = true;
-        return;
-      }
-      if (sending && now >= clock.to) sending = false;
-      if (now - misc_at > std::chrono::seconds(1)) {  // keepalive
+    window_of.Run(mine, window, abort, [&]() -> std::string {
+      const bool ok = Pump(clients, 100);
+      if (Clock::now() - misc_at > std::chrono::seconds(1)) {  // keepalive
         for (Client* c : clients) mosquitto_loop_misc(c->m);
-        misc_at = now;
+        misc_at = Clock::now();
       }
-    }
+      return ok ? "" : "a connection to Mosquitto was lost";
+    });
   };
   const CpuWindow cpu = RunLoadThreads(clock, threads, {target.pid}, drive);
   out = MergeCycle(clock, cpu, parts);

@@ -323,39 +323,15 @@ bool StartNats(testing::ChildProcess& child, const std::string& dir,
   const std::string data = dir + "/nats";
   fs::remove_all(data);
   fs::create_directories(data);
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    const int port = FreeLoopbackPort();
-    if (port == 0) continue;
-    // JetStream's file store (its default sync: every 2 minutes, not a
-    // write per message). No HTTP monitor, no cluster.
-    if (!child.Start({binary, "-a", "127.0.0.1", "-p", std::to_string(port),
-                      "-js", "-sd", data, "-l", data + "/nats.log"},
-                     {.stderr_path = data + "/stderr.log"})) {
-      *why = "could not run " + binary;
-      return false;
-    }
-    const auto deadline = Clock::now() + kSetupWait;
-    while (Clock::now() < deadline) {
-      if (child.Wait(std::chrono::milliseconds(0))) break;  // exited
-      if (LoopbackAccepts(port)) {
-        target->name = "NATS";
-        target->pid = child.pid();
-        target->port = port;
-        target->endpoint = "127.0.0.1:" + std::to_string(port);
-        return true;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    child.Stop();
-  }
-  std::string log;
-  for (const char* f : {"/nats.log", "/stderr.log"}) {
-    std::ifstream in(data + f);
-    log.append(std::istreambuf_iterator<char>(in), {});
-  }
-  if (log.size() > 400) log = log.substr(log.size() - 400);
-  *why = "nats-server did not start: " + (log.empty() ? "no log" : log);
-  return false;
+  // JetStream's file store (its default sync: every 2 minutes, not a write
+  // per message). No HTTP monitor, no cluster.
+  auto argv_for = [&](int port) -> std::vector<std::string> {
+    return {binary, "-a",  "127.0.0.1", "-p", std::to_string(port),
+            "-js",  "-sd", data,        "-l", data + "/nats.log"};
+  };
+  return StartOnFreePort(child, "NATS", argv_for, data + "/stderr.log",
+                         {data + "/nats.log", data + "/stderr.log"}, target,
+                         why);
 }
 
 // The cycle over JetStream, mirroring RunCycle (and RunMqttCycle):
@@ -365,10 +341,7 @@ bool StartNats(testing::ChildProcess& child, const std::string& dir,
 //   DISTRIBUTE_MESSAGE  -> the recipient's durable push consumer delivers it
 //   MESSAGE_RECEIPT     -> the recipient acknowledges it (an empty PUB to the
 //                          message's reply subject); the work queue drops it
-//   MESSAGE_SUCCESS     -> no equivalent (nothing tells the sender); as for
-//                          MQTT, a message completes once the sender has its
-//                          acknowledgement and the recipient the message.
-// Same body size as zchat's (68 bytes), same warm-up, window and measuring.
+//   MESSAGE_SUCCESS     -> no equivalent (ReferenceWindow)
 CycleFigures RunNatsCycle(const Target& target, int pairs, int window,
                           double seconds, const std::string& tag, int threads) {
   CycleFigures out;
@@ -401,109 +374,40 @@ CycleFigures RunNatsCycle(const Target& target, int pairs, int window,
   std::atomic<bool> abort{false};
   auto drive = [&](int t) {
     CyclePart& part = parts[t];
-    struct InFlight {
-      int64_t sent_ns = 0;
-      bool acked = false, received = false;
-    };
-    struct Pair {
-      uint64_t next_seq = 0;
-      std::unordered_map<uint64_t, InFlight> in_flight;  // by seq
-    };
     std::vector<int> mine;
     for (int i = t; i < pairs; i += threads) mine.push_back(i);
-    std::vector<Pair> state(pairs);  // indexed by pair, only mine used
-    std::vector<Conn*> conns;        // 2k: pair mine[k]'s sender, 2k + 1
+    ReferenceWindow window_of(
+        part, clock, pairs, [&](int i, const std::string& body, uint64_t seq) {
+          senders[i]->Pub(
+              subject(i),
+              "_A." + tag + "s" + std::to_string(i) + "." + std::to_string(seq),
+              body);
+        });
+    std::vector<Conn*> conns;  // 2k: pair mine[k]'s sender, 2k + 1 recipient
     for (int i : mine) {
       conns.push_back(senders[i].get());
       conns.push_back(recipients[i].get());
     }
-    std::vector<pollfd> fds;
-    uint64_t in_flight = 0;
-    bool sending = true;
-    auto last_progress = Clock::now();
-
-    auto send_one = [&](int i) {
-      Pair& p = state[i];
-      const uint64_t seq = p.next_seq++;
-      const int64_t now = NowNs();
-      std::string body = std::to_string(now) + " " + std::to_string(seq) + " ";
-      body.resize(68, '.');
-      senders[i]->Pub(
-          subject(i),
-          "_A." + tag + "s" + std::to_string(i) + "." + std::to_string(seq),
-          body);
-      p.in_flight[seq].sent_ns = now;
-      ++in_flight;
-      ++part.sent;
-    };
-    auto complete = [&](int i, uint64_t seq) {
-      Pair& p = state[i];
-      auto it = p.in_flight.find(seq);
-      if (!it->second.acked || !it->second.received) return;
-      if (clock.Measuring(Clock::now())) {
-        part.confirmed.push_back(NowNs() - it->second.sent_ns);
-        ++part.completed;
-      }
-      p.in_flight.erase(it);
-      --in_flight;
-      last_progress = Clock::now();
-      if (sending) send_one(i);
-    };
     auto on_msg = [&](size_t k, const Conn::Msg& m) {
       const int i = mine[k / 2];
-      Pair& p = state[i];
       if (k % 2 == 0) {  // the stream's acknowledgement of a publish
-        const uint64_t seq = SeqAfterLastDot(m.subject);
-        auto it = p.in_flight.find(seq);
-        if (m.payload.find("\"error\"") != std::string_view::npos ||
-            it == p.in_flight.end() || it->second.acked) {
+        if (m.payload.find("\"error\"") != std::string_view::npos) {
           if (part.failure.empty()) {
-            part.failure = "a bad acknowledgement: " + std::string(m.payload);
+            part.failure = "JetStream refused: " + std::string(m.payload);
           }
           return;
         }
-        it->second.acked = true;
-        complete(i, seq);
-        return;
-      }
-      char* end = nullptr;
-      const long long sent_ns = std::strtoll(m.payload.data(), &end, 10);
-      const unsigned long long seq = std::strtoull(end, nullptr, 10);
-      auto it = p.in_flight.find(seq);
-      if (it == p.in_flight.end() || it->second.received) {
-        if (part.failure.empty()) {
-          part.failure = "a recipient got a message not in flight";
-        }
+        window_of.Acked(i, SeqAfterLastDot(m.subject));
         return;
       }
       recipients[i]->Pub(m.reply, "", "");  // the acknowledgement
-      if (clock.Measuring(Clock::now())) {
-        part.delivered.push_back(NowNs() - sent_ns);
-      }
-      ++part.distributed;
-      it->second.received = true;
-      complete(i, seq);
+      window_of.Received(i, m.payload);
     };
-    for (int i : mine) {
-      for (int w = 0; w < window; ++w) send_one(i);
-    }
-    while (sending || in_flight > 0) {
-      if (abort) return;
+    std::vector<pollfd> fds;
+    window_of.Run(mine, window, abort, [&]() -> std::string {
       const std::string lost = PumpOnce(conns, fds, 100, on_msg);
-      if (!lost.empty() && part.failure.empty()) {
-        part.failure = "a connection to NATS failed: " + lost;
-      }
-      const auto now = Clock::now();
-      if (now - last_progress > kStall && part.failure.empty()) {
-        part.failure = std::to_string(in_flight) + " of " +
-                       std::to_string(part.sent) + " messages stalled";
-      }
-      if (!part.failure.empty()) {
-        abort = true;
-        return;
-      }
-      if (sending && now >= clock.to) sending = false;
-    }
+      return lost.empty() ? "" : "a connection to NATS failed: " + lost;
+    });
   };
   const CpuWindow cpu = RunLoadThreads(clock, threads, {target.pid}, drive);
   return MergeCycle(clock, cpu, parts);
