@@ -22,6 +22,19 @@ using testing::RawFrame;
 using testing::RawPacker;
 using testing::SampleMessages;
 
+// A field `key` holding an array of these ids, or of these texts.
+void PackIds(RawPacker& pk, const char* key, const std::vector<uint64_t>& v) {
+  pk.pack(key);
+  pk.pack_array(static_cast<uint32_t>(v.size()));
+  for (uint64_t id : v) pk.pack(id);
+}
+void PackTexts(RawPacker& pk, const char* key,
+               const std::vector<std::string>& v) {
+  pk.pack(key);
+  pk.pack_array(static_cast<uint32_t>(v.size()));
+  for (const std::string& t : v) pk.pack(t);
+}
+
 // A frame of `type` with request id `req`: the envelope, then the fields
 // the callback adds (extra counts them).
 std::string EnvelopeFrame(MessageType type, uint64_t req, int extra,
@@ -487,8 +500,9 @@ void ExpectAListOfIds() {
                  "field 'message_ids' must not be empty");
   // The parser's array limit (1000, as for every list) refuses more.
   std::vector<uint64_t> too_many(kMaxReceiptIds + 1, 1);
-  ExpectRejected(with(1, [&](RawPacker& pk) { ids(pk, too_many); }),
-                 ErrorCode::kMalformed, "a declared size exceeds the limits");
+  ExpectRejected(
+      with(1, [&](RawPacker& pk) { PackIds(pk, "client_msg_ids", too_many); }),
+      ErrorCode::kMalformed, "a declared size exceeds the limits");
   ExpectRejected(with(1,
                       [&](RawPacker& pk) {
                         ids(pk, {4, 0, 9});
@@ -566,19 +580,13 @@ TEST(CodecTest, MessageSuccessHasABatchForm) {
                            add(pk);
                          });
   };
-  auto list = [](RawPacker& pk, const char* key,
-                 const std::vector<uint64_t>& v) {
-    pk.pack(key);
-    pk.pack_array(static_cast<uint32_t>(v.size()));
-    for (uint64_t id : v) pk.pack(id);
-  };
   ExpectRejected(with(3,
                       [&](RawPacker& pk) {
                         pk.pack("message_id");
                         pk.pack(5);
                         pk.pack("client_msg_id");
                         pk.pack(6);
-                        list(pk, "message_ids", {7});
+                        PackIds(pk, "message_ids", {7});
                       }),
                  ErrorCode::kMalformed,
                  "exactly one of 'message_id' and 'message_ids' is required");
@@ -586,12 +594,13 @@ TEST(CodecTest, MessageSuccessHasABatchForm) {
                  "exactly one of 'message_id' and 'message_ids' is required");
   ExpectRejected(with(2,
                       [&](RawPacker& pk) {
-                        list(pk, "message_ids", {7, 8});
-                        list(pk, "client_msg_ids", {1});
+                        PackIds(pk, "message_ids", {7, 8});
+                        PackIds(pk, "client_msg_ids", {1});
                       }),
                  ErrorCode::kMalformed, "one for each");
-  ExpectRejected(with(1, [&](RawPacker& pk) { list(pk, "message_ids", {7}); }),
-                 ErrorCode::kMalformed, "one for each");
+  ExpectRejected(
+      with(1, [&](RawPacker& pk) { PackIds(pk, "message_ids", {7}); }),
+      ErrorCode::kMalformed, "one for each");
   ExpectRejected(with(1,
                       [&](RawPacker& pk) {
                         pk.pack("message_id");
@@ -600,8 +609,8 @@ TEST(CodecTest, MessageSuccessHasABatchForm) {
                  ErrorCode::kMalformed, "one for each");
   ExpectRejected(with(2,
                       [&](RawPacker& pk) {
-                        list(pk, "message_ids", {7});
-                        list(pk, "client_msg_ids", {0});
+                        PackIds(pk, "message_ids", {7});
+                        PackIds(pk, "client_msg_ids", {0});
                       }),
                  ErrorCode::kMalformed,
                  "field 'client_msg_ids' is out of range");
@@ -648,51 +657,39 @@ TEST(CodecTest, DistributeMessageHasABatchForm) {
   auto batch = [](int fields, const std::function<void(RawPacker&)>& add) {
     return EnvelopeFrame(MessageType::kDistributeMessage, 0, fields, add);
   };
-  auto ids = [](RawPacker& pk, const char* key,
-                const std::vector<uint64_t>& v) {
-    pk.pack(key);
-    pk.pack_array(static_cast<uint32_t>(v.size()));
-    for (uint64_t id : v) pk.pack(id);
-  };
-  auto texts_of = [](RawPacker& pk, const char* key,
-                     const std::vector<std::string>& v) {
-    pk.pack(key);
-    pk.pack_array(static_cast<uint32_t>(v.size()));
-    for (const std::string& t : v) pk.pack(t);
-  };
   ExpectRejected(batch(4,
                        [&](RawPacker& pk) {
-                         ids(pk, "message_ids", {1, 2});
-                         texts_of(pk, "senders", {"a", "b"});
-                         texts_of(pk, "bodies", {"x"});
-                         ids(pk, "sent_ats", {5, 6});
+                         PackIds(pk, "message_ids", {1, 2});
+                         PackTexts(pk, "senders", {"a", "b"});
+                         PackTexts(pk, "bodies", {"x"});
+                         PackIds(pk, "sent_ats", {5, 6});
                        }),
                  ErrorCode::kMalformed, "one for each");
   ExpectRejected(batch(3,
                        [&](RawPacker& pk) {
-                         ids(pk, "message_ids", {1});
-                         texts_of(pk, "senders", {"a"});
-                         texts_of(pk, "bodies", {"x"});
+                         PackIds(pk, "message_ids", {1});
+                         PackTexts(pk, "senders", {"a"});
+                         PackTexts(pk, "bodies", {"x"});
                        }),
                  ErrorCode::kMalformed, "one for each");
   ExpectRejected(batch(5,
                        [&](RawPacker& pk) {
                          pk.pack("message_id");
                          pk.pack(3);
-                         ids(pk, "message_ids", {1});
-                         texts_of(pk, "senders", {"a"});
-                         texts_of(pk, "bodies", {"x"});
-                         ids(pk, "sent_ats", {5});
+                         PackIds(pk, "message_ids", {1});
+                         PackTexts(pk, "senders", {"a"});
+                         PackTexts(pk, "bodies", {"x"});
+                         PackIds(pk, "sent_ats", {5});
                        }),
                  ErrorCode::kMalformed,
                  "exactly one of 'message_id' and 'message_ids' is required");
   ExpectRejected(batch(4,
                        [&](RawPacker& pk) {
-                         ids(pk, "message_ids", {1});
-                         texts_of(pk, "senders", {"a"});
-                         texts_of(pk, "bodies",
-                                  {std::string(kMaxBodyBytes + 1, 'x')});
-                         ids(pk, "sent_ats", {5});
+                         PackIds(pk, "message_ids", {1});
+                         PackTexts(pk, "senders", {"a"});
+                         PackTexts(pk, "bodies",
+                                   {std::string(kMaxBodyBytes + 1, 'x')});
+                         PackIds(pk, "sent_ats", {5});
                        }),
                  ErrorCode::kMalformed, "field 'bodies' is longer than");
 }
@@ -739,54 +736,42 @@ TEST(CodecTest, SendMessageHasABatchForm) {
                            add(pk);
                          });
   };
-  auto ids = [](RawPacker& pk, const char* key,
-                const std::vector<uint64_t>& v) {
-    pk.pack(key);
-    pk.pack_array(static_cast<uint32_t>(v.size()));
-    for (uint64_t id : v) pk.pack(id);
-  };
-  auto texts_of = [](RawPacker& pk, const char* key,
-                     const std::vector<std::string>& v) {
-    pk.pack(key);
-    pk.pack_array(static_cast<uint32_t>(v.size()));
-    for (const std::string& t : v) pk.pack(t);
-  };
   ExpectRejected(with(2,
                       [&](RawPacker& pk) {
-                        ids(pk, "client_msg_ids", {1, 2});
-                        texts_of(pk, "bodies", {"x"});
+                        PackIds(pk, "client_msg_ids", {1, 2});
+                        PackTexts(pk, "bodies", {"x"});
                       }),
                  ErrorCode::kMalformed,
                  "'bodies' goes with 'client_msg_ids', one for each");
   ExpectRejected(
-      with(1, [&](RawPacker& pk) { ids(pk, "client_msg_ids", {1}); }),
+      with(1, [&](RawPacker& pk) { PackIds(pk, "client_msg_ids", {1}); }),
       ErrorCode::kMalformed, "'bodies'");
   ExpectRejected(with(2,
                       [&](RawPacker& pk) {
-                        ids(pk, "client_msg_ids", {});
-                        texts_of(pk, "bodies", {});
+                        PackIds(pk, "client_msg_ids", {});
+                        PackTexts(pk, "bodies", {});
                       }),
                  ErrorCode::kMalformed, "must not be empty");
   ExpectRejected(with(3,
                       [&](RawPacker& pk) {
-                        ids(pk, "client_msg_ids", {1});
-                        texts_of(pk, "bodies", {"x"});
+                        PackIds(pk, "client_msg_ids", {1});
+                        PackTexts(pk, "bodies", {"x"});
                         pk.pack("client_msg_id");
                         pk.pack(1);
                       }),
                  ErrorCode::kMalformed, "unknown field 'client_msg_id'");
   ExpectRejected(with(3,
                       [&](RawPacker& pk) {
-                        ids(pk, "client_msg_ids", {1});
-                        texts_of(pk, "bodies", {"x"});
+                        PackIds(pk, "client_msg_ids", {1});
+                        PackTexts(pk, "bodies", {"x"});
                         pk.pack("body");
                         pk.pack("y");
                       }),
                  ErrorCode::kMalformed, "unknown field 'body'");
   ExpectRejected(with(2,
                       [&](RawPacker& pk) {
-                        ids(pk, "client_msg_ids", {0});
-                        texts_of(pk, "bodies", {"x"});
+                        PackIds(pk, "client_msg_ids", {0});
+                        PackTexts(pk, "bodies", {"x"});
                       }),
                  ErrorCode::kMalformed,
                  "field 'client_msg_ids' is out of range");
@@ -794,9 +779,9 @@ TEST(CodecTest, SendMessageHasABatchForm) {
   std::iota(too_many.begin(), too_many.end(), 1);
   ExpectRejected(with(2,
                       [&](RawPacker& pk) {
-                        ids(pk, "client_msg_ids", too_many);
-                        texts_of(pk, "bodies",
-                                 std::vector<std::string>(too_many.size()));
+                        PackIds(pk, "client_msg_ids", too_many);
+                        PackTexts(pk, "bodies",
+                                  std::vector<std::string>(too_many.size()));
                       }),
                  ErrorCode::kMalformed, "exceeds the limits");
 
@@ -824,15 +809,15 @@ TEST(CodecTest, SendMessageHasABatchForm) {
   };
   ExpectRejected(reply(2,
                        [&](RawPacker& pk) {
-                         ids(pk, "message_ids", {1, 2});
-                         ids(pk, "client_msg_ids", {1});
+                         PackIds(pk, "message_ids", {1, 2});
+                         PackIds(pk, "client_msg_ids", {1});
                        }),
                  ErrorCode::kMalformed, "one for each");
   ExpectRejected(reply(2,
                        [&](RawPacker& pk) {
                          pk.pack("message_id");
                          pk.pack(1);
-                         ids(pk, "client_msg_ids", {1});
+                         PackIds(pk, "client_msg_ids", {1});
                        }),
                  ErrorCode::kMalformed, "one for each");
 
