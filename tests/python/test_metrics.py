@@ -193,6 +193,27 @@ def test_frames_sent_count_a_batch_form_once(broker, url, batch_pushes):
         assert sent == (1 if batch_pushes else len(BODIES)) + 1
 
 
+def test_a_batch_send_is_one_frame_each_way_and_counts_each_message(broker, url):
+    with ZchatClient(timeout=15) as sender:
+        sender.connect(broker.endpoint)
+        sender.create_account("gita", "pässwörd-one")
+        sender.create_account("hamid", "pässwörd-two")   # away
+        sender.login("gita", "pässwörd-one")
+        before = scrape(url)
+        ids = sender.send_many("hamid", BODIES)
+        after = scrape(url)
+        assert len(ids) == len(BODIES)
+
+        def grew(name, **labels):
+            return value(after, name, **labels) - value(before, name, **labels)
+        assert grew("zchat_frames_received_total") == 1
+        assert grew("zchat_frames_sent_total") == 1      # one MESSAGE_PENDING
+        assert grew("zchat_messages_accepted_total") == len(BODIES)
+        assert grew("zchat_messages_queued_total") == len(BODIES)
+        assert requests(after, "SEND_MESSAGE", "ok") - \
+            requests(before, "SEND_MESSAGE", "ok") == 1
+
+
 def test_only_get_metrics_is_served(url):
     base = url.rsplit("/", 1)[0]
     with pytest.raises(urllib.error.HTTPError) as info:
