@@ -91,12 +91,20 @@ int main(int argc, char** argv) {
   std::string sub_user;
   auto* reg = app.add_subcommand("register", "create an account");
   reg->add_option("--user", sub_user, "the new username (required)");
+  bool lines = false;
   auto* send = app.add_subcommand("send", "send one message");
   send->add_option("--user", sub_user, "log in as (required)");
   send->add_option("recipient", to, "who gets it")->required();
-  send->add_option("text", words, "the message")->required();
-  send->add_flag("--wait", wait,
-                 "wait until the recipient confirms it (exit 3 on timeout)");
+  auto* text_option = send->add_option("text", words, "the message");
+  auto* lines_flag = send->add_flag(
+      "--lines", lines,
+      "instead of TEXT, send each line of standard input as a message of its "
+      "own (empty lines skipped), up to 1000 a request");
+  auto* wait_flag = send->add_flag(
+      "--wait", wait,
+      "wait until the recipient confirms it (exit 3 on timeout)");
+  lines_flag->excludes(text_option);
+  lines_flag->excludes(wait_flag);
   auto* fetch =
       app.add_subcommand("fetch", "print and confirm waiting messages");
   fetch->add_option("--user", sub_user, "log in as (required)");
@@ -127,6 +135,11 @@ int main(int argc, char** argv) {
       return 2;
     }
     if (!sub_user.empty()) o.user = sub_user;
+    if (*send && words.empty() && !lines) {
+      std::cerr << "send: TEXT or --lines is required\nRun with --help for "
+                   "more information.\n";
+      return 2;
+    }
     if (o.user.empty()) {
       std::cerr << sub << ": --user NAME is required (zchat --user NAME " << sub
                 << " ... or zchat " << sub
@@ -250,6 +263,15 @@ int main(int argc, char** argv) {
     shell.ShowEvents();
     return Status(r != Outcome::kOk ? r : settled);
   };
+  if (*send && lines) {
+    std::vector<std::string> bodies;
+    for (std::string line; std::getline(std::cin, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (!line.empty()) bodies.push_back(std::move(line));
+    }
+    if (bodies.empty()) return finish(Outcome::kOk);
+    return finish(shell.SendMany(to, bodies));
+  }
   if (*send) {
     std::string text;
     for (const auto& w : words) text += (text.empty() ? "" : " ") + w;

@@ -252,6 +252,38 @@ Outcome Shell::Send(const std::string& to, const std::string& body,
   return Outcome::kOk;
 }
 
+Outcome Shell::SendMany(const std::string& to,
+                        const std::vector<std::string>& bodies) {
+  // A request's frame holds its bodies and, for each, at most about 16
+  // bytes of framing and client_msg_id; the rest of the frame is slack.
+  constexpr size_t kPerMessage = 16;
+  constexpr size_t kBudget = kMaxFrameBytes - 1024;
+  for (size_t from = 0; from < bodies.size();) {
+    size_t to_send = 0, bytes = 0;
+    while (from + to_send < bodies.size() && to_send < kMaxSendItems &&
+           (to_send == 0 ||
+            bytes + bodies[from + to_send].size() + kPerMessage <= kBudget)) {
+      bytes += bodies[from + to_send].size() + kPerMessage;
+      ++to_send;
+    }
+    const std::vector<std::string> part(bodies.begin() + from,
+                                        bodies.begin() + from + to_send);
+    Result<MessagePending> ok = client_.SendMany(to, part);
+    if (!ok.ok()) {
+      printer_.SendFailed(to, ok.status());
+      return Record(ok.status().code() == ErrorCode::kTimeout
+                        ? Outcome::kNoAnswer
+                        : Outcome::kRefused);
+    }
+    ForEachPending(*ok, [&, i = size_t{0}](uint64_t id, uint64_t cmid) mutable {
+      printer_.Pending(MessagePending{id, cmid}, to, part[i++]);
+    });
+    from += to_send;
+  }
+  ShowEvents();
+  return Outcome::kOk;
+}
+
 Outcome Shell::Fetch(std::optional<uint64_t> limit) {
   // "All" is several fetches of up to kMaxFetchLimit each.
   uint64_t wanted = limit.value_or(UINT64_MAX);

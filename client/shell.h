@@ -58,6 +58,13 @@ class Shell {
   Outcome Send(const std::string& to, const std::string& body,
                std::optional<uint64_t>* sent_id = nullptr,
                bool show_events = true);
+  // Each of `bodies` as a message of its own to `to`, in order, in as few
+  // requests as the protocol's bounds allow (SEND_MESSAGE's batch form: up
+  // to kMaxSendItems messages, all in one frame); each message's `pending`
+  // is printed. Stops at the first refused request (printed as refused):
+  // none of its messages, nor of the later ones, was sent.
+  Outcome SendMany(const std::string& to,
+                   const std::vector<std::string>& bodies);
   Outcome Fetch(std::optional<uint64_t> limit);
   Outcome Delete(bool force);
 

@@ -279,7 +279,7 @@ def test_version(z):
 
 @pytest.mark.parametrize("sub, words", [
     ("register", ["--user"]),
-    ("send", ["--user", "--wait", "recipient", "text"]),
+    ("send", ["--user", "--wait", "--lines", "recipient", "text"]),
     ("fetch", ["--user", "--limit"]),
     ("users", ["--user", "pattern"]),
     ("delete", ["--user", "--force"]),
@@ -296,6 +296,10 @@ def test_subcommand_help(z, sub, words):
 @pytest.mark.parametrize("args", [
     pytest.param(["--json", "send", "bob", "hi"], id="send_without_user"),
     pytest.param(["--json", "send", "--user", "alice", "bob"], id="send_without_text"),
+    pytest.param(["--json", "send", "--user", "alice", "bob", "--lines", "hi"],
+                 id="send_lines_and_text"),
+    pytest.param(["--json", "send", "--user", "alice", "bob", "--lines", "--wait"],
+                 id="send_lines_and_wait"),
     pytest.param(["--json", "--no-such-flag"], id="unknown_option"),
     pytest.param(["--json", "--timeout", "0", "users", "--user", "alice"], id="timeout_0"),
 ])
@@ -519,6 +523,39 @@ def test_sender_sees_the_stored_delivered_notices_at_next_login(bob_fetched_all)
             and all(set(e) == {"event", "id", "to"} and e["to"] == "bob"
                     and isinstance(e["id"], int) for e in delivered)
             and run.events[-1] == {"event": "fetched", "count": 0, "remaining": 0}), str(run)
+
+
+# -- send --lines -----------------------------------------------------------------
+
+LINES = ["Grüße 👋", "你好，世界", "", "مرحبا بالعالم", "שלום"]
+
+
+def test_send_lines_one_message_a_line_in_order(z2):
+    text = "\n".join(LINES[:1]) + "\r\n" + "\n".join(LINES[1:]) + "\n"
+    run = z2.run(["--json", "send", "--user", "alice", "bob", "--lines"],
+                 user="alice", stdin=text)
+    sent = [line for line in LINES if line]
+    assert (run.rc == 0 and len(run.events) == len(sent)
+            and all(is_pending(e, "bob", b) for e, b in zip(run.events, sent))), \
+        f"a pending line for each non-empty line, CR dropped\n{run}"
+    ids = [e["id"] for e in run.events]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids), str(run)
+    fetch = z2.run(["--json", "fetch", "--user", "bob"], user="bob")
+    assert (fetch.rc == 0 and len(fetch.events) == len(sent) + 1
+            and all(is_message(e, "alice", b) and e["id"] == i
+                    for e, b, i in zip(fetch.events, sent, ids))), \
+        f"bob fetches them in order\n{fetch}"
+
+
+def test_send_lines_refused_sends_none_exit_1(z2):
+    text = "ça va ?\n" + "é" * 8193 + "\nadiós\n"   # the second is 16386 bytes
+    run = z2.run(["--json", "send", "--user", "alice", "bob", "--lines"],
+                 user="alice", stdin=text)
+    assert (run.rc == 1 and len(run.events) == 1
+            and is_error(run.events[0], "body_too_large", to="bob")), str(run)
+    fetch = z2.run(["--json", "fetch", "--user", "bob"], user="bob")
+    assert fetch.rc == 0 and fetch.events == [
+        {"event": "fetched", "count": 0, "remaining": 0}], f"none was sent\n{fetch}"
 
 
 # -- send --wait -------------------------------------------------------------------
