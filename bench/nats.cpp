@@ -36,17 +36,17 @@ std::string NatsBinary() {
 
 // One client connection, speaking the NATS protocol itself: a nonblocking
 // TCP socket, what was read and not yet parsed, what waits to be written.
-class Conn {
+class NatsConn {
  public:
   struct Msg {
     std::string_view subject, reply, payload;
   };
   using OnMsg = std::function<void(const Msg&)>;
 
-  Conn() = default;
-  Conn(const Conn&) = delete;
-  Conn& operator=(const Conn&) = delete;
-  ~Conn() {
+  NatsConn() = default;
+  NatsConn(const NatsConn&) = delete;
+  NatsConn& operator=(const NatsConn&) = delete;
+  ~NatsConn() {
     if (fd_ >= 0) close(fd_);
   }
 
@@ -238,7 +238,7 @@ class Conn {
 };
 
 // A JetStream API request; "" if it succeeded, else why not.
-std::string JsApi(Conn& control, const std::string& subject,
+std::string JsApi(NatsConn& control, const std::string& subject,
                   const std::string& json) {
   std::string why;
   std::optional<std::string> answer = control.Request(subject, json, &why);
@@ -251,7 +251,7 @@ std::string JsApi(Conn& control, const std::string& subject,
 
 // A stream on file storage that keeps each message until its consumer
 // acknowledges it.
-std::string CreateStream(Conn& control, const std::string& name,
+std::string CreateStream(NatsConn& control, const std::string& name,
                          const std::string& subjects) {
   return JsApi(control, "$JS.API.STREAM.CREATE." + name,
                "{\"name\":\"" + name + "\",\"subjects\":[\"" + subjects +
@@ -260,7 +260,7 @@ std::string CreateStream(Conn& control, const std::string& name,
 
 // A durable push consumer of `filter`, delivering to `deliver`, each
 // message to be acknowledged, up to `max_pending` unacknowledged.
-std::string CreateConsumer(Conn& control, const std::string& stream,
+std::string CreateConsumer(NatsConn& control, const std::string& stream,
                            const std::string& name, const std::string& filter,
                            const std::string& deliver, int max_pending) {
   return JsApi(
@@ -275,9 +275,9 @@ std::string CreateConsumer(Conn& control, const std::string& stream,
 
 // Polls `conns` once (up to timeout_ms), reads and writes what is ready;
 // "" or why a connection failed.
-std::string PumpOnce(std::vector<Conn*>& conns, std::vector<pollfd>& fds,
-                     int timeout_ms,
-                     const std::function<void(size_t, const Conn::Msg&)>& on) {
+std::string PumpOnce(
+    std::vector<NatsConn*>& conns, std::vector<pollfd>& fds, int timeout_ms,
+    const std::function<void(size_t, const NatsConn::Msg&)>& on) {
   fds.resize(conns.size());
   for (size_t k = 0; k < conns.size(); ++k) {
     fds[k] = {
@@ -290,12 +290,12 @@ std::string PumpOnce(std::vector<Conn*>& conns, std::vector<pollfd>& fds,
   }
   for (size_t k = 0; k < conns.size(); ++k) {
     if (fds[k].revents & (POLLIN | POLLERR | POLLHUP)) {
-      if (!conns[k]->Read([&](const Conn::Msg& m) { on(k, m); })) {
+      if (!conns[k]->Read([&](const NatsConn::Msg& m) { on(k, m); })) {
         return conns[k]->error();
       }
     }
   }
-  for (Conn* c : conns) {
+  for (NatsConn* c : conns) {
     if (c->wants_write() && !c->Write()) return c->error();
   }
   return "";
@@ -346,17 +346,17 @@ CycleFigures RunNatsCycle(const Target& target, int pairs, int window,
                           double seconds, const std::string& tag, int threads) {
   CycleFigures out;
   threads = std::clamp(threads, 1, pairs);
-  Conn control;
+  NatsConn control;
   std::string why;
   if (!control.Open(target.port, &why)) return {.failure = why};
   why = CreateStream(control, "ZB" + tag, "zb" + tag + ".>");
   if (!why.empty()) return {.failure = why};
-  std::vector<std::unique_ptr<Conn>> senders, recipients;
+  std::vector<std::unique_ptr<NatsConn>> senders, recipients;
   auto name = [&](int i) { return tag + "r" + std::to_string(i); };
   auto subject = [&](int i) { return "zb" + tag + "." + name(i); };
   for (int i = 0; i < pairs && why.empty(); ++i) {
-    senders.push_back(std::make_unique<Conn>());
-    recipients.push_back(std::make_unique<Conn>());
+    senders.push_back(std::make_unique<NatsConn>());
+    recipients.push_back(std::make_unique<NatsConn>());
     if (!senders[i]->Open(target.port, &why) ||
         !recipients[i]->Open(target.port, &why)) {
       break;
@@ -383,12 +383,13 @@ CycleFigures RunNatsCycle(const Target& target, int pairs, int window,
               "_A." + tag + "s" + std::to_string(i) + "." + std::to_string(seq),
               body);
         });
-    std::vector<Conn*> conns;  // 2k: pair mine[k]'s sender, 2k + 1 recipient
+    std::vector<NatsConn*>
+        conns;  // 2k: pair mine[k]'s sender, 2k + 1 recipient
     for (int i : mine) {
       conns.push_back(senders[i].get());
       conns.push_back(recipients[i].get());
     }
-    auto on_msg = [&](size_t k, const Conn::Msg& m) {
+    auto on_msg = [&](size_t k, const NatsConn::Msg& m) {
       const int i = mine[k / 2];
       if (k % 2 == 0) {  // the stream's acknowledgement of a publish
         if (m.payload.find("\"error\"") != std::string_view::npos) {
@@ -417,7 +418,7 @@ QueueFigures RunNatsOffline(const Target& target, uint64_t messages,
                             int recipients) {
   QueueFigures out;
   out.messages = messages;
-  Conn control, sender;
+  NatsConn control, sender;
   std::string why;
   if (!control.Open(target.port, &why) || !sender.Open(target.port, &why)) {
     return {.failure = why};
@@ -432,7 +433,7 @@ QueueFigures RunNatsOffline(const Target& target, uint64_t messages,
   const std::string body(64, 'q');
   constexpr uint64_t kWindow = 2000;
   uint64_t sent = 0, acked = 0;
-  std::vector<Conn*> ss{&sender};
+  std::vector<NatsConn*> ss{&sender};
   std::vector<pollfd> fds;
   const int64_t cpu0 = testing::CpuTime(target.pid).count();
   const auto t0 = Clock::now();
@@ -444,7 +445,7 @@ QueueFigures RunNatsOffline(const Target& target, uint64_t messages,
       ++sent;
     }
     std::string failure;
-    why = PumpOnce(ss, fds, 100, [&](size_t, const Conn::Msg& m) {
+    why = PumpOnce(ss, fds, 100, [&](size_t, const NatsConn::Msg& m) {
       if (m.payload.find("\"error\"") != std::string_view::npos) {
         failure = "a bad acknowledgement: " + std::string(m.payload);
       }
@@ -469,17 +470,17 @@ QueueFigures RunNatsOffline(const Target& target, uint64_t messages,
   // Drain: each recipient comes, with a durable consumer of its subject
   // (up to 1000 unacknowledged, as Mosquitto's in-flight window), and
   // acknowledges each message.
-  std::vector<std::unique_ptr<Conn>> rs;
-  std::vector<Conn*> rp;
+  std::vector<std::unique_ptr<NatsConn>> rs;
+  std::vector<NatsConn*> rp;
   for (int i = 0; i < recipients; ++i) {
-    rs.push_back(std::make_unique<Conn>());
+    rs.push_back(std::make_unique<NatsConn>());
     if (!rs.back()->Open(target.port, &why)) return {.failure = why};
     rs.back()->Sub("dq." + std::to_string(i), 1);
     if (!rs.back()->Sync(&why)) return {.failure = why};
     rp.push_back(rs.back().get());
   }
   uint64_t drained = 0;
-  auto on_msg = [&](size_t k, const Conn::Msg& m) {
+  auto on_msg = [&](size_t k, const NatsConn::Msg& m) {
     rp[k]->Pub(m.reply, "", "");
     ++drained;
     last_progress = Clock::now();
