@@ -593,6 +593,44 @@ TEST_F(CoreTest, ABatchSendStoresEachMessageInOrder) {
   EXPECT_EQ(fetched, all);
 }
 
+// The largest batch (kMaxSendItems messages), and one to oneself: every
+// message stored in order, each pushed as if sent alone.
+TEST_F(CoreTest, ABatchSendOfTheMostMessagesAndOneToOneselfWork) {
+  Join("a", "alice");
+  CreateUser("x", "bob");
+  SendMessage most;
+  most.recipient = "bob";
+  for (uint64_t i = 0; i < kMaxSendItems; ++i) {
+    most.bodies.push_back(std::to_string(i) + (i % 2 ? " 👋" : " مرحبا"));
+    most.client_msg_ids.push_back(kMaxSendItems - i);
+  }
+  auto pending = Expect<MessagePending>("a", most);
+  ASSERT_EQ(pending.message_ids.size(), kMaxSendItems);
+  EXPECT_TRUE(
+      std::is_sorted(pending.message_ids.begin(), pending.message_ids.end()));
+  EXPECT_EQ(Login("b", "bob").pending, kMaxSendItems);
+  EXPECT_EQ(Expect<FetchResult>("b", FetchMessages{}).count, kMaxSendItems);
+  const std::vector<DistributeMessage> got = PushesOf<DistributeMessage>("b");
+  ASSERT_EQ(got.size(), kMaxSendItems);
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].message_id, pending.message_ids[i]);
+    EXPECT_EQ(got[i].body, most.bodies[i]);
+  }
+
+  SendMessage self;
+  self.recipient = "Alice";
+  self.bodies = {"note 1 ✍", "note 2 ✍"};
+  self.client_msg_ids = {5000, 5001};
+  auto mine = Expect<MessagePending>("a", self);
+  const std::vector<DistributeMessage> notes = PushesOf<DistributeMessage>("a");
+  ASSERT_EQ(notes.size(), 2u);
+  for (size_t i = 0; i < notes.size(); ++i) {
+    EXPECT_EQ(notes[i].message_id, mine.message_ids[i]);
+    EXPECT_EQ(notes[i].sender, "alice");
+    EXPECT_EQ(notes[i].body, self.bodies[i]);
+  }
+}
+
 // A batch any of whose messages would be refused alone is refused whole:
 // one MESSAGE_FAILURE naming every client_msg_id, and nothing stored.
 TEST_F(CoreTest, ABatchSendIsRefusedWhole) {
