@@ -221,10 +221,11 @@ void BrokerCore::RunArrived() {
     // Only what the handler will read for sure: a wrong guess costs a read.
     if (!m.ok() || !peer || peer->held() || !peer->logged_in()) continue;
     if (const auto* send = std::get_if<SendMessage>(&m->body)) {
+      const std::string key = UsernameKey(send->recipient);
       ForEachSent(*send, [&](const std::string& body, uint64_t cmid) {
         if (body.size() <= kMaxBodyBytes) {
-          reads.push_back({Lookahead::Kind::kSend, peer->account_id, cmid,
-                           UsernameKey(send->recipient)});
+          reads.push_back(
+              {Lookahead::Kind::kSend, peer->account_id, cmid, key});
         }
       });
     } else if (const auto* receipt = std::get_if<MessageReceipt>(&m->body)) {

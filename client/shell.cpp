@@ -59,10 +59,14 @@ Outcome Shell::Record(Outcome o) {
   return o;
 }
 
-Outcome Shell::Refused(const Status& s) {
-  printer_.Error(s);
+Outcome Shell::Failed(const Status& s) {
   return Record(s.code() == ErrorCode::kTimeout ? Outcome::kNoAnswer
                                                 : Outcome::kRefused);
+}
+
+Outcome Shell::Refused(const Status& s) {
+  printer_.Error(s);
+  return Failed(s);
 }
 
 std::string Shell::Prompt() const {
@@ -242,9 +246,7 @@ Outcome Shell::Send(const std::string& to, const std::string& body,
   Result<MessagePending> ok = client_.Send(to, body);
   if (!ok.ok()) {
     printer_.SendFailed(to, ok.status());
-    return Record(ok.status().code() == ErrorCode::kTimeout
-                      ? Outcome::kNoAnswer
-                      : Outcome::kRefused);
+    return Failed(ok.status());
   }
   printer_.Pending(*ok, to, body);
   if (sent_id) *sent_id = ok->message_id;
@@ -271,9 +273,7 @@ Outcome Shell::SendMany(const std::string& to,
     Result<MessagePending> ok = client_.SendMany(to, part);
     if (!ok.ok()) {
       printer_.SendFailed(to, ok.status());
-      return Record(ok.status().code() == ErrorCode::kTimeout
-                        ? Outcome::kNoAnswer
-                        : Outcome::kRefused);
+      return Failed(ok.status());
     }
     ForEachPending(*ok, [&, i = size_t{0}](uint64_t id, uint64_t cmid) mutable {
       printer_.Pending(MessagePending{id, cmid}, to, part[i++]);

@@ -75,6 +75,9 @@ class Shell {
   Outcome Record(Outcome o);
   Outcome NoPassword();
   Outcome Refused(const Status& s);
+  // Records the outcome of `s` (no answer for a timeout, else refused)
+  // without printing it.
+  Outcome Failed(const Status& s);
 
   Client& client_;
   Printer& printer_;
