@@ -343,7 +343,7 @@ bool StartOnFreePort(
     testing::ChildProcess& child, const std::string& name,
     const std::function<std::vector<std::string>(int port)>& argv_for,
     const std::string& stderr_path, const std::vector<std::string>& logs,
-    Target* target, std::string* why) {
+    Target* target, std::string* why, std::chrono::seconds wait) {
   for (int attempt = 0; attempt < 5; ++attempt) {
     const int port = FreeLoopbackPort();
     if (port == 0) continue;
@@ -352,8 +352,7 @@ bool StartOnFreePort(
       *why = "could not run " + argv[0];
       return false;
     }
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    const auto deadline = std::chrono::steady_clock::now() + wait;
     while (std::chrono::steady_clock::now() < deadline) {
       if (child.Wait(std::chrono::milliseconds(0))) break;  // exited
       if (LoopbackAccepts(port)) {

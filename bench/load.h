@@ -28,10 +28,10 @@ namespace zchat::bench {
 inline constexpr auto kStall = std::chrono::seconds(30);
 
 struct Target {
-  std::string name;  // "zchat", "baseline" or "Mosquitto"
+  std::string name;  // "zchat", "baseline", "Mosquitto", "NATS", "RabbitMQ"
   pid_t pid = -1;
   std::string endpoint;  // ZeroMQ endpoint; for Mosquitto "127.0.0.1:PORT"
-  int port = 0;          // Mosquitto's or NATS's TCP port
+  int port = 0;          // a reference broker's TCP port
   // Several brokers sharing one store: every broker's endpoint and pid
   // (endpoint and pid are the first's). The online cycle puts each sender
   // on one broker and its recipient on the next, and counts the CPU of all.
@@ -170,14 +170,15 @@ std::string FindExecutable(const std::string& name,
                            const std::vector<std::string>& also);
 // Starts the reference broker `name` as `child`: argv_for(port) on a
 // loopback port free a moment ago (it may write a config file first; its
-// stderr goes to `stderr_path`), waiting up to 10 s until it accepts
+// stderr goes to `stderr_path`), waiting up to `wait` until it accepts
 // connections, with another port if it exits first (up to five). Fills
 // *target; else false, with *why quoting the end of `logs`.
 bool StartOnFreePort(
     testing::ChildProcess& child, const std::string& name,
     const std::function<std::vector<std::string>(int port)>& argv_for,
     const std::string& stderr_path, const std::vector<std::string>& logs,
-    Target* target, std::string* why);
+    Target* target, std::string* why,
+    std::chrono::seconds wait = std::chrono::seconds(10));
 
 struct QueueFigures {
   uint64_t messages = 0;

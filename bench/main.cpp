@@ -20,6 +20,7 @@
 #include "bench/load.h"
 #include "bench/mqtt.h"
 #include "bench/nats.h"
+#include "bench/rabbitmq.h"
 #include "broker/store.h"
 #include "tests/support/child_process.h"
 #include "tests/support/fd_limit.h"
@@ -44,8 +45,11 @@ struct Settings {
   std::string dir;
   int load_threads = 1;
   std::vector<std::string> broker_args;  // appended to every broker start
-  std::string no_mosquitto;        // why Mosquitto is skipped ("" if it is not)
-  std::string no_nats;             // why NATS is skipped ("" if it is not)
+  std::string no_mosquitto;  // why Mosquitto is skipped ("" if it is not)
+  std::string no_nats;       // why NATS is skipped ("" if it is not)
+  std::string no_rabbitmq;   // why RabbitMQ is skipped ("" if it is not)
+  std::string rabbitmq_queues =
+      "quorum";                    // its queues' type (--rabbitmq-queues)
   bool postgresql = false;         // also zchat on PostgreSQL (--postgresql)
   std::vector<int> pg_brokers{1};  // brokers sharing the database, per row
   std::string acks = "batch";  // receipts and notice acknowledgements (--acks)
@@ -120,7 +124,7 @@ Running StartBaseline(const Settings& s) {
                {SelfExe(), "forwarder", "--bind", "tcp://127.0.0.1:*"});
 }
 
-// A reference broker (Mosquitto, NATS) started by `start` on a free
+// A reference broker (Mosquitto, NATS, RabbitMQ) started by `start` on a free
 // loopback port; !ok() (and a failure of `scenario`) if it did not come up.
 using StartReference = bool (*)(zchat::testing::ChildProcess&,
                                 const std::string&, Target*, std::string*);
@@ -175,8 +179,8 @@ std::string Ratio(double a, double b) {
 // A reference broker's figures in one scenario, or why it has none.
 template <class Figures>
 struct Reference {
-  std::string name;  // as printed: "Mosquitto", "NATS"
-  std::string key;   // in the JSON report: "mosquitto", "nats"
+  std::string name;  // as printed: "Mosquitto", "NATS", "RabbitMQ"
+  std::string key;   // in the JSON report: "mosquitto", "nats", "rabbitmq"
   std::optional<Figures> figures;
   std::string skipped;  // why not, when figures is empty
 };
@@ -306,6 +310,19 @@ Json Cycle(const Settings& s, const std::string& title, int pairs, int window,
   refs.push_back(RunReference<CycleFigures>(s, title, "NATS", "nats",
                                             references ? s.no_nats : not_here,
                                             StartNats, run_with(RunNatsCycle)));
+  // A RabbitMQ node takes seconds to boot: --quick (CI's proof that the
+  // bench works) runs it in the cycles of several pairs only, not in the
+  // one-pair cycles, which take the same code path.
+  const std::string no_rabbitmq = !references ? not_here
+                                  : s.quick && pairs == 1
+                                      ? "not run with --quick at 1 pair"
+                                      : s.no_rabbitmq;
+  refs.push_back(RunReference<CycleFigures>(
+      s, title, "RabbitMQ", "rabbitmq", no_rabbitmq, StartRabbitMq,
+      [&](const Target& t) {
+        return RunRabbitMqCycle(t, pairs, window, s.seconds, "c",
+                                s.load_threads, s.rabbitmq_queues);
+      }));
   // zchat on PostgreSQL: a row per broker count, each on a fresh database
   // of the bench's throwaway server.
   std::vector<std::pair<std::string, CycleFigures>> pg_rows;
@@ -399,7 +416,8 @@ Json Offline(const Settings& s, uint64_t messages) {
             {"enqueue_by_depth", depth}};
   // The baseline has no store; Mosquitto keeps the queue of each offline
   // persistent session (in memory, saved to disk periodically), NATS each
-  // subject's messages in its JetStream stream (files, synced every 2 min).
+  // subject's messages in its JetStream stream (files, synced every 2 min),
+  // RabbitMQ each recipient's queue (confirmed once written and synced).
   std::printf("  baseline   n/a (no store, nothing to queue)\n");
   const auto run_with = [&](auto offline) {
     return [&, offline](const Target& t) { return offline(t, messages, 10); };
@@ -409,7 +427,12 @@ Json Offline(const Settings& s, uint64_t messages) {
                                  s.no_mosquitto, StartMosquitto,
                                  run_with(RunMqttOffline)),
       RunReference<QueueFigures>(s, "offline", "NATS", "nats", s.no_nats,
-                                 StartNats, run_with(RunNatsOffline))};
+                                 StartNats, run_with(RunNatsOffline)),
+      RunReference<QueueFigures>(
+          s, "offline", "RabbitMQ", "rabbitmq", s.no_rabbitmq, StartRabbitMq,
+          [&](const Target& t) {
+            return RunRabbitMqOffline(t, messages, 10, s.rabbitmq_queues);
+          })};
   for (const auto& r : refs) {
     if (!r.figures) {
       std::printf("  %-10s skipped (%s)\n", r.name.c_str(), r.skipped.c_str());
@@ -579,6 +602,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"full", "normal"}))
       ->capture_default_str();
   app.add_flag("--quick", s.quick, "tiny sizes: proves the bench works (CI)");
+  bool require_references = false;
+  app.add_flag("--require-references", require_references,
+               "fail (exit 1) at once if a reference broker (Mosquitto, NATS, "
+               "RabbitMQ) cannot run here, instead of skipping it");
   app.add_option("--broker-log-level", s.log_level, "the broker's --log-level")
       ->capture_default_str();
   app.add_option("--json", s.json_path, "also write the figures as JSON here");
@@ -610,6 +637,11 @@ int main(int argc, char** argv) {
                  "or each (one SEND_MESSAGE a message, as brokers before the "
                  "batch form need)")
       ->check(CLI::IsMember({"batch", "each"}))
+      ->capture_default_str();
+  app.add_option("--rabbitmq-queues", s.rabbitmq_queues,
+                 "the type of RabbitMQ's queues: quorum (replicated log, "
+                 "RabbitMQ's durable default since 3.8) or classic")
+      ->check(CLI::IsMember({"quorum", "classic"}))
       ->capture_default_str();
   app.add_flag("--postgresql", s.postgresql,
                "also run zchat on PostgreSQL (--store) in the online and "
@@ -664,6 +696,7 @@ int main(int argc, char** argv) {
   if (s.quick) s.seconds = std::min(s.seconds, 1.0);
   s.no_mosquitto = MosquittoUnavailable();
   s.no_nats = NatsUnavailable();
+  s.no_rabbitmq = RabbitMqUnavailable();
   const bool all = only.empty();
   Json report;
   std::string extra;
@@ -678,6 +711,17 @@ int main(int argc, char** argv) {
   }
   if (!s.no_nats.empty()) {
     std::printf("NATS: skipped (%s)\n", s.no_nats.c_str());
+  }
+  if (!s.no_rabbitmq.empty()) {
+    std::printf("RabbitMQ: skipped (%s)\n", s.no_rabbitmq.c_str());
+  }
+  if (require_references &&
+      !(s.no_mosquitto + s.no_nats + s.no_rabbitmq).empty()) {
+    std::fprintf(stderr,
+                 "zchat-bench: --require-references: a reference broker "
+                 "cannot run here (script/bootstrap installs them)\n");
+    fs::remove_all(s.dir);
+    return 1;
   }
   report["load_threads"] = s.load_threads;
   report["broker_args"] = s.broker_args;
