@@ -11,6 +11,8 @@
 #
 # BIN_DIR holds zchat-bench, zchat-broker, zchat-core-bench, mosquitto and
 # nats-server (default: this checkout's build/, the references from PATH).
+# RabbitMQ is not bundled (its Erlang runtime is bigger than a loan's
+# carry), so there its rows read "skipped" unless the machine has it.
 # On the device:
 #
 #   (here)   ../shared/device/bundle.sh build-device build/bench/zchat-bench \
