@@ -377,6 +377,22 @@ bool StartOnFreePort(
   return false;
 }
 
+QueuePhase::QueuePhase(pid_t pid)
+    : pid_(pid), cpu0_us_(CpuMicros(pid)), t0_(Clock::now()) {}
+
+double QueuePhase::PerSecond(uint64_t n) const {
+  return n / std::chrono::duration<double>(Clock::now() - t0_).count();
+}
+
+double QueuePhase::CpuEach(uint64_t n) const {
+  return n ? static_cast<double>(CpuMicros(pid_) - cpu0_us_) / n : 0;
+}
+
+std::string Stalled(const std::string& phase, uint64_t done, uint64_t total) {
+  return phase + " stalled at " + std::to_string(done) + " of " +
+         std::to_string(total);
+}
+
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              Clock::now().time_since_epoch())
@@ -745,9 +761,8 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
   uint64_t next_mark = 1000;
   auto mark_time = Clock::now();
   uint64_t mark_count = 0;
-  const int64_t cpu0 = CpuMicros(target.pid);
-  const auto t0 = Clock::now();
-  auto last_progress = t0;
+  const QueuePhase enqueueing(target.pid);
+  auto last_progress = Clock::now();
   // With batch_sends, the window's refill goes as one SEND_MESSAGE of the
   // batch form per recipient (each recipient's messages in order).
   std::vector<SendMessage> refill(recipients);
@@ -782,8 +797,7 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
     });
     if (!out.failure.empty()) return out;
     if (Clock::now() - last_progress > kStall) {
-      out.failure = "enqueueing stalled at " + std::to_string(acked) + " of " +
-                    std::to_string(messages);
+      out.failure = Stalled("enqueueing", acked, messages);
       return out;
     }
     if (acked >= next_mark) {
@@ -797,11 +811,8 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
       next_mark *= 10;
     }
   }
-  const double enqueue_s =
-      std::chrono::duration<double>(Clock::now() - t0).count();
-  out.enqueue_per_s = messages / enqueue_s;
-  out.enqueue_cpu_us =
-      static_cast<double>(CpuMicros(target.pid) - cpu0) / messages;
+  out.enqueue_per_s = enqueueing.PerSecond(messages);
+  out.enqueue_cpu_us = enqueueing.CpuEach(messages);
 
   // Drain: every recipient logs in and fetches, confirming each message.
   const std::vector<Message> logins = RequestAll(rconns, [&](size_t i) {
@@ -820,8 +831,7 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
                   std::to_string(pending) + " pending at login";
     return out;
   }
-  const int64_t cpu1 = CpuMicros(target.pid);
-  const auto t1 = Clock::now();
+  const QueuePhase draining(target.pid);
   std::vector<bool> done(recipients, false);
   int finished = 0;
   uint64_t drained = 0;
@@ -881,8 +891,7 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
     }
     if (!out.failure.empty()) return out;
     if (Clock::now() - last_progress > kStall) {
-      out.failure = "draining stalled at " + std::to_string(distinct.size()) +
-                    " of " + std::to_string(messages);
+      out.failure = Stalled("draining", distinct.size(), messages);
       return out;
     }
   }
@@ -890,11 +899,8 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
     out.failure = std::to_string(messages) + " messages queued, " +
                   std::to_string(distinct.size()) + " delivered";
   }
-  const double drain_s =
-      std::chrono::duration<double>(Clock::now() - t1).count();
-  out.drain_per_s = drained / drain_s;
-  out.drain_cpu_us =
-      drained ? static_cast<double>(CpuMicros(target.pid) - cpu1) / drained : 0;
+  out.drain_per_s = draining.PerSecond(drained);
+  out.drain_cpu_us = draining.CpuEach(drained);
   out.db_bytes = FileSize(db_path) + FileSize(db_path + "-wal");
   return out;
 }

@@ -190,6 +190,23 @@ struct QueueFigures {
   std::string failure;
 };
 
+// One phase of an offline queue (enqueueing or draining), timed from its
+// construction: how fast `n` messages went, and the target's CPU for each.
+class QueuePhase {
+ public:
+  explicit QueuePhase(pid_t pid);
+  double PerSecond(uint64_t n) const;
+  double CpuEach(uint64_t n) const;  // microseconds; 0 when n is 0
+
+ private:
+  pid_t pid_;
+  int64_t cpu0_us_;
+  std::chrono::steady_clock::time_point t0_;
+};
+// Why a phase failed that made no progress for kStall: "enqueueing stalled
+// at 12 of 1000".
+std::string Stalled(const std::string& phase, uint64_t done, uint64_t total);
+
 // Scenario 3: `messages` to offline recipients, then they fetch and confirm.
 QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
                              int recipients, const std::string& db_path);

@@ -389,9 +389,8 @@ QueueFigures RunMqttOffline(const Target& target, uint64_t messages,
   uint64_t sent = 0, acked = 0;
   sender[0]->on_publish = [&](int) { ++acked; };
   auto ss = Ptrs(sender);
-  const int64_t cpu0 = testing::CpuTime(target.pid).count();
-  const auto t0 = Clock::now();
-  auto last_progress = t0;
+  const QueuePhase enqueueing(target.pid);
+  auto last_progress = Clock::now();
   uint64_t last_acked = 0;
   while (acked < messages) {
     while (sent < messages && sent - acked < kWindow) {
@@ -410,17 +409,12 @@ QueueFigures RunMqttOffline(const Target& target, uint64_t messages,
     }
     if (acked != last_acked) last_acked = acked, last_progress = Clock::now();
     if (Clock::now() - last_progress > kStall) {
-      out.failure = "enqueueing stalled at " + std::to_string(acked) + " of " +
-                    std::to_string(messages);
+      out.failure = Stalled("enqueueing", acked, messages);
       return out;
     }
   }
-  const double enqueue_s =
-      std::chrono::duration<double>(Clock::now() - t0).count();
-  out.enqueue_per_s = messages / enqueue_s;
-  out.enqueue_cpu_us =
-      static_cast<double>(testing::CpuTime(target.pid).count() - cpu0) /
-      messages;
+  out.enqueue_per_s = enqueueing.PerSecond(messages);
+  out.enqueue_cpu_us = enqueueing.CpuEach(messages);
   DisconnectAll(sender);
 
   // Drain: the recipients come back (same client ids, clean session off)
@@ -432,8 +426,7 @@ QueueFigures RunMqttOffline(const Target& target, uint64_t messages,
       last_progress = Clock::now();
     };
   }
-  const int64_t cpu1 = testing::CpuTime(target.pid).count();
-  const auto t1 = Clock::now();
+  const QueuePhase draining(target.pid);
   for (auto& c : rs) {
     c->connack = -1;
     if (mosquitto_reconnect(c->m) != MOSQ_ERR_SUCCESS) {
@@ -449,17 +442,12 @@ QueueFigures RunMqttOffline(const Target& target, uint64_t messages,
       return out;
     }
     if (Clock::now() - last_progress > kStall) {
-      out.failure = "draining stalled at " + std::to_string(drained) + " of " +
-                    std::to_string(messages);
+      out.failure = Stalled("draining", drained, messages);
       return out;
     }
   }
-  const double drain_s =
-      std::chrono::duration<double>(Clock::now() - t1).count();
-  out.drain_per_s = drained / drain_s;
-  out.drain_cpu_us =
-      static_cast<double>(testing::CpuTime(target.pid).count() - cpu1) /
-      drained;
+  out.drain_per_s = draining.PerSecond(drained);
+  out.drain_cpu_us = draining.CpuEach(drained);
   // Anything beyond `messages` would be a duplicate: give it a moment.
   for (int i = 0; i < 3; ++i) Pump(rp, 50);
   if (drained != messages) {

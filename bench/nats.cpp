@@ -435,9 +435,8 @@ QueueFigures RunNatsOffline(const Target& target, uint64_t messages,
   uint64_t sent = 0, acked = 0;
   std::vector<NatsConn*> ss{&sender};
   std::vector<pollfd> fds;
-  const int64_t cpu0 = testing::CpuTime(target.pid).count();
-  const auto t0 = Clock::now();
-  auto last_progress = t0;
+  const QueuePhase enqueueing(target.pid);
+  auto last_progress = Clock::now();
   while (acked < messages) {
     while (sent < messages && sent - acked < kWindow) {
       sender.Pub("zq." + std::to_string(sent % recipients),
@@ -456,16 +455,11 @@ QueueFigures RunNatsOffline(const Target& target, uint64_t messages,
       return {.failure = why.empty() ? failure : why};
     }
     if (Clock::now() - last_progress > kStall) {
-      return {.failure = "enqueueing stalled at " + std::to_string(acked) +
-                         " of " + std::to_string(messages)};
+      return {.failure = Stalled("enqueueing", acked, messages)};
     }
   }
-  const double enqueue_s =
-      std::chrono::duration<double>(Clock::now() - t0).count();
-  out.enqueue_per_s = messages / enqueue_s;
-  out.enqueue_cpu_us =
-      static_cast<double>(testing::CpuTime(target.pid).count() - cpu0) /
-      messages;
+  out.enqueue_per_s = enqueueing.PerSecond(messages);
+  out.enqueue_cpu_us = enqueueing.CpuEach(messages);
 
   // Drain: each recipient comes, with a durable consumer of its subject
   // (up to 1000 unacknowledged, as Mosquitto's in-flight window), and
@@ -485,8 +479,7 @@ QueueFigures RunNatsOffline(const Target& target, uint64_t messages,
     ++drained;
     last_progress = Clock::now();
   };
-  const int64_t cpu1 = testing::CpuTime(target.pid).count();
-  const auto t1 = Clock::now();
+  const QueuePhase draining(target.pid);
   for (int i = 0; i < recipients; ++i) {
     why = CreateConsumer(control, "ZQ", "q" + std::to_string(i),
                          "zq." + std::to_string(i), "dq." + std::to_string(i),
@@ -498,16 +491,11 @@ QueueFigures RunNatsOffline(const Target& target, uint64_t messages,
     why = PumpOnce(rp, fds, 100, on_msg);
     if (!why.empty()) return {.failure = why};
     if (Clock::now() - last_progress > kStall) {
-      return {.failure = "draining stalled at " + std::to_string(drained) +
-                         " of " + std::to_string(messages)};
+      return {.failure = Stalled("draining", drained, messages)};
     }
   }
-  const double drain_s =
-      std::chrono::duration<double>(Clock::now() - t1).count();
-  out.drain_per_s = drained / drain_s;
-  out.drain_cpu_us =
-      static_cast<double>(testing::CpuTime(target.pid).count() - cpu1) /
-      drained;
+  out.drain_per_s = draining.PerSecond(drained);
+  out.drain_cpu_us = draining.CpuEach(drained);
   // Anything beyond `messages` would be a duplicate: give it a moment.
   for (int i = 0; i < 3; ++i) PumpOnce(rp, fds, 50, on_msg);
   if (drained != messages) {

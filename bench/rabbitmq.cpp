@@ -534,9 +534,8 @@ QueueFigures RunRabbitMqOffline(const Target& target, uint64_t messages,
   Confirms confirms;
   const std::vector<AmqpConn*> ss{&sender};
   std::vector<pollfd> fds;
-  const int64_t cpu0 = testing::CpuTime(target.pid).count();
-  const auto t0 = Clock::now();
-  auto last_progress = t0;
+  const QueuePhase enqueueing(target.pid);
+  auto last_progress = Clock::now();
   while (confirmed < messages) {
     while (sent < messages && sent - confirmed < kWindow) {
       sender.Publish(queues[sent % recipients], body);
@@ -552,16 +551,11 @@ QueueFigures RunRabbitMqOffline(const Target& target, uint64_t messages,
     if (why.empty()) why = sender.error();
     if (!why.empty()) return {.failure = "enqueueing: " + why};
     if (Clock::now() - last_progress > kStall) {
-      return {.failure = "enqueueing stalled at " + std::to_string(confirmed) +
-                         " of " + std::to_string(messages)};
+      return {.failure = Stalled("enqueueing", confirmed, messages)};
     }
   }
-  const double enqueue_s =
-      std::chrono::duration<double>(Clock::now() - t0).count();
-  out.enqueue_per_s = messages / enqueue_s;
-  out.enqueue_cpu_us =
-      static_cast<double>(testing::CpuTime(target.pid).count() - cpu0) /
-      messages;
+  out.enqueue_per_s = enqueueing.PerSecond(messages);
+  out.enqueue_cpu_us = enqueueing.CpuEach(messages);
 
   // Drain: each recipient comes and consumes its queue (up to 1000
   // unacknowledged, as Mosquitto's in-flight window), acknowledging what it
@@ -569,8 +563,7 @@ QueueFigures RunRabbitMqOffline(const Target& target, uint64_t messages,
   std::vector<std::unique_ptr<AmqpConn> > rs;
   std::vector<AmqpConn*> rp;
   std::vector<Deliveries> deliveries(recipients);
-  const int64_t cpu1 = testing::CpuTime(target.pid).count();
-  const auto t1 = Clock::now();
+  const QueuePhase draining(target.pid);
   for (int i = 0; i < recipients; ++i) {
     rs.push_back(std::make_unique<AmqpConn>());
     if (!rs.back()->Open(target.port, &why) ||
@@ -599,16 +592,11 @@ QueueFigures RunRabbitMqOffline(const Target& target, uint64_t messages,
     why = pump(100);
     if (!why.empty()) return {.failure = "draining: " + why};
     if (Clock::now() - last_progress > kStall) {
-      return {.failure = "draining stalled at " + std::to_string(drained) +
-                         " of " + std::to_string(messages)};
+      return {.failure = Stalled("draining", drained, messages)};
     }
   }
-  const double drain_s =
-      std::chrono::duration<double>(Clock::now() - t1).count();
-  out.drain_per_s = drained / drain_s;
-  out.drain_cpu_us =
-      static_cast<double>(testing::CpuTime(target.pid).count() - cpu1) /
-      drained;
+  out.drain_per_s = draining.PerSecond(drained);
+  out.drain_cpu_us = draining.CpuEach(drained);
   // Anything beyond `messages` would be a duplicate: give it a moment.
   for (int i = 0; i < 3; ++i) pump(50);
   if (drained != messages) {
