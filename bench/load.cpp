@@ -443,16 +443,11 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
     return out;
   }
 
-  const CycleClock clock(seconds);
-  std::vector<CyclePart> parts(threads);
-  std::atomic<bool> abort{false};
   // Load thread t drives pairs t, t + threads, ... (a sender's and its
   // recipient's socket both): the sockets are handed over when the thread
   // starts and used by it alone.
-  auto drive = [&](int t) {
-    CyclePart& part = parts[t];
-    std::vector<int> mine;
-    for (int i = t; i < pairs; i += threads) mine.push_back(i);
+  auto drive = [&](const CycleClock& clock, CyclePart& part,
+                   const std::vector<int>& mine, std::atomic<bool>& abort) {
     struct Sender {
       uint64_t next_cmid = 1;
       int in_flight = 0;
@@ -585,9 +580,7 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
       }
     }
   };
-  const CpuWindow cpu =
-      RunLoadThreads(clock, threads, AllPids(target), drive, target.server_pid);
-  return MergeCycle(clock, cpu, parts);
+  return RunPairsCycle(target, pairs, threads, seconds, drive);
 }
 
 CpuWindow RunLoadThreads(const CycleClock& clock, int threads,
@@ -692,6 +685,22 @@ void ReferenceWindow::Run(const std::vector<int>& mine, int window,
     }
     if (sending_ && now >= clock_.to) sending_ = false;
   }
+}
+
+CycleFigures RunPairsCycle(const Target& target, int pairs, int threads,
+                           double seconds, const DrivePairs& drive) {
+  const CycleClock clock(seconds);
+  std::vector<CyclePart> parts(threads);
+  std::atomic<bool> abort{false};
+  const CpuWindow cpu = RunLoadThreads(
+      clock, threads, AllPids(target),
+      [&](int t) {
+        std::vector<int> mine;
+        for (int i = t; i < pairs; i += threads) mine.push_back(i);
+        drive(clock, parts[t], mine, abort);
+      },
+      target.server_pid);
+  return MergeCycle(clock, cpu, parts);
 }
 
 CycleFigures MergeCycle(const CycleClock& clock, const CpuWindow& cpu,

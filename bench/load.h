@@ -156,6 +156,16 @@ class ReferenceWindow {
 // The figures of the parts together.
 CycleFigures MergeCycle(const CycleClock& clock, const CpuWindow& cpu,
                         std::vector<CyclePart>& parts);
+// A cycle of `seconds` over `threads` load threads: drive(clock, part,
+// mine, abort) on each, thread t with its share of the figures and the
+// pairs t, t + threads, ... (`abort`: set by a thread that failed, to stop
+// the others), reading the CPU of the target's processes (and of its
+// database server's) meanwhile. The figures of all.
+using DrivePairs =
+    std::function<void(const CycleClock& clock, CyclePart& part,
+                       const std::vector<int>& mine, std::atomic<bool>& abort)>;
+CycleFigures RunPairsCycle(const Target& target, int pairs, int threads,
+                           double seconds, const DrivePairs& drive);
 
 int64_t NowNs();  // steady clock
 Latency Percentiles(std::vector<int64_t>& ns);

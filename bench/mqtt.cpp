@@ -299,13 +299,8 @@ CycleFigures RunMqttCycle(const Target& target, int pairs, int window,
     return out;
   }
 
-  const CycleClock clock(seconds);
-  std::vector<CyclePart> parts(threads);
-  std::atomic<bool> abort{false};
-  auto drive = [&](int t) {
-    CyclePart& part = parts[t];
-    std::vector<int> mine;
-    for (int i = t; i < pairs; i += threads) mine.push_back(i);
+  auto drive = [&](const CycleClock& clock, CyclePart& part,
+                   const std::vector<int>& mine, std::atomic<bool>& abort) {
     // MQTT's packet ids -> the window's sequence numbers, by pair.
     std::vector<std::unordered_map<int, uint64_t> > seq_of_mid(pairs);
     ReferenceWindow window_of(
@@ -351,8 +346,7 @@ CycleFigures RunMqttCycle(const Target& target, int pairs, int window,
       return ok ? "" : "a connection to Mosquitto was lost";
     });
   };
-  const CpuWindow cpu = RunLoadThreads(clock, threads, {target.pid}, drive);
-  out = MergeCycle(clock, cpu, parts);
+  out = RunPairsCycle(target, pairs, threads, seconds, drive);
   DisconnectAll(senders);
   DisconnectAll(recipients);
   return out;

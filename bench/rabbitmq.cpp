@@ -463,13 +463,8 @@ CycleFigures RunRabbitMqCycle(const Target& target, int pairs, int window,
     }
   }
 
-  const CycleClock clock(seconds);
-  std::vector<CyclePart> parts(threads);
-  std::atomic<bool> abort{false};
-  auto drive = [&](int t) {
-    CyclePart& part = parts[t];
-    std::vector<int> mine;
-    for (int i = t; i < pairs; i += threads) mine.push_back(i);
+  auto drive = [&](const CycleClock& clock, CyclePart& part,
+                   const std::vector<int>& mine, std::atomic<bool>& abort) {
     ReferenceWindow window_of(
         part, clock, pairs, [&](int i, const std::string& body, uint64_t seq) {
           senders[i]->Publish(queues[i], body);
@@ -505,8 +500,7 @@ CycleFigures RunRabbitMqCycle(const Target& target, int pairs, int window,
       return lost.empty() ? "" : "a connection to RabbitMQ failed: " + lost;
     });
   };
-  const CpuWindow cpu = RunLoadThreads(clock, threads, {target.pid}, drive);
-  return MergeCycle(clock, cpu, parts);
+  return RunPairsCycle(target, pairs, threads, seconds, drive);
 }
 
 QueueFigures RunRabbitMqOffline(const Target& target, uint64_t messages,
