@@ -503,6 +503,7 @@ void SqliteStore::ForgetTransaction() {
   notice_log_loaded_ = false;
   notice_log_ops_ = 0;
   notice_ops_.clear();
+  notice_trims_.clear();
   log_messages_.clear();
   log_message_owner_.clear();
   log_pending_.clear();
@@ -606,6 +607,7 @@ Status SqliteStore::Begin() {
 Status SqliteStore::Commit() {
   NoticeLostTransaction();
   Status s = DeleteConfirmed();
+  if (s.ok()) s = TrimNotices();
   if (s.ok()) s = WriteBatchSends();
   if (s.ok()) s = WriteNoticeOps();
   if (s.ok()) s = WriteMessageOps();
@@ -726,6 +728,7 @@ Result<std::vector<QueuedMessage>> SqliteStore::DeleteAccount(int64_t id) {
   // account's count goes first, whatever happens below.
   pending_counts_.erase(id);
   notice_counts_.erase(id);
+  notice_trims_.erase(id);
   // The account's queue goes below: what receipts knew of it goes now.
   std::erase_if(deliveries_, [id](const auto& entry) {
     return entry.second.recipient_id == id;
@@ -1542,53 +1545,78 @@ Status SqliteStore::DeleteSingles(std::span<const int64_t> ids) {
 Status SqliteStore::AddNotice(int64_t account_id, const Notice& n,
                               int64_t cap) {
   if (Status s = RequireTransaction(); !s.ok()) return s;
-  Result<int64_t> count = CountNotices(account_id);
+  Result<int64_t> count = CountStoredNotices(account_id);
   if (!count.ok()) return count.status();
-  // (CountNotices loaded the log.) A notice already logged stays as it is,
-  // as `notices` ignores a second insert of one it holds.
-  if (*count < cap) {
-    if (!log_notices_.try_emplace(NoticeKey{account_id, n.message_id}, n)
-             .second) {
-      return Status::Ok();
-    }
-    LogNoticeOp(/*add=*/true, account_id, n);
-    notice_counts_[account_id] = *count + 1;
+  // (CountStoredNotices loaded the log.) A notice already logged stays as it
+  // is, as `notices` ignores a second insert of one it holds.
+  if (!log_notices_.try_emplace(NoticeKey{account_id, n.message_id}, n)
+           .second) {
     return Status::Ok();
   }
-  if (log_notices_.contains({account_id, n.message_id})) return Status::Ok();
-  // At the cap: the logged notices join the table, where the oldest go.
-  if (Status s = CompactNoticeLog(/*to_table=*/true); !s.ok()) return s;
-  Statement& st = Prepare(
-      "INSERT OR IGNORE INTO notices(account_id, message_id, kind, peer_name, "
-      "client_msg_id) VALUES(?, ?, ?, ?, ?)");
-  st.Bind(1, account_id)
-      .Bind(2, n.message_id)
-      .Bind(3, static_cast<int64_t>(n.kind))
-      .BindBorrowed(4, n.peer_name)
-      .Bind(5, ToSql(n.client_msg_id));
-  if (st.Run() != SQLITE_DONE) return Error("add notice");
-  int64_t& stored = notice_counts_[account_id];
-  stored = *count + sqlite3_changes(db());
-  if (stored <= cap) return Status::Ok();
-  // Over the cap: the notices of the oldest messages go.
-  const int64_t excess = stored - cap;
-  // A range up to the excess-th oldest, found by walking the primary key:
-  // `message_id IN (SELECT ... LIMIT n)` built and dropped a temporary
-  // b-tree for every notice stored over the cap.
-  Statement& drop = Prepare(
-      "DELETE FROM notices WHERE account_id = ?1 AND message_id <= "
-      "(SELECT message_id FROM notices WHERE account_id = ?1 "
-      "ORDER BY message_id LIMIT 1 OFFSET ?2)");
-  drop.Bind(1, account_id).Bind(2, excess - 1);
-  if (drop.Run() != SQLITE_DONE) return Error("add notice");
-  const int64_t dropped = sqlite3_changes(db());
-  stored -= dropped;
-  LogDroppedNotices(account_id, cap, dropped);
+  LogNoticeOp(/*add=*/true, account_id, n);
+  notice_counts_[account_id] = *count + 1;
+  // Over the cap, the notices of the oldest messages go, all of a
+  // transaction's together (TrimNotices): one range deleted from `notices`
+  // per account and commit, not an insert and a delete per notice.
+  if (*count >= cap) notice_trims_.insert_or_assign(account_id, cap);
+  return Status::Ok();
+}
+
+Status SqliteStore::TrimNotices() {
+  if (notice_trims_.empty()) return Status::Ok();
+  for (const auto& [account_id, cap] : notice_trims_) {
+    Result<int64_t> count = CountStoredNotices(account_id);
+    if (!count.ok()) return count.status();
+    const int64_t excess = *count - cap;
+    if (excess <= 0) continue;
+    // The account's oldest `excess`, from the table and the log merged by
+    // message id: the logged ones leave the log, the table's go as one
+    // range.
+    Statement& oldest = Prepare(
+        "SELECT message_id FROM notices WHERE account_id = ? "
+        "ORDER BY message_id LIMIT ?");
+    oldest.Bind(1, account_id).Bind(2, excess);
+    auto logged = log_notices_.lower_bound({account_id, INT64_MIN});
+    int64_t dropped = 0, from_table = 0, table_upto = 0;
+    int rc = oldest.Step();
+    while (dropped < excess) {
+      const bool in_table = rc == SQLITE_ROW;
+      const bool in_log =
+          logged != log_notices_.end() && logged->first.first == account_id;
+      if (!in_table && !in_log) break;
+      if (in_table && (!in_log || oldest.Int(0) < logged->first.second)) {
+        table_upto = oldest.Int(0);
+        ++from_table;
+        rc = oldest.Step();
+      } else {
+        LogNoticeOp(/*add=*/false, account_id, logged->second);
+        logged = log_notices_.erase(logged);
+      }
+      ++dropped;
+    }
+    oldest.Reset();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error("drop notices");
+    if (from_table > 0 &&
+        Prepare("DELETE FROM notices WHERE account_id = ? AND message_id <= ?")
+                .Bind(1, account_id)
+                .Bind(2, table_upto)
+                .Run() != SQLITE_DONE) {
+      return Error("drop notices");
+    }
+    notice_counts_[account_id] = *count - dropped;
+    LogDroppedNotices(account_id, cap, dropped);
+  }
+  notice_trims_.clear();
   return Status::Ok();
 }
 
 Result<int64_t> SqliteStore::CountNotices(int64_t account_id) {
   NoticeLostTransaction();
+  if (Status s = TrimNotices(); !s.ok()) return s;
+  return CountStoredNotices(account_id);
+}
+
+Result<int64_t> SqliteStore::CountStoredNotices(int64_t account_id) {
   if (Status s = LoadNoticeLog(); !s.ok()) return s;
   if (auto it = notice_counts_.find(account_id); it != notice_counts_.end()) {
     return it->second;
@@ -1605,6 +1633,7 @@ Result<int64_t> SqliteStore::CountNotices(int64_t account_id) {
 Result<std::vector<Notice>> SqliteStore::ListNotices(int64_t account_id,
                                                      int64_t limit) {
   NoticeLostTransaction();
+  if (Status s = TrimNotices(); !s.ok()) return s;
   if (Status s = LoadNoticeLog(); !s.ok()) return s;
   Statement& st = Prepare(
       "SELECT kind, message_id, peer_name, client_msg_id FROM notices "
@@ -1704,11 +1733,11 @@ Status SqliteStore::WriteNoticeOps() {
     return Error("store notices");
   }
   notice_ops_.clear();
-  if (notice_log_ops_ >= kNoticeLogMax) return CompactNoticeLog(false);
+  if (notice_log_ops_ >= kNoticeLogMax) return CompactNoticeLog();
   return Status::Ok();
 }
 
-Status SqliteStore::CompactNoticeLog(bool to_table) {
+Status SqliteStore::CompactNoticeLog() {
   if (Status s = LoadNoticeLog(); !s.ok()) return s;
   if (Prepare("DELETE FROM notice_log").Run() != SQLITE_DONE) {
     return Error("compact notices");
@@ -1717,7 +1746,7 @@ Status SqliteStore::CompactNoticeLog(bool to_table) {
   notice_ops_.clear();
   notice_log_ops_ = 0;
   if (log_notices_.empty()) return Status::Ok();
-  if (to_table || log_notices_.size() > kNoticeCarryMax) {
+  if (log_notices_.size() > kNoticeCarryMax) {
     Statement& st = Prepare(
         "INSERT OR IGNORE INTO notices(account_id, message_id, kind, "
         "peer_name, client_msg_id) VALUES(?, ?, ?, ?, ?)");

@@ -61,7 +61,11 @@
 // kNoticeCarryMax are live (senders away), those are moved into `notices`.
 // Reads (CountNotices, ListNotices) see both places; a notice is in one of
 // them only. Loaded by replaying the log on first use; dropped with the
-// other caches.
+// other caches. An account over its cap (a sender that does not acknowledge
+// while its messages are confirmed) is trimmed once per transaction, before
+// the commit or a read of its notices: its oldest notices leave the log and
+// the table (one range there), instead of an insert into the table and a
+// delete of the oldest per notice.
 //
 // Messages (schema v8). A message whose recipient is online
 // (QueuedMessage::recipient_online) is likely confirmed within moments, so
@@ -402,11 +406,18 @@ class SqliteStore final : public Store {
   // Writes notice_ops_ as a row of notice_log; compacts the log when it is
   // full.
   Status WriteNoticeOps();
-  // Replaces the log's rows with its live notices: as one row, or, with
-  // `to_table` or more than kNoticeCarryMax of them, in `notices`.
-  Status CompactNoticeLog(bool to_table);
+  // Replaces the log's rows with its live notices: as one row, or, when
+  // there are more than kNoticeCarryMax of them, in `notices`.
+  Status CompactNoticeLog();
   // The account's live logged notices.
   int64_t LoggedNotices(int64_t account_id) const;
+  // Accounts that went over their cap in the open transaction, and the cap:
+  // TrimNotices drops their oldest notices down to it, before Commit and
+  // before a read of the notices.
+  std::map<int64_t, int64_t> notice_trims_;
+  Status TrimNotices();
+  // CountNotices without the trim: what the table and the log hold.
+  Result<int64_t> CountStoredNotices(int64_t account_id);
 
   // The message log (see the top of this file).
   static constexpr int64_t kMessageLogMax = 4096;

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <set>
+#include <vector>
 
 #include "broker/store.h"
 #include "tests/support/temp_dir.h"
@@ -398,6 +400,65 @@ TEST_P(StoreContractTest, NoticeCapCountsEarlierTransactions) {
   EXPECT_EQ(ids, (std::vector<int64_t>{3, 4, 5}))
       << "2 acknowledged, then 1 dropped for 5";
   EXPECT_EQ(*store_->CountNotices(a), 3);
+}
+
+// An account held at its cap over many transactions, its notices in
+// every place a store keeps them (SQLite: the log and the table, moved
+// between them as the log compacts), new ones older and younger than those
+// it holds, some acknowledged: what remains is the cap's worth of the
+// youngest, as a model of the same operations says, when the transaction
+// ends and for a read inside it, and after a reopen.
+TEST_P(StoreContractTest, NoticesAtTheCapKeepTheYoungest) {
+  constexpr int64_t kCap = 3000;
+  std::set<int64_t> model;
+  const auto trim = [&] {
+    while (static_cast<int64_t>(model.size()) > kCap)
+      model.erase(model.begin());
+  };
+  const auto listed = [&] {
+    Result<std::vector<Notice>> list = store_->ListNotices(1, 2 * kCap);
+    std::vector<int64_t> ids;
+    if (list.ok()) {
+      for (const Notice& n : *list) ids.push_back(n.message_id);
+    }
+    return ids;
+  };
+  const auto expected = [&] {
+    return std::vector<int64_t>(model.begin(), model.end());
+  };
+  Begin();
+  ASSERT_EQ(Create("a"), 1);
+  // Rounds of additions (ids that were dropped come back, as ids the store
+  // never saw), acknowledgements, and a read inside the transaction.
+  int64_t next = 10'000;
+  for (int round = 0; round < 12; ++round) {
+    if (round > 0) Begin();
+    for (int i = 0; i < 700; ++i) {
+      const int64_t id = (i % 7 == 0) ? 1 + (round * 700 + i) % 9'000 : next++;
+      if (model.contains(id)) continue;
+      ASSERT_TRUE(AddDelivered(1, id, "ناديا", kCap).ok());
+      model.insert(id);
+    }
+    for (int64_t id : std::vector<int64_t>(model.begin(), model.end())) {
+      if (id % 11 == round) {
+        ASSERT_TRUE(store_->AckNotice(1, id).ok());
+        model.erase(id);
+      }
+    }
+    // The cap holds at the end of a transaction (and for what reads see),
+    // counting what it acknowledged: over it, the oldest go.
+    trim();
+    if (round % 3 == 0) {
+      EXPECT_EQ(*store_->CountNotices(1), static_cast<int64_t>(model.size()));
+      EXPECT_EQ(listed(), expected()) << "inside round " << round;
+    }
+    Commit();
+    ASSERT_EQ(*store_->CountNotices(1), static_cast<int64_t>(model.size()));
+    ASSERT_EQ(listed(), expected()) << "after round " << round;
+  }
+  Reopen();
+  EXPECT_EQ(*store_->CountNotices(1), static_cast<int64_t>(model.size()));
+  EXPECT_EQ(listed(), expected()) << "after a reopen";
 }
 
 TEST_P(StoreContractTest, TokensExpireAndAreRevoked) {
