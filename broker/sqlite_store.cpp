@@ -1733,7 +1733,15 @@ Status SqliteStore::WriteNoticeOps() {
     return Error("store notices");
   }
   notice_ops_.clear();
-  if (notice_log_ops_ >= kNoticeLogMax) return CompactNoticeLog();
+  // Rewriting the live notices costs their number: done when the log holds
+  // at least twice as many operations, so that each operation pays for a
+  // bounded share of it (a sender that lags behind many recipients' receipts
+  // keeps thousands live), or when too many are live to carry.
+  const auto live = static_cast<int64_t>(log_notices_.size());
+  if (notice_log_ops_ >= kNoticeLogMax &&
+      (notice_log_ops_ >= 2 * live || live > kNoticeCarryMax)) {
+    return CompactNoticeLog();
+  }
   return Status::Ok();
 }
 
@@ -1746,7 +1754,7 @@ Status SqliteStore::CompactNoticeLog() {
   notice_ops_.clear();
   notice_log_ops_ = 0;
   if (log_notices_.empty()) return Status::Ok();
-  if (log_notices_.size() > kNoticeCarryMax) {
+  if (static_cast<int64_t>(log_notices_.size()) > kNoticeCarryMax) {
     Statement& st = Prepare(
         "INSERT OR IGNORE INTO notices(account_id, message_id, kind, "
         "peer_name, client_msg_id) VALUES(?, ?, ?, ?, ?)");

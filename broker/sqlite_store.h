@@ -56,9 +56,10 @@
 // logged notice change a map in memory (log_notices_, the live logged
 // notices) and append an operation for Commit, which writes the
 // transaction's operations as one row of notice_log (record_blobs.h).
-// When the log holds kNoticeLogMax operations it is compacted: its rows
-// are replaced by one row of the live notices, or, when more than
-// kNoticeCarryMax are live (senders away), those are moved into `notices`.
+// When the log holds kNoticeLogMax operations, and at least twice as many
+// as there are live notices, it is compacted: its rows are replaced by one
+// row of the live notices, or, when more than kNoticeCarryMax are live
+// (senders away), those are moved into `notices`.
 // Reads (CountNotices, ListNotices) see both places; a notice is in one of
 // them only. Loaded by replaying the log on first use; dropped with the
 // other caches. An account over its cap (a sender that does not acknowledge
@@ -391,7 +392,11 @@ class SqliteStore final : public Store {
   int64_t logged_changes_ = 0;
   // The notice log (see the top of this file).
   static constexpr int64_t kNoticeLogMax = 4096;
-  static constexpr size_t kNoticeCarryMax = 1024;
+  // Live notices carried in the log at most (in memory: about 150 bytes
+  // each). A sender that lags behind its recipients' receipts holds up to
+  // its cap live, and carrying them costs less than a b-tree insert and
+  // delete each.
+  static constexpr int64_t kNoticeCarryMax = 16'384;
   using NoticeKey = std::pair<int64_t, int64_t>;  // account, message id
   std::map<NoticeKey, Notice> log_notices_;
   bool notice_log_loaded_ = false;

@@ -1406,8 +1406,9 @@ TEST_F(NoticeLogTest, NoticesLiveInTheLogUntilAcknowledged) {
   EXPECT_EQ(Listed(a), (std::vector<int64_t>{5}));
 }
 
-// The log is compacted when it holds 4,096 operations: a few live notices
-// are carried over in one row; many (senders away) move into `notices`.
+// The log is compacted when it holds 4,096 operations (and twice as many
+// as are live): live notices are carried over in one row; past 16,384
+// (senders away) they move into `notices`.
 // Either way every live notice is listed, in order, counted, and
 // acknowledged, before and after a restart.
 TEST_F(NoticeLogTest, TheLogIsCompacted) {
@@ -1444,29 +1445,30 @@ TEST_F(NoticeLogTest, TheLogIsCompacted) {
   EXPECT_EQ(Listed(a), live);
   EXPECT_EQ(*store_->CountNotices(a), static_cast<int64_t>(live.size()));
 
-  // b's sender is away: 4,100 notices in one transaction, more live than
+  // b's sender is away: 16,400 notices in one transaction, more live than
   // are carried over: they move into `notices`, a's with them.
+  constexpr int64_t kAway = 16'400;
   Begin();
-  for (int i = 1; i <= 4100; ++i) Add(b, 100'000 + i);
+  for (int i = 1; i <= kAway; ++i) Add(b, 100'000 + i, /*cap=*/kAway);
   Commit();
   EXPECT_EQ(RawCount(path_, "notices"),
-            4100 + static_cast<int64_t>(live.size()));
-  EXPECT_EQ(RawStoredNotices(path_), 4100 + static_cast<int64_t>(live.size()));
+            kAway + static_cast<int64_t>(live.size()));
+  EXPECT_EQ(RawStoredNotices(path_), kAway + static_cast<int64_t>(live.size()));
   Begin();
   Ack(b, 100'001);  // from the table
-  Add(b, 200'000);  // into the log again
+  Add(b, 200'000, kAway);  // into the log again
   Commit();
   std::vector<int64_t> bs = Listed(b);
-  ASSERT_EQ(bs.size(), 4100u);
+  ASSERT_EQ(bs.size(), static_cast<size_t>(kAway));
   EXPECT_EQ(bs.front(), 100'002);
   EXPECT_EQ(bs.back(), 200'000);
   EXPECT_TRUE(std::is_sorted(bs.begin(), bs.end()));
   EXPECT_EQ(Listed(a), live);
   Reopen();
-  EXPECT_EQ(*store_->CountNotices(b), 4100);
+  EXPECT_EQ(*store_->CountNotices(b), kAway);
   EXPECT_EQ(Listed(b, 2), (std::vector<int64_t>{100'002, 100'003}));
   EXPECT_EQ(store_->Totals()->notices,
-            4100 + static_cast<int64_t>(live.size()));
+            kAway + static_cast<int64_t>(live.size()));
 }
 
 // At the cap the oldest notices go, whether they were logged or in the
