@@ -855,6 +855,14 @@ Result<std::optional<int64_t>> SqliteStore::FindSend(int64_t sender_id,
   if (auto it = recent_sends_.find(key); it != recent_sends_.end()) {
     return std::optional<int64_t>(it->second.message_id);
   }
+  // Above the sender's last run (cached), no run holds it: a client that
+  // sends to several recipients at once, each recipient's ids in a request
+  // of its own, sends ids below its highest that are new.
+  Result<std::optional<RunTail>> last = LastRun(sender_id);
+  if (!last.ok()) return last.status();
+  if (!*last || key.client_msg_id > (*last)->last.client_msg_id) {
+    return std::optional<int64_t>();
+  }
   // The only run that can hold the id: the last one starting at or below it.
   Statement& st = Prepare(
       "SELECT first_id, last_id, records FROM send_runs "

@@ -18,7 +18,10 @@
 //     use and raised by Enqueue; never too low, since deletes (Prune,
 //     DeleteAccount) only lower the true one. FindSend answers "not a retry"
 //     without a lookup for an id above it, which is every send of a client that
-//     counts its ids up (the C++, Python and terminal clients do);
+//     counts its ids up (the C++, Python and terminal clients do), and, with
+//     the last run below (cached), for an id above every run that is not
+//     among the records waiting in memory (such a client's sends to several
+//     recipients, a request each);
 //   - the dedup records waiting in send_batches, whole (below);
 //   - each sender's last run (bounded), for the merge to append to.
 // They reflect the writes of the open transaction. When a transaction ends

@@ -1159,6 +1159,59 @@ TEST_F(StoreTest, IdsOutOfOrderGoIntoTheRunThatHoldsThem) {
   EXPECT_EQ(**store_->FindSend(a, 5004), sent[5004]);
 }
 
+// A client sending to several recipients at once, each recipient's ids in
+// a request of its own, sends ids below its highest that are new: above its
+// last run they are answered from what waits in memory (the transaction's
+// records, those not yet merged), and every one is told right, a retry from
+// a new id, before and after the merge and a restart.
+TEST_F(StoreTest, IdsBetweenTheLastRunAndTheHighestAreToldApart) {
+  Begin();
+  const int64_t a = Create("a");
+  const int64_t b = Create("b");
+  const int64_t c = Create("c");
+  Commit();
+  std::map<int64_t, int64_t> sent;
+  Begin();
+  for (int64_t id = 1; id <= 100; ++id) {
+    sent[id] = Enqueue(a, b, static_cast<uint64_t>(id));
+  }
+  Commit();
+  Merge();
+  ASSERT_EQ(RawCount(path_, "send_runs"), 1);
+  auto found = [&](int64_t id) -> int64_t {
+    auto f = store_->FindSend(a, static_cast<uint64_t>(id));
+    EXPECT_TRUE(f.ok()) << f.status().ToString();
+    return f.ok() && f->has_value() ? **f : 0;
+  };
+  // 101..200 round robin over b and c (odd ids to b, even to c), b's
+  // request first, skipping the ids that end in 5.
+  Begin();
+  for (int64_t first : {101, 102}) {
+    for (int64_t id = first; id <= 200; id += 2) {
+      if (id % 10 == 5) continue;
+      EXPECT_EQ(found(id), 0) << id << " is new";
+      sent[id] = Enqueue(a, first == 101 ? b : c, static_cast<uint64_t>(id));
+    }
+  }
+  EXPECT_EQ(found(111), sent[111]) << "a retry in the transaction";
+  EXPECT_EQ(found(105), 0);
+  Commit();
+  const auto check = [&](const std::string& when) {
+    for (int64_t id = 1; id <= 210; ++id) {
+      const auto it = sent.find(id);
+      EXPECT_EQ(found(id), it == sent.end() ? 0 : it->second)
+          << id << ", " << when;
+    }
+  };
+  check("waiting in memory");
+  Reopen();
+  check("after a restart");
+  Merge();
+  check("merged");
+  Reopen();
+  check("merged, after a restart");
+}
+
 // A run whose blob is damaged in the file makes the lookups that need it
 // fail with a storage error; nothing crashes, and other senders are served.
 TEST_F(StoreTest, ADamagedRunIsAnError) {
@@ -1455,7 +1508,7 @@ TEST_F(NoticeLogTest, TheLogIsCompacted) {
             kAway + static_cast<int64_t>(live.size()));
   EXPECT_EQ(RawStoredNotices(path_), kAway + static_cast<int64_t>(live.size()));
   Begin();
-  Ack(b, 100'001);  // from the table
+  Ack(b, 100'001);         // from the table
   Add(b, 200'000, kAway);  // into the log again
   Commit();
   std::vector<int64_t> bs = Listed(b);
