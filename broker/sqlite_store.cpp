@@ -504,6 +504,7 @@ void SqliteStore::ForgetTransaction() {
   notice_log_ops_ = 0;
   notice_ops_.clear();
   notice_trims_.clear();
+  insert_count_ = 0;
   log_messages_.clear();
   log_message_owner_.clear();
   log_pending_.clear();
@@ -611,6 +612,9 @@ Status SqliteStore::Commit() {
   if (s.ok()) s = WriteBatchSends();
   if (s.ok()) s = WriteNoticeOps();
   if (s.ok()) s = WriteMessageOps();
+  // (A compaction of the message log may have moved messages into the
+  // table.)
+  if (s.ok()) s = FlushInserts();
   if (s.ok()) s = RunFixed("COMMIT");
   if (s.ok()) {
     transaction_open_ = false;
@@ -1433,6 +1437,9 @@ Result<ReceiptResult> SqliteStore::ConfirmDelivery(int64_t recipient_id,
 }
 
 Status SqliteStore::DeleteConfirmed() {
+  // The rows waiting to be inserted first: they may be among those
+  // confirmed, and whatever reads `messages` next expects them there.
+  if (Status s = FlushInserts(); !s.ok()) return s;
   if (confirmed_rows_.empty()) return Status::Ok();
   std::sort(confirmed_rows_.begin(), confirmed_rows_.end());
   std::vector<std::pair<size_t, size_t>> runs;
@@ -1802,19 +1809,54 @@ int64_t SqliteStore::LoggedNotices(int64_t account_id) const {
 }
 
 Status SqliteStore::InsertMessage(int64_t id, const QueuedMessage& m) {
-  Statement& st = Prepare(
+  if (insert_count_ == insert_rows_.size()) insert_rows_.emplace_back();
+  QueuedMessage& row = insert_rows_[insert_count_++];
+  row.id = id;
+  row.sender_id = m.sender_id;
+  row.sender_name.assign(m.sender_name);
+  row.recipient_id = m.recipient_id;
+  row.recipient_name.assign(m.recipient_name);
+  row.client_msg_id = m.client_msg_id;
+  row.body.assign(m.body);
+  row.sent_at_ms = m.sent_at_ms;
+  ++logged_changes_;  // a change now, written below or by FlushInserts
+  if (insert_count_ == kInsertChunk) return FlushInserts();
+  return Status::Ok();
+}
+
+Status SqliteStore::FlushInserts() {
+  if (insert_count_ == 0) return Status::Ok();
+  // One row, and kInsertChunk rows: the same statement with more VALUES.
+  const char* const kOne =
       "INSERT INTO messages(id, sender_id, sender_name, recipient_id, "
       "recipient_name, client_msg_id, body, sent_at) "
-      "VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
-  st.Bind(1, id)
-      .Bind(2, m.sender_id)
-      .BindBorrowed(3, m.sender_name)
-      .Bind(4, m.recipient_id)
-      .BindBorrowed(5, m.recipient_name)
-      .Bind(6, ToSql(m.client_msg_id))
-      .BindBorrowed(7, m.body)
-      .Bind(8, m.sent_at_ms);
-  if (st.Run() != SQLITE_DONE) return Error("enqueue");
+      "VALUES(?, ?, ?, ?, ?, ?, ?, ?)";
+  static const std::string kChunk = [kOne] {
+    std::string sql = kOne;
+    for (size_t i = 1; i < kInsertChunk; ++i)
+      sql += ", (?, ?, ?, ?, ?, ?, ?, ?)";
+    return sql;
+  }();
+  const size_t count = insert_count_;
+  insert_count_ = 0;  // whatever happens below: a failure fails the batch
+  for (size_t at = 0; at < count;) {
+    const size_t n = count - at >= kInsertChunk ? kInsertChunk : 1;
+    Statement& st = Prepare(n == kInsertChunk ? kChunk.c_str() : kOne);
+    for (size_t i = 0; i < n; ++i) {
+      const QueuedMessage& m = insert_rows_[at + i];
+      const int p = static_cast<int>(8 * i);
+      st.Bind(p + 1, m.id)
+          .Bind(p + 2, m.sender_id)
+          .BindBorrowed(p + 3, m.sender_name)
+          .Bind(p + 4, m.recipient_id)
+          .BindBorrowed(p + 5, m.recipient_name)
+          .Bind(p + 6, ToSql(m.client_msg_id))
+          .BindBorrowed(p + 7, m.body)
+          .Bind(p + 8, m.sent_at_ms);
+    }
+    if (st.Run() != SQLITE_DONE) return Error("enqueue");
+    at += n;
+  }
   return Status::Ok();
 }
 

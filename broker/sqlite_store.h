@@ -459,8 +459,18 @@ class SqliteStore final : public Store {
   // Replaces the log's rows with its live messages: one row, or the rows of
   // `messages` when they are too many or too large.
   Status CompactMessageLog();
-  // Inserts message `id` (the rest from `m`) into `messages`.
+  // Inserts message `id` (the rest from `m`) into `messages`: kept, and
+  // written kInsertChunk rows a statement (one program run, one pair of
+  // cursors opened, for that many rows), the rest by FlushInserts, which
+  // runs before anything reads or deletes from `messages` (DeleteConfirmed
+  // calls it) and at the commit.
   Status InsertMessage(int64_t id, const QueuedMessage& m);
+  Status FlushInserts();
+  static constexpr size_t kInsertChunk = 32;
+  // The rows waiting: the first insert_count_ of insert_rows_ (kept, so
+  // that their strings' buffers are reused).
+  std::vector<QueuedMessage> insert_rows_;
+  size_t insert_count_ = 0;
 };
 
 }  // namespace zchat

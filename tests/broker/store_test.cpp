@@ -357,6 +357,72 @@ TEST_F(StoreTest, ConfirmedRowsGoTogetherAndAreGoneForEveryRead) {
   EXPECT_EQ(Pending(c), 0);
 }
 
+// Rows for recipients who are away are written in groups, a statement
+// each: a transaction's rows (two groups and a few more, to two
+// recipients), every field and text in several scripts, each one read back
+// as sent; those confirmed in the same transaction before any read go; a
+// rolled-back transaction's waiting rows are never written.
+TEST_F(StoreTest, QueuedRowsWrittenInGroupsReadBackWhole) {
+  Begin();
+  const int64_t a = Create("a"), b = Create("b");
+  Commit();
+  const std::vector<std::string> texts = {"héllo", "世界", "🌍 ok", "שלום עולם",
+                                          ""};
+  std::map<int64_t, QueuedMessage> kept;
+  std::vector<std::pair<int64_t, int64_t>> confirm;  // recipient, id
+  Begin();
+  for (uint64_t i = 1; i <= 70; ++i) {
+    QueuedMessage m;
+    m.sender_id = a;
+    m.sender_name = "Zoë " + texts[i % texts.size()];
+    m.recipient_id = i % 3 ? b : a;
+    m.recipient_name = "Ⓑ " + texts[(i + 1) % texts.size()];
+    m.client_msg_id = i;
+    m.body = texts[i % texts.size()] + " #" + std::to_string(i);
+    m.sent_at_ms = 1000 + static_cast<int64_t>(i);
+    Result<int64_t> id = store_->Enqueue(m);
+    ASSERT_TRUE(id.ok()) << id.status().ToString();
+    m.id = *id;
+    if (i % 10 == 4) {
+      confirm.emplace_back(m.recipient_id, m.id);
+    } else {
+      kept[m.id] = m;
+    }
+  }
+  for (const auto& [recipient, id] : confirm) {
+    Result<ReceiptResult> r = store_->ConfirmDelivery(recipient, id);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->outcome, ReceiptOutcome::kConfirmed) << id;
+  }
+  Commit();
+  Begin();
+  Enqueue(a, b, 500);  // waits, then is rolled back
+  store_->Rollback();
+  const auto check = [&](const std::string& when) {
+    std::map<int64_t, QueuedMessage> read;
+    for (int64_t r : {a, b}) {
+      Result<std::vector<QueuedMessage>> got = store_->FetchPending(r, 1000);
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      for (const QueuedMessage& m : *got) read[m.id] = m;
+    }
+    ASSERT_EQ(read.size(), kept.size()) << when;
+    for (const auto& [id, m] : kept) {
+      const QueuedMessage& r = read[id];
+      EXPECT_EQ(r.sender_id, m.sender_id) << id << ", " << when;
+      EXPECT_EQ(r.sender_name, m.sender_name) << id << ", " << when;
+      EXPECT_EQ(r.recipient_id, m.recipient_id) << id << ", " << when;
+      EXPECT_EQ(r.recipient_name, m.recipient_name) << id << ", " << when;
+      EXPECT_EQ(r.client_msg_id, m.client_msg_id) << id << ", " << when;
+      EXPECT_EQ(r.body, m.body) << id << ", " << when;
+      EXPECT_EQ(r.sent_at_ms, m.sent_at_ms) << id << ", " << when;
+    }
+  };
+  check("committed");
+  Reopen();
+  check("after a restart");
+  EXPECT_EQ(RawCount(path_, "messages"), static_cast<int64_t>(kept.size()));
+}
+
 // A recipient's confirmed rows that are next to each other in its queue go
 // as one range; the range stops at every message left unconfirmed between
 // them, whether it was queued in `messages` or logged (online), and at the
@@ -610,7 +676,10 @@ TEST_F(StoreTest, TransactionDroppedBySqliteDropsCaches) {
   bool failed = false;
   for (uint64_t i = 1; i <= 100 && !failed; ++i) {
     big.client_msg_id = i;
-    failed = !store_->Enqueue(big).ok();
+    // (The store writes queued rows in groups, a statement each; a read of
+    // the queue first writes those waiting, fewer than a group one row a
+    // statement, where SQLITE_FULL ends the transaction.)
+    failed = !store_->Enqueue(big).ok() || !store_->FetchPending(alice, 1).ok();
   }
   ASSERT_TRUE(failed) << "the capped database kept growing";
   // SQLite ends the whole transaction on SQLITE_FULL during an insert.
@@ -771,7 +840,7 @@ TEST_F(StoreTest, IdsAreNotReusedAfterTransactionSqliteDropped) {
   bool failed = false;
   for (uint64_t i = 2; i <= 100 && !failed; ++i) {
     big.client_msg_id = i;
-    failed = !store_->Enqueue(big).ok();
+    failed = !store_->Enqueue(big).ok() || !store_->FetchPending(alice, 1).ok();
   }
   ASSERT_TRUE(failed);
   // SQLite ends the whole transaction on SQLITE_FULL during an insert.
