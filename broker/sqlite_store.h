@@ -262,8 +262,10 @@ class SqliteStore final : public Store {
   std::unordered_map<std::string, Account> accounts_by_key_;
   std::unordered_map<int64_t, int64_t> pending_counts_;
   std::unordered_map<int64_t, int64_t> notice_counts_;
-  // What a receipt needs of a message this store queued or handed out
-  // (Enqueue, FetchPending): the message less its body, so that
+  // What a receipt needs of a message this store handed out (FetchPending)
+  // or moved from the message log into the table while its recipient was
+  // online (not of one queued for a recipient who is away, which will be
+  // fetched first): the message less its body, so that
   // ConfirmDelivery deletes the row by its key without reading it first.
   // Dropped with the other caches, and an account's when DeleteAccount
   // purges its queue, so that an entry's row is in `messages`.
