@@ -258,6 +258,19 @@ CREATE TABLE message_log(
 int64_t ToSql(uint64_t v) { return static_cast<int64_t>(v); }
 uint64_t FromSql(int64_t v) { return static_cast<uint64_t>(v); }
 
+// `head`, then `item` `n` times separated by ", ": a statement with a list
+// of placeholders, or of rows, built once for a fixed n.
+std::string RepeatedSql(std::string_view head, std::string_view item, size_t n,
+                        std::string_view tail = "") {
+  std::string sql(head);
+  for (size_t i = 0; i < n; ++i) {
+    if (i > 0) sql += ", ";
+    sql += item;
+  }
+  sql += tail;
+  return sql;
+}
+
 // Adds or replaces an entry of a bounded cache: a full cache is emptied
 // first (cheap, and the misses that follow reload what is used).
 template <class Map, class Key, class Value>
@@ -1529,11 +1542,8 @@ Status SqliteStore::ConfirmedRuns(std::span<const ConfirmedRow> rows,
 Status SqliteStore::DeleteSingles(std::span<const int64_t> ids) {
   // "DELETE FROM messages WHERE id IN (?, ?, ...)" for chunks of
   // kDeleteChunk ids, and of 8; the rest one by one.
-  static const std::string kChunk = [] {
-    std::string sql = "DELETE FROM messages WHERE id IN (?";
-    for (size_t i = 1; i < kDeleteChunk; ++i) sql += ", ?";
-    return sql + ")";
-  }();
+  static const std::string kChunk =
+      RepeatedSql("DELETE FROM messages WHERE id IN (", "?", kDeleteChunk, ")");
   const char* const kEight =
       "DELETE FROM messages WHERE id IN (?, ?, ?, ?, ?, ?, ?, ?)";
   for (size_t at = 0; at < ids.size();) {
@@ -1811,15 +1821,10 @@ int64_t SqliteStore::LoggedNotices(int64_t account_id) const {
 
 Status SqliteStore::InsertMessage(int64_t id, const QueuedMessage& m) {
   if (insert_count_ == insert_rows_.size()) insert_rows_.emplace_back();
+  // (Assigning reuses the strings' buffers.)
   QueuedMessage& row = insert_rows_[insert_count_++];
+  row = m;
   row.id = id;
-  row.sender_id = m.sender_id;
-  row.sender_name.assign(m.sender_name);
-  row.recipient_id = m.recipient_id;
-  row.recipient_name.assign(m.recipient_name);
-  row.client_msg_id = m.client_msg_id;
-  row.body.assign(m.body);
-  row.sent_at_ms = m.sent_at_ms;
   ++logged_changes_;  // a change now, written below or by FlushInserts
   if (insert_count_ == kInsertChunk) return FlushInserts();
   return Status::Ok();
@@ -1828,21 +1833,17 @@ Status SqliteStore::InsertMessage(int64_t id, const QueuedMessage& m) {
 Status SqliteStore::FlushInserts() {
   if (insert_count_ == 0) return Status::Ok();
   // One row, and kInsertChunk rows: the same statement with more VALUES.
-  const char* const kOne =
+  constexpr std::string_view kHead =
       "INSERT INTO messages(id, sender_id, sender_name, recipient_id, "
-      "recipient_name, client_msg_id, body, sent_at) "
-      "VALUES(?, ?, ?, ?, ?, ?, ?, ?)";
-  static const std::string kChunk = [kOne] {
-    std::string sql = kOne;
-    for (size_t i = 1; i < kInsertChunk; ++i)
-      sql += ", (?, ?, ?, ?, ?, ?, ?, ?)";
-    return sql;
-  }();
+      "recipient_name, client_msg_id, body, sent_at) VALUES";
+  constexpr std::string_view kRow = "(?, ?, ?, ?, ?, ?, ?, ?)";
+  static const std::string kOne = RepeatedSql(kHead, kRow, 1);
+  static const std::string kChunk = RepeatedSql(kHead, kRow, kInsertChunk);
   const size_t count = insert_count_;
   insert_count_ = 0;  // whatever happens below: a failure fails the batch
   for (size_t at = 0; at < count;) {
     const size_t n = count - at >= kInsertChunk ? kInsertChunk : 1;
-    Statement& st = Prepare(n == kInsertChunk ? kChunk.c_str() : kOne);
+    Statement& st = Prepare(n == kInsertChunk ? kChunk.c_str() : kOne.c_str());
     for (size_t i = 0; i < n; ++i) {
       const QueuedMessage& m = insert_rows_[at + i];
       const int p = static_cast<int>(8 * i);
