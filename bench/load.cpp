@@ -289,6 +289,19 @@ int64_t FileSize(const std::string& path) {
   return stat(path.c_str(), &st) == 0 ? st.st_size : 0;
 }
 
+// The database's files with their WALs: `<db>` and, with --partitions,
+// `<db>.p1` ... beside it.
+int64_t DatabaseSize(const std::string& db_path) {
+  int64_t bytes = FileSize(db_path) + FileSize(db_path + "-wal");
+  for (int p = 1;; ++p) {
+    const std::string part = db_path + ".p" + std::to_string(p);
+    struct stat st {};
+    if (stat(part.c_str(), &st) != 0) break;
+    bytes += st.st_size + FileSize(part + "-wal");
+  }
+  return bytes;
+}
+
 }  // namespace
 
 int FreeLoopbackPort() {
@@ -910,7 +923,7 @@ QueueFigures RunOfflineQueue(const Target& target, uint64_t messages,
   }
   out.drain_per_s = draining.PerSecond(drained);
   out.drain_cpu_us = draining.CpuEach(drained);
-  out.db_bytes = FileSize(db_path) + FileSize(db_path + "-wal");
+  out.db_bytes = DatabaseSize(db_path);
   return out;
 }
 
