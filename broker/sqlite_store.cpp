@@ -1025,9 +1025,7 @@ Status SqliteStore::AddToRuns(int64_t sender_id, const SendRow* rows,
     }
   }
   if (above > 0) {
-    for (size_t i = 0; i < above; ++i) {
-      if (Status s = InsertIntoRuns(sender_id, rows[i]); !s.ok()) return s;
-    }
+    if (Status s = InsertIntoRuns(sender_id, rows, above); !s.ok()) return s;
     run_tails_.erase(sender_id);
     last = LastRun(sender_id);
     if (!last.ok()) return last.status();
@@ -1102,53 +1100,126 @@ Status SqliteStore::AddToRuns(int64_t sender_id, const SendRow* rows,
   return Status::Ok();
 }
 
-Status SqliteStore::InsertIntoRuns(int64_t sender_id, const SendRow& row) {
-  const RunRecord record{row.first.client_msg_id, row.second.message_id};
-  const int64_t at = row.second.created_at;
-  Statement& st = Prepare(
-      "SELECT first_id, last_id, oldest_at, newest_at, records FROM send_runs "
-      "WHERE sender_id = ? AND first_id <= ? ORDER BY first_id DESC LIMIT 1");
-  st.Bind(1, sender_id).Bind(2, record.client_msg_id);
-  const int rc = st.Step();
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error("merge dedup runs");
-  if (rc == SQLITE_DONE || record.client_msg_id > st.Int(1)) {
-    // Between runs, or below the first: a run of its own.
+Status SqliteStore::InsertIntoRuns(int64_t sender_id, const SendRow* rows,
+                                   size_t count) {
+  for (size_t i = 0; i < count;) {
+    const int64_t id = rows[i].first.client_msg_id;
+    Statement& st = Prepare(
+        "SELECT first_id, last_id, oldest_at, newest_at, records FROM "
+        "send_runs WHERE sender_id = ? AND first_id <= ? ORDER BY first_id "
+        "DESC LIMIT 1");
+    st.Bind(1, sender_id).Bind(2, id);
+    const int rc = st.Step();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error("merge dedup runs");
+    if (rc == SQLITE_DONE || id > st.Int(1)) {
+      // Between runs, or below the first: the records up to the next run
+      // become runs of their own.
+      st.Reset();
+      Statement& next = Prepare(
+          "SELECT first_id FROM send_runs WHERE sender_id = ? AND first_id > "
+          "? ORDER BY first_id LIMIT 1");
+      next.Bind(1, sender_id).Bind(2, id);
+      const int next_rc = next.Step();
+      if (next_rc != SQLITE_ROW && next_rc != SQLITE_DONE) {
+        return Error("merge dedup runs");
+      }
+      const int64_t next_first =
+          next_rc == SQLITE_ROW ? next.Int(0) : INT64_MAX;
+      next.Reset();
+      std::vector<RunRecord> records;
+      int64_t oldest = INT64_MAX;
+      int64_t newest = INT64_MIN;
+      for (; i < count && rows[i].first.client_msg_id < next_first; ++i) {
+        records.push_back(
+            {rows[i].first.client_msg_id, rows[i].second.message_id});
+        oldest = std::min(oldest, rows[i].second.created_at);
+        newest = std::max(newest, rows[i].second.created_at);
+      }
+      if (Status s = WriteRuns(sender_id, records, oldest, newest,
+                               /*replaces_run=*/false);
+          !s.ok()) {
+        return s;
+      }
+      continue;
+    }
+    // Into the run whose range holds them: every record up to its last id.
+    std::vector<RunRecord> stored;
+    const bool decoded = DecodeRun(st.Int(0), st.Blob(4), &stored);
+    const int64_t last_id = st.Int(1);
+    int64_t oldest = st.Int(2);
+    int64_t newest = st.Int(3);
     st.Reset();
-    if (Status s = WriteRun(sender_id, {record}, at, at); !s.ok()) return s;
-    ++runs_since_prune_;
-    return Status::Ok();
+    if (!decoded || stored.empty()) {
+      return Status(ErrorCode::kStorage, "merge dedup runs: a damaged run");
+    }
+    std::vector<RunRecord> records;
+    records.reserve(stored.size() + 16);
+    size_t k = 0;
+    for (; i < count && rows[i].first.client_msg_id <= last_id; ++i) {
+      const RunRecord record{rows[i].first.client_msg_id,
+                             rows[i].second.message_id};
+      while (k < stored.size() &&
+             stored[k].client_msg_id < record.client_msg_id) {
+        records.push_back(stored[k++]);
+      }
+      // An id stored already cannot be (FindSend saw none); the newer
+      // record wins.
+      if (k < stored.size() &&
+          stored[k].client_msg_id == record.client_msg_id) {
+        ++k;
+      }
+      records.push_back(record);
+      oldest = std::min(oldest, rows[i].second.created_at);
+      newest = std::max(newest, rows[i].second.created_at);
+    }
+    records.insert(records.end(), stored.begin() + static_cast<ptrdiff_t>(k),
+                   stored.end());
+    if (Status s = WriteRuns(sender_id, records, oldest, newest,
+                             /*replaces_run=*/true);
+        !s.ok()) {
+      return s;
+    }
   }
-  std::vector<RunRecord> records;
-  const bool decoded = DecodeRun(st.Int(0), st.Blob(4), &records);
-  const int64_t oldest = std::min(st.Int(2), at);
-  const int64_t newest = std::max(st.Int(3), at);
-  st.Reset();
-  if (!decoded) {
-    return Status(ErrorCode::kStorage, "merge dedup runs: a damaged run");
+  return Status::Ok();
+}
+
+Status SqliteStore::WriteRuns(int64_t sender_id,
+                              const std::vector<RunRecord>& records,
+                              int64_t oldest_at, int64_t newest_at,
+                              bool replaces_run) {
+  // As few parts of equal size as keep each within kRunRecordsMax records
+  // and kRunBytesMax bytes; the first keeps the key of a run it replaces.
+  auto fits = [](std::span<const RunRecord> part) {
+    if (static_cast<int64_t>(part.size()) > kRunRecordsMax) return false;
+    RunEncoder encoder(part.front().client_msg_id);
+    for (const RunRecord& r : part) encoder.Add(r);
+    return static_cast<int64_t>(encoder.bytes().size()) <= kRunBytesMax;
+  };
+  const std::span<const RunRecord> all(records);
+  size_t parts = std::max<size_t>(
+      1, (records.size() + static_cast<size_t>(kRunRecordsMax) - 1) /
+             static_cast<size_t>(kRunRecordsMax));
+  for (;; ++parts) {
+    bool all_fit = true;
+    for (size_t p = 0; p < parts && all_fit; ++p) {
+      const size_t from = records.size() * p / parts;
+      const size_t to = records.size() * (p + 1) / parts;
+      all_fit = fits(all.subspan(from, to - from));
+    }
+    if (all_fit) break;
   }
-  auto it = std::lower_bound(
-      records.begin(), records.end(), record.client_msg_id,
-      [](const RunRecord& r, int64_t id) { return r.client_msg_id < id; });
-  if (it != records.end() && it->client_msg_id == record.client_msg_id) {
-    *it = record;  // cannot be (FindSend saw none); the newer one wins
-  } else {
-    records.insert(it, record);
+  for (size_t p = 0; p < parts; ++p) {
+    const size_t from = records.size() * p / parts;
+    const size_t to = records.size() * (p + 1) / parts;
+    if (Status s =
+            WriteRun(sender_id, {records.begin() + from, records.begin() + to},
+                     oldest_at, newest_at);
+        !s.ok()) {
+      return s;
+    }
   }
-  RunEncoder encoder(records.front().client_msg_id);
-  for (const RunRecord& r : records) encoder.Add(r);
-  if (static_cast<int64_t>(records.size()) <= kRunRecordsMax &&
-      static_cast<int64_t>(encoder.bytes().size()) <= kRunBytesMax) {
-    return WriteRun(sender_id, records, oldest, newest);
-  }
-  // Too big: two runs, each half the records (the first keeps its key).
-  const auto half =
-      records.begin() + static_cast<ptrdiff_t>(records.size() / 2);
-  if (Status s = WriteRun(sender_id, {records.begin(), half}, oldest, newest);
-      !s.ok()) {
-    return s;
-  }
-  ++runs_since_prune_;
-  return WriteRun(sender_id, {half, records.end()}, oldest, newest);
+  runs_since_prune_ += static_cast<int64_t>(parts) - (replaces_run ? 1 : 0);
+  return Status::Ok();
 }
 
 Status SqliteStore::WriteRun(int64_t sender_id,

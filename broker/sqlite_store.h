@@ -382,13 +382,20 @@ class SqliteStore final : public Store {
   Result<std::optional<RunTail>> LastRun(int64_t sender_id);
   // Adds a sender's new records, in client_msg_id order, to its runs.
   Status AddToRuns(int64_t sender_id, const SendRow* rows, size_t count);
-  // Adds one record whose id is not above the sender's last run's: into
-  // the run whose range holds it (split in two if that makes it too big),
-  // else as a run of its own.
-  Status InsertIntoRuns(int64_t sender_id, const SendRow& row);
+  // Adds records, in client_msg_id order, none above the sender's last
+  // run's last id: those a run's range holds go into it together (a read
+  // and a rewrite a run, split when that makes it too big), those between
+  // two runs or below the first into runs of their own.
+  Status InsertIntoRuns(int64_t sender_id, const SendRow* rows, size_t count);
   // Writes a whole run row (replacing one with the same first id).
   Status WriteRun(int64_t sender_id, const std::vector<RunRecord>& records,
                   int64_t oldest_at, int64_t newest_at);
+  // Writes records as one run, or as runs of equal size when one would be
+  // too big (kRunRecordsMax, kRunBytesMax); with replaces_run the first
+  // replaces the run with its first id. Counts the rows it adds in
+  // runs_since_prune_.
+  Status WriteRuns(int64_t sender_id, const std::vector<RunRecord>& records,
+                   int64_t oldest_at, int64_t newest_at, bool replaces_run);
   // Migration to schema v6: the records of `sends` become runs.
   Status MoveSendsIntoRuns();
 

@@ -1220,12 +1220,67 @@ TEST_F(StoreTest, IdsOutOfOrderGoIntoTheRunThatHoldsThem) {
                      "AND r.last_id >= s.first_id"),
             0)
       << "overlapping runs";
-  EXPECT_EQ(RawCount(path_, "send_runs"), 6)
-      << "the full run split in two, 3000, 7 and the negative id alone";
+  EXPECT_EQ(RawCount(path_, "send_runs"), 5)
+      << "the full run split in two, 3000 alone, 7 and the negative id (both "
+         "below every run) together";
   // New ids above every run still append to the last one.
   send_all({5002, 5004});
-  EXPECT_EQ(RawCount(path_, "send_runs"), 6);
+  EXPECT_EQ(RawCount(path_, "send_runs"), 5);
   EXPECT_EQ(**store_->FindSend(a, 5004), sent[5004]);
+}
+
+// Ids that fall into runs merged before, many at once (a client sending to
+// several recipients, a request each, whose requests straddle a merge):
+// each run takes its share in one rewrite, split into as few runs of equal
+// size as keep within 128 records, and ids between the runs become runs of
+// their own, as few as fit.
+TEST_F(StoreTest, ManyIdsIntoTheRunsThatHoldThemAreWrittenTogether) {
+  Begin();
+  const int64_t a = Create("a");
+  Commit();
+  std::map<int64_t, int64_t> sent;
+  auto send_all = [&](const std::vector<int64_t>& ids) {
+    Begin();
+    for (int64_t id : ids) sent[id] = Enqueue(a, a, static_cast<uint64_t>(id));
+    Commit();
+    Merge();
+  };
+  // Even ids 2..256 (one full run of 128), then 10,000 (a second run).
+  std::vector<int64_t> evens;
+  for (int64_t id = 2; id <= 256; id += 2) evens.push_back(id);
+  send_all(evens);
+  send_all({10'000});
+  ASSERT_EQ(RawCount(path_, "send_runs"), 2);
+  // The odd ids 1..255 and 300..599 in one merge: 1 lies below the first
+  // run, 3..255 inside it (128 + 127 records: two runs), 300..599 between
+  // the runs (300 records: three runs of 100).
+  std::vector<int64_t> more;
+  for (int64_t id = 1; id <= 255; id += 2) more.push_back(id);
+  for (int64_t id = 300; id < 600; ++id) more.push_back(id);
+  send_all(more);
+  for (const auto& [id, message_id] : sent) {
+    auto f = store_->FindSend(a, static_cast<uint64_t>(id));
+    ASSERT_TRUE(f.ok() && f->has_value()) << id;
+    EXPECT_EQ(**f, message_id) << id;
+  }
+  for (int64_t id : {0, 257, 299, 600, 9'999, 10'001}) {
+    EXPECT_FALSE(store_->FindSend(a, static_cast<uint64_t>(id))->has_value())
+        << id;
+  }
+  EXPECT_EQ(RawRunRecords(path_), static_cast<int64_t>(sent.size()));
+  EXPECT_EQ(RawValue(path_,
+                     "SELECT count(*) FROM send_runs r JOIN send_runs s "
+                     "ON r.sender_id = s.sender_id AND r.first_id < s.first_id "
+                     "AND r.last_id >= s.first_id"),
+            0)
+      << "overlapping runs";
+  EXPECT_EQ(RawCount(path_, "send_runs"), 7)
+      << "1 alone, 2..256 with 3..255 in two runs, 300..599 in three, 10,000";
+  EXPECT_EQ(RawValue(path_, "SELECT max(count) FROM send_runs"), 128);
+  EXPECT_EQ(RawValue(path_,
+                     "SELECT min(count) FROM send_runs WHERE first_id "
+                     "BETWEEN 2 AND 599"),
+            100);
 }
 
 // A client sending to several recipients at once, each recipient's ids in
