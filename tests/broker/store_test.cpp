@@ -141,6 +141,35 @@ class StoreTest : public ::testing::Test {
     return r.ok() ? r->outcome : ReceiptOutcome::kUnknown;
   }
 
+  // Sends `ids` from `from` to itself in one transaction, then merges the
+  // dedup records into runs; `sent` gets each id's message id.
+  void SendAndMerge(int64_t from, const std::vector<int64_t>& ids,
+                    std::map<int64_t, int64_t>& sent) {
+    Begin();
+    for (int64_t id : ids) {
+      sent[id] = Enqueue(from, from, static_cast<uint64_t>(id));
+    }
+    Commit();
+    Merge();
+  }
+  // Every id of `sent` is found as a retry of its message, and the runs'
+  // ranges do not overlap.
+  void ExpectRunsHold(int64_t from, const std::map<int64_t, int64_t>& sent) {
+    for (const auto& [id, message_id] : sent) {
+      auto f = store_->FindSend(from, static_cast<uint64_t>(id));
+      ASSERT_TRUE(f.ok() && f->has_value()) << id;
+      EXPECT_EQ(**f, message_id) << id;
+    }
+    EXPECT_EQ(RawRunRecords(path_), static_cast<int64_t>(sent.size()));
+    EXPECT_EQ(
+        RawValue(path_,
+                 "SELECT count(*) FROM send_runs r JOIN send_runs s "
+                 "ON r.sender_id = s.sender_id AND r.first_id < s.first_id "
+                 "AND r.last_id >= s.first_id"),
+        0)
+        << "overlapping runs";
+  }
+
   TempDir dir_;
   const std::string path_ = dir_.File("store.db");
   std::unique_ptr<Store> store_;
@@ -1181,50 +1210,35 @@ TEST_F(StoreTest, MergesAppendToTheLastRun) {
 
 // A client that does not count its ids up: ids below the sender's last run
 // go into the run whose range holds them (split in two when full), or into
-// a run of their own between and below the others; the runs' ranges never
-// overlap, and every record keeps its message id.
+// runs of their own between and below the others (those of one gap
+// together); the runs' ranges never overlap, and every record keeps its
+// message id.
 TEST_F(StoreTest, IdsOutOfOrderGoIntoTheRunThatHoldsThem) {
   Begin();
   const int64_t a = Create("a");
   Commit();
   std::map<int64_t, int64_t> sent;
-  auto send_all = [&](const std::vector<int64_t>& ids) {
-    Begin();
-    for (int64_t id : ids) sent[id] = Enqueue(a, a, static_cast<uint64_t>(id));
-    Commit();
-    Merge();
-  };
   // Even ids 1,000..1,254: one full run; then 5,000: a second.
   std::vector<int64_t> evens;
   for (int64_t id = 1000; id < 1256; id += 2) evens.push_back(id);
-  send_all(evens);
-  send_all({5000});
+  SendAndMerge(a, evens, sent);
+  SendAndMerge(a, {5000}, sent);
   ASSERT_EQ(RawCount(path_, "send_runs"), 2);
   // Into the full run (which splits), into the gap between the runs, below
   // every run, and the largest negative id (the top bit of a uint64).
-  send_all({1001, 1003, 1253, 3000, 7, -9'000'000'000'000'000'000});
-  for (const auto& [id, message_id] : sent) {
-    auto f = store_->FindSend(a, static_cast<uint64_t>(id));
-    ASSERT_TRUE(f.ok() && f->has_value()) << id;
-    EXPECT_EQ(**f, message_id) << id;
-  }
+  SendAndMerge(a, {1001, 1003, 1253, 3000, 7, -9'000'000'000'000'000'000},
+               sent);
+  ExpectRunsHold(a, sent);
   for (int64_t id : {1005, 1255, 2999, 8, 4999, 5001}) {
     EXPECT_FALSE(store_->FindSend(a, static_cast<uint64_t>(id))->has_value())
         << id;
   }
-  EXPECT_EQ(RawRunRecords(path_), static_cast<int64_t>(sent.size()));
   EXPECT_LE(RawValue(path_, "SELECT max(count) FROM send_runs"), 128);
-  EXPECT_EQ(RawValue(path_,
-                     "SELECT count(*) FROM send_runs r JOIN send_runs s "
-                     "ON r.sender_id = s.sender_id AND r.first_id < s.first_id "
-                     "AND r.last_id >= s.first_id"),
-            0)
-      << "overlapping runs";
   EXPECT_EQ(RawCount(path_, "send_runs"), 5)
       << "the full run split in two, 3000 alone, 7 and the negative id (both "
          "below every run) together";
   // New ids above every run still append to the last one.
-  send_all({5002, 5004});
+  SendAndMerge(a, {5002, 5004}, sent);
   EXPECT_EQ(RawCount(path_, "send_runs"), 5);
   EXPECT_EQ(**store_->FindSend(a, 5004), sent[5004]);
 }
@@ -1239,17 +1253,11 @@ TEST_F(StoreTest, ManyIdsIntoTheRunsThatHoldThemAreWrittenTogether) {
   const int64_t a = Create("a");
   Commit();
   std::map<int64_t, int64_t> sent;
-  auto send_all = [&](const std::vector<int64_t>& ids) {
-    Begin();
-    for (int64_t id : ids) sent[id] = Enqueue(a, a, static_cast<uint64_t>(id));
-    Commit();
-    Merge();
-  };
   // Even ids 2..256 (one full run of 128), then 10,000 (a second run).
   std::vector<int64_t> evens;
   for (int64_t id = 2; id <= 256; id += 2) evens.push_back(id);
-  send_all(evens);
-  send_all({10'000});
+  SendAndMerge(a, evens, sent);
+  SendAndMerge(a, {10'000}, sent);
   ASSERT_EQ(RawCount(path_, "send_runs"), 2);
   // The odd ids 1..255 and 300..599 in one merge: 1 lies below the first
   // run, 3..255 inside it (128 + 127 records: two runs), 300..599 between
@@ -1257,23 +1265,12 @@ TEST_F(StoreTest, ManyIdsIntoTheRunsThatHoldThemAreWrittenTogether) {
   std::vector<int64_t> more;
   for (int64_t id = 1; id <= 255; id += 2) more.push_back(id);
   for (int64_t id = 300; id < 600; ++id) more.push_back(id);
-  send_all(more);
-  for (const auto& [id, message_id] : sent) {
-    auto f = store_->FindSend(a, static_cast<uint64_t>(id));
-    ASSERT_TRUE(f.ok() && f->has_value()) << id;
-    EXPECT_EQ(**f, message_id) << id;
-  }
+  SendAndMerge(a, more, sent);
+  ExpectRunsHold(a, sent);
   for (int64_t id : {0, 257, 299, 600, 9'999, 10'001}) {
     EXPECT_FALSE(store_->FindSend(a, static_cast<uint64_t>(id))->has_value())
         << id;
   }
-  EXPECT_EQ(RawRunRecords(path_), static_cast<int64_t>(sent.size()));
-  EXPECT_EQ(RawValue(path_,
-                     "SELECT count(*) FROM send_runs r JOIN send_runs s "
-                     "ON r.sender_id = s.sender_id AND r.first_id < s.first_id "
-                     "AND r.last_id >= s.first_id"),
-            0)
-      << "overlapping runs";
   EXPECT_EQ(RawCount(path_, "send_runs"), 7)
       << "1 alone, 2..256 with 3..255 in two runs, 300..599 in three, 10,000";
   EXPECT_EQ(RawValue(path_, "SELECT max(count) FROM send_runs"), 128);
