@@ -295,9 +295,9 @@ int64_t DatabaseSize(const std::string& db_path) {
   int64_t bytes = FileSize(db_path) + FileSize(db_path + "-wal");
   for (int p = 1;; ++p) {
     const std::string part = db_path + ".p" + std::to_string(p);
-    struct stat st {};
-    if (stat(part.c_str(), &st) != 0) break;
-    bytes += st.st_size + FileSize(part + "-wal");
+    const int64_t size = FileSize(part);  // 0: no such partition
+    if (size == 0) break;
+    bytes += size + FileSize(part + "-wal");
   }
   return bytes;
 }
