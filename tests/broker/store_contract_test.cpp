@@ -5,7 +5,9 @@
 // schema migrations from a v1 file, full disks, caches) is in store_test.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <memory>
+#include <random>
 #include <set>
 #include <vector>
 
@@ -544,6 +546,204 @@ TEST_P(StoreContractTest, TotalChangesTellsWhetherARequestWrote) {
   Create("a");
   EXPECT_GT(store_->TotalChanges(), before);
   Commit();
+}
+
+// Dedup records against a model of the same sends, through what moves them
+// between the places a store keeps them (SQLite: the open transaction, the
+// batch rows, the runs, merges, splits of full runs, runs rewritten by ids
+// out of order; a cache loaded again after a reopen): several senders, each
+// transaction's ids counted up, interleaved over two recipients as a client
+// that sends to both at once writes them, scattered below the sender's
+// highest, at the ends of the unsigned range, or retries of earlier sends;
+// some transactions rolled back, an account deleted. A send is a retry
+// exactly when the model holds its id, with the model's message id, inside
+// the transaction, after it, and after a reopen. Then a prune: what is
+// newer than its cut-off stays, and what is found is still right.
+TEST_P(StoreContractTest, DedupRecordsFollowAModelOfTheSends) {
+  const bool postgres = GetParam() == "postgresql";
+  std::mt19937_64 rng(20261205);
+  const auto below = [&](uint64_t n) {  // uniform in [0, n)
+    return std::uniform_int_distribution<uint64_t>(0, n - 1)(rng);
+  };
+  using Key = std::pair<int64_t, uint64_t>;  // (sender, client_msg_id)
+  struct Record {
+    int64_t message_id;
+    int64_t sent_at_ms;
+  };
+  std::map<Key, Record> model, pending;  // committed; this transaction's
+  Begin();
+  const int64_t r0 = Create("Zoë"), r1 = Create("李雷");
+  std::vector<int64_t> senders;
+  for (const char* name : {"عمر", "José", "🦊fox", "Ærøskøbing"}) {
+    senders.push_back(Create(name));
+  }
+  Commit();
+  const std::vector<std::pair<int64_t, std::string>> recipients = {
+      {r0, "Zoë"}, {r1, "李雷"}};
+  std::map<int64_t, uint64_t> next;  // each sender's counter
+  int64_t now_ms = 1'000'000'000;
+
+  const auto find = [&](int64_t sender, uint64_t cmid) {
+    Result<std::optional<int64_t>> f = store_->FindSend(sender, cmid);
+    EXPECT_TRUE(f.ok()) << f.status().ToString();
+    return f.ok() ? *f : std::nullopt;
+  };
+  // Sends `cmid` as the handler does: a retry is answered from the record,
+  // a new send stored.
+  const auto send = [&](int64_t sender, uint64_t cmid, size_t to) {
+    if (HasFatalFailure()) return;
+    const Key key{sender, cmid};
+    const auto& [rid, rkey] = recipients[to];
+    Result<SendCheck> c = store_->CheckSend(sender, cmid, rkey);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    const Record* known = nullptr;
+    if (auto it = pending.find(key); it != pending.end()) known = &it->second;
+    if (auto it = model.find(key); !known && it != model.end()) {
+      known = &it->second;
+    }
+    if (known) {
+      ASSERT_EQ(c->prior, std::optional<int64_t>(known->message_id))
+          << "sender " << sender << ", cmid " << cmid;
+      return;
+    }
+    ASSERT_EQ(c->prior, std::nullopt)
+        << "sender " << sender << ", cmid " << cmid << " was never sent";
+    QueuedMessage m;
+    m.id = c->reserved_id;
+    m.sender_id = sender;
+    m.sender_name = "s";
+    m.recipient_id = rid;
+    m.recipient_name = rkey;
+    m.client_msg_id = cmid;
+    m.body = "¿qué tal? 你好 👋 مرحبا";
+    m.sent_at_ms = now_ms;
+    m.recipient_online = to == 0;
+    Result<int64_t> id = store_->Enqueue(m);
+    ASSERT_TRUE(id.ok()) << id.status().ToString();
+    pending.emplace(key, Record{*id, now_ms});
+  };
+  // Every id of the model is a retry, and `absent` random ids are not.
+  const auto check_all = [&](const std::string& when, int absent) {
+    for (const auto& [key, record] : model) {
+      ASSERT_EQ(find(key.first, key.second),
+                std::optional<int64_t>(record.message_id))
+          << when << ": sender " << key.first << ", cmid " << key.second;
+    }
+    for (int i = 0; i < absent; ++i) {
+      const int64_t s = senders[below(senders.size())];
+      const uint64_t cmid = rng();
+      if (model.contains({s, cmid})) continue;
+      ASSERT_EQ(find(s, cmid), std::nullopt) << when << ": cmid " << cmid;
+    }
+  };
+
+  const int kTransactions = 48;
+  for (int t = 0; t < kTransactions; ++t) {
+    now_ms += (t % 9 == 8) ? 2 * 3'600'000 : 60'000;
+    Begin();
+    for (int64_t s : senders) {
+      const uint64_t n = 1 + below(postgres ? 200 : 400);
+      switch (below(5)) {
+        case 0:  // counted up, to one recipient
+          for (uint64_t i = 0; i < n; ++i) send(s, ++next[s], t % 2);
+          break;
+        case 1: {  // counted up over both, each recipient's sent together
+          const uint64_t first = next[s] + 1;
+          next[s] += n;
+          for (size_t to = 0; to < 2; ++to) {
+            for (uint64_t i = to; i < n; i += 2) send(s, first + i, to);
+          }
+          break;
+        }
+        case 2:  // scattered below the highest: new ones and retries
+          for (uint64_t i = 0; i < n; ++i) {
+            send(s, 1 + below(next[s] + 1), below(2));
+          }
+          break;
+        case 3:  // the ends of the range, and around the sign bit
+          for (uint64_t i = 0; i < n / 8 + 1; ++i) {
+            const uint64_t around[] = {uint64_t{0}, uint64_t{1} << 63,
+                                       UINT64_MAX};
+            const uint64_t cmid = around[below(3)] - below(200) + 100;
+            if (cmid != 0) send(s, cmid, below(2));  // ids are nonzero
+          }
+          break;
+        default:  // retries of committed sends
+          for (uint64_t i = 0; i < n && !model.empty(); ++i) {
+            auto it = model.lower_bound({s, rng()});
+            if (it == model.end() || it->first.first != s) continue;
+            send(s, it->first.second, below(2));
+          }
+      }
+      if (HasFatalFailure()) return;
+    }
+    for (int i = 0; i < 50 && !pending.empty(); ++i) {  // seen inside
+      auto it = pending.lower_bound({senders[below(senders.size())], rng()});
+      if (it == pending.end()) it = pending.begin();
+      ASSERT_EQ(find(it->first.first, it->first.second),
+                std::optional<int64_t>(it->second.message_id));
+    }
+    if (t % 7 == 3) {  // rolled back: none of its records stays
+      store_->Rollback();
+      Begin();
+      for (const auto& [key, record] : pending) {
+        if (!model.contains(key)) {
+          ASSERT_EQ(find(key.first, key.second), std::nullopt)
+              << "a rolled-back send left a record: cmid " << key.second;
+        }
+      }
+      store_->Rollback();
+    } else {
+      Commit();
+      model.merge(pending);
+    }
+    pending.clear();
+    if (t % 5 == 4) {  // moves what waits into the runs, drops nothing
+      Begin();
+      ASSERT_TRUE(store_->Prune(0, 0).ok());
+      Commit();
+    }
+    if (t == kTransactions / 2) {  // an account's records go with it
+      Begin();
+      ASSERT_TRUE(store_->DeleteAccount(senders.back()).ok());
+      Commit();
+      std::erase_if(model, [&](const auto& e) {
+        return e.first.first == senders.back();
+      });
+      EXPECT_EQ(find(senders.back(), next[senders.back()]), std::nullopt);
+      senders.pop_back();
+    }
+    if (t % 8 == 7) Reopen();
+    if (t % 16 == 15) check_all("after transaction " + std::to_string(t), 200);
+    if (HasFatalFailure()) return;
+  }
+  Reopen();
+  check_all("at the end", 2000);
+  if (HasFatalFailure()) return;
+  ASSERT_GT(model.size(), postgres ? 2000u : 5000u);
+
+  // The prune, at a cut-off in the middle of the sends' times, in as many
+  // calls as a busy broker's housekeeping would make.
+  const int64_t cut = (1'000'000'000 + now_ms) / 2;
+  size_t dropped = 0;
+  for (int i = 0; i < 64; ++i) {
+    Begin();
+    ASSERT_TRUE(store_->Prune(cut, 0).ok());
+    Commit();
+  }
+  Reopen();
+  for (const auto& [key, record] : model) {
+    const std::optional<int64_t> found = find(key.first, key.second);
+    if (record.sent_at_ms >= cut) {
+      ASSERT_EQ(found, std::optional<int64_t>(record.message_id))
+          << "pruned too early: cmid " << key.second;
+    } else if (found) {
+      ASSERT_EQ(*found, record.message_id) << "cmid " << key.second;
+    } else {
+      ++dropped;
+    }
+  }
+  EXPECT_GT(dropped, model.size() / 4) << "the prune dropped too little";
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, StoreContractTest,
