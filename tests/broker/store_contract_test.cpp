@@ -5,6 +5,7 @@
 // schema migrations from a v1 file, full disks, caches) is in store_test.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <random>
@@ -744,6 +745,236 @@ TEST_P(StoreContractTest, DedupRecordsFollowAModelOfTheSends) {
     }
   }
   EXPECT_GT(dropped, model.size() / 4) << "the prune dropped too little";
+}
+
+// Queues against a model of the same sends and receipts, through what moves
+// messages between the places a store keeps them (SQLite: the message log
+// for recipients online, compacted, carried into `messages`; the table;
+// confirmed rows deleted as ranges or alone): five accounts sending to each
+// other in every script, recipients online or not, receipts mostly of the
+// head of a queue as a client confirms what it fetched, some of the middle,
+// some for another's message, for one confirmed already or rolled back, or
+// for an id never handed out; half the transactions' reads announced with
+// Prefetch; some transactions rolled back, an account deleted, reopens. Each
+// queue reads as the model's, in order, inside a transaction and after it.
+TEST_P(StoreContractTest, QueuesFollowAModelOfSendsAndReceipts) {
+  std::mt19937_64 rng(20261205);
+  const auto below = [&](uint64_t n) {  // uniform in [0, n)
+    return std::uniform_int_distribution<uint64_t>(0, n - 1)(rng);
+  };
+  struct Sent {
+    int64_t sender, recipient;
+    uint64_t cmid;
+    std::string body;
+  };
+  std::map<int64_t, Sent> queued;           // the model, by message id
+  std::set<int64_t> gone;                   // confirmed, purged or rolled back
+  int64_t highest = 0;                      // the highest id handed out
+  std::map<int64_t, int64_t> highest_from;  // ... for each sender
+  const std::vector<std::string> names = {"Ådne", "Мария", "佐藤", "נועה",
+                                          "😀smile"};
+  const std::string scripts[] = {"ça va? ",   "привет ", "こんにちは ",
+                                 "مرحبا بك ", "🎉🚀 ",     ""};
+  std::vector<int64_t> accounts;
+  Begin();
+  for (const std::string& n : names) accounts.push_back(Create(n));
+  Commit();
+  std::map<int64_t, uint64_t> next_cmid;
+
+  const auto queue_of = [&](int64_t recipient) {
+    std::vector<int64_t> ids;
+    for (const auto& [id, m] : queued) {
+      if (m.recipient == recipient) ids.push_back(id);
+    }
+    return ids;
+  };
+  // The store's queue of `recipient` is the model's: ids in order, who sent
+  // them, their bodies, and the count.
+  const auto check_queue = [&](int64_t recipient, const std::string& when) {
+    const std::vector<int64_t> want = queue_of(recipient);
+    Result<int64_t> count = store_->CountPending(recipient);
+    ASSERT_TRUE(count.ok()) << count.status().ToString();
+    ASSERT_EQ(*count, static_cast<int64_t>(want.size()))
+        << when << ", account " << recipient;
+    Result<std::vector<QueuedMessage>> got =
+        store_->FetchPending(recipient, static_cast<int64_t>(want.size()) + 5);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    ASSERT_EQ(got->size(), want.size()) << when << ", account " << recipient;
+    for (size_t i = 0; i < want.size(); ++i) {
+      const QueuedMessage& m = (*got)[i];
+      const Sent& s = queued.at(want[i]);
+      ASSERT_EQ(m.id, want[i])
+          << when << ", account " << recipient << " #" << i;
+      ASSERT_EQ(m.sender_id, s.sender);
+      ASSERT_EQ(m.recipient_id, recipient);
+      ASSERT_EQ(m.client_msg_id, s.cmid);
+      ASSERT_EQ(m.body, s.body);
+    }
+  };
+  const auto check_all = [&](const std::string& when) {
+    for (int64_t a : accounts) {
+      check_queue(a, when);
+      if (HasFatalFailure()) return;
+    }
+  };
+
+  // One planned call: a send, or a receipt with the outcome it must have.
+  struct Call {
+    bool send;
+    int64_t account;  // sender, or the one confirming
+    int64_t other;    // recipient, or the message id
+  };
+  for (int t = 0; t < 60; ++t) {
+    const std::map<int64_t, Sent> queued_before = queued;
+    const std::set<int64_t> gone_before = gone;
+    Begin();
+    // Plan the transaction's calls first, so that they can be announced.
+    std::vector<Call> calls;
+    // From transaction 18 to 29 recipients confirm little: their queues
+    // grow, in the log and past what it keeps.
+    const bool away = t >= 18 && t < 30;
+    const size_t n = 20 + below(away ? 600 : 300);
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t a = accounts[below(accounts.size())];
+      const uint64_t kind = below(10);
+      if (kind < (away ? 9u : 5u) || queued.empty()) {
+        calls.push_back({true, a, accounts[below(accounts.size())]});
+      } else if (kind < 8) {  // the head of a queue, by its recipient
+        const int64_t r = accounts[below(accounts.size())];
+        const std::vector<int64_t> q = queue_of(r);
+        for (size_t k = 0; k < std::min<size_t>(q.size(), 1 + below(40)); ++k) {
+          calls.push_back({false, r, q[k]});
+        }
+      } else if (kind == 8) {  // anywhere in the queues, by anyone
+        auto it = queued.lower_bound(1 + static_cast<int64_t>(below(highest)));
+        if (it == queued.end()) it = queued.begin();
+        calls.push_back(
+            {false, below(2) ? it->second.recipient : a, it->first});
+      } else {  // gone, or never handed out
+        int64_t id = highest + 1'000'000 + static_cast<int64_t>(below(1000));
+        if (below(2) && !gone.empty()) {
+          auto it = gone.lower_bound(1 + static_cast<int64_t>(below(highest)));
+          id = it == gone.end() ? *gone.begin() : *it;
+        }
+        calls.push_back({false, a, id});
+      }
+    }
+    if (t % 2 == 0) {
+      std::vector<Lookahead> reads;
+      std::map<int64_t, uint64_t> cmids = next_cmid;
+      for (const Call& c : calls) {
+        Lookahead l;
+        l.kind = c.send ? Lookahead::Kind::kSend : Lookahead::Kind::kReceipt;
+        l.account_id = c.account;
+        l.id = c.send ? ++cmids[c.account] : static_cast<uint64_t>(c.other);
+        if (c.send) {
+          l.recipient_key =
+              names[std::find(accounts.begin(), accounts.end(), c.other) -
+                    accounts.begin()];
+        }
+        reads.push_back(std::move(l));
+      }
+      store_->Prefetch(reads);
+    }
+    for (const Call& c : calls) {
+      if (c.send) {
+        const uint64_t cmid = ++next_cmid[c.account];
+        const std::string& key =
+            names[std::find(accounts.begin(), accounts.end(), c.other) -
+                  accounts.begin()];
+        Result<SendCheck> check = store_->CheckSend(c.account, cmid, key);
+        ASSERT_TRUE(check.ok()) << check.status().ToString();
+        ASSERT_FALSE(check->prior.has_value());
+        ASSERT_TRUE(check->recipient.has_value());
+        ASSERT_EQ(check->queued,
+                  static_cast<int64_t>(queue_of(c.other).size()));
+        QueuedMessage m;
+        m.id = check->reserved_id;
+        m.sender_id = c.account;
+        m.sender_name = "s";
+        m.recipient_id = c.other;
+        m.recipient_name = key;
+        m.client_msg_id = cmid;
+        m.body = scripts[below(std::size(scripts))] + std::to_string(cmid);
+        m.sent_at_ms = 1000;
+        m.recipient_online = below(10) < 6;
+        Result<int64_t> id = store_->Enqueue(m);
+        ASSERT_TRUE(id.ok()) << id.status().ToString();
+        // Ids increase (with partitions, each sender's; a recipient's queue
+        // is in id order all the same) and are never reused.
+        ASSERT_GT(*id, highest_from[c.account]);
+        ASSERT_FALSE(queued.contains(*id) || gone.contains(*id)) << *id;
+        highest_from[c.account] = *id;
+        highest = std::max(highest, *id);
+        queued.emplace(*id, Sent{c.account, c.other, cmid, m.body});
+        continue;
+      }
+      Result<ReceiptResult> r = store_->ConfirmDelivery(c.account, c.other);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      const auto it = queued.find(c.other);
+      ReceiptOutcome want = ReceiptOutcome::kUnknown;
+      if (it != queued.end()) {
+        want = it->second.recipient == c.account ? ReceiptOutcome::kConfirmed
+                                                 : ReceiptOutcome::kNotYours;
+      } else if (c.other <= highest) {
+        want = ReceiptOutcome::kAlreadyConfirmed;
+      }
+      const auto name = [](ReceiptOutcome o) {
+        const char* names[] = {"confirmed", "already confirmed", "not yours",
+                               "unknown"};
+        return std::string(names[static_cast<int>(o)]);
+      };
+      ASSERT_EQ(name(r->outcome), name(want))
+          << "receipt of " << c.other << " by " << c.account
+          << " in transaction " << t;
+      if (want == ReceiptOutcome::kConfirmed) {
+        ASSERT_EQ(r->message.sender_id, it->second.sender);
+        ASSERT_EQ(r->message.client_msg_id, it->second.cmid);
+        gone.insert(c.other);
+        queued.erase(it);
+      }
+    }
+    if (t % 3 == 0) check_all("inside transaction " + std::to_string(t));
+    if (HasFatalFailure()) return;
+    if (t % 6 == 5) {
+      store_->Rollback();
+      for (const auto& [id, m] : queued) {
+        if (!queued_before.contains(id)) gone.insert(id);  // never reused
+      }
+      queued = queued_before;
+      gone.merge(std::set<int64_t>(gone_before));
+      for (int64_t id : std::set<int64_t>(gone)) {
+        if (queued.contains(id)) gone.erase(id);  // confirmed, rolled back
+      }
+    } else {
+      Commit();
+    }
+    check_all("after transaction " + std::to_string(t));
+    if (HasFatalFailure()) return;
+    if (t == 30) {  // an account's queue goes with it
+      const int64_t doomed = accounts.back();
+      Begin();
+      Result<std::vector<QueuedMessage>> purged = store_->DeleteAccount(doomed);
+      ASSERT_TRUE(purged.ok()) << purged.status().ToString();
+      Commit();
+      std::vector<int64_t> purged_ids;
+      for (const QueuedMessage& m : *purged) purged_ids.push_back(m.id);
+      std::sort(purged_ids.begin(), purged_ids.end());
+      ASSERT_EQ(purged_ids, queue_of(doomed));
+      for (int64_t id : purged_ids) {
+        queued.erase(id);
+        gone.insert(id);
+      }
+      accounts.pop_back();
+    }
+    if (t % 10 == 9) {
+      Reopen();
+      check_all("after a reopen at " + std::to_string(t));
+      if (HasFatalFailure()) return;
+    }
+  }
+  ASSERT_GT(gone.size(), 2000u);
+  ASSERT_GT(queued.size(), 500u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, StoreContractTest,
