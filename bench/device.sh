@@ -23,6 +23,8 @@
 # ZCHAT_SECONDS: measuring time of each throughput run (default 3).
 # ZCHAT_SCENARIOS: which to run, in order (default
 # "online offline latency connections threads").
+# ZCHAT_CONNECTIONS: clients in the connections scenario (default 0: as many
+# as the descriptor limit and the ephemeral port range allow, up to 100,000).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-}
@@ -69,9 +71,15 @@ for s in $scenarios; do
   case $s in
     threads)
       run threads 300 "$here/threads.sh" "${bin:-}" "$out" ;;
-    online | offline | latency | connections)
+    online | offline | latency)
       run "$s" 240 "$bench" --broker "$broker" --only "$s" \
         --seconds "$seconds" --load-threads "$load" --json "$out/$s.json" ;;
+    connections)
+      # As many clients as the descriptor limit and the ephemeral ports allow
+      # (ZCHAT_CONNECTIONS to choose), up to 100,000.
+      run "$s" 300 "$bench" --broker "$broker" --only "$s" \
+        --connections "${ZCHAT_CONNECTIONS:-0}" --load-threads "$load" \
+        --json "$out/$s.json" ;;
     *)
       echo "== $s: unknown scenario" ;;
   esac

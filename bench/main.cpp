@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -528,6 +529,27 @@ ConnectionFigures ZchatConnections(const Settings& s, const std::string& db,
   return f;
 }
 
+// --connections: `asked`, or for 0 as many clients as one broker may hold
+// under this machine's descriptor limit, which the bench raises to the hard
+// limit for the brokers it starts (the broker keeps a reserve of 64 for its
+// own files, broker/admission.cpp, and the bench's probe takes one more),
+// and as its range of ephemeral ports allows: every client connects from
+// 127.0.0.1 to one port, so each needs a port of that range (less 1,000 for
+// the rest of the machine).
+int ConnectionsToRun(int asked) {
+  if (asked > 0) return asked;
+  int64_t most = 100'000;
+  const rlim_t hard = zchat::testing::GetFdLimit().hard;
+  if (hard != RLIM_INFINITY) {
+    most = std::min<int64_t>(most, static_cast<int64_t>(hard) - 80);
+  }
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  if (int64_t low = 0, high = 0; range >> low >> high && high > low) {
+    most = std::min<int64_t>(most, high - low + 1 - 1'000);
+  }
+  return static_cast<int>(std::max<int64_t>(most, 16));
+}
+
 Json Connections(const Settings& s, int clients) {
   zchat::testing::RaiseFdLimit();  // inherited by the broker we start
   ConnectionFigures zf = ZchatConnections(s, s.dir + "/conn.db", clients);
@@ -664,6 +686,12 @@ int main(int argc, char** argv) {
          "login, scaling, cores, cycle")
       ->check(CLI::IsMember({"online", "latency", "offline", "connections",
                              "listing", "login", "scaling", "cores", "cycle"}));
+  int connections = 10'000;
+  app.add_option("--connections", connections,
+                 "clients in the connections scenario (0: as many as the "
+                 "descriptor limit lets one broker hold, up to 100,000)")
+      ->check(CLI::Range(0, 100'000))
+      ->capture_default_str();
   int cycle_pairs = 100, cycle_window = 1;
   app.add_option("--pairs", cycle_pairs,
                  "with --only cycle: sender/recipient pairs")
@@ -739,7 +767,8 @@ int main(int argc, char** argv) {
     report["offline"] = Offline(s, s.quick ? 10'000 : 1'000'000);
   }
   if (all || only == "connections") {
-    report["connections"] = Connections(s, s.quick ? 200 : 10'000);
+    report["connections"] =
+        Connections(s, s.quick ? 200 : ConnectionsToRun(connections));
   }
   if (all || only == "listing") {
     report["listing"] = Listing(s, s.quick ? 20'000 : 1'000'000);
