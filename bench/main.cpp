@@ -689,7 +689,8 @@ int main(int argc, char** argv) {
   int connections = 10'000;
   app.add_option("--connections", connections,
                  "clients in the connections scenario (0: as many as the "
-                 "descriptor limit lets one broker hold, up to 100,000)")
+                 "descriptor limit lets one broker hold and the ephemeral "
+                 "ports allow, up to 100,000)")
       ->check(CLI::Range(0, 100'000))
       ->capture_default_str();
   int cycle_pairs = 100, cycle_window = 1;
@@ -767,8 +768,19 @@ int main(int argc, char** argv) {
     report["offline"] = Offline(s, s.quick ? 10'000 : 1'000'000);
   }
   if (all || only == "connections") {
-    report["connections"] =
-        Connections(s, s.quick ? 200 : ConnectionsToRun(connections));
+    if (const int most = ConnectionsToRun(0); !s.quick && connections > most) {
+      // The broker would refuse the rest, and the helpers wait for them.
+      Fail("connections",
+           std::to_string(connections) +
+               " clients asked, but one broker "
+               "here can hold about " +
+               std::to_string(most) +
+               " (descriptor limit, ephemeral ports); --connections 0 takes "
+               "that many");
+    } else {
+      report["connections"] =
+          Connections(s, s.quick ? 200 : ConnectionsToRun(connections));
+    }
   }
   if (all || only == "listing") {
     report["listing"] = Listing(s, s.quick ? 20'000 : 1'000'000);
