@@ -465,6 +465,11 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
       uint64_t next_cmid = 1;
       int in_flight = 0;
       std::unordered_map<uint64_t, int64_t> sent_at;  // client_msg_id -> ns
+      // With window_until_delivered: what came of the messages still in
+      // the window, by message id: the client_msg_id of those whose
+      // MESSAGE_PENDING came first, the ids of those delivered first.
+      std::unordered_map<uint64_t, uint64_t> pending;
+      std::unordered_set<uint64_t> delivered;
     };
     std::vector<Sender> senders(pairs);  // indexed by pair, only mine used
     const std::string padding(48, '.');
@@ -502,10 +507,25 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
       outgoing.bodies.clear();
       outgoing.client_msg_ids.clear();
     };
+    auto last_progress = Clock::now();
     for (int i : mine) {
       for (int w = 0; w < window; ++w) send_one(i);
       flush_sends(i);
     }
+    // A message leaves pair i's window (MESSAGE_SUCCESS, or with
+    // window_until_delivered its MESSAGE_PENDING and DISTRIBUTE_MESSAGE):
+    // counted, timed, and replaced while measuring.
+    auto leaves_window = [&](int i, uint64_t client_msg_id) {
+      Sender& s = senders[i];
+      auto it = s.sent_at.find(client_msg_id);
+      if (it == s.sent_at.end()) return;  // reported where it came
+      if (clock.Measuring(Clock::now())) {
+        part.confirmed.push_back(NowNs() - it->second);
+        ++part.completed;
+      }
+      last_progress = Clock::now();
+      if (sending) send_one(i);
+    };
     // Socket 2k is pair mine[k]'s sender, 2k + 1 its recipient.
     std::vector<zmq::socket_t*> sockets;
     for (int i : mine) {
@@ -515,7 +535,6 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
     ReadySockets ready(std::move(sockets));
     // After measuring, the messages still in flight must complete too: the
     // cycle stops sending and waits for them (a lost one is a failure).
-    auto last_progress = Clock::now();
     std::vector<uint64_t> acks;      // a sender's notices read together
     std::vector<uint64_t> confirms;  // a recipient's messages read together
     while (sending || in_flight > 0) {
@@ -544,6 +563,15 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
                 }
                 ++part.distributed;
                 confirms.push_back(id);
+                if (target.window_until_delivered) {
+                  Sender& s = senders[i];
+                  if (auto p = s.pending.find(id); p != s.pending.end()) {
+                    leaves_window(i, p->second);
+                    s.pending.erase(p);
+                  } else {
+                    s.delivered.insert(id);
+                  }
+                }
               });
             } else if (part.failure.empty()) {
               part.failure = "a recipient got " + Describe(m);
@@ -551,6 +579,10 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
           });
           SendReceipts<MessageReceipt>(target, *conns[pairs + i], confirms);
           ready.CheckAfterWrite(socket);
+          if (target.window_until_delivered) {  // the refills it freed
+            flush_sends(i);
+            ready.CheckAfterWrite(socket - 1);
+          }
           continue;
         }
         conns[i]->Drain([&](Message& m) {
@@ -566,9 +598,12 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
                 }
                 return;
               }
-              if (measuring) {
-                part.confirmed.push_back(at - it->second);
-                ++part.completed;
+              if (!target.window_until_delivered) {
+                if (measuring) {
+                  part.confirmed.push_back(at - it->second);
+                  ++part.completed;
+                }
+                if (sending) send_one(i);
               }
               // As a client does: the broker keeps the notice until then.
               acks.push_back(id);
@@ -576,10 +611,19 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
               --s.in_flight;
               --in_flight;
               last_progress = Clock::now();
-              if (sending) send_one(i);
             });
-          } else if (!std::holds_alternative<MessagePending>(m.body) &&
-                     part.failure.empty()) {
+          } else if (auto* p = std::get_if<MessagePending>(&m.body)) {
+            if (!target.window_until_delivered) return;
+            Sender& s = senders[i];
+            ForEachPending(*p, [&](uint64_t id, uint64_t client_msg_id) {
+              if (auto d = s.delivered.find(id); d != s.delivered.end()) {
+                leaves_window(i, client_msg_id);
+                s.delivered.erase(d);
+              } else {
+                s.pending.emplace(id, client_msg_id);
+              }
+            });
+          } else if (part.failure.empty()) {
             part.failure = "a sender got " + Describe(m);
           }
         });

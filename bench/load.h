@@ -53,6 +53,12 @@ struct Target {
   // and the offline sender a refill of its window in one a recipient; else
   // one SEND_MESSAGE a message.
   bool batch_sends = false;
+  // A message leaves its sender's window in the online cycle when both its
+  // MESSAGE_PENDING and its DISTRIBUTE_MESSAGE have come (the broker has it
+  // and the recipient too, the rule the reference brokers are measured by);
+  // else when its MESSAGE_SUCCESS comes. MESSAGE_SUCCESS is awaited and
+  // acknowledged either way.
+  bool window_until_delivered = false;
 };
 
 struct Latency {

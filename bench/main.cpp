@@ -54,8 +54,9 @@ struct Settings {
   bool postgresql = false;         // also zchat on PostgreSQL (--postgresql)
   std::vector<int> pg_brokers{1};  // brokers sharing the database, per row
   std::string acks = "batch";  // receipts and notice acknowledgements (--acks)
-  std::string pushes = "batch";  // the pushes' form (--pushes)
-  std::string sends = "batch";   // how senders send (--sends)
+  std::string pushes = "batch";          // the pushes' form (--pushes)
+  std::string sends = "batch";           // how senders send (--sends)
+  std::string window_until = "success";  // --window-until
 };
 
 // Why scenarios did not complete; any of them makes the exit status 1.
@@ -90,6 +91,7 @@ Running Start(const Settings& s, const std::string& name,
   r.target.batch_acks = s.acks == "batch";
   r.target.batch_pushes = s.pushes == "batch";
   r.target.batch_sends = s.sends == "batch";
+  r.target.window_until_delivered = s.window_until == "delivered";
   const std::string file = s.dir + "/endpoint";
   std::remove(file.c_str());
   argv.push_back("--endpoint-file");
@@ -340,6 +342,7 @@ Json Cycle(const Settings& s, const std::string& title, int pairs, int window,
     t.batch_acks = s.acks == "batch";
     t.batch_pushes = s.pushes == "batch";
     t.batch_sends = s.sends == "batch";
+    t.window_until_delivered = s.window_until == "delivered";
     bool up = true;
     for (int b = 0; b < n && up; ++b) {
       brokers.push_back(StartBroker(s, uri, "min"));
@@ -652,6 +655,14 @@ int main(int argc, char** argv) {
                  "before batch_pushes send)")
       ->check(CLI::IsMember({"batch", "each"}))
       ->capture_default_str();
+  app.add_option("--window-until", s.window_until,
+                 "when a message of the online cycle leaves its sender's "
+                 "window: success (its MESSAGE_SUCCESS) or delivered (its "
+                 "MESSAGE_PENDING and its DISTRIBUTE_MESSAGE, the rule the "
+                 "reference brokers are measured by: PUBACK or publish "
+                 "acknowledgement, and delivery)")
+      ->check(CLI::IsMember({"success", "delivered"}))
+      ->capture_default_str();
   app.add_option("--sends", s.sends,
                  "how senders send: batch (what a sender has to send at "
                  "once, a window's start or the refills one read of notices "
@@ -732,9 +743,12 @@ int main(int argc, char** argv) {
   for (const std::string& a : s.broker_args) extra += " " + a;
   std::printf(
       "zchat-bench: broker %s%s, --sync %s, %s s per throughput run, %d load "
-      "threads%s\n",
+      "threads%s%s\n",
       s.broker.c_str(), extra.c_str(), s.sync.c_str(),
-      Fmt(s.seconds, 1).c_str(), s.load_threads, s.quick ? " (quick)" : "");
+      Fmt(s.seconds, 1).c_str(), s.load_threads, s.quick ? " (quick)" : "",
+      s.window_until == "delivered"
+          ? ", zchat's window until MESSAGE_PENDING and delivery"
+          : "");
   if (!s.no_mosquitto.empty()) {
     std::printf("Mosquitto: skipped (%s)\n", s.no_mosquitto.c_str());
   }
@@ -753,6 +767,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   report["load_threads"] = s.load_threads;
+  report["window_until"] = s.window_until;
   report["broker_args"] = s.broker_args;
   if (all || only == "online") {
     report["online_1"] =
