@@ -21,8 +21,9 @@
 #   (device) build-device/unpack.sh && bench/device.sh /tmp/zchat-device/bin $OUT
 #
 # ZCHAT_SECONDS: measuring time of each throughput run (default 3).
-# ZCHAT_SCENARIOS: which to run, in order (default
-# "online offline latency connections threads").
+# ZCHAT_SCENARIOS: which to run, in order (default "online
+# online-delivered offline latency connections threads"; online-delivered is
+# the online scenario with --window-until delivered, the references' rule).
 # ZCHAT_CONNECTIONS: clients in the connections scenario (default 0: as many
 # as the descriptor limit and the ephemeral port range allow, up to 100,000).
 set -uo pipefail
@@ -39,7 +40,7 @@ else
   bench=build/bench/zchat-bench broker=build/broker/zchat-broker
 fi
 seconds=${ZCHAT_SECONDS:-3}
-scenarios=${ZCHAT_SCENARIOS:-online offline latency connections threads}
+scenarios=${ZCHAT_SCENARIOS:-online online-delivered offline latency connections threads}
 cores=$(nproc)
 load=$((cores / 2 > 2 ? cores / 2 : 2))
 # The connections scenario needs two descriptors per client.
@@ -74,6 +75,10 @@ for s in $scenarios; do
     online | offline | latency)
       run "$s" 240 "$bench" --broker "$broker" --only "$s" \
         --seconds "$seconds" --load-threads "$load" --json "$out/$s.json" ;;
+    online-delivered)
+      run "$s" 240 "$bench" --broker "$broker" --only online \
+        --window-until delivered --seconds "$seconds" --load-threads "$load" \
+        --json "$out/$s.json" ;;
     connections)
       # As many clients as the descriptor limit and the ephemeral ports allow
       # (ZCHAT_CONNECTIONS to choose), up to 100,000.
