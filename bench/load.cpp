@@ -512,9 +512,10 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
       for (int w = 0; w < window; ++w) send_one(i);
       flush_sends(i);
     }
-    // A message leaves pair i's window (MESSAGE_SUCCESS, or with
-    // window_until_delivered its MESSAGE_PENDING and DISTRIBUTE_MESSAGE):
-    // counted, timed, and replaced while measuring.
+    // With window_until_delivered, a message leaves pair i's window once its
+    // MESSAGE_PENDING and its DISTRIBUTE_MESSAGE have both come: counted,
+    // timed, and replaced while measuring. (Else at its MESSAGE_SUCCESS,
+    // below.)
     auto leaves_window = [&](int i, uint64_t client_msg_id) {
       Sender& s = senders[i];
       auto it = s.sent_at.find(client_msg_id);
@@ -598,12 +599,9 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
                 }
                 return;
               }
-              if (!target.window_until_delivered) {
-                if (measuring) {
-                  part.confirmed.push_back(at - it->second);
-                  ++part.completed;
-                }
-                if (sending) send_one(i);
+              if (measuring && !target.window_until_delivered) {
+                part.confirmed.push_back(at - it->second);
+                ++part.completed;
               }
               // As a client does: the broker keeps the notice until then.
               acks.push_back(id);
@@ -611,6 +609,7 @@ CycleFigures RunCycle(const Target& target, int pairs, int window,
               --s.in_flight;
               --in_flight;
               last_progress = Clock::now();
+              if (sending && !target.window_until_delivered) send_one(i);
             });
           } else if (auto* p = std::get_if<MessagePending>(&m.body)) {
             if (!target.window_until_delivered) return;
