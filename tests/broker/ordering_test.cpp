@@ -5,6 +5,11 @@
 //    sent, even when one waits for password hashing;
 //  - a second LOGIN_REQUEST on a connection gets one answer, whatever the
 //    timing.
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+
 #include "tests/support/core_fixture.h"
 #include "tests/support/full_disk.h"
 
@@ -400,6 +405,226 @@ TEST_F(CoreTest, RequestsInOneBatchAnswerAsIfEachRanAlone) {
   for (const QueuedMessage& q : *queued) bodies.push_back(q.body);
   EXPECT_EQ(bodies,
             (std::vector<std::string>{"一", "café ☕", "שלום", "🙂🙃"}));
+}
+
+// --- Random batches --------------------------------------------------------
+
+// What clients send, in random batches, against a model of the conversation
+// (on one file, on PostgreSQL, and in partitions on three threads, as every
+// CoreTest): eight users send to each other (single and batch forms of
+// SEND_MESSAGE, some of them retries of sends already acknowledged),
+// confirm some of what they got (single ids and lists), and acknowledge
+// some of their notices, all mixed in each batch. Every send is answered
+// once, in order on its connection; a retry gets its first id; each message
+// reaches its recipient only, each pair's in the order sent; MESSAGE_SUCCESS
+// comes only for a confirmed message, and for every one.
+TEST_F(CoreTest, RandomBatchesKeepEveryPromise) {
+  constexpr int kUsers = 8;
+  const auto conn = [](int u) { return "c" + std::to_string(u); };
+  const auto name = [](int u) { return "u" + std::to_string(u); };
+  for (int u = 1; u <= kUsers; ++u) Join(conn(u), name(u));
+  std::mt19937_64 rng(20261205);
+  const auto below = [&](uint64_t n) {
+    return std::uniform_int_distribution<uint64_t>(0, n - 1)(rng);
+  };
+  const std::string texts[] = {"crème brûlée ", "東京で会おう ", "🎂🎈 ",
+                               "סוף שבוע ",     "مع السلامة ",   "Ελλάδα "};
+  struct Sent {
+    int from, to;
+    uint64_t cmid;
+    std::string body;
+  };
+  std::map<uint64_t, Sent> sent;                               // by message id
+  std::map<std::pair<int, uint64_t>, uint64_t> acknowledged;   // (from, cmid)
+  std::map<std::pair<int, int>, std::vector<uint64_t>> order;  // pair: ids
+  std::map<std::pair<int, int>, size_t> pushed;   // pair: how many came
+  std::map<int, std::set<uint64_t>> unconfirmed;  // recipient: ids
+  std::set<uint64_t> confirmed, succeeded;
+  std::map<int, std::vector<uint64_t>> notices;  // sender: not yet acked
+  std::map<int, uint64_t> next_cmid;
+  uint64_t next_req = 1'000;
+
+  for (int round = 0; round < 60; ++round) {
+    // What each connection asked in this batch, in order: the request id
+    // and, for a send, its (client_msg_id, recipient, body), several for
+    // the batch form, and whether each is a retry.
+    struct Asked {
+      uint64_t req;
+      std::vector<Sent> sends;
+    };
+    std::map<int, std::vector<Asked>> asked;
+    const bool last = round == 59;  // confirm and acknowledge everything
+    Batch([&] {
+      for (int f = 0; f < (last ? 0 : 60); ++f) {
+        const int u = 1 + static_cast<int>(below(kUsers));
+        const uint64_t kind = below(10);
+        const uint64_t req = next_req++;
+        if (kind < 6) {
+          int to = 1 + static_cast<int>(below(kUsers - 1));
+          if (to >= u) ++to;
+          std::vector<Sent> sends;
+          const size_t n = kind < 4 ? 1 : 2 + below(5);
+          for (size_t k = 0; k < n; ++k) {
+            // A retry of a send acknowledged in an earlier batch, or new.
+            uint64_t cmid = 0;
+            if (below(8) == 0 && next_cmid[u] > 0) {
+              auto it = acknowledged.lower_bound({u, 1 + below(next_cmid[u])});
+              if (it != acknowledged.end() && it->first.first == u &&
+                  sent.at(it->second).to == to &&
+                  std::none_of(sends.begin(), sends.end(), [&](const Sent& x) {
+                    return x.cmid == it->first.second;
+                  })) {
+                cmid = it->first.second;  // (once a request: ids are unique)
+              }
+            }
+            if (cmid == 0) cmid = ++next_cmid[u];
+            sends.push_back(
+                {u, to, cmid,
+                 texts[below(std::size(texts))] + std::to_string(cmid)});
+          }
+          SendMessage m;
+          m.recipient = name(to);
+          if (n == 1) {
+            m.body = sends[0].body;
+            m.client_msg_id = sends[0].cmid;
+          } else {
+            for (const Sent& x : sends) {
+              m.client_msg_ids.push_back(x.cmid);
+              m.bodies.push_back(x.body);
+            }
+          }
+          // A retry's body is that of its first send, as a client resends.
+          for (Sent& x : sends) {
+            if (auto it = acknowledged.find({u, x.cmid});
+                it != acknowledged.end()) {
+              x.body = sent.at(it->second).body;
+            }
+          }
+          if (n == 1) {
+            m.body = sends[0].body;
+          } else {
+            for (size_t k = 0; k < n; ++k) m.bodies[k] = sends[k].body;
+          }
+          asked[u].push_back({req, sends});
+          core_->OnFrame(conn(u), Encode({req, m}));
+        } else if (kind < 9 && !unconfirmed[u].empty()) {
+          // Confirms some of what it got, one id or a list.
+          std::vector<uint64_t> ids;
+          for (uint64_t id : unconfirmed[u]) {
+            if (below(2) == 0) ids.push_back(id);
+          }
+          if (ids.empty()) ids.push_back(*unconfirmed[u].begin());
+          for (uint64_t id : ids) {
+            unconfirmed[u].erase(id);
+            confirmed.insert(id);
+          }
+          MessageReceipt r;
+          if (ids.size() == 1) {
+            r.message_id = ids[0];
+          } else {
+            r.message_ids = ids;
+          }
+          core_->OnFrame(conn(u), Encode({req, r}));
+        } else if (!notices[u].empty()) {
+          NoticeReceipt r;
+          r.message_ids = notices[u];
+          notices[u].clear();
+          core_->OnFrame(conn(u), Encode({req, r}));
+        }
+      }
+      if (last) {  // everything left, confirmed and acknowledged
+        for (int u = 1; u <= kUsers; ++u) {
+          if (!unconfirmed[u].empty()) {
+            MessageReceipt r;
+            r.message_ids.assign(unconfirmed[u].begin(), unconfirmed[u].end());
+            for (uint64_t id : r.message_ids) confirmed.insert(id);
+            unconfirmed[u].clear();
+            core_->OnFrame(conn(u), Encode({next_req++, r}));
+          }
+        }
+      }
+    });
+    // Replies first (a push's message may be another connection's reply).
+    std::map<int, std::vector<Message>> got;
+    for (int u = 1; u <= kUsers; ++u) got[u] = Drain(conn(u));
+    for (int u = 1; u <= kUsers; ++u) {
+      size_t next = 0;  // the next of asked[u] to be answered
+      for (const Message& m : got[u]) {
+        if (m.request_id == 0) continue;
+        ASSERT_LT(next, asked[u].size())
+            << "an answer to no send: " << MessageTypeName(TypeOf(m.body))
+            << Describe(m) << ", round " << round;
+        const Asked& a = asked[u][next++];
+        ASSERT_EQ(m.request_id, a.req) << "answers out of order";
+        const auto* p = As<MessagePending>(m);
+        if (const auto* f = As<MessageFailure>(m)) {
+          ADD_FAILURE() << "MESSAGE_FAILURE " << ErrorCodeName(f->code) << ": "
+                        << f->reason;
+        }
+        ASSERT_NE(p, nullptr) << MessageTypeName(TypeOf(m.body)) << Describe(m);
+        size_t k = 0;
+        ForEachPending(*p, [&](uint64_t id, uint64_t cmid) {
+          ASSERT_LT(k, a.sends.size());
+          const Sent& x = a.sends[k++];
+          ASSERT_EQ(cmid, x.cmid);
+          if (auto it = acknowledged.find({u, cmid});
+              it != acknowledged.end()) {
+            ASSERT_EQ(id, it->second) << "a retry got another id";
+            return;
+          }
+          ASSERT_FALSE(sent.contains(id)) << "id " << id << " given twice";
+          sent.emplace(id, x);
+          acknowledged.emplace(std::make_pair(u, cmid), id);
+          order[{u, x.to}].push_back(id);
+        });
+        ASSERT_EQ(k, a.sends.size());
+      }
+      ASSERT_EQ(next, asked[u].size()) << "a send of u" << u << " unanswered";
+    }
+    for (int u = 1; u <= kUsers; ++u) {
+      for (const Message& m : got[u]) {
+        if (m.request_id != 0) continue;
+        if (const auto* d = As<DistributeMessage>(m)) {
+          ForEachMessage(*d, [&](uint64_t id, const std::string& sender,
+                                 const std::string& body, uint64_t) {
+            auto it = sent.find(id);
+            ASSERT_NE(it, sent.end()) << "a push of an unknown id " << id;
+            ASSERT_EQ(it->second.to, u) << "a message to another user";
+            ASSERT_EQ(sender, name(it->second.from));
+            ASSERT_EQ(body, it->second.body);
+            if (confirmed.contains(id) || unconfirmed[u].contains(id)) return;
+            // The first time it comes: next in its pair's order.
+            const auto pair = std::make_pair(it->second.from, u);
+            size_t& n = pushed[pair];
+            ASSERT_LT(n, order[pair].size());
+            ASSERT_EQ(order[pair][n], id) << "a pair's messages out of order";
+            ++n;
+            unconfirmed[u].insert(id);
+          });
+        } else if (const auto* ok = As<MessageSuccess>(m)) {
+          ForEachDelivered(*ok, [&](uint64_t id, uint64_t cmid) {
+            ASSERT_TRUE(confirmed.contains(id))
+                << "MESSAGE_SUCCESS for an unconfirmed message " << id;
+            ASSERT_EQ(sent.at(id).from, u) << "a notice to another sender";
+            ASSERT_EQ(sent.at(id).cmid, cmid);
+            if (succeeded.insert(id).second) notices[u].push_back(id);
+          });
+        } else {
+          ADD_FAILURE() << "unexpected push "
+                        << MessageTypeName(TypeOf(m.body));
+        }
+      }
+    }
+    if (HasFatalFailure()) return;
+  }
+  // Every message came, was confirmed and told its sender.
+  for (const auto& [pair, ids] : order) {
+    EXPECT_EQ(pushed[pair], ids.size())
+        << "u" << pair.first << " -> u" << pair.second;
+  }
+  EXPECT_EQ(confirmed.size(), sent.size());
+  EXPECT_EQ(succeeded, confirmed);
+  EXPECT_GT(sent.size(), 1000u);
 }
 
 }  // namespace
