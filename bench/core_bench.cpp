@@ -335,35 +335,39 @@ int RunOffline(uint64_t messages, int recipients, int window,
           if (!m.ok()) continue;
           if (f.routing_id == "sender") {
             if (const auto* ok = std::get_if<MessageSuccess>(&m->body)) {
-              if (layout.batch_acks) {
-                acks.message_ids.push_back(ok->message_id);
+              ForEachDelivered(*ok, [&](uint64_t id, uint64_t) {
+                if (!layout.batch_acks) {
+                  next.push_back(
+                      {"sender", Encode({h.next_req(), NoticeReceipt{id}}), 0});
+                  return;
+                }
+                acks.message_ids.push_back(id);
                 if (acks.message_ids.size() == kMaxReceiptIds) {
                   next.push_back({"sender", Encode({h.next_req(), acks}), 0});
                   acks.message_ids.clear();
                 }
-              } else {
-                next.push_back(
-                    {"sender",
-                     Encode({h.next_req(), NoticeReceipt{ok->message_id}}), 0});
-              }
+              });
             }
             continue;
           }
           if (const auto* d = std::get_if<DistributeMessage>(&m->body)) {
-            if (layout.batch_acks) {
-              confirms.message_ids.push_back(d->message_id);
+            // One message, or a batch form's several (--batch-pushes).
+            ForEachMessage(*d, [&](uint64_t id, const std::string&,
+                                   const std::string&, uint64_t) {
+              ++drained;
+              if (!layout.batch_acks) {
+                next.push_back({names[i],
+                                Encode({h.next_req(), MessageReceipt{id}}),
+                                conn});
+                return;
+              }
+              confirms.message_ids.push_back(id);
               if (confirms.message_ids.size() == kMaxReceiptIds) {
                 next.push_back(
                     {names[i], Encode({h.next_req(), confirms}), conn});
                 confirms.message_ids.clear();
               }
-            } else {
-              next.push_back(
-                  {names[i],
-                   Encode({h.next_req(), MessageReceipt{d->message_id}}),
-                   conn});
-            }
-            ++drained;
+            });
           } else if (const auto* r = std::get_if<FetchResult>(&m->body)) {
             more = r->count > 0;
           }
@@ -381,6 +385,13 @@ int RunOffline(uint64_t messages, int recipients, int window,
                         conn});
       }
       in = std::move(next);
+      if (drained > messages) {
+        // Messages pushed again: some receipt did not confirm them.
+        std::fprintf(stderr, "drain: %llu messages pushed for %llu queued\n",
+                     static_cast<unsigned long long>(drained),
+                     static_cast<unsigned long long>(messages));
+        return 1;
+      }
     }
   }
   return Report("drain", drained, messages, CpuSeconds() - start) ? 0 : 1;
