@@ -528,6 +528,7 @@ void SqliteStore::ForgetTransaction() {
   message_op_adds_ = message_op_removes_ = 0;
   deliveries_.clear();
   confirmed_rows_.clear();
+  fetched_.clear();
   account_ids_.behind = true;
   // A block reserved in the lost transaction is no longer reserved.
   message_block_end_ = 0;
@@ -750,6 +751,7 @@ Result<std::vector<QueuedMessage>> SqliteStore::DeleteAccount(int64_t id) {
   std::erase_if(deliveries_, [id](const auto& entry) {
     return entry.second.recipient_id == id;
   });
+  fetched_.erase(id);
   if (Status s = DeleteConfirmed(); !s.ok()) return s;
   std::vector<QueuedMessage> purged;
   {
@@ -1415,7 +1417,20 @@ Result<std::vector<QueuedMessage>> SqliteStore::FetchPending(
     ExpectReceipt(out.back().id, out.back());
   }
   st.Reset();
-  if (rc != SQLITE_DONE) return Error("fetch");
+  if (rc != SQLITE_DONE) {
+    fetched_.erase(recipient_id);
+    return Error("fetch");
+  }
+  if (out.empty()) {
+    fetched_.erase(recipient_id);
+  } else {
+    if (fetched_.size() >= kFetchedMax && !fetched_.contains(recipient_id)) {
+      fetched_.clear();
+    }
+    std::vector<int64_t>& ids = fetched_[recipient_id];
+    ids.clear();
+    for (const QueuedMessage& m : out) ids.push_back(m.id);
+  }
   // And the logged ones, in message id order with the others.
   MergeLogged(out, log_messages_, recipient_id, limit,
               [](const QueuedMessage& m) { return m.id; });
@@ -1579,6 +1594,10 @@ Status SqliteStore::ConfirmedRuns(std::span<const ConfirmedRow> rows,
     run = kNone;
   };
   if (rows.size() >= 2) {
+    if (auto f = fetched_.find(rows.front().recipient_id);
+        f != fetched_.end() && RunsOfFetched(rows, f->second, runs, singles)) {
+      return Status::Ok();
+    }
     Statement& queue = Prepare(
         "SELECT id FROM messages WHERE recipient_id = ? AND id BETWEEN ? AND "
         "? ORDER BY id LIMIT ?");
@@ -1608,6 +1627,32 @@ Status SqliteStore::ConfirmedRuns(std::span<const ConfirmedRow> rows,
   }
   for (; next < rows.size(); ++next) singles.push_back(rows[next].id);
   return Status::Ok();
+}
+
+bool SqliteStore::RunsOfFetched(std::span<const ConfirmedRow> rows,
+                                std::span<const int64_t> fetched,
+                                std::vector<std::pair<size_t, size_t>>& runs,
+                                std::vector<int64_t>& singles) const {
+  // Where each row is in `fetched` (both in id order), all found first.
+  std::vector<size_t> at(rows.size());
+  size_t k = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    while (k < fetched.size() && fetched[k] < rows[i].id) ++k;
+    if (k == fetched.size() || fetched[k] != rows[i].id) return false;
+    at[i] = k;
+  }
+  // A run: rows at neighbouring places of `fetched`.
+  for (size_t from = 0; from < rows.size();) {
+    size_t to = from;
+    while (to + 1 < rows.size() && at[to + 1] == at[to] + 1) ++to;
+    if (to > from) {
+      runs.emplace_back(from, to);
+    } else {
+      singles.push_back(rows[from].id);
+    }
+    from = to + 1;
+  }
+  return true;
 }
 
 Status SqliteStore::DeleteSingles(std::span<const int64_t> ids) {
@@ -1917,6 +1962,13 @@ Status SqliteStore::FlushInserts() {
     Statement& st = Prepare(n == kInsertChunk ? kChunk.c_str() : kOne.c_str());
     for (size_t i = 0; i < n; ++i) {
       const QueuedMessage& m = insert_rows_[at + i];
+      if (!fetched_.empty()) {
+        // A row inside a fetched stretch of the queue ends what it says.
+        if (auto f = fetched_.find(m.recipient_id);
+            f != fetched_.end() && m.id < f->second.back()) {
+          fetched_.erase(f);
+        }
+      }
       const int p = static_cast<int>(8 * i);
       st.Bind(p + 1, m.id)
           .Bind(p + 2, m.sender_id)

@@ -293,11 +293,31 @@ class SqliteStore final : public Store {
   // Sorts `rows` (one recipient's, in id order) into runs, each of rows
   // with no other row of the recipient's queue between them: a run of two
   // or more goes to `runs` as its first and last index in `rows`, a row
-  // alone to `singles`. Reads the queue between the first and the last id,
-  // up to twice as many rows as `rows` holds; rows past that are singles.
+  // alone to `singles`. When every row is among the recipient's `fetched_`
+  // ids, those say it; otherwise it reads the queue between the first and
+  // the last id, up to twice as many rows as `rows` holds, and rows past
+  // that are singles.
   Status ConfirmedRuns(std::span<const ConfirmedRow> rows,
                        std::vector<std::pair<size_t, size_t>>& runs,
                        std::vector<int64_t>& singles);
+  // Runs of `rows` by a recipient's fetched ids (above): false, and
+  // nothing added, if a row is not among them.
+  bool RunsOfFetched(std::span<const ConfirmedRow> rows,
+                     std::span<const int64_t> fetched,
+                     std::vector<std::pair<size_t, size_t>>& runs,
+                     std::vector<int64_t>& singles) const;
+  // The ids of the rows of `messages` that a recipient's last FetchPending
+  // read, in id order: then a stretch of its queue in the table with no
+  // other row between them (the logged messages are not in the table). A
+  // row inserted since for that recipient below the last of them drops
+  // the entry (FlushInserts, which every insert into `messages` goes
+  // through), and so does a lost transaction; rows deleted since only
+  // leave gaps, which end runs. So a recipient confirming what it fetched
+  // needs no read of its queue to find the runs (0.9k instructions a
+  // drained message, docs/performance.md section 30). At most
+  // kFetchedMax recipients (a full map is emptied).
+  static constexpr size_t kFetchedMax = 4096;
+  std::unordered_map<int64_t, std::vector<int64_t>> fetched_;
   Status DeleteSingles(std::span<const int64_t> ids);
   // A confirmed message leaves its recipient's cached queue size.
   void Confirmed(int64_t recipient_id);

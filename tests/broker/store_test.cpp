@@ -531,6 +531,60 @@ TEST_F(StoreTest, ConfirmedRunsStopAtEveryMessageLeftInTheQueue) {
   EXPECT_EQ(RawCount(path_, "messages"), static_cast<int64_t>(left_b.size()));
 }
 
+// A recipient's fetch tells the store which of its rows of `messages` are
+// next to each other; a message of the log carried into the table since,
+// between two of them, is not part of that stretch any more.
+TEST_F(StoreTest, AFetchedStretchEndsAtAMessageCarriedInSince) {
+  Begin();
+  const int64_t a = Create("Zo\xc3\xab"),
+                b = Create("\xe6\x9d\x8e\xe9\x9b\xb7"),
+                d = Create("\xd8\xb9\xd9\x85\xd8\xb1");
+  // Bob's queue: 20 rows in `messages`, and between them 10 logged
+  // messages (sent while he was online).
+  QueuedMessage online = Long(a, b, 10);
+  online.recipient_online = true;
+  std::vector<int64_t> in_table, logged;
+  for (uint64_t i = 1; i <= 20; ++i) {
+    in_table.push_back(Enqueue(a, b, i));
+    if (i % 2 == 0) {
+      online.client_msg_id = 100 + i;
+      Result<int64_t> id = store_->Enqueue(online);
+      ASSERT_TRUE(id.ok()) << id.status().ToString();
+      logged.push_back(*id);
+    }
+  }
+  Commit();
+  auto fetched = store_->FetchPending(b, 1000);
+  ASSERT_TRUE(fetched.ok()) << fetched.status().ToString();
+  ASSERT_EQ(fetched->size(), 30u);
+  // Enough logged messages for another recipient that the commit compacts
+  // the log (at 4,096 operations) and carries every live one (over 1,024),
+  // bob's ten too, into `messages`.
+  constexpr int64_t kLogMax = 4096;
+  Begin();
+  QueuedMessage to_d = Long(a, d, 10);
+  to_d.recipient_online = true;
+  for (int64_t i = 1; i <= kLogMax; ++i) {
+    to_d.client_msg_id = static_cast<uint64_t>(1000 + i);
+    ASSERT_TRUE(store_->Enqueue(to_d).ok());
+  }
+  Commit();
+  ASSERT_EQ(RawCount(path_, "messages"),
+            static_cast<int64_t>(20 + 10 + kLogMax));
+  // Bob confirms the rows he fetched from the table, not the others.
+  Begin();
+  for (int64_t id : in_table) {
+    ASSERT_EQ(Confirm(b, id), ReceiptOutcome::kConfirmed);
+  }
+  Commit();
+  auto left = store_->FetchPending(b, 1000);
+  ASSERT_TRUE(left.ok()) << left.status().ToString();
+  std::vector<int64_t> ids;
+  for (const QueuedMessage& m : *left) ids.push_back(m.id);
+  EXPECT_EQ(ids, logged);
+  EXPECT_EQ(RawCount(path_, "messages"), static_cast<int64_t>(10 + kLogMax));
+}
+
 TEST_F(StoreTest, DeleteAccountDropsItsNotices) {
   Begin();
   int64_t alice = Create("alice");
