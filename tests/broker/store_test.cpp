@@ -534,6 +534,57 @@ TEST_F(StoreTest, ConfirmedRunsStopAtEveryMessageLeftInTheQueue) {
 // A recipient's fetch tells the store which of its rows of `messages` are
 // next to each other; a message of the log carried into the table since,
 // between two of them, is not part of that stretch any more.
+// A confirmed message's text does not stay in the database file's pages
+// that keep other rows (docs/semantics.md, "What stays on disk").
+TEST_F(StoreTest, AConfirmedMessagesTextLeavesThePagesThatStay) {
+  Begin();
+  const int64_t a = Create("Jos\xc3\xa9"),
+                b = Create("\xd7\xa0\xd7\x95\xd7\xa2\xd7\x94"),
+                c = Create("\xe4\xbd\x90\xe8\x97\xa4");
+  // Three messages to bob between three to carol, all on one page.
+  const std::vector<std::string> to_b = {
+      "\xe7\xa7\x98\xe5\xaf\x86 one \xf0\x9f\x94\x92 "
+      "\xd8\xb4\xd9\x83\xd8\xb1\xd8\xa7",
+      "\xe7\xa7\x98\xe5\xaf\x86 two \xf0\x9f\x94\x92 "
+      "\xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d",
+      "\xe7\xa7\x98\xe5\xaf\x86 three \xf0\x9f\x94\x92 Z\xc3\xbcrich"};
+  const std::vector<std::string> to_c = {"carol keeps 1 \xe2\x9c\x93",
+                                         "carol keeps 2 \xe2\x9c\x93",
+                                         "carol keeps 3 \xe2\x9c\x93"};
+  std::vector<int64_t> ids_b;
+  for (size_t i = 0; i < 3; ++i) {
+    QueuedMessage m = Long(a, b, 0);
+    m.body = to_b[i];
+    m.client_msg_id = i + 1;
+    Result<int64_t> id = store_->Enqueue(m);
+    ASSERT_TRUE(id.ok()) << id.status().ToString();
+    ids_b.push_back(*id);
+    m = Long(a, c, 0);
+    m.body = to_c[i];
+    m.client_msg_id = i + 10;
+    ASSERT_TRUE(store_->Enqueue(m).ok());
+  }
+  Commit();
+  Reopen();  // checkpointed: the file has them all
+  auto file_has = [&](const std::string& text) {
+    std::ifstream in(path_, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)),
+                            std::istreambuf_iterator<char>());
+    return bytes.find(text) != std::string::npos;
+  };
+  for (const std::string& body : to_b) ASSERT_TRUE(file_has(body)) << body;
+  ASSERT_EQ(Queued(b), 3);  // fetched, as a client does before confirming
+  Begin();
+  for (int64_t id : ids_b) {
+    ASSERT_EQ(Confirm(b, id), ReceiptOutcome::kConfirmed);
+  }
+  Commit();
+  store_.reset();  // checkpointed again, the WAL removed
+  ASSERT_FALSE(fs::exists(path_ + "-wal"));
+  for (const std::string& body : to_b) EXPECT_FALSE(file_has(body)) << body;
+  for (const std::string& body : to_c) EXPECT_TRUE(file_has(body)) << body;
+}
+
 TEST_F(StoreTest, AFetchedStretchEndsAtAMessageCarriedInSince) {
   Begin();
   const int64_t a = Create("Zo\xc3\xab"),
