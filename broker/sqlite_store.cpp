@@ -536,6 +536,7 @@ void SqliteStore::ForgetTransaction() {
   deliveries_.clear();
   confirmed_rows_.clear();
   fetched_.clear();
+  fetched_ids_ = 0;
   account_ids_.behind = true;
   // A block reserved in the lost transaction is no longer reserved.
   message_block_end_ = 0;
@@ -758,7 +759,7 @@ Result<std::vector<QueuedMessage>> SqliteStore::DeleteAccount(int64_t id) {
   std::erase_if(deliveries_, [id](const auto& entry) {
     return entry.second.recipient_id == id;
   });
-  fetched_.erase(id);
+  Unfetch(id);
   if (Status s = DeleteConfirmed(); !s.ok()) return s;
   std::vector<QueuedMessage> purged;
   {
@@ -1424,19 +1425,20 @@ Result<std::vector<QueuedMessage>> SqliteStore::FetchPending(
     ExpectReceipt(out.back().id, out.back());
   }
   st.Reset();
-  if (rc != SQLITE_DONE) {
-    fetched_.erase(recipient_id);
-    return Error("fetch");
-  }
-  if (out.empty()) {
-    fetched_.erase(recipient_id);
-  } else {
-    if (fetched_.size() >= kFetchedMax && !fetched_.contains(recipient_id)) {
+  Unfetch(recipient_id);
+  if (rc != SQLITE_DONE) return Error("fetch");
+  if (!out.empty()) {
+    // The partitions of one database share the bound.
+    const size_t most = kFetchedIdsMax / static_cast<size_t>(id_count_);
+    if (fetched_ids_ + out.size() > most) {
       fetched_.clear();
+      fetched_ids_ = 0;
     }
-    std::vector<int64_t>& ids = fetched_[recipient_id];
-    ids.clear();
-    for (const QueuedMessage& m : out) ids.push_back(m.id);
+    if (out.size() <= most) {
+      std::vector<int64_t>& ids = fetched_[recipient_id];
+      for (const QueuedMessage& m : out) ids.push_back(m.id);
+      fetched_ids_ += ids.size();
+    }
   }
   // And the logged ones, in message id order with the others.
   MergeLogged(out, log_messages_, recipient_id, limit,
@@ -1634,6 +1636,13 @@ Status SqliteStore::ConfirmedRuns(std::span<const ConfirmedRow> rows,
   }
   for (; next < rows.size(); ++next) singles.push_back(rows[next].id);
   return Status::Ok();
+}
+
+void SqliteStore::Unfetch(int64_t recipient_id) {
+  if (auto f = fetched_.find(recipient_id); f != fetched_.end()) {
+    fetched_ids_ -= f->second.size();
+    fetched_.erase(f);
+  }
 }
 
 bool SqliteStore::RunsOfFetched(std::span<const ConfirmedRow> rows,
@@ -1973,7 +1982,7 @@ Status SqliteStore::FlushInserts() {
         // A row inside a fetched stretch of the queue ends what it says.
         if (auto f = fetched_.find(m.recipient_id);
             f != fetched_.end() && m.id < f->second.back()) {
-          fetched_.erase(f);
+          Unfetch(m.recipient_id);
         }
       }
       const int p = static_cast<int>(8 * i);

@@ -315,9 +315,12 @@ class SqliteStore final : public Store {
   // leave gaps, which end runs. So a recipient confirming what it fetched
   // needs no read of its queue to find the runs (0.9k instructions a
   // drained message, docs/performance.md section 30). At most
-  // kFetchedMax recipients (a full map is emptied).
-  static constexpr size_t kFetchedMax = 4096;
+  // kFetchedIdsMax ids over all partitions (512 KiB; a full map is
+  // emptied).
+  static constexpr size_t kFetchedIdsMax = 65'536;
   std::unordered_map<int64_t, std::vector<int64_t>> fetched_;
+  size_t fetched_ids_ = 0;  // the ids fetched_ holds
+  void Unfetch(int64_t recipient_id);
   Status DeleteSingles(std::span<const int64_t> ids);
   // A confirmed message leaves its recipient's cached queue size.
   void Confirmed(int64_t recipient_id);
