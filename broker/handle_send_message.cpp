@@ -45,8 +45,11 @@ Verdict SendBatch(Context& ctx, Request& req, const SendMessage& send) {
   size_t fresh = 0;  // messages not sent before (not retries)
   const Account* to = nullptr;
   for (size_t i = 0; i < n; ++i) {
+    // The recipient, once found, is not looked up again.
     Result<SendCheck> check =
-        ctx.store.CheckSend(peer.account_id, send.client_msg_ids[i], key);
+        to ? ctx.store.CheckSendTo(peer.account_id, send.client_msg_ids[i], key,
+                                   *to)
+           : ctx.store.CheckSend(peer.account_id, send.client_msg_ids[i], key);
     if (!check.ok()) return check.status();
     if (!check->prior) {
       if (!check->recipient) {

@@ -753,6 +753,13 @@ void PgStore::ForgetTransaction() {
   sessions_prepared_.clear();
 }
 
+Result<SendCheck> PgStore::CheckSendTo(int64_t sender_id,
+                                       uint64_t client_msg_id,
+                                       std::string_view recipient_key,
+                                       const Account& /*recipient*/) {
+  return CheckSend(sender_id, client_msg_id, recipient_key);
+}
+
 Result<SendCheck> PgStore::CheckSend(int64_t sender_id, uint64_t client_msg_id,
                                      std::string_view recipient_key) {
   auto ahead = send_ahead_.find(

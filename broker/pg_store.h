@@ -99,6 +99,11 @@ class PgStore final : public Store {
                                           uint64_t client_msg_id) override;
   Result<SendCheck> CheckSend(int64_t sender_id, uint64_t client_msg_id,
                               std::string_view recipient_key) override;
+  // CheckSend itself: its one round trip (or prefetched answer) also
+  // reserves the message's id.
+  Result<SendCheck> CheckSendTo(int64_t sender_id, uint64_t client_msg_id,
+                                std::string_view recipient_key,
+                                const Account& recipient) override;
   Result<int64_t> Enqueue(const QueuedMessage& message) override;
   Result<int64_t> CountPending(int64_t recipient_id) override;
   Result<std::vector<QueuedMessage>> FetchPending(int64_t recipient_id,

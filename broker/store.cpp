@@ -89,4 +89,19 @@ Result<SendCheck> Store::CheckSend(int64_t sender_id, uint64_t client_msg_id,
   return check;
 }
 
+Result<SendCheck> Store::CheckSendTo(int64_t sender_id, uint64_t client_msg_id,
+                                     std::string_view /*recipient_key*/,
+                                     const Account& recipient) {
+  SendCheck check;
+  Result<std::optional<int64_t>> prior = FindSend(sender_id, client_msg_id);
+  if (!prior.ok()) return prior.status();
+  check.prior = *prior;
+  if (check.prior) return check;
+  check.recipient = Account{recipient.id, recipient.name, {}};
+  Result<int64_t> queued = CountPending(recipient.id);
+  if (!queued.ok()) return queued.status();
+  check.queued = *queued;
+  return check;
+}
+
 }  // namespace zchat

@@ -193,6 +193,14 @@ class Store {
   // also reserves the new message's id.
   virtual Result<SendCheck> CheckSend(int64_t sender_id, uint64_t client_msg_id,
                                       std::string_view recipient_key);
+  // CheckSend where `recipient` is the account an earlier CheckSend of the
+  // same request found for `recipient_key`: not looked up again (nor its
+  // password hash copied again: the result's `recipient` has the id and
+  // name). SEND_MESSAGE's batch form checks its later messages so.
+  virtual Result<SendCheck> CheckSendTo(int64_t sender_id,
+                                        uint64_t client_msg_id,
+                                        std::string_view recipient_key,
+                                        const Account& recipient);
   // Stores `message` under message.id when it is an id CheckSend reserved,
   // else under a new id. Returns the id. The caller checked with FindSend
   // or CheckSend that the send is new; should another broker store the same
