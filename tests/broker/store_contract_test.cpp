@@ -220,6 +220,65 @@ TEST_P(StoreContractTest, CheckSendTellsRetriesUnknownRecipientsAndQueues) {
   EXPECT_EQ(queued->back().body, m.body);
 }
 
+// A batch's later messages, checked with the recipient an earlier check
+// found, are answered as CheckSend answers them.
+TEST_P(StoreContractTest, CheckSendToAnswersAsCheckSend) {
+  Begin();
+  const std::string kKey = "\xe5\xb0\x8f\xe6\x98\x8e";  // the store's key
+  const int64_t a = Create("Zo\xc3\xab"), b = Create(kKey);
+  const int64_t first = Enqueue(a, b, 1);
+  Commit();
+  Begin();
+  Result<SendCheck> found = store_->CheckSend(a, 2, kKey);
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  ASSERT_TRUE(found->recipient.has_value());
+  const Account to = *found->recipient;
+  Result<SendCheck> retry = store_->CheckSendTo(a, 1, kKey, to);
+  ASSERT_TRUE(retry.ok()) << retry.status().ToString();
+  EXPECT_EQ(retry->prior, std::optional<int64_t>(first));
+  // Two new messages: each stored under its own id, each check counting
+  // what the queue holds.
+  std::vector<int64_t> ids;
+  for (uint64_t cmid : {uint64_t{2}, uint64_t{3}}) {
+    Result<SendCheck> fresh =
+        cmid == 2 ? found : store_->CheckSendTo(a, cmid, kKey, to);
+    ASSERT_TRUE(fresh.ok()) << fresh.status().ToString();
+    EXPECT_FALSE(fresh->prior.has_value());
+    ASSERT_TRUE(fresh->recipient.has_value());
+    EXPECT_EQ(fresh->recipient->id, b);
+    EXPECT_EQ(fresh->recipient->name, "\xe5\xb0\x8f\xe6\x98\x8e");
+    // The queue as stored (a partitioned store may count this check's
+    // place too).
+    EXPECT_GE(fresh->queued, 1 + static_cast<int64_t>(ids.size()));
+    EXPECT_LE(fresh->queued, 2 + static_cast<int64_t>(ids.size()));
+    QueuedMessage m;
+    m.id = fresh->reserved_id;
+    m.sender_id = a;
+    m.sender_name = "Zo\xc3\xab";
+    m.recipient_id = b;
+    m.recipient_name = fresh->recipient->name;
+    m.client_msg_id = cmid;
+    m.body = "\xd9\x85\xd8\xb1\xd8\xad\xd8\xa8\xd8\xa7 " + std::to_string(cmid);
+    m.sent_at_ms = 5;
+    Result<int64_t> id = store_->Enqueue(m);
+    ASSERT_TRUE(id.ok()) << id.status().ToString();
+    if (fresh->reserved_id != 0) {
+      EXPECT_EQ(*id, fresh->reserved_id);
+    }
+    ids.push_back(*id);
+  }
+  EXPECT_LT(ids[0], ids[1]);
+  // Checked again, the new ones are retries.
+  Result<SendCheck> again = store_->CheckSendTo(a, 3, kKey, to);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->prior, std::optional<int64_t>(ids[1]));
+  Commit();
+  Result<std::vector<QueuedMessage>> queued = store_->FetchPending(b, 10);
+  ASSERT_TRUE(queued.ok());
+  ASSERT_EQ(queued->size(), 3u);
+  EXPECT_EQ(queued->back().id, ids[1]);
+}
+
 // A retry is found whatever order the client's ids came in (an id below
 // the sender's highest, the top of uint64, which SQLite holds as negative),
 // a new id is not taken for a retry, and a rolled-back send leaves no record.
