@@ -72,36 +72,50 @@ void LogDroppedNotices(int64_t account_id, int64_t cap, int64_t dropped) {
   Log(LogLevel::kWarn, line);
 }
 
-Result<SendCheck> Store::CheckSend(int64_t sender_id, uint64_t client_msg_id,
-                                   std::string_view recipient_key) {
+namespace {
+
+// FindSend, then (no prior send) the recipient, which `set_recipient`
+// puts in place (nullopt: no such account), then (it exists) CountPending:
+// CheckSend and CheckSendTo differ only in how they know the recipient.
+template <class SetRecipient>
+Result<SendCheck> CheckWith(Store& store, int64_t sender_id,
+                            uint64_t client_msg_id,
+                            SetRecipient set_recipient) {
   SendCheck check;
-  Result<std::optional<int64_t>> prior = FindSend(sender_id, client_msg_id);
+  Result<std::optional<int64_t>> prior =
+      store.FindSend(sender_id, client_msg_id);
   if (!prior.ok()) return prior.status();
   check.prior = *prior;
   if (check.prior) return check;
-  Result<std::optional<Account>> recipient = FindAccount(recipient_key);
-  if (!recipient.ok()) return recipient.status();
-  check.recipient = std::move(*recipient);
+  if (Status s = set_recipient(check.recipient); !s.ok()) return s;
   if (!check.recipient) return check;
-  Result<int64_t> queued = CountPending(check.recipient->id);
+  Result<int64_t> queued = store.CountPending(check.recipient->id);
   if (!queued.ok()) return queued.status();
   check.queued = *queued;
   return check;
 }
 
+}  // namespace
+
+Result<SendCheck> Store::CheckSend(int64_t sender_id, uint64_t client_msg_id,
+                                   std::string_view recipient_key) {
+  return CheckWith(
+      *this, sender_id, client_msg_id, [&](std::optional<Account>& recipient) {
+        Result<std::optional<Account>> found = FindAccount(recipient_key);
+        if (!found.ok()) return found.status();
+        recipient = std::move(*found);
+        return Status::Ok();
+      });
+}
+
 Result<SendCheck> Store::CheckSendTo(int64_t sender_id, uint64_t client_msg_id,
                                      std::string_view /*recipient_key*/,
                                      const Account& recipient) {
-  SendCheck check;
-  Result<std::optional<int64_t>> prior = FindSend(sender_id, client_msg_id);
-  if (!prior.ok()) return prior.status();
-  check.prior = *prior;
-  if (check.prior) return check;
-  check.recipient = Account{recipient.id, recipient.name, {}};
-  Result<int64_t> queued = CountPending(recipient.id);
-  if (!queued.ok()) return queued.status();
-  check.queued = *queued;
-  return check;
+  return CheckWith(*this, sender_id, client_msg_id,
+                   [&](std::optional<Account>& found) {
+                     found.emplace(Account{recipient.id, recipient.name, {}});
+                     return Status::Ok();
+                   });
 }
 
 }  // namespace zchat
