@@ -516,8 +516,7 @@ void SqliteStore::ForgetTransaction() {
   recent_sends_.clear();
   recent_highest_.clear();
   recent_loaded_ = false;
-  batch_sends_.clear();
-  batch_highest_.clear();
+  batch_records_.clear();
   run_tails_.clear();
   log_notices_.clear();
   notice_log_loaded_ = false;
@@ -620,8 +619,7 @@ Status SqliteStore::RunFixed(const char* sql) {
 
 Status SqliteStore::Begin() {
   NoticeLostTransaction();
-  batch_sends_.clear();
-  batch_highest_.clear();
+  batch_records_.clear();
   Status s = RunFixed("BEGIN IMMEDIATE");
   if (s.ok()) transaction_open_ = true;
   return s;
@@ -801,10 +799,6 @@ Result<std::vector<QueuedMessage>> SqliteStore::DeleteAccount(int64_t id) {
       return Error("delete account");
     }
   }
-  std::erase_if(batch_sends_, [id](const auto& entry) {
-    return entry.first.sender_id == id;
-  });
-  batch_highest_.erase(id);
   run_tails_.erase(id);
   Statement& del =
       Prepare("DELETE FROM accounts WHERE id = ? RETURNING name_key");
@@ -866,9 +860,6 @@ Result<std::optional<int64_t>> SqliteStore::FindSend(int64_t sender_id,
         it != recent_highest_.end()) {
       top = std::max(top, it->second);
     }
-    if (auto it = batch_highest_.find(sender_id); it != batch_highest_.end()) {
-      top = std::max(top, it->second);
-    }
     CachePut(highest_sends_, kHighestSendCacheSize, sender_id, top);
     highest = highest_sends_.find(sender_id);
   }
@@ -876,9 +867,6 @@ Result<std::optional<int64_t>> SqliteStore::FindSend(int64_t sender_id,
   // itself, for a sender with no record, is looked up like any other.)
   if (ToSql(client_msg_id) > highest->second) return std::optional<int64_t>();
   const SendKey key{sender_id, ToSql(client_msg_id)};
-  if (auto it = batch_sends_.find(key); it != batch_sends_.end()) {
-    return std::optional<int64_t>(it->second.message_id);
-  }
   if (auto it = recent_sends_.find(key); it != recent_sends_.end()) {
     return std::optional<int64_t>(it->second.message_id);
   }
@@ -989,6 +977,9 @@ Status SqliteStore::MergeRecentSends() {
   if (Prepare("DELETE FROM send_batches").Run() != SQLITE_DONE) {
     return Error("merge recent sends");
   }
+  // The open transaction's records were in the mirror: they are in runs
+  // now, and no row of send_batches is written for them.
+  batch_records_.clear();
   recent_sends_.clear();
   recent_highest_.clear();
   return Status::Ok();
@@ -1333,14 +1324,13 @@ Result<int64_t> SqliteStore::Enqueue(const QueuedMessage& m) {
       it != pending_counts_.end()) {
     ++it->second;
   }
-  // The dedup record, written by Commit (WriteBatchSends).
+  // The dedup record: in the mirror at once (FindSend has loaded it), and
+  // written by Commit (WriteBatchSends). Ids grow, so the transaction's
+  // records are in message id order.
   const SendKey key{m.sender_id, ToSql(m.client_msg_id)};
-  batch_sends_.insert_or_assign(key, RecentSend{*id, m.sent_at_ms});
-  if (auto [it, added] =
-          batch_highest_.try_emplace(key.sender_id, key.client_msg_id);
-      !added) {
-    it->second = std::max(it->second, key.client_msg_id);
-  }
+  RememberRecent(key, RecentSend{*id, m.sent_at_ms});
+  batch_records_.push_back(
+      SendRecord{key.sender_id, key.client_msg_id, *id, m.sent_at_ms});
   if (auto it = highest_sends_.find(m.sender_id); it != highest_sends_.end()) {
     it->second = std::max(it->second, key.client_msg_id);
   }
@@ -1348,27 +1338,17 @@ Result<int64_t> SqliteStore::Enqueue(const QueuedMessage& m) {
 }
 
 Status SqliteStore::WriteBatchSends() {
-  if (batch_sends_.empty()) return Status::Ok();
-  if (Status s = LoadRecentSends(); !s.ok()) return s;
+  if (batch_records_.empty()) return Status::Ok();
   // One row for the transaction's records, in message id order (small
-  // differences, short varints).
-  std::vector<SendRow> rows(batch_sends_.begin(), batch_sends_.end());
-  std::sort(rows.begin(), rows.end(), [](const SendRow& a, const SendRow& b) {
-    return a.second.message_id < b.second.message_id;
-  });
+  // differences, short varints). The mirror has them since Enqueue.
   BatchEncoder encoder;
-  for (const auto& [key, send] : rows) {
-    encoder.Add(SendRecord{key.sender_id, key.client_msg_id, send.message_id,
-                           send.created_at});
-  }
+  for (const SendRecord& r : batch_records_) encoder.Add(r);
   if (Prepare("INSERT INTO send_batches(records) VALUES(?)")
           .BindBorrowedBlob(1, encoder.bytes())
           .Run() != SQLITE_DONE) {
     return Error("store dedup records");
   }
-  for (const auto& [key, send] : rows) RememberRecent(key, send);
-  batch_sends_.clear();
-  batch_highest_.clear();
+  batch_records_.clear();
   if (recent_sends_.size() >= kRecentSendsMax) return MergeRecentSends();
   return Status::Ok();
 }

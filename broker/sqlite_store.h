@@ -361,10 +361,11 @@ class SqliteStore final : public Store {
   std::unordered_map<SendKey, RecentSend, SendKeyHash> recent_sends_;
   std::unordered_map<int64_t, int64_t> recent_highest_;
   bool recent_loaded_ = false;
-  // The dedup records of the open transaction's sends, written by Commit
-  // (WriteBatchSends), and each sender's highest client_msg_id among them.
-  std::unordered_map<SendKey, RecentSend, SendKeyHash> batch_sends_;
-  std::unordered_map<int64_t, int64_t> batch_highest_;
+  // The dedup records of the open transaction's sends, in message id order:
+  // in the mirror (recent_sends_) from Enqueue on, written by Commit
+  // (WriteBatchSends) as a row of send_batches, or, if a merge comes first,
+  // into runs with the others (and dropped from here).
+  std::vector<SendRecord> batch_records_;
   // Runs `sql`, which selects one blob column, handing each row's blob to
   // `take`; a blob `take` refuses fails the read as a damaged row (`what`
   // names the read).
@@ -376,7 +377,7 @@ class SqliteStore final : public Store {
   void RememberRecent(const SendKey& key, const RecentSend& send);
   // Moves every record of send_batches into runs (in a transaction).
   Status MergeRecentSends();
-  // Writes batch_sends_ as a row of send_batches; merges them when the
+  // Writes batch_records_ as a row of send_batches; merges them when the
   // mirror is full.
   Status WriteBatchSends();
 
