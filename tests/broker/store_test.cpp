@@ -1263,6 +1263,38 @@ TEST_F(StoreTest, DedupRecordsAreFoundBeforeAndAfterTheMerge) {
   EXPECT_EQ(found(b, 9), b9);
 }
 
+// A merge in the middle of a transaction (a Prune, an account's deletion)
+// takes the records of the transaction's sends so far with the others:
+// each record is stored once, in runs, and the commit writes no batch for
+// them; the sends after the merge make the commit's batch.
+TEST_F(StoreTest, AMergeInATransactionTakesItsRecordsOnce) {
+  Begin();
+  const int64_t a = Create("Zoë");
+  const int64_t b = Create("نور");
+  const int64_t a1 = Enqueue(a, b, 1);
+  Commit();
+  Begin();
+  const int64_t a2 = Enqueue(a, b, 2);
+  const int64_t b7 = Enqueue(b, a, 7);
+  ASSERT_TRUE(store_->Prune(0, 0).ok());
+  const int64_t a3 = Enqueue(a, b, 3);
+  Commit();
+  EXPECT_EQ(RawRunRecords(path_), 3) << "a1, a2 and b7, merged";
+  EXPECT_EQ(RawBatchRecords(path_).size(), 1u) << "a3 only";
+  for (int round = 0; round < 2; ++round) {
+    EXPECT_EQ(**store_->FindSend(a, 1), a1) << round;
+    EXPECT_EQ(**store_->FindSend(a, 2), a2) << round;
+    EXPECT_EQ(**store_->FindSend(a, 3), a3) << round;
+    EXPECT_EQ(**store_->FindSend(b, 7), b7) << round;
+    EXPECT_FALSE(store_->FindSend(b, 2)->has_value()) << round;
+    Reopen();
+  }
+  Merge();
+  EXPECT_EQ(RawRunRecords(path_), 4) << "each record once";
+  EXPECT_EQ(RawCount(path_, "send_batches"), 0);
+  EXPECT_EQ(**store_->FindSend(a, 3), a3);
+}
+
 // Merge after merge, a sender's records are appended to its last run until
 // it holds 128, then fill new runs; every record is found, and a sender's
 // highest id is read from its last run after a restart.
