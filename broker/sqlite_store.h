@@ -38,10 +38,12 @@
 // Dedup records (schema v6). Enqueue keeps a send's record in memory until
 // Commit, which writes the transaction's records as one row of
 // send_batches (a blob, record_blobs.h): one insert on that table's last
-// page per commit. The store mirrors those records in memory (FindSend
-// looks there, and in the open transaction's records, before the runs) and
-// moves them into `send_runs` when there are kRecentSendsMax of them, at
-// every Prune and before an account's deletion. A row of `send_runs` is a
+// page per commit. The store mirrors those records in memory, the open
+// transaction's with them from Enqueue on (FindSend looks there before the
+// runs), and moves them into `send_runs` when there are kRecentSendsMax of
+// them, at every Prune and before an account's deletion (a merge inside a
+// transaction takes the transaction's records too, which then get no row
+// of send_batches). A row of `send_runs` is a
 // run of one sender's records in client_msg_id order (at most
 // kRunRecordsMax records and kRunBytesMax bytes of them, recorded within
 // kRunSpanMs of the run's oldest): its first id is in the row's key, the
@@ -337,9 +339,10 @@ class SqliteStore final : public Store {
                                                              INT64_MAX};
   std::pair<int64_t, int64_t> prune_from_ = kPruneFirst;
   int64_t runs_since_prune_ = 0;
-  // The records of send_batches (see the top of this file): (sender_id,
-  // client_msg_id) -> (message_id, created_at), and each sender's highest
-  // client_msg_id among them. Valid while recent_loaded_.
+  // The records of send_batches and of the open transaction (see the top of
+  // this file): (sender_id, client_msg_id) -> (message_id, created_at), and
+  // each sender's highest client_msg_id among them. Valid while
+  // recent_loaded_; a lost transaction drops it whole.
   static constexpr size_t kRecentSendsMax = 4096;
   struct SendKey {
     int64_t sender_id;
