@@ -134,13 +134,28 @@ bool DecodeBatch(std::string_view blob, std::vector<SendRecord>* out) {
 }
 
 void AppendNoticeOp(std::string& blob, const NoticeOp& op) {
-  blob.push_back(op.add ? '\x01' : '\x02');
-  PutVarint(blob, Zigzag(U(op.account_id)));
-  PutVarint(blob, Zigzag(U(op.notice.message_id)));
-  if (!op.add) return;
-  PutVarint(blob, static_cast<uint64_t>(op.notice.kind));
-  PutVarint(blob, op.notice.client_msg_id);
-  PutText(blob, op.notice.peer_name);
+  if (op.add) {
+    AppendNoticeAdd(blob, op.account_id, op.notice);
+  } else {
+    AppendNoticeAck(blob, op.account_id, op.notice.message_id);
+  }
+}
+
+void AppendNoticeAdd(std::string& blob, int64_t account_id,
+                     const Notice& notice) {
+  blob.push_back('\x01');
+  PutVarint(blob, Zigzag(U(account_id)));
+  PutVarint(blob, Zigzag(U(notice.message_id)));
+  PutVarint(blob, static_cast<uint64_t>(notice.kind));
+  PutVarint(blob, notice.client_msg_id);
+  PutText(blob, notice.peer_name);
+}
+
+void AppendNoticeAck(std::string& blob, int64_t account_id,
+                     int64_t message_id) {
+  blob.push_back('\x02');
+  PutVarint(blob, Zigzag(U(account_id)));
+  PutVarint(blob, Zigzag(U(message_id)));
 }
 
 bool DecodeNoticeOps(std::string_view blob, std::vector<NoticeOp>* out) {

@@ -116,6 +116,10 @@ struct NoticeOp {
 };
 
 void AppendNoticeOp(std::string& blob, const NoticeOp& op);
+// The same, each kind of operation from its parts.
+void AppendNoticeAdd(std::string& blob, int64_t account_id,
+                     const Notice& notice);
+void AppendNoticeAck(std::string& blob, int64_t account_id, int64_t message_id);
 
 // Reads a notice log row's blob, appending its operations to `out`. False if
 // the blob is not well formed.

@@ -280,20 +280,18 @@ void CachePut(Map& map, size_t capacity, Key&& key, Value&& value) {
 }
 
 // To `out`, up to `limit` rows read from a table in message id order, adds
-// the logged entries of `owner` (`logged` is keyed by owner, then id) and
-// keeps the first `limit` of both, in id order.
+// the logged entries of `owner` and keeps the first `limit` of both, in id
+// order.
 template <class T, class IdOf>
-void MergeLogged(std::vector<T>& out,
-                 const std::map<std::pair<int64_t, int64_t>, T>& logged,
-                 int64_t owner, int64_t limit, IdOf id_of) {
+void MergeLogged(std::vector<T>& out, const OwnedLog<T>& logged, int64_t owner,
+                 int64_t limit, IdOf id_of) {
   const size_t from_table = out.size();
   const size_t most = static_cast<size_t>(limit);
-  for (auto it = logged.lower_bound({owner, INT64_MIN});
-       it != logged.end() && it->first.first == owner &&
-       out.size() < from_table + most;
-       ++it) {
-    out.push_back(it->second);
-  }
+  logged.ForEach(owner, [&](const T& entry) {
+    if (out.size() >= from_table + most) return false;
+    out.push_back(entry);
+    return true;
+  });
   if (out.size() == from_table) return;
   std::inplace_merge(
       out.begin(), out.begin() + static_cast<ptrdiff_t>(from_table), out.end(),
@@ -518,16 +516,14 @@ void SqliteStore::ForgetTransaction() {
   recent_loaded_ = false;
   batch_records_.clear();
   run_tails_.clear();
-  log_notices_.clear();
+  log_notices_.Clear();
   notice_log_loaded_ = false;
   notice_log_ops_ = 0;
   notice_ops_.clear();
+  notice_op_adds_ = 0;
   notice_trims_.clear();
   insert_count_ = 0;
-  log_messages_.clear();
-  log_message_owner_.clear();
-  log_pending_.clear();
-  log_message_bytes_ = 0;
+  ForgetMessageLog();
   message_log_loaded_ = false;
   message_log_ops_ = 0;
   message_ops_.clear();
@@ -743,11 +739,8 @@ Result<std::vector<QueuedMessage>> SqliteStore::DeleteAccount(int64_t id) {
   if (Status s = MergeRecentSends(); !s.ok()) return s;
   // The account's logged notices go by acknowledgements in the log.
   if (Status s = LoadNoticeLog(); !s.ok()) return s;
-  for (auto it = log_notices_.lower_bound({id, INT64_MIN});
-       it != log_notices_.end() && it->first.first == id;) {
-    LogNoticeOp(/*add=*/false, id, it->second);
-    it = log_notices_.erase(it);
-  }
+  log_notices_.RemoveAll(
+      id, [&](const Notice& n) { LogNoticeOp(/*add=*/false, id, n); });
   // Forgetting a cache entry is always safe (a miss reloads it), so the
   // account's count goes first, whatever happens below.
   pending_counts_.erase(id);
@@ -775,14 +768,13 @@ Result<std::vector<QueuedMessage>> SqliteStore::DeleteAccount(int64_t id) {
   // And the logged ones, removed in the log, all in message id order.
   if (Status s = LoadMessageLog(); !s.ok()) return s;
   const size_t from_table = purged.size();
-  while (true) {
-    auto it = log_messages_.lower_bound({id, INT64_MIN});
-    if (it == log_messages_.end() || it->first.first != id) break;
-    QueuedMessage m = DropLogged(id, it->first.second);
+  log_messages_.RemoveAll(id, [&](QueuedMessage& m) {
+    log_message_bytes_ -= static_cast<int64_t>(
+        m.body.size() + m.sender_name.size() + m.recipient_name.size());
     LogRemoval(m.id);
     m.body.clear();
     purged.push_back(std::move(m));
-  }
+  });
   std::inplace_merge(
       purged.begin(), purged.begin() + static_cast<ptrdiff_t>(from_table),
       purged.end(), [](const QueuedMessage& a, const QueuedMessage& b) {
@@ -1305,14 +1297,10 @@ Result<int64_t> SqliteStore::Enqueue(const QueuedMessage& m) {
   if (!id.ok()) return id.status();
   if (Status s = LoadMessageLog(); !s.ok()) return s;
   if (m.recipient_online) {
-    QueuedMessage logged = m;
-    logged.id = *id;
-    logged.recipient_online = false;
-    AppendMessageAdd(message_ops_, logged);
+    AppendMessageAdd(message_ops_, KeepLogged(m, *id));
     ++message_op_adds_;
     ++message_log_ops_;
     ++logged_changes_;
-    KeepLogged(std::move(logged));
   } else {
     // (Not remembered for its receipt: a recipient who is away confirms
     // what it fetched, and FetchPending remembers what it hands out.)
@@ -1366,9 +1354,7 @@ Result<int64_t> SqliteStore::CountPending(int64_t recipient_id) {
   st.Bind(1, recipient_id);
   if (st.Step() != SQLITE_ROW) return Error("count pending");
   int64_t n = st.Int(0);
-  if (auto it = log_pending_.find(recipient_id); it != log_pending_.end()) {
-    n += it->second;
-  }
+  n += log_messages_.Count(recipient_id);
   st.Reset();
   CachePut(pending_counts_, kPendingCacheSize, recipient_id, n);
   return n;
@@ -1452,18 +1438,23 @@ Result<ReceiptResult> SqliteStore::ConfirmDelivery(int64_t recipient_id,
   ReceiptResult result;
   if (Status s = RequireTransaction(); !s.ok()) return s;
   if (Status s = LoadMessageLog(); !s.ok()) return s;
-  // A logged message: its removal is an operation of the log.
-  if (auto owner = log_message_owner_.find(message_id);
-      owner != log_message_owner_.end()) {
-    if (owner->second != recipient_id) {
-      result.outcome = ReceiptOutcome::kNotYours;
-      return result;
-    }
-    result.message = DropLogged(recipient_id, message_id);
-    result.message.body.clear();
+  // A logged message: its removal is an operation of the log. (Its body
+  // stays in the log's memory, for the next.)
+  if (QueuedMessage* m = DropLogged(recipient_id, message_id)) {
+    result.message.id = message_id;
+    result.message.sender_id = m->sender_id;
+    result.message.sender_name = std::move(m->sender_name);
+    result.message.recipient_id = recipient_id;
+    result.message.recipient_name = std::move(m->recipient_name);
+    result.message.client_msg_id = m->client_msg_id;
+    result.message.sent_at_ms = m->sent_at_ms;
     LogRemoval(message_id);
     Confirmed(recipient_id);
     result.outcome = ReceiptOutcome::kConfirmed;
+    return result;
+  }
+  if (LoggedRecipient(message_id)) {
+    result.outcome = ReceiptOutcome::kNotYours;
     return result;
   }
   // A message this store queued or handed out to this recipient: its row
@@ -1687,10 +1678,8 @@ Status SqliteStore::AddNotice(int64_t account_id, const Notice& n,
   if (!count.ok()) return count.status();
   // (CountStoredNotices loaded the log.) A notice already logged stays as it
   // is, as `notices` ignores a second insert of one it holds.
-  if (!log_notices_.try_emplace(NoticeKey{account_id, n.message_id}, n)
-           .second) {
-    return Status::Ok();
-  }
+  if (log_notices_.Find(account_id, n.message_id)) return Status::Ok();
+  log_notices_.Add(account_id, n.message_id) = n;
   LogNoticeOp(/*add=*/true, account_id, n);
   notice_counts_[account_id] = *count + 1;
   // Over the cap, the notices of the oldest messages go, all of a
@@ -1714,21 +1703,23 @@ Status SqliteStore::TrimNotices() {
         "SELECT message_id FROM notices WHERE account_id = ? "
         "ORDER BY message_id LIMIT ?");
     oldest.Bind(1, account_id).Bind(2, excess);
-    auto logged = log_notices_.lower_bound({account_id, INT64_MIN});
     int64_t dropped = 0, from_table = 0, table_upto = 0;
     int rc = oldest.Step();
     while (dropped < excess) {
+      const Notice* logged = nullptr;
+      log_notices_.ForEach(account_id, [&](const Notice& n) {
+        logged = &n;
+        return false;
+      });
       const bool in_table = rc == SQLITE_ROW;
-      const bool in_log =
-          logged != log_notices_.end() && logged->first.first == account_id;
-      if (!in_table && !in_log) break;
-      if (in_table && (!in_log || oldest.Int(0) < logged->first.second)) {
+      if (!in_table && !logged) break;
+      if (in_table && (!logged || oldest.Int(0) < logged->message_id)) {
         table_upto = oldest.Int(0);
         ++from_table;
         rc = oldest.Step();
       } else {
-        LogNoticeOp(/*add=*/false, account_id, logged->second);
-        logged = log_notices_.erase(logged);
+        LogNoticeOp(/*add=*/false, account_id, *logged);
+        log_notices_.Remove(account_id, logged->message_id);
       }
       ++dropped;
     }
@@ -1762,7 +1753,7 @@ Result<int64_t> SqliteStore::CountStoredNotices(int64_t account_id) {
   Statement& st = Prepare("SELECT count(*) FROM notices WHERE account_id = ?");
   st.Bind(1, account_id);
   if (st.Step() != SQLITE_ROW) return Error("count notices");
-  const int64_t n = st.Int(0) + LoggedNotices(account_id);
+  const int64_t n = st.Int(0) + log_notices_.Count(account_id);
   st.Reset();
   CachePut(notice_counts_, kNoticeCountCacheSize, account_id, n);
   return n;
@@ -1794,10 +1785,8 @@ Result<std::vector<Notice>> SqliteStore::ListNotices(int64_t account_id,
 Status SqliteStore::AckNotice(int64_t account_id, int64_t message_id) {
   if (Status s = RequireTransaction(); !s.ok()) return s;
   if (Status s = LoadNoticeLog(); !s.ok()) return s;
-  if (auto it = log_notices_.find({account_id, message_id});
-      it != log_notices_.end()) {
-    LogNoticeOp(/*add=*/false, account_id, it->second);
-    log_notices_.erase(it);
+  if (const Notice* n = log_notices_.Remove(account_id, message_id)) {
+    LogNoticeOp(/*add=*/false, account_id, *n);
     if (auto c = notice_counts_.find(account_id); c != notice_counts_.end()) {
       --c->second;
     }
@@ -1819,28 +1808,30 @@ Status SqliteStore::AckNotice(int64_t account_id, int64_t message_id) {
 
 Status SqliteStore::LoadNoticeLog() {
   if (notice_log_loaded_) return Status::Ok();
-  log_notices_.clear();
+  log_notices_.Clear();
   notice_ops_.clear();
+  notice_op_adds_ = 0;
   notice_log_ops_ = 0;
   std::vector<NoticeOp> ops;
-  Status s = ForEachBlob(
-      "SELECT records FROM notice_log ORDER BY id", "read notices",
-      [&](std::string_view blob) {
-        ops.clear();
-        if (!DecodeNoticeOps(blob, &ops)) return false;
-        for (NoticeOp& op : ops) {
-          const NoticeKey key{op.account_id, op.notice.message_id};
-          if (op.add) {
-            log_notices_.insert_or_assign(key, std::move(op.notice));
-          } else {
-            log_notices_.erase(key);
-          }
-        }
-        notice_log_ops_ += static_cast<int64_t>(ops.size());
-        return true;
-      });
+  Status s = ForEachBlob("SELECT records FROM notice_log ORDER BY id",
+                         "read notices", [&](std::string_view blob) {
+                           ops.clear();
+                           if (!DecodeNoticeOps(blob, &ops)) return false;
+                           for (NoticeOp& op : ops) {
+                             const int64_t id = op.notice.message_id;
+                             if (op.add) {
+                               Notice* n = log_notices_.Find(op.account_id, id);
+                               if (!n) n = &log_notices_.Add(op.account_id, id);
+                               *n = std::move(op.notice);
+                             } else {
+                               log_notices_.Remove(op.account_id, id);
+                             }
+                           }
+                           notice_log_ops_ += static_cast<int64_t>(ops.size());
+                           return true;
+                         });
   if (!s.ok()) {
-    log_notices_.clear();
+    log_notices_.Clear();
     notice_log_ops_ = 0;
     return s;
   }
@@ -1850,27 +1841,28 @@ Status SqliteStore::LoadNoticeLog() {
 
 void SqliteStore::LogNoticeOp(bool add, int64_t account_id,
                               const Notice& notice) {
-  notice_ops_.push_back(NoticeOp{add, account_id, notice});
+  if (add) {
+    AppendNoticeAdd(notice_ops_, account_id, notice);
+    ++notice_op_adds_;
+  } else {
+    AppendNoticeAck(notice_ops_, account_id, notice.message_id);
+  }
+  ++notice_op_count_;
   ++notice_log_ops_;
   ++logged_changes_;
 }
 
 Status SqliteStore::WriteNoticeOps() {
   if (notice_ops_.empty()) return Status::Ok();
-  std::string blob;
-  int64_t adds = 0;
-  for (const NoticeOp& op : notice_ops_) {
-    AppendNoticeOp(blob, op);
-    adds += op.add;
-  }
   if (Prepare("INSERT INTO notice_log(adds, acks, records) VALUES(?, ?, ?)")
-          .Bind(1, adds)
-          .Bind(2, static_cast<int64_t>(notice_ops_.size()) - adds)
-          .BindBorrowedBlob(3, blob)
+          .Bind(1, notice_op_adds_)
+          .Bind(2, notice_op_count_ - notice_op_adds_)
+          .BindBorrowedBlob(3, notice_ops_)
           .Run() != SQLITE_DONE) {
     return Error("store notices");
   }
   notice_ops_.clear();
+  notice_op_adds_ = notice_op_count_ = 0;
   // Rewriting the live notices costs their number: done when the log holds
   // at least twice as many operations, so that each operation pays for a
   // bounded share of it (a sender that lags behind many recipients' receipts
@@ -1890,28 +1882,33 @@ Status SqliteStore::CompactNoticeLog() {
   }
   // What the transaction logged so far is in log_notices_, written below.
   notice_ops_.clear();
+  notice_op_adds_ = notice_op_count_ = 0;
   notice_log_ops_ = 0;
   if (log_notices_.empty()) return Status::Ok();
   if (static_cast<int64_t>(log_notices_.size()) > kNoticeCarryMax) {
     Statement& st = Prepare(
         "INSERT OR IGNORE INTO notices(account_id, message_id, kind, "
         "peer_name, client_msg_id) VALUES(?, ?, ?, ?, ?)");
-    for (const auto& [key, n] : log_notices_) {
+    bool failed = false;
+    log_notices_.ForAll([&](int64_t account_id, const Notice& n) {
+      if (failed) return;
       st.Start()
-          .Bind(1, key.first)
-          .Bind(2, key.second)
+          .Bind(1, account_id)
+          .Bind(2, n.message_id)
           .Bind(3, static_cast<int64_t>(n.kind))
           .BindBorrowed(4, n.peer_name)
           .Bind(5, ToSql(n.client_msg_id));
-      if (st.Run() != SQLITE_DONE) return Error("compact notices");
-    }
-    log_notices_.clear();
+      failed = st.Run() != SQLITE_DONE;
+    });
+    if (failed) return Error("compact notices");
+    log_notices_.Clear();
     return Status::Ok();
   }
   std::string blob;
-  for (const auto& [key, n] : log_notices_) {
-    AppendNoticeOp(blob, NoticeOp{true, key.first, n});
-  }
+  log_notices_.ForAll([&](int64_t account_id, const Notice& n) {
+    AppendNoticeAdd(blob, account_id, n);
+  });
+  log_notices_.Compact();
   if (Prepare("INSERT INTO notice_log(adds, acks, records) VALUES(?, 0, ?)")
           .Bind(1, static_cast<int64_t>(log_notices_.size()))
           .BindBorrowedBlob(2, blob)
@@ -1920,15 +1917,6 @@ Status SqliteStore::CompactNoticeLog() {
   }
   notice_log_ops_ = static_cast<int64_t>(log_notices_.size());
   return Status::Ok();
-}
-
-int64_t SqliteStore::LoggedNotices(int64_t account_id) const {
-  int64_t n = 0;
-  for (auto it = log_notices_.lower_bound({account_id, INT64_MIN});
-       it != log_notices_.end() && it->first.first == account_id; ++it) {
-    ++n;
-  }
-  return n;
 }
 
 Status SqliteStore::InsertMessage(int64_t id, const QueuedMessage& m) {
@@ -1983,67 +1971,97 @@ Status SqliteStore::FlushInserts() {
 
 Status SqliteStore::LoadMessageLog() {
   if (message_log_loaded_) return Status::Ok();
-  log_messages_.clear();
-  log_message_owner_.clear();
-  log_pending_.clear();
-  log_message_bytes_ = 0;
+  ForgetMessageLog();
   message_ops_.clear();
   message_op_adds_ = message_op_removes_ = 0;
   message_log_ops_ = 0;
   std::vector<MessageOp> ops;
-  Status s = ForEachBlob("SELECT records FROM message_log ORDER BY id",
-                         "read messages", [&](std::string_view blob) {
-                           ops.clear();
-                           if (!DecodeMessageOps(blob, &ops)) return false;
-                           for (MessageOp& op : ops) {
-                             if (op.add) {
-                               if (log_message_owner_.contains(op.message.id))
-                                 return false;
-                               KeepLogged(std::move(op.message));
-                             } else {
-                               auto owner =
-                                   log_message_owner_.find(op.message.id);
-                               if (owner == log_message_owner_.end())
-                                 return false;
-                               DropLogged(owner->second, op.message.id);
-                             }
-                           }
-                           message_log_ops_ += static_cast<int64_t>(ops.size());
-                           return true;
-                         });
+  // Each live id's recipient, to check the log: an id added twice, or
+  // removed while not there, is a corrupt log.
+  std::unordered_map<int64_t, int64_t> live;
+  Status s =
+      ForEachBlob("SELECT records FROM message_log ORDER BY id",
+                  "read messages", [&](std::string_view blob) {
+                    ops.clear();
+                    if (!DecodeMessageOps(blob, &ops)) return false;
+                    for (MessageOp& op : ops) {
+                      const int64_t id = op.message.id;
+                      if (op.add) {
+                        if (!live.emplace(id, op.message.recipient_id).second) {
+                          return false;
+                        }
+                        KeepLogged(op.message, id);
+                      } else {
+                        auto it = live.find(id);
+                        if (it == live.end()) return false;
+                        DropLogged(it->second, id);
+                        live.erase(it);
+                      }
+                    }
+                    message_log_ops_ += static_cast<int64_t>(ops.size());
+                    return true;
+                  });
   if (!s.ok()) {
-    log_messages_.clear();
-    log_message_owner_.clear();
-    log_pending_.clear();
-    log_message_bytes_ = 0;
+    ForgetMessageLog();
     message_log_ops_ = 0;
     return s;
   }
+  IndexLoggedMessages();
   message_log_loaded_ = true;
   return Status::Ok();
 }
 
-void SqliteStore::KeepLogged(QueuedMessage m) {
-  log_message_owner_[m.id] = m.recipient_id;
-  ++log_pending_[m.recipient_id];
-  log_message_bytes_ += static_cast<int64_t>(
-      m.body.size() + m.sender_name.size() + m.recipient_name.size());
-  const MessageKey key{m.recipient_id, m.id};
-  log_messages_.insert_or_assign(key, std::move(m));
+void SqliteStore::ForgetMessageLog() {
+  log_messages_.Clear();
+  log_message_index_.clear();
+  log_message_bytes_ = 0;
 }
 
-QueuedMessage SqliteStore::DropLogged(int64_t recipient_id, int64_t id) {
-  auto it = log_messages_.find({recipient_id, id});
-  QueuedMessage m = std::move(it->second);
-  log_messages_.erase(it);
-  log_message_owner_.erase(id);
-  if (auto p = log_pending_.find(recipient_id);
-      p != log_pending_.end() && --p->second == 0) {
-    log_pending_.erase(p);
+const QueuedMessage& SqliteStore::KeepLogged(const QueuedMessage& m,
+                                             int64_t id) {
+  // Ids grow, so the index stays in id order as it grows at its end. (A log
+  // replayed out of order is indexed anew once loaded.)
+  const std::pair<int64_t, int64_t> entry{id, m.recipient_id};
+  if (log_message_index_.empty() || log_message_index_.back() < entry) {
+    log_message_index_.push_back(entry);
+  } else {
+    log_message_index_.insert(std::upper_bound(log_message_index_.begin(),
+                                               log_message_index_.end(), entry),
+                              entry);
   }
-  log_message_bytes_ -= static_cast<int64_t>(
+  log_message_bytes_ += static_cast<int64_t>(
       m.body.size() + m.sender_name.size() + m.recipient_name.size());
+  QueuedMessage& kept = log_messages_.Add(m.recipient_id, id);
+  kept = m;
+  kept.id = id;
+  kept.recipient_online = false;
+  return kept;
+}
+
+QueuedMessage* SqliteStore::DropLogged(int64_t recipient_id, int64_t id) {
+  QueuedMessage* m = log_messages_.Remove(recipient_id, id);
+  if (!m) return nullptr;
+  log_message_bytes_ -= static_cast<int64_t>(
+      m->body.size() + m->sender_name.size() + m->recipient_name.size());
+  if (m->body.capacity() > kKeptBodyBytes) std::string().swap(m->body);
   return m;
+}
+
+std::optional<int64_t> SqliteStore::LoggedRecipient(int64_t id) const {
+  auto it =
+      std::lower_bound(log_message_index_.begin(), log_message_index_.end(),
+                       std::pair<int64_t, int64_t>{id, INT64_MIN});
+  if (it == log_message_index_.end() || it->first != id) return std::nullopt;
+  if (!log_messages_.Find(it->second, id)) return std::nullopt;
+  return it->second;
+}
+
+void SqliteStore::IndexLoggedMessages() {
+  log_message_index_.clear();
+  log_messages_.ForAll([&](int64_t recipient_id, const QueuedMessage& m) {
+    log_message_index_.emplace_back(m.id, recipient_id);
+  });
+  std::sort(log_message_index_.begin(), log_message_index_.end());
 }
 
 void SqliteStore::LogRemoval(int64_t id) {
@@ -2081,37 +2099,45 @@ Status SqliteStore::CompactMessageLog() {
   message_ops_.clear();
   message_op_adds_ = message_op_removes_ = 0;
   message_log_ops_ = 0;
-  if (log_messages_.empty()) return Status::Ok();
+  if (log_messages_.empty()) {
+    ForgetMessageLog();
+    return Status::Ok();
+  }
+  // The live messages in id order.
+  std::vector<const QueuedMessage*> rows;
+  rows.reserve(log_messages_.size());
+  log_messages_.ForAll(
+      [&](int64_t, const QueuedMessage& m) { rows.push_back(&m); });
+  std::sort(rows.begin(), rows.end(),
+            [](const QueuedMessage* a, const QueuedMessage* b) {
+              return a->id < b->id;
+            });
   if (log_messages_.size() > kMessageCarryMax ||
       log_message_bytes_ > kMessageCarryBytes) {
-    // Recipients away: their messages join `messages`, in id order.
-    std::vector<const QueuedMessage*> rows;
-    rows.reserve(log_messages_.size());
-    for (const auto& [key, m] : log_messages_) rows.push_back(&m);
-    std::sort(rows.begin(), rows.end(),
-              [](const QueuedMessage* a, const QueuedMessage* b) {
-                return a->id < b->id;
-              });
+    // Recipients away: their messages join `messages`.
     for (const QueuedMessage* m : rows) {
       if (Status s = InsertMessage(m->id, *m); !s.ok()) return s;
       ExpectReceipt(m->id, *m);
     }
-    log_messages_.clear();
-    log_message_owner_.clear();
-    log_pending_.clear();
-    log_message_bytes_ = 0;
+    ForgetMessageLog();
     return Status::Ok();
   }
   std::string blob;
-  for (const auto& [key, m] : log_messages_) AppendMessageAdd(blob, m);
+  for (const QueuedMessage* m : rows) AppendMessageAdd(blob, *m);
   if (Prepare("INSERT INTO message_log(adds, removes, records) "
               "VALUES(?, 0, ?)")
-          .Bind(1, static_cast<int64_t>(log_messages_.size()))
+          .Bind(1, static_cast<int64_t>(rows.size()))
           .BindBorrowedBlob(2, blob)
           .Run() != SQLITE_DONE) {
     return Error("compact messages");
   }
-  message_log_ops_ = static_cast<int64_t>(log_messages_.size());
+  message_log_ops_ = static_cast<int64_t>(rows.size());
+  // The memory follows: no removed ids, no slots beyond the live messages.
+  log_message_index_.clear();
+  for (const QueuedMessage* m : rows) {
+    log_message_index_.emplace_back(m->id, m->recipient_id);
+  }
+  log_messages_.Compact();
   return Status::Ok();
 }
 

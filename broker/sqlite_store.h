@@ -93,12 +93,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "broker/owned_log.h"
 #include "broker/record_blobs.h"
 #include "broker/store.h"
 
@@ -436,13 +438,16 @@ class SqliteStore final : public Store {
   // its cap live, and carrying them costs less than a b-tree insert and
   // delete each.
   static constexpr int64_t kNoticeCarryMax = 16'384;
-  using NoticeKey = std::pair<int64_t, int64_t>;  // account, message id
-  std::map<NoticeKey, Notice> log_notices_;
+  // By account, then message id.
+  OwnedLog<Notice> log_notices_;
   bool notice_log_loaded_ = false;
   // Operations in notice_log's rows and in notice_ops_.
   int64_t notice_log_ops_ = 0;
-  // The open transaction's operations, written by Commit.
-  std::vector<NoticeOp> notice_ops_;
+  // The open transaction's operations, encoded (written by Commit), and how
+  // many add.
+  std::string notice_ops_;
+  int64_t notice_op_count_ = 0;
+  int64_t notice_op_adds_ = 0;
   // Replays notice_log into log_notices_ unless it is loaded.
   Status LoadNoticeLog();
   // Logs an operation of the open transaction.
@@ -453,8 +458,6 @@ class SqliteStore final : public Store {
   // Replaces the log's rows with its live notices: as one row, or, when
   // there are more than kNoticeCarryMax of them, in `notices`.
   Status CompactNoticeLog();
-  // The account's live logged notices.
-  int64_t LoggedNotices(int64_t account_id) const;
   // Accounts that went over their cap in the open transaction, and the cap:
   // TrimNotices drops their oldest notices down to it, before Commit and
   // before a read of the notices.
@@ -470,11 +473,16 @@ class SqliteStore final : public Store {
   // Live logged text past which a commit compacts the log whatever its
   // operations (bounds the memory of messages that wait).
   static constexpr int64_t kMessageLogBytesMax = 4 * 1024 * 1024;
-  using MessageKey = std::pair<int64_t, int64_t>;  // recipient, message id
-  std::map<MessageKey, QueuedMessage> log_messages_;
-  std::unordered_map<int64_t, int64_t> log_message_owner_;  // id -> recipient
-  std::unordered_map<int64_t, int64_t> log_pending_;  // recipient -> count
+  // By recipient, then message id.
+  OwnedLog<QueuedMessage> log_messages_;
+  // The ids logged since the log was last loaded or compacted, with their
+  // recipients, in id order (removed ones too): what tells a receipt for
+  // another account's logged message ("not yours") from an unknown id.
+  std::vector<std::pair<int64_t, int64_t>> log_message_index_;
   int64_t log_message_bytes_ = 0;  // the live logged messages' text
+  // A body's buffer up to this size stays in the log's slot when its message
+  // leaves, for the next message's body.
+  static constexpr size_t kKeptBodyBytes = 1024;
   bool message_log_loaded_ = false;
   // Operations in message_log's rows and in message_ops_.
   int64_t message_log_ops_ = 0;
@@ -484,9 +492,18 @@ class SqliteStore final : public Store {
   int64_t message_op_removes_ = 0;
   // Replays message_log unless it is loaded.
   Status LoadMessageLog();
-  // Adds a logged message to the maps, or takes one out (returning it).
-  void KeepLogged(QueuedMessage m);
-  QueuedMessage DropLogged(int64_t recipient_id, int64_t id);
+  // Adds a logged message, as message `id`, to the log's memory (returning
+  // it there), or takes one out: returned, valid until the next KeepLogged,
+  // or null if there is none. Its body's buffer stays for the next message,
+  // so the caller does not take the body.
+  const QueuedMessage& KeepLogged(const QueuedMessage& m, int64_t id);
+  QueuedMessage* DropLogged(int64_t recipient_id, int64_t id);
+  // The recipient of a live logged message, if `id` is one.
+  std::optional<int64_t> LoggedRecipient(int64_t id) const;
+  // Rebuilds log_message_index_ from the live logged messages.
+  void IndexLoggedMessages();
+  // Forgets the log's memory (it is reloaded when needed).
+  void ForgetMessageLog();
   // Logs the removal of a logged message (a receipt, a purge).
   void LogRemoval(int64_t id);
   // Writes message_ops_ as a row of message_log; compacts the log when it
