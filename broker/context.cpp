@@ -11,7 +11,11 @@ void NotifyOtherBrokers(Context& ctx, int64_t account_id,
 
 size_t PushMessageToAccount(Context& ctx, Responder& out, int64_t account_id,
                             DistributeMessage message) {
-  std::vector<std::string> each, batched;
+  // Kept from call to call, their buffers reused (a thread's own: the
+  // partitions' loops push on theirs).
+  thread_local std::vector<std::string> each, batched;
+  each.clear();
+  batched.clear();
   ctx.sessions.SessionsOf(account_id, &each, &batched);
   if (!each.empty()) out.PushFrameTo(each, Encode(0, message));
   if (!batched.empty()) out.PushMessageTo(batched, std::move(message));

@@ -48,9 +48,10 @@ Status Notices::Deliver(Responder& out, int64_t account_id,
 
 Status Notices::Deliver(Responder& out, int64_t account_id,
                         std::span<const Notice> notices, int64_t now_ms) {
-  std::vector<std::string> each, batched;
-  sessions_.SessionsOf(account_id, &each, &batched);
-  if (each.empty() && batched.empty()) {
+  each_.clear();
+  batched_.clear();
+  sessions_.SessionsOf(account_id, &each_, &batched_);
+  if (each_.empty() && batched_.empty()) {
     // An online account exists (deletion ends its sessions); an offline one
     // may be gone, and then nobody is left to tell.
     Result<std::optional<Account>> account = store_.FindAccountById(account_id);
@@ -65,7 +66,7 @@ Status Notices::Deliver(Responder& out, int64_t account_id,
       store_.NotifyBrokersOf(account_id, ToItem(account_id, notice), now_ms);
     }
   }
-  Push(out, each, batched, notices);
+  Push(out, each_, batched_, notices);
   return Status::Ok();
 }
 

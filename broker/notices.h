@@ -68,6 +68,9 @@ class Notices {
   Store& store_;
   SessionTable& sessions_;
   const int64_t cap_;
+  // Deliver's lists of sessions, kept from call to call (their buffers
+  // reused).
+  std::vector<std::string> each_, batched_;
 };
 
 }  // namespace zchat

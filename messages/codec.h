@@ -19,6 +19,9 @@ std::string Encode(const Message& message);
 // The same bytes as Encode(Message{request_id, body}), without copying the
 // body into a Message first.
 std::string Encode(uint64_t request_id, const Body& body);
+// The same for the broker's most frequent push, sized ahead, without making
+// a Body of it.
+std::string Encode(uint64_t request_id, const DistributeMessage& push);
 
 // Decodes one frame. Requests are read strictly: an unknown key is an error.
 // Replies and pushes are read tolerantly (unknown keys ignored, unknown error
