@@ -1,5 +1,7 @@
 #include "broker/record_blobs.h"
 
+#include <cstring>
+#include <string_view>
 #include <utility>
 
 namespace zchat {
@@ -21,13 +23,42 @@ size_t VarintSize(uint64_t v) {
   return n;
 }
 
-void PutVarint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
+// Writes one record at the end of a string: grown once by the most the
+// record can take (kVarintMax a varint, plus the texts), written through a
+// pointer, and cut back to what was written when the Appender goes. (A
+// push_back or an append a byte or a field costs a capacity check and a
+// terminator each.)
+class Appender {
+ public:
+  static constexpr size_t kVarintMax = 10;
+
+  Appender(std::string& out, size_t most) : out_(out) {
+    const size_t at = out.size();
+    out.resize(at + most);
+    p_ = out.data() + at;
   }
-  out.push_back(static_cast<char>(v));
-}
+  ~Appender() { out_.resize(static_cast<size_t>(p_ - out_.data())); }
+  Appender(const Appender&) = delete;
+  Appender& operator=(const Appender&) = delete;
+
+  void Byte(char c) { *p_++ = c; }
+  void Varint(uint64_t v) {
+    while (v >= 0x80) {
+      *p_++ = static_cast<char>((v & 0x7f) | 0x80);
+      v >>= 7;
+    }
+    *p_++ = static_cast<char>(v);
+  }
+  void Text(std::string_view text) {
+    Varint(text.size());
+    if (!text.empty()) std::memcpy(p_, text.data(), text.size());
+    p_ += text.size();
+  }
+
+ private:
+  std::string& out_;
+  char* p_;
+};
 
 // Reads a varint at `*pos`, advancing it. False if cut short or longer than
 // a uint64 can be (ten bytes).
@@ -46,11 +77,6 @@ bool GetVarint(std::string_view in, size_t* pos, uint64_t* v) {
 }
 
 uint64_t U(int64_t v) { return static_cast<uint64_t>(v); }
-
-void PutText(std::string& out, std::string_view text) {
-  PutVarint(out, text.size());
-  out += text;
-}
 
 bool GetText(std::string_view in, size_t* pos, std::string* text) {
   uint64_t length = 0;
@@ -75,8 +101,9 @@ size_t RunEncoder::SizeOf(const RunRecord& record) const {
 }
 
 void RunEncoder::Add(const RunRecord& record) {
-  PutVarint(bytes_, U(record.client_msg_id) - U(last_id_));
-  PutVarint(bytes_, Zigzag(U(record.message_id) - U(last_message_)));
+  Appender out(bytes_, 2 * Appender::kVarintMax);
+  out.Varint(U(record.client_msg_id) - U(last_id_));
+  out.Varint(Zigzag(U(record.message_id) - U(last_message_)));
   last_id_ = record.client_msg_id;
   last_message_ = record.message_id;
 }
@@ -110,10 +137,13 @@ bool DecodeRun(int64_t first_id, std::string_view blob,
 }
 
 void BatchEncoder::Add(const SendRecord& record) {
-  PutVarint(bytes_, Zigzag(U(record.sender_id) - U(last_.sender_id)));
-  PutVarint(bytes_, Zigzag(U(record.client_msg_id) - U(last_.client_msg_id)));
-  PutVarint(bytes_, Zigzag(U(record.message_id) - U(last_.message_id)));
-  PutVarint(bytes_, Zigzag(U(record.created_at) - U(last_.created_at)));
+  {
+    Appender out(bytes_, 4 * Appender::kVarintMax);
+    out.Varint(Zigzag(U(record.sender_id) - U(last_.sender_id)));
+    out.Varint(Zigzag(U(record.client_msg_id) - U(last_.client_msg_id)));
+    out.Varint(Zigzag(U(record.message_id) - U(last_.message_id)));
+    out.Varint(Zigzag(U(record.created_at) - U(last_.created_at)));
+  }
   last_ = record;
 }
 
@@ -143,19 +173,21 @@ void AppendNoticeOp(std::string& blob, const NoticeOp& op) {
 
 void AppendNoticeAdd(std::string& blob, int64_t account_id,
                      const Notice& notice) {
-  blob.push_back('\x01');
-  PutVarint(blob, Zigzag(U(account_id)));
-  PutVarint(blob, Zigzag(U(notice.message_id)));
-  PutVarint(blob, static_cast<uint64_t>(notice.kind));
-  PutVarint(blob, notice.client_msg_id);
-  PutText(blob, notice.peer_name);
+  Appender out(blob, 1 + 5 * Appender::kVarintMax + notice.peer_name.size());
+  out.Byte('\x01');
+  out.Varint(Zigzag(U(account_id)));
+  out.Varint(Zigzag(U(notice.message_id)));
+  out.Varint(static_cast<uint64_t>(notice.kind));
+  out.Varint(notice.client_msg_id);
+  out.Text(notice.peer_name);
 }
 
 void AppendNoticeAck(std::string& blob, int64_t account_id,
                      int64_t message_id) {
-  blob.push_back('\x02');
-  PutVarint(blob, Zigzag(U(account_id)));
-  PutVarint(blob, Zigzag(U(message_id)));
+  Appender out(blob, 1 + 2 * Appender::kVarintMax);
+  out.Byte('\x02');
+  out.Varint(Zigzag(U(account_id)));
+  out.Varint(Zigzag(U(message_id)));
 }
 
 bool DecodeNoticeOps(std::string_view blob, std::vector<NoticeOp>* out) {
@@ -188,20 +220,23 @@ bool DecodeNoticeOps(std::string_view blob, std::vector<NoticeOp>* out) {
 }
 
 void AppendMessageAdd(std::string& blob, const QueuedMessage& m) {
-  blob.push_back('\x01');
-  PutVarint(blob, Zigzag(U(m.id)));
-  PutVarint(blob, Zigzag(U(m.sender_id)));
-  PutVarint(blob, Zigzag(U(m.recipient_id)));
-  PutVarint(blob, m.client_msg_id);
-  PutVarint(blob, Zigzag(U(m.sent_at_ms)));
-  PutText(blob, m.sender_name);
-  PutText(blob, m.recipient_name);
-  PutText(blob, m.body);
+  Appender out(blob, 1 + 8 * Appender::kVarintMax + m.sender_name.size() +
+                         m.recipient_name.size() + m.body.size());
+  out.Byte('\x01');
+  out.Varint(Zigzag(U(m.id)));
+  out.Varint(Zigzag(U(m.sender_id)));
+  out.Varint(Zigzag(U(m.recipient_id)));
+  out.Varint(m.client_msg_id);
+  out.Varint(Zigzag(U(m.sent_at_ms)));
+  out.Text(m.sender_name);
+  out.Text(m.recipient_name);
+  out.Text(m.body);
 }
 
 void AppendMessageRemove(std::string& blob, int64_t id) {
-  blob.push_back('\x02');
-  PutVarint(blob, Zigzag(U(id)));
+  Appender out(blob, 1 + Appender::kVarintMax);
+  out.Byte('\x02');
+  out.Varint(Zigzag(U(id)));
 }
 
 bool DecodeMessageOps(std::string_view blob, std::vector<MessageOp>* out) {
