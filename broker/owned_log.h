@@ -11,8 +11,11 @@
 // the store calls it when it rewrites the log, which bounds the tombstones by
 // the log's operations.
 //
-// Ids mostly arrive in order, so an add is usually at a ring's end; an add
-// out of order moves the ring's later slots by one.
+// For entries that arrive in id order per owner (a recipient's logged
+// messages: ids grow), where an add is at its ring's end. An add below the
+// owner's last id is correct but moves the ring's later slots by one, so
+// entries that come out of order by the thousand (a sender's notices, in
+// the order of its recipients' receipts) belong in another structure.
 #pragma once
 
 #include <algorithm>

@@ -280,14 +280,25 @@ void CachePut(Map& map, size_t capacity, Key&& key, Value&& value) {
 }
 
 // To `out`, up to `limit` rows read from a table in message id order, adds
-// the logged entries of `owner` and keeps the first `limit` of both, in id
-// order.
-template <class T, class IdOf>
-void MergeLogged(std::vector<T>& out, const OwnedLog<T>& logged, int64_t owner,
+// the logged entries of `owner` (an OwnedLog, or a map keyed by owner, then
+// id) and keeps the first `limit` of both, in id order.
+template <class T>
+void ForEachLogged(const OwnedLog<T>& logged, int64_t owner, auto&& f) {
+  logged.ForEach(owner, f);
+}
+template <class T>
+void ForEachLogged(const std::map<std::pair<int64_t, int64_t>, T>& logged,
+                   int64_t owner, auto&& f) {
+  for (auto it = logged.lower_bound({owner, INT64_MIN});
+       it != logged.end() && it->first.first == owner && f(it->second); ++it) {
+  }
+}
+template <class T, class Log, class IdOf>
+void MergeLogged(std::vector<T>& out, const Log& logged, int64_t owner,
                  int64_t limit, IdOf id_of) {
   const size_t from_table = out.size();
   const size_t most = static_cast<size_t>(limit);
-  logged.ForEach(owner, [&](const T& entry) {
+  ForEachLogged(logged, owner, [&](const T& entry) {
     if (out.size() >= from_table + most) return false;
     out.push_back(entry);
     return true;
@@ -516,7 +527,7 @@ void SqliteStore::ForgetTransaction() {
   recent_loaded_ = false;
   batch_records_.clear();
   run_tails_.clear();
-  log_notices_.Clear();
+  log_notices_.clear();
   notice_log_loaded_ = false;
   notice_log_ops_ = 0;
   notice_ops_.clear();
@@ -739,8 +750,11 @@ Result<std::vector<QueuedMessage>> SqliteStore::DeleteAccount(int64_t id) {
   if (Status s = MergeRecentSends(); !s.ok()) return s;
   // The account's logged notices go by acknowledgements in the log.
   if (Status s = LoadNoticeLog(); !s.ok()) return s;
-  log_notices_.RemoveAll(
-      id, [&](const Notice& n) { LogNoticeOp(/*add=*/false, id, n); });
+  for (auto it = log_notices_.lower_bound({id, INT64_MIN});
+       it != log_notices_.end() && it->first.first == id;) {
+    LogNoticeOp(/*add=*/false, id, it->second);
+    it = log_notices_.erase(it);
+  }
   // Forgetting a cache entry is always safe (a miss reloads it), so the
   // account's count goes first, whatever happens below.
   pending_counts_.erase(id);
@@ -1678,8 +1692,10 @@ Status SqliteStore::AddNotice(int64_t account_id, const Notice& n,
   if (!count.ok()) return count.status();
   // (CountStoredNotices loaded the log.) A notice already logged stays as it
   // is, as `notices` ignores a second insert of one it holds.
-  if (log_notices_.Find(account_id, n.message_id)) return Status::Ok();
-  log_notices_.Add(account_id, n.message_id) = n;
+  if (!log_notices_.try_emplace(NoticeKey{account_id, n.message_id}, n)
+           .second) {
+    return Status::Ok();
+  }
   LogNoticeOp(/*add=*/true, account_id, n);
   notice_counts_[account_id] = *count + 1;
   // Over the cap, the notices of the oldest messages go, all of a
@@ -1703,23 +1719,21 @@ Status SqliteStore::TrimNotices() {
         "SELECT message_id FROM notices WHERE account_id = ? "
         "ORDER BY message_id LIMIT ?");
     oldest.Bind(1, account_id).Bind(2, excess);
+    auto logged = log_notices_.lower_bound({account_id, INT64_MIN});
     int64_t dropped = 0, from_table = 0, table_upto = 0;
     int rc = oldest.Step();
     while (dropped < excess) {
-      const Notice* logged = nullptr;
-      log_notices_.ForEach(account_id, [&](const Notice& n) {
-        logged = &n;
-        return false;
-      });
       const bool in_table = rc == SQLITE_ROW;
-      if (!in_table && !logged) break;
-      if (in_table && (!logged || oldest.Int(0) < logged->message_id)) {
+      const bool in_log =
+          logged != log_notices_.end() && logged->first.first == account_id;
+      if (!in_table && !in_log) break;
+      if (in_table && (!in_log || oldest.Int(0) < logged->first.second)) {
         table_upto = oldest.Int(0);
         ++from_table;
         rc = oldest.Step();
       } else {
-        LogNoticeOp(/*add=*/false, account_id, *logged);
-        log_notices_.Remove(account_id, logged->message_id);
+        LogNoticeOp(/*add=*/false, account_id, logged->second);
+        logged = log_notices_.erase(logged);
       }
       ++dropped;
     }
@@ -1753,7 +1767,7 @@ Result<int64_t> SqliteStore::CountStoredNotices(int64_t account_id) {
   Statement& st = Prepare("SELECT count(*) FROM notices WHERE account_id = ?");
   st.Bind(1, account_id);
   if (st.Step() != SQLITE_ROW) return Error("count notices");
-  const int64_t n = st.Int(0) + log_notices_.Count(account_id);
+  const int64_t n = st.Int(0) + LoggedNotices(account_id);
   st.Reset();
   CachePut(notice_counts_, kNoticeCountCacheSize, account_id, n);
   return n;
@@ -1785,8 +1799,10 @@ Result<std::vector<Notice>> SqliteStore::ListNotices(int64_t account_id,
 Status SqliteStore::AckNotice(int64_t account_id, int64_t message_id) {
   if (Status s = RequireTransaction(); !s.ok()) return s;
   if (Status s = LoadNoticeLog(); !s.ok()) return s;
-  if (const Notice* n = log_notices_.Remove(account_id, message_id)) {
-    LogNoticeOp(/*add=*/false, account_id, *n);
+  if (auto it = log_notices_.find({account_id, message_id});
+      it != log_notices_.end()) {
+    LogNoticeOp(/*add=*/false, account_id, it->second);
+    log_notices_.erase(it);
     if (auto c = notice_counts_.find(account_id); c != notice_counts_.end()) {
       --c->second;
     }
@@ -1808,30 +1824,29 @@ Status SqliteStore::AckNotice(int64_t account_id, int64_t message_id) {
 
 Status SqliteStore::LoadNoticeLog() {
   if (notice_log_loaded_) return Status::Ok();
-  log_notices_.Clear();
+  log_notices_.clear();
   notice_ops_.clear();
-  notice_op_adds_ = 0;
+  notice_op_adds_ = notice_op_count_ = 0;
   notice_log_ops_ = 0;
   std::vector<NoticeOp> ops;
-  Status s = ForEachBlob("SELECT records FROM notice_log ORDER BY id",
-                         "read notices", [&](std::string_view blob) {
-                           ops.clear();
-                           if (!DecodeNoticeOps(blob, &ops)) return false;
-                           for (NoticeOp& op : ops) {
-                             const int64_t id = op.notice.message_id;
-                             if (op.add) {
-                               Notice* n = log_notices_.Find(op.account_id, id);
-                               if (!n) n = &log_notices_.Add(op.account_id, id);
-                               *n = std::move(op.notice);
-                             } else {
-                               log_notices_.Remove(op.account_id, id);
-                             }
-                           }
-                           notice_log_ops_ += static_cast<int64_t>(ops.size());
-                           return true;
-                         });
+  Status s = ForEachBlob(
+      "SELECT records FROM notice_log ORDER BY id", "read notices",
+      [&](std::string_view blob) {
+        ops.clear();
+        if (!DecodeNoticeOps(blob, &ops)) return false;
+        for (NoticeOp& op : ops) {
+          const NoticeKey key{op.account_id, op.notice.message_id};
+          if (op.add) {
+            log_notices_.insert_or_assign(key, std::move(op.notice));
+          } else {
+            log_notices_.erase(key);
+          }
+        }
+        notice_log_ops_ += static_cast<int64_t>(ops.size());
+        return true;
+      });
   if (!s.ok()) {
-    log_notices_.Clear();
+    log_notices_.clear();
     notice_log_ops_ = 0;
     return s;
   }
@@ -1889,26 +1904,22 @@ Status SqliteStore::CompactNoticeLog() {
     Statement& st = Prepare(
         "INSERT OR IGNORE INTO notices(account_id, message_id, kind, "
         "peer_name, client_msg_id) VALUES(?, ?, ?, ?, ?)");
-    bool failed = false;
-    log_notices_.ForAll([&](int64_t account_id, const Notice& n) {
-      if (failed) return;
+    for (const auto& [key, n] : log_notices_) {
       st.Start()
-          .Bind(1, account_id)
-          .Bind(2, n.message_id)
+          .Bind(1, key.first)
+          .Bind(2, key.second)
           .Bind(3, static_cast<int64_t>(n.kind))
           .BindBorrowed(4, n.peer_name)
           .Bind(5, ToSql(n.client_msg_id));
-      failed = st.Run() != SQLITE_DONE;
-    });
-    if (failed) return Error("compact notices");
-    log_notices_.Clear();
+      if (st.Run() != SQLITE_DONE) return Error("compact notices");
+    }
+    log_notices_.clear();
     return Status::Ok();
   }
   std::string blob;
-  log_notices_.ForAll([&](int64_t account_id, const Notice& n) {
-    AppendNoticeAdd(blob, account_id, n);
-  });
-  log_notices_.Compact();
+  for (const auto& [key, n] : log_notices_) {
+    AppendNoticeAdd(blob, key.first, n);
+  }
   if (Prepare("INSERT INTO notice_log(adds, acks, records) VALUES(?, 0, ?)")
           .Bind(1, static_cast<int64_t>(log_notices_.size()))
           .BindBorrowedBlob(2, blob)
@@ -1917,6 +1928,15 @@ Status SqliteStore::CompactNoticeLog() {
   }
   notice_log_ops_ = static_cast<int64_t>(log_notices_.size());
   return Status::Ok();
+}
+
+int64_t SqliteStore::LoggedNotices(int64_t account_id) const {
+  int64_t n = 0;
+  for (auto it = log_notices_.lower_bound({account_id, INT64_MIN});
+       it != log_notices_.end() && it->first.first == account_id; ++it) {
+    ++n;
+  }
+  return n;
 }
 
 Status SqliteStore::InsertMessage(int64_t id, const QueuedMessage& m) {

@@ -438,8 +438,10 @@ class SqliteStore final : public Store {
   // its cap live, and carrying them costs less than a b-tree insert and
   // delete each.
   static constexpr int64_t kNoticeCarryMax = 16'384;
-  // By account, then message id.
-  OwnedLog<Notice> log_notices_;
+  // (A std::map: a sender's notices come in the order of its recipients'
+  // receipts, not of its message ids, which OwnedLog would pay for.)
+  using NoticeKey = std::pair<int64_t, int64_t>;  // account, message id
+  std::map<NoticeKey, Notice> log_notices_;
   bool notice_log_loaded_ = false;
   // Operations in notice_log's rows and in notice_ops_.
   int64_t notice_log_ops_ = 0;
@@ -458,6 +460,8 @@ class SqliteStore final : public Store {
   // Replaces the log's rows with its live notices: as one row, or, when
   // there are more than kNoticeCarryMax of them, in `notices`.
   Status CompactNoticeLog();
+  // The account's live logged notices.
+  int64_t LoggedNotices(int64_t account_id) const;
   // Accounts that went over their cap in the open transaction, and the cap:
   // TrimNotices drops their oldest notices down to it, before Commit and
   // before a read of the notices.
