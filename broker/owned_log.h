@@ -1,6 +1,6 @@
 // OwnedLog<T>: entries keyed by an owner (an account) and an id (a message
 // id), kept per owner in id order: the memory side of SqliteStore's message
-// and notice logs, where entries come and go by the thousand a second.
+// log, where entries come and go by the thousand a second.
 //
 // Each owner's entries sit in a ring of slots that the log keeps: an entry
 // added takes a slot whose value an earlier entry left there, so that the

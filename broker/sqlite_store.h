@@ -75,7 +75,8 @@
 //
 // Messages (schema v8). A message whose recipient is online
 // (QueuedMessage::recipient_online) is likely confirmed within moments, so
-// it is logged the same way: kept in memory (log_messages_) and written
+// it is logged the same way: kept in memory (log_messages_, a ring of
+// reused slots per recipient, owned_log.h) and written
 // with the transaction's other message operations as one row of
 // message_log; its receipt is an operation too. At kMessageLogMax
 // operations (or kMessageLogBytesMax of live text) the log is rewritten as
