@@ -256,19 +256,13 @@ std::vector<OutFrame> Batch::Assemble() {
     for (Entry& e : outbox_) frames.push_back(std::move(e.frame));
     return frames;
   }
-  // A connection's messages to coalesce gather in the frame of the first
-  // (a group): up to 1000 messages and, past the first, 64 KiB of senders
-  // and bodies (half the frame limit, whatever their sizes).
-  struct Group {
-    size_t frame;              // its place in `frames`
-    std::vector<int> members;  // indices into messages_
-    size_t text = 0;
-  };
-  std::vector<Group> groups;
-  std::unordered_map<std::string_view, size_t> open;  // routing id -> group
-  std::vector<uint32_t> uses(messages_.size(), 0);    // a message's entries
+  // A group takes up to 1000 messages and, past the first, 64 KiB of
+  // senders and bodies (half the frame limit, whatever their sizes).
+  group_count_ = 0;
+  open_groups_.clear();
+  uses_.assign(messages_.size(), 0);
   for (const Entry& e : outbox_) {
-    if (e.message >= 0) ++uses[static_cast<size_t>(e.message)];
+    if (e.message >= 0) ++uses_[static_cast<size_t>(e.message)];
   }
   for (Entry& e : outbox_) {
     if (e.message < 0) {
@@ -277,9 +271,9 @@ std::vector<OutFrame> Batch::Assemble() {
     }
     const DistributeMessage& m = messages_[static_cast<size_t>(e.message)];
     const size_t text = m.sender.size() + m.body.size();
-    auto it = open.find(e.frame.routing_id);
-    if (it != open.end()) {
-      Group& g = groups[it->second];
+    auto it = open_groups_.find(e.frame.routing_id);
+    if (it != open_groups_.end()) {
+      Group& g = groups_[it->second];
       if (g.members.size() < kMaxFetchLimit &&
           g.text + text <= kMaxFrameBytes / 2) {
         g.members.push_back(e.message);
@@ -287,13 +281,18 @@ std::vector<OutFrame> Batch::Assemble() {
         continue;
       }
     }
-    groups.push_back({frames.size(), {e.message}, text});
+    if (group_count_ == groups_.size()) groups_.emplace_back();
+    Group& g = groups_[group_count_++];
+    g.frame = frames.size();
+    g.members.assign(1, e.message);
+    g.text = text;
     frames.push_back(std::move(e.frame));
-    open[frames.back().routing_id] = groups.size() - 1;
+    open_groups_[frames.back().routing_id] = group_count_ - 1;
   }
-  for (Group& g : groups) {
+  for (size_t k = 0; k < group_count_; ++k) {
+    const Group& g = groups_[k];
     if (g.members.size() == 1) {
-      --uses[static_cast<size_t>(g.members[0])];
+      --uses_[static_cast<size_t>(g.members[0])];
       frames[g.frame].frame =
           Encode(0, messages_[static_cast<size_t>(g.members[0])]);
       continue;
@@ -307,7 +306,7 @@ std::vector<OutFrame> Batch::Assemble() {
       DistributeMessage& m = messages_[static_cast<size_t>(i)];
       batch.message_ids.push_back(m.message_id);
       batch.sent_ats_ms.push_back(m.sent_at_ms);
-      if (--uses[static_cast<size_t>(i)] == 0) {  // its last connection
+      if (--uses_[static_cast<size_t>(i)] == 0) {  // its last connection
         batch.senders.push_back(std::move(m.sender));
         batch.bodies.push_back(std::move(m.body));
       } else {

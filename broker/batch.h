@@ -27,6 +27,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "broker/metrics.h"
@@ -149,6 +150,20 @@ class Batch {
   // The frames to send: the outbox's, with the messages to coalesce
   // encoded, a connection's together.
   std::vector<OutFrame> Assemble();
+  // Assemble's working memory, kept from commit to commit (no allocation
+  // per connection once grown): a connection's messages to coalesce gather
+  // in the frame of the first (a group).
+  struct Group {
+    size_t frame = 0;          // its place in the frames
+    std::vector<int> members;  // indices into messages_
+    size_t text = 0;
+  };
+  std::vector<Group> groups_;  // the first group_count_ are this commit's
+  size_t group_count_ = 0;
+  // A connection's open group, by routing id (views into the frames of the
+  // commit that filled it: cleared before each use).
+  std::unordered_map<std::string_view, size_t> open_groups_;
+  std::vector<uint32_t> uses_;  // each message's entries not yet encoded
 
   // Rolls back: dependent requests since the last failure get `storage`.
   void Fail(const Status& cause);
