@@ -282,6 +282,12 @@ void CachePut(Map& map, size_t capacity, Key&& key, Value&& value) {
 // To `out`, up to `limit` rows read from a table in message id order, adds
 // the logged entries of `owner` (an OwnedLog, or a map keyed by owner, then
 // id) and keeps the first `limit` of both, in id order.
+// What a logged message counts toward log_message_bytes_.
+int64_t LoggedBytes(const QueuedMessage& m) {
+  return static_cast<int64_t>(m.body.size() + m.sender_name.size() +
+                              m.recipient_name.size());
+}
+
 template <class T>
 void ForEachLogged(const OwnedLog<T>& logged, int64_t owner, auto&& f) {
   logged.ForEach(owner, f);
@@ -783,8 +789,7 @@ Result<std::vector<QueuedMessage>> SqliteStore::DeleteAccount(int64_t id) {
   if (Status s = LoadMessageLog(); !s.ok()) return s;
   const size_t from_table = purged.size();
   log_messages_.RemoveAll(id, [&](QueuedMessage& m) {
-    log_message_bytes_ -= static_cast<int64_t>(
-        m.body.size() + m.sender_name.size() + m.recipient_name.size());
+    log_message_bytes_ -= LoggedBytes(m);
     LogRemoval(m.id);
     m.body.clear();
     purged.push_back(std::move(m));
@@ -2039,18 +2044,10 @@ void SqliteStore::ForgetMessageLog() {
 
 const QueuedMessage& SqliteStore::KeepLogged(const QueuedMessage& m,
                                              int64_t id) {
-  // Ids grow, so the index stays in id order as it grows at its end. (A log
-  // replayed out of order is indexed anew once loaded.)
-  const std::pair<int64_t, int64_t> entry{id, m.recipient_id};
-  if (log_message_index_.empty() || log_message_index_.back() < entry) {
-    log_message_index_.push_back(entry);
-  } else {
-    log_message_index_.insert(std::upper_bound(log_message_index_.begin(),
-                                               log_message_index_.end(), entry),
-                              entry);
-  }
-  log_message_bytes_ += static_cast<int64_t>(
-      m.body.size() + m.sender_name.size() + m.recipient_name.size());
+  // Enqueue's ids grow, so the index stays in id order as it grows at its
+  // end. (LoadMessageLog, which replays rows of any order, indexes anew.)
+  log_message_index_.emplace_back(id, m.recipient_id);
+  log_message_bytes_ += LoggedBytes(m);
   QueuedMessage& kept = log_messages_.Add(m.recipient_id, id);
   kept = m;
   kept.id = id;
@@ -2061,8 +2058,7 @@ const QueuedMessage& SqliteStore::KeepLogged(const QueuedMessage& m,
 QueuedMessage* SqliteStore::DropLogged(int64_t recipient_id, int64_t id) {
   QueuedMessage* m = log_messages_.Remove(recipient_id, id);
   if (!m) return nullptr;
-  log_message_bytes_ -= static_cast<int64_t>(
-      m->body.size() + m->sender_name.size() + m->recipient_name.size());
+  log_message_bytes_ -= LoggedBytes(*m);
   if (m->body.capacity() > kKeptBodyBytes) std::string().swap(m->body);
   return m;
 }
