@@ -616,6 +616,28 @@ TEST(CodecTest, MessageSuccessHasABatchForm) {
                  "field 'client_msg_ids' is out of range");
 }
 
+// Encode(request_id, DistributeMessage), the broker's way for pushes, writes
+// the bytes Encode(Message) writes, in both forms and whatever the text.
+TEST(CodecTest, DistributeMessageEncodesAsAnyBody) {
+  const DistributeMessage one{7, "Zoë", "東京で会おう 🙂 مرحبا",
+                              1767225600000};
+  EXPECT_EQ(Encode(0, one), Encode(Message{0, one}));
+  EXPECT_EQ(Encode(42, one), Encode(Message{42, one}));
+  DistributeMessage many;
+  const std::vector<std::string> texts = {
+      "Grüße", "你好", "👋", "مرحبا", "", std::string(5000, 'x')};
+  for (size_t i = 0; i < texts.size(); ++i) {
+    many.message_ids.push_back(100 + i);
+    many.senders.push_back(i % 2 ? "zoë" : "李雷");
+    many.bodies.push_back(texts[i]);
+    many.sent_ats_ms.push_back(1767225600000 + i);
+  }
+  EXPECT_EQ(Encode(0, many), Encode(Message{0, many}));
+  Result<Message> back = Decode(Encode(0, many));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(std::get<DistributeMessage>(back->body).bodies, texts);
+}
+
 // To a session that logs in with batch_pushes, a fetch's messages may come
 // in DISTRIBUTE_MESSAGE's batch form: message_ids, senders, bodies and
 // sent_ats, itemwise. Exactly one form; the lists as long as each other.
