@@ -254,9 +254,9 @@ void BrokerCore::RunArrived() {
       lanes[i] = p;
       any = true;
       if (const auto* send = std::get_if<SendMessage>(&(*decoded[i])->body)) {
-        Result<std::optional<Account>> to =
-            store_.FindAccount(UsernameKey(send->recipient));
-        if (to.ok() && to->has_value()) recipients.push_back((*to)->id);
+        Result<std::optional<int64_t>> to =
+            store_.FindAccountId(UsernameKey(send->recipient));
+        if (to.ok() && to->has_value()) recipients.push_back(**to);
       }
     }
     if (any) {

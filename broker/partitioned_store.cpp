@@ -150,6 +150,9 @@ class PartitionedStore::Partition final : public Store {
   Result<std::optional<Account>> FindAccountById(int64_t id) override {
     return accounts_->FindAccountById(id);
   }
+  Result<std::optional<int64_t>> FindAccountId(std::string_view key) override {
+    return accounts_->FindAccountId(key);
+  }
   Result<std::optional<int64_t>> FindSend(int64_t sender_id,
                                           uint64_t client_msg_id) override {
     return own_.FindSend(sender_id, client_msg_id);
@@ -396,6 +399,11 @@ Result<int64_t> PartitionedStore::CreateAccount(std::string_view name,
 Result<std::optional<Account>> PartitionedStore::FindAccount(
     std::string_view key) {
   return parts_[0]->FindAccount(key);
+}
+
+Result<std::optional<int64_t>> PartitionedStore::FindAccountId(
+    std::string_view key) {
+  return parts_[0]->FindAccountId(key);
 }
 
 Result<std::optional<Account>> PartitionedStore::FindAccountById(int64_t id) {

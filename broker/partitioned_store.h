@@ -98,6 +98,7 @@ class PartitionedStore final : public Store {
                                 int64_t now_ms) override;
   Result<std::optional<Account>> FindAccount(std::string_view key) override;
   Result<std::optional<Account>> FindAccountById(int64_t id) override;
+  Result<std::optional<int64_t>> FindAccountId(std::string_view key) override;
   Result<std::vector<QueuedMessage>> DeleteAccount(int64_t id) override;
   Result<std::string> ScanAccounts(
       std::string_view prefix, std::string_view after, int64_t max_rows,

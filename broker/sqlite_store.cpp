@@ -729,8 +729,7 @@ Result<std::optional<Account>> SqliteStore::ReadAccount(Statement& st) {
 
 Result<std::optional<Account>> SqliteStore::FindAccount(std::string_view key) {
   NoticeLostTransaction();
-  if (auto it = accounts_by_key_.find(std::string(key));
-      it != accounts_by_key_.end()) {
+  if (auto it = accounts_by_key_.find(key); it != accounts_by_key_.end()) {
     return std::optional<Account>(it->second);
   }
   Result<std::optional<Account>> found = ReadAccount(
@@ -741,6 +740,15 @@ Result<std::optional<Account>> SqliteStore::FindAccount(std::string_view key) {
     CachePut(accounts_by_key_, kAccountCacheSize, std::string(key), **found);
   }
   return found;
+}
+
+Result<std::optional<int64_t>> SqliteStore::FindAccountId(
+    std::string_view key) {
+  NoticeLostTransaction();
+  if (auto it = accounts_by_key_.find(key); it != accounts_by_key_.end()) {
+    return std::optional<int64_t>(it->second.id);
+  }
+  return Store::FindAccountId(key);  // reads it, and caches it
 }
 
 Result<std::optional<Account>> SqliteStore::FindAccountById(int64_t id) {
@@ -816,7 +824,10 @@ Result<std::vector<QueuedMessage>> SqliteStore::DeleteAccount(int64_t id) {
   del.Bind(1, id);
   int rc;
   while ((rc = del.Step()) == SQLITE_ROW) {
-    accounts_by_key_.erase(std::string(del.Text(0)));
+    if (auto it = accounts_by_key_.find(del.Text(0));
+        it != accounts_by_key_.end()) {
+      accounts_by_key_.erase(it);
+    }
   }
   del.Reset();
   if (rc != SQLITE_DONE) return Error("delete account");

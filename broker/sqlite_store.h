@@ -137,6 +137,7 @@ class SqliteStore final : public Store {
                                 int64_t now_ms) override;
   Result<std::optional<Account>> FindAccount(std::string_view key) override;
   Result<std::optional<Account>> FindAccountById(int64_t id) override;
+  Result<std::optional<int64_t>> FindAccountId(std::string_view key) override;
   // Removes the account, its queue, notices and tokens. Returns the purged
   // messages (bodies cleared) so their senders can be told.
   Result<std::vector<QueuedMessage>> DeleteAccount(int64_t id) override;
@@ -264,7 +265,15 @@ class SqliteStore final : public Store {
   int64_t message_block_end_ = 0;  // the reserved block's last id (0: none)
   Result<int64_t> NextMessageId();
   // Caches (see the top of this file).
-  std::unordered_map<std::string, Account> accounts_by_key_;
+  // Looked up by string_view, without a string made for the key.
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view key) const {
+      return std::hash<std::string_view>()(key);
+    }
+  };
+  std::unordered_map<std::string, Account, KeyHash, std::equal_to<>>
+      accounts_by_key_;
   std::unordered_map<int64_t, int64_t> pending_counts_;
   std::unordered_map<int64_t, int64_t> notice_counts_;
   // What a receipt needs of a message this store handed out (FetchPending)

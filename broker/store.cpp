@@ -97,6 +97,13 @@ Result<SendCheck> CheckWith(Store& store, int64_t sender_id,
 
 }  // namespace
 
+Result<std::optional<int64_t>> Store::FindAccountId(std::string_view key) {
+  Result<std::optional<Account>> found = FindAccount(key);
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) return std::optional<int64_t>();
+  return std::optional<int64_t>((*found)->id);
+}
+
 Result<SendCheck> Store::CheckSend(int64_t sender_id, uint64_t client_msg_id,
                                    std::string_view recipient_key) {
   return CheckWith(

@@ -173,6 +173,9 @@ class Store {
                                         int64_t now_ms) = 0;
   virtual Result<std::optional<Account>> FindAccount(std::string_view key) = 0;
   virtual Result<std::optional<Account>> FindAccountById(int64_t id) = 0;
+  // FindAccount's id alone (nullopt: no such account). A store with a cache
+  // of accounts answers it without copying the account's name and hash.
+  virtual Result<std::optional<int64_t>> FindAccountId(std::string_view key);
   // Removes the account, its queue, notices and tokens. Returns the purged
   // messages (bodies cleared) so their senders can be told.
   virtual Result<std::vector<QueuedMessage>> DeleteAccount(int64_t id) = 0;
