@@ -63,7 +63,10 @@ void BrokerCore::OnFrame(std::string_view routing_id, std::string_view frame,
     return;
   }
   if (store_.WantsLookahead() || partitioned_) {
-    arrived_.push_back({std::string(routing_id), std::string(frame)});
+    if (arrived_count_ == arrived_.size()) arrived_.emplace_back();
+    Arrived& slot = arrived_[arrived_count_++];
+    slot.routing_id.assign(routing_id);
+    slot.frame.assign(frame);
     return;
   }
   Handle(peer, frame);
@@ -191,8 +194,20 @@ void BrokerCore::RunLanes(
 }
 
 void BrokerCore::RunArrived() {
-  if (arrived_.empty()) return;
-  std::vector<Arrived> frames = std::exchange(arrived_, {});
+  if (arrived_count_ == 0) return;
+  // Taken out first: what runs may gather (and run) frames of its own.
+  std::vector<Arrived> slots = std::exchange(arrived_, {});
+  const size_t count = std::exchange(arrived_count_, 0);
+  RunFrames(std::span<const Arrived>(slots.data(), count));
+  for (size_t i = 0; i < count; ++i) {
+    if (slots[i].frame.capacity() > kKeptFrameBytes) {
+      slots[i].frame = std::string();
+    }
+  }
+  if (arrived_.empty()) arrived_ = std::move(slots);
+}
+
+void BrokerCore::RunFrames(std::span<const Arrived> frames) {
   std::vector<std::optional<Result<Message>>> decoded(frames.size());
   std::vector<uint64_t> request_ids(frames.size(), 0);
   std::vector<Lookahead> reads;

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -110,8 +111,8 @@ class BrokerCore {
   // the batch).
   void RefuseUndecoded(const Peer& peer, const Status& status,
                        uint64_t request_id);
-  // Runs the gathered frames (arrived_): announces their reads, then
-  // handles each in order.
+  // Runs the gathered frames (arrived_, RunFrames) and keeps their slots'
+  // buffers for the next batch's.
   void RunArrived();
   void Dispatch(Peer& peer, const Message& message);
   // Who asked and what a refusal echoes; `order` as in RequestInfo.
@@ -158,7 +159,15 @@ class BrokerCore {
     std::string routing_id;
     std::string frame;
   };
+  // The frames gathered for RunArrived are the first arrived_count_ slots;
+  // a slot keeps its strings' buffers from batch to batch (a frame's up to
+  // kKeptFrameBytes), so that gathering a frame is a copy, not also an
+  // allocation and a free.
+  static constexpr size_t kKeptFrameBytes = 4096;
   std::vector<Arrived> arrived_;
+  size_t arrived_count_ = 0;
+  // Announces the frames' reads, then handles each in order.
+  void RunFrames(std::span<const Arrived> frames);
   std::unordered_map<uint64_t, Deferral> deferred_;  // by hash-pool ticket
   // Several brokers on one store: the accounts this broker has recorded as
   // present here, reconciled with the session table at every tick, and how

@@ -250,5 +250,53 @@ TEST_F(PartitionedCoreTest, ATickLeavesPruningToThePartitionsThreads) {
   EXPECT_FALSE(recorded(2, 78));
 }
 
+// The frames a batch gathers keep their slots' buffers for the next batch
+// (BrokerCore::RunArrived): a later, smaller batch runs only its own
+// frames, each with its own bytes, whether the slot held a longer frame
+// or one too large to keep.
+TEST_F(PartitionedCoreTest, ABatchRunsOnlyItsOwnGatheredFrames) {
+  JoinAll(5);
+  std::string long_body;
+  while (long_body.size() < 3000) long_body += "Zoë 東京 🎉 مرحبا ";
+  std::string huge_body;
+  while (huge_body.size() < 9000) huge_body += "שלום ✓ ";
+  Batch([&] {
+    for (int i = 1; i <= 5; ++i) {
+      core_->OnFrame("c" + std::to_string(i),
+                     Encode({static_cast<uint64_t>(i),
+                             SendMessage{"u" + std::to_string(i % 5 + 1),
+                                         i == 1 ? huge_body : long_body,
+                                         static_cast<uint64_t>(i)}}));
+    }
+  });
+  for (int i = 1; i <= 5; ++i) {
+    const std::string peer = "c" + std::to_string(i);
+    std::vector<DistributeMessage> got = PushesOf<DistributeMessage>(peer);
+    ASSERT_EQ(got.size(), 1u) << peer;
+    EXPECT_EQ(got[0].body, i == 2 ? huge_body : long_body) << peer;
+    Drain(peer);
+  }
+  // One short frame in the slot of the huge one, one in a long one's.
+  Batch([&] {
+    core_->OnFrame("c1", Encode({20, SendMessage{"u2", "é", 20}}));
+    core_->OnFrame("c2", Encode({21, Ping{}}));
+  });
+  std::vector<Message> c1 = Drain("c1");
+  ASSERT_EQ(c1.size(), 1u);
+  EXPECT_EQ(c1[0].request_id, 20u);
+  EXPECT_NE(As<MessagePending>(c1[0]), nullptr);
+  std::vector<DistributeMessage> pushed = PushesOf<DistributeMessage>("c2");
+  ASSERT_EQ(pushed.size(), 1u);
+  EXPECT_EQ(pushed[0].body, "é");
+  std::vector<Message> c2 = Drain("c2");
+  ASSERT_EQ(c2.size(), 1u);
+  EXPECT_EQ(c2[0].request_id, 21u);
+  EXPECT_NE(As<Pong>(c2[0]), nullptr);
+  for (int i = 3; i <= 5; ++i) {
+    EXPECT_TRUE(Drain("c" + std::to_string(i)).empty())
+        << "the earlier batch's frames in later slots ran again for c" << i;
+  }
+}
+
 }  // namespace
 }  // namespace zchat
