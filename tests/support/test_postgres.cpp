@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -59,10 +60,7 @@ TestPostgres::TestPostgres() {
       }
     }
   }
-  if (!RunAsOwner("initdb", "-D " + root_ +
-                                "/data -A trust -U zchat -E UTF8 "
-                                "--no-locale --no-sync >" +
-                                root_ + "/initdb.log 2>&1")) {
+  if (!MakeCluster()) {
     error_ = "initdb failed (see " + root_ + "/initdb.log)";
     return;
   }
@@ -82,6 +80,41 @@ bool TestPostgres::RunAsOwner(const std::string& program,
   const std::string line =
       geteuid() == 0 ? "runuser -u postgres -- sh -c '" + cmd + "'" : cmd;
   return std::system(line.c_str()) == 0;
+}
+
+bool TestPostgres::MakeCluster() {
+  const std::string data = root_ + "/data";
+  // The build's kept cluster for this major version (the initdb options
+  // below are fixed, so every fresh cluster of one version is the same).
+  std::string kept;
+#ifdef ZCHAT_TEST_PG_CACHE
+  kept = std::string(ZCHAT_TEST_PG_CACHE) + "/" +
+         fs::path(bin_).parent_path().filename().string();
+#endif
+  std::error_code ec;
+  if (!kept.empty() && fs::exists(kept + "/PG_VERSION", ec)) {
+    // cp -a keeps the files' owner (`postgres` under root) and modes, which
+    // the server checks.
+    return std::system(("cp -a '" + kept + "' '" + data + "'").c_str()) == 0;
+  }
+  if (!RunAsOwner("initdb", "-D " + data +
+                                " -A trust -U zchat -E UTF8 --no-locale "
+                                "--no-sync >" +
+                                root_ + "/initdb.log 2>&1")) {
+    return false;
+  }
+  if (!kept.empty()) {
+    // Kept for the next servers: copied aside, then renamed into place in
+    // one step, so that a server never copies half a cluster. Of two
+    // servers that raced here, the second's rename fails and its copy goes.
+    fs::create_directories(fs::path(kept).parent_path(), ec);
+    const std::string aside = kept + ".new" + std::to_string(getpid());
+    if (std::system(("cp -a '" + data + "' '" + aside + "'").c_str()) != 0 ||
+        std::rename(aside.c_str(), kept.c_str()) != 0) {
+      fs::remove_all(aside, ec);
+    }
+  }
+  return true;
 }
 
 bool TestPostgres::Start() {

@@ -67,7 +67,7 @@ class Postgres:
         self.log_path = os.path.join(self.dir, "postgres.log")
         self.databases = 0
         self._run(["initdb", "-D", self.data, "-A", "trust", "-U", "zchat",
-                   "-E", "UTF8", "--no-locale"])
+                   "-E", "UTF8", "--no-locale", "--no-sync"])
         self._run(["pg_ctl", "-D", self.data, "-l", self.log_path, "-w", "-o",
                    f"-k {self.sock} -c listen_addresses= -p 5432 -c fsync=off "
                    "-c full_page_writes=off -c max_connections=200", "start"])
