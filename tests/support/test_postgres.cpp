@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 
 namespace zchat::testing {
@@ -84,12 +85,16 @@ bool TestPostgres::RunAsOwner(const std::string& program,
 
 bool TestPostgres::MakeCluster() {
   const std::string data = root_ + "/data";
-  // The build's kept cluster for this major version (the initdb options
-  // below are fixed, so every fresh cluster of one version is the same).
+  const std::string options = "-A trust -U zchat -E UTF8 --no-locale";
+  // The build's kept cluster for this major version and these options:
+  // every fresh cluster of the two is the same.
   std::string kept;
 #ifdef ZCHAT_TEST_PG_CACHE
+  char options_hash[17];
+  std::snprintf(options_hash, sizeof options_hash, "%016zx",
+                std::hash<std::string>{}(options));
   kept = std::string(ZCHAT_TEST_PG_CACHE) + "/" +
-         fs::path(bin_).parent_path().filename().string();
+         fs::path(bin_).parent_path().filename().string() + "-" + options_hash;
 #endif
   std::error_code ec;
   if (!kept.empty() && fs::exists(kept + "/PG_VERSION", ec)) {
@@ -97,9 +102,7 @@ bool TestPostgres::MakeCluster() {
     // the server checks.
     return std::system(("cp -a '" + kept + "' '" + data + "'").c_str()) == 0;
   }
-  if (!RunAsOwner("initdb", "-D " + data +
-                                " -A trust -U zchat -E UTF8 --no-locale "
-                                "--no-sync >" +
+  if (!RunAsOwner("initdb", "-D " + data + " " + options + " --no-sync >" +
                                 root_ + "/initdb.log 2>&1")) {
     return false;
   }
