@@ -62,7 +62,8 @@ TestPostgres::TestPostgres() {
     }
   }
   if (!MakeCluster()) {
-    error_ = "initdb failed (see " + root_ + "/initdb.log)";
+    error_ = "initdb, or copying the build's kept cluster, failed (see " +
+             root_ + "/initdb.log)";
     return;
   }
   if (!Start()) error_ = "the server did not start (see " + root_ + "/log)";
