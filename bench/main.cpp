@@ -331,7 +331,7 @@ std::optional<CycleFigures> CycleOnWrappedWal(const Settings& s,
     f = RunCycle(z.target, pairs, window, s.seconds, "c", s.load_threads);
   } else if (why->empty()) {
     *why = "its WAL (" + db + "-wal) did not reach " + std::to_string(pages) +
-           " pages in 30 s";
+           " pages in 30 one-second rounds of 50 pairs";
   }
   Stop(label, z);
   if (f && !Completed(label, f->failure)) {
