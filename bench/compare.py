@@ -63,6 +63,8 @@ FIGURES = [
     ("online 50 pairs, msg/s", ["online_50", "zchat", "messages_per_s"], 0),
     ("online 50 pairs, us CPU per message",
      ["online_50", "zchat", "cpu_us_per_message"], 1),
+    ("online 50 pairs, loop thread us CPU per message",
+     ["online_50", "zchat", "threads", "main", "cpu_us_per_message"], 2),
     ("online 50 pairs, zchat / Mosquitto",
      ["online_50", "throughput_ratio_mosquitto"], 2),
     ("online 50 pairs, zchat / NATS",
@@ -110,11 +112,21 @@ FIGURES = [
     ("cycle, msg/s", ["cycle", "zchat", "messages_per_s"], 0),
     ("cycle, us CPU per message", ["cycle", "zchat", "cpu_us_per_message"],
      1),
+    ("cycle, loop thread us CPU per message",
+     ["cycle", "zchat", "threads", "main", "cpu_us_per_message"], 2),
     ("cycle, zchat / Mosquitto", ["cycle", "throughput_ratio_mosquitto"], 2),
     ("cycle, zchat / NATS", ["cycle", "throughput_ratio_nats"], 2),
     ("cycle, zchat / RabbitMQ", ["cycle", "throughput_ratio_rabbitmq"], 2),
     ("cycle, send -> delivered p99 us",
      ["cycle", "zchat", "delivered", "p99_us"], 0),
+] + [
+    # --only cores (200 pairs over the load threads)
+    ("cores, msg/s", ["cores", "zchat", "messages_per_s"], 0),
+    ("cores, us CPU per message", ["cores", "zchat", "cpu_us_per_message"],
+     1),
+    ("cores, loop thread us CPU per message",
+     ["cores", "zchat", "threads", "main", "cpu_us_per_message"], 2),
+    ("cores, zchat / Mosquitto", ["cores", "throughput_ratio_mosquitto"], 2),
 ] + [
     # --only scaling: 1, 10, 100 and 1,000 pairs, window 8
     (f"{pairs} pairs (window 8), {what}",

@@ -41,6 +41,15 @@ constexpr const char* kPassword = "benchpass1";
 
 // CPU time of the target process, in microseconds.
 int64_t CpuMicros(pid_t pid) { return CpuTime(pid).count(); }
+std::map<std::string, int64_t> ThreadMicros(const std::vector<pid_t>& pids) {
+  std::map<std::string, int64_t> out;
+  for (pid_t p : pids) {
+    for (const auto& [name, us] : testing::ThreadCpuTimes(p)) {
+      out[name] += us.count();
+    }
+  }
+  return out;
+}
 int64_t CpuMicros(const std::vector<pid_t>& pids) {
   int64_t total = 0;
   for (pid_t p : pids) total += CpuMicros(p);
@@ -647,9 +656,11 @@ CpuWindow RunLoadThreads(const CycleClock& clock, int threads,
   CpuWindow cpu;
   std::this_thread::sleep_until(clock.from);
   cpu.begin_us = CpuMicros(pids);
+  cpu.threads_begin = ThreadMicros(pids);
   if (server > 0) cpu.server_begin_us = testing::TreeCpuTime(server).count();
   std::this_thread::sleep_until(clock.to);
   cpu.end_us = CpuMicros(pids);
+  cpu.threads_end = ThreadMicros(pids);
   if (server > 0) cpu.server_end_us = testing::TreeCpuTime(server).count();
   for (auto& w : workers) w.join();
   return cpu;
@@ -783,6 +794,18 @@ CycleFigures MergeCycle(const CycleClock& clock, const CpuWindow& cpu,
       static_cast<double>(cpu.server_end_us - cpu.server_begin_us);
   out.server_cpu_us_per_message = out.messages ? server_us / out.messages : 0;
   out.server_cpu_cores = server_us / (elapsed * 1e6);
+  // A group absent at the start began inside the window: all its time is.
+  for (const auto& [name, end_us] : cpu.threads_end) {
+    const auto begin = cpu.threads_begin.find(name);
+    const double us = static_cast<double>(
+        end_us - (begin == cpu.threads_begin.end() ? 0 : begin->second));
+    out.threads.push_back(
+        {name, us, us / (elapsed * 1e6), out.messages ? us / out.messages : 0});
+  }
+  std::sort(out.threads.begin(), out.threads.end(),
+            [](const ThreadShare& a, const ThreadShare& b) {
+              return a.cpu_us > b.cpu_us;
+            });
   out.delivered = Percentiles(delivered);
   out.confirmed = Percentiles(confirmed);
   if (distributed != sent) {

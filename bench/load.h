@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -66,6 +67,15 @@ struct Latency {
   size_t samples = 0;
 };
 
+// One group of a target's threads (testing::ThreadCpuTimes: "main", or
+// threads of one name) over a measuring window.
+struct ThreadShare {
+  std::string name;
+  double cpu_us = 0;              // its CPU time in the window
+  double cores = 0;               // that over the window's length
+  double cpu_us_per_message = 0;  // and over the messages
+};
+
 struct CycleFigures {
   double messages_per_s = 0;
   double cpu_us_per_message = 0;  // the target process's CPU time
@@ -76,6 +86,8 @@ struct CycleFigures {
   // The database server's (Target::server_pid), when there is one.
   double server_cpu_us_per_message = 0;
   double server_cpu_cores = 0;
+  // The target's CPU time by thread (its live threads; most first).
+  std::vector<ThreadShare> threads;
   std::string failure;
 };
 
@@ -110,6 +122,8 @@ struct CyclePart {
 struct CpuWindow {
   int64_t begin_us = 0, end_us = 0;  // the target's CPU time at from, to
   int64_t server_begin_us = 0, server_end_us = 0;  // the server's, if any
+  // The target's CPU time by thread group at from, to (summed over pids).
+  std::map<std::string, int64_t> threads_begin, threads_end;
 };
 // Runs drive(0) .. drive(threads - 1) on their own threads and reads the
 // CPU time of `pids` (and of `server`'s process tree, if not -1) at the

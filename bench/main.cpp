@@ -269,6 +269,20 @@ void PrintCycle(
         Ratio(wrapped->delivered.p50_us, z.delivered.p50_us).c_str(),
         Ratio(wrapped->delivered.p99_us, z.delivered.p99_us).c_str());
   }
+  // Which of the broker's threads the CPU went to (main: the loop).
+  auto threads = [](const std::string& name, const CycleFigures& f) {
+    std::string groups;
+    for (const ThreadShare& t : f.threads) {
+      if (t.cores < 0.005) continue;
+      groups += (groups.empty() ? "" : ", ") + t.name + " " + Fmt(t.cores, 2) +
+                " (" + Fmt(t.cpu_us_per_message, 2) + ")";
+    }
+    std::printf("  %s threads, cores (cpu us/msg): %s\n", name.c_str(),
+                groups.empty() ? "none measurable" : groups.c_str());
+  };
+  threads("zchat", z);
+  if (wrapped) threads("zchat/wrap", *wrapped);
+  for (const auto& [label, f] : pg) threads(label, f);
   for (const auto& [label, f] : pg) {
     std::printf(
         "  %s / zchat on SQLite: throughput %s, broker cpu/msg %s; the "
@@ -281,6 +295,12 @@ void PrintCycle(
 }
 
 Json CycleJson(const CycleFigures& f) {
+  Json threads = Json::object();
+  for (const ThreadShare& t : f.threads) {
+    threads[t.name] = {{"cpu_us", t.cpu_us},
+                       {"cores", t.cores},
+                       {"cpu_us_per_message", t.cpu_us_per_message}};
+  }
   return {{"messages_per_s", f.messages_per_s},
           {"cpu_us_per_message", f.cpu_us_per_message},
           {"cpu_cores", f.cpu_cores},
@@ -288,7 +308,8 @@ Json CycleJson(const CycleFigures& f) {
           {"server_cpu_cores", f.server_cpu_cores},
           {"messages", f.messages},
           {"delivered", LatencyJson(f.delivered)},
-          {"confirmed", LatencyJson(f.confirmed)}};
+          {"confirmed", LatencyJson(f.confirmed)},
+          {"threads", threads}};
 }
 
 // The cycle on a broker whose WAL has wrapped, as a broker's does once it

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -90,6 +91,12 @@ class ChildProcess {
 // unknown) and user + system CPU time.
 int64_t RssKib(pid_t pid);
 std::chrono::microseconds CpuTime(pid_t pid);
+// The CPU time of a process's live threads, by name: "main" for its first
+// thread (the broker's loop), the others by their name
+// (/proc/PID/task/TID/comm) less a trailing "/N" or "-N", so that libzmq's
+// "ZMQbg/IO/0" and "ZMQbg/IO/1" add up together. Threads that ended are not
+// in it (their time is in CpuTime's).
+std::map<std::string, std::chrono::microseconds> ThreadCpuTimes(pid_t pid);
 // CPU time of a process and its children, live and exited: its own, what
 // its reaped children used (cutime, cstime), and each live child's own and
 // reaped children's. A server that forks a process per connection
