@@ -108,25 +108,20 @@ FIGURES = [
             ["connections", "baseline", "rss_kib"]), 2),
     ("connections, re-login s", ["connections", "zchat", "relogin_s"], 2),
 ] + [
-    # --only cycle (--pairs, --window)
-    ("cycle, msg/s", ["cycle", "zchat", "messages_per_s"], 0),
-    ("cycle, us CPU per message", ["cycle", "zchat", "cpu_us_per_message"],
-     1),
-    ("cycle, loop thread us CPU per message",
-     ["cycle", "zchat", "threads", "main", "cpu_us_per_message"], 2),
-    ("cycle, zchat / Mosquitto", ["cycle", "throughput_ratio_mosquitto"], 2),
-    ("cycle, zchat / NATS", ["cycle", "throughput_ratio_nats"], 2),
-    ("cycle, zchat / RabbitMQ", ["cycle", "throughput_ratio_rabbitmq"], 2),
-    ("cycle, send -> delivered p99 us",
-     ["cycle", "zchat", "delivered", "p99_us"], 0),
-] + [
-    # --only cores (200 pairs over the load threads)
-    ("cores, msg/s", ["cores", "zchat", "messages_per_s"], 0),
-    ("cores, us CPU per message", ["cores", "zchat", "cpu_us_per_message"],
-     1),
-    ("cores, loop thread us CPU per message",
-     ["cores", "zchat", "threads", "main", "cpu_us_per_message"], 2),
-    ("cores, zchat / Mosquitto", ["cores", "throughput_ratio_mosquitto"], 2),
+    # --only cycle (--pairs, --window) and --only cores (200 pairs over the
+    # load threads): the same table
+    (f"{scenario}, {what}", [scenario, *path], digits)
+    for scenario in ("cycle", "cores")
+    for what, path, digits in [
+        ("msg/s", ["zchat", "messages_per_s"], 0),
+        ("us CPU per message", ["zchat", "cpu_us_per_message"], 1),
+        ("loop thread us CPU per message",
+         ["zchat", "threads", "main", "cpu_us_per_message"], 2),
+        ("zchat / Mosquitto", ["throughput_ratio_mosquitto"], 2),
+        ("zchat / NATS", ["throughput_ratio_nats"], 2),
+        ("zchat / RabbitMQ", ["throughput_ratio_rabbitmq"], 2),
+        ("send -> delivered p99 us", ["zchat", "delivered", "p99_us"], 0),
+    ]
 ] + [
     # --only scaling: 1, 10, 100 and 1,000 pairs, window 8
     (f"{pairs} pairs (window 8), {what}",
