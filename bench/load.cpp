@@ -797,8 +797,9 @@ CycleFigures MergeCycle(const CycleClock& clock, const CpuWindow& cpu,
   // A group absent at the start began inside the window: all its time is.
   for (const auto& [name, end_us] : cpu.threads_end) {
     const auto begin = cpu.threads_begin.find(name);
-    const double us = static_cast<double>(
-        end_us - (begin == cpu.threads_begin.end() ? 0 : begin->second));
+    // (Negative when a thread of the group ended inside the window.)
+    const double us = std::max<double>(
+        0, end_us - (begin == cpu.threads_begin.end() ? 0 : begin->second));
     out.threads.push_back(
         {name, us, us / (elapsed * 1e6), out.messages ? us / out.messages : 0});
   }

@@ -53,6 +53,23 @@ std::string ReadWhole(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
+// utime + stime of a /proc stat file (a process's or a thread's), in
+// microseconds; -1 if it cannot be read.
+int64_t StatCpuMicros(const std::string& path) {
+  const std::string stat = ReadWhole(path);
+  // The fields after the ")" that ends the command name; utime and stime
+  // are the 14th and 15th fields of the whole line, in clock ticks.
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return -1;
+  std::istringstream rest(stat.substr(paren + 1));
+  std::string field;
+  int64_t ticks = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14 || i == 15) ticks += std::stoll(field);
+  }
+  return ticks * 1'000'000 / sysconf(_SC_CLK_TCK);
+}
+
 }  // namespace
 
 ChildProcess::~ChildProcess() {
@@ -265,27 +282,6 @@ int64_t RssKib(pid_t pid) {
   return -1;
 }
 
-namespace {
-
-// utime + stime of a /proc stat file (a process's or a thread's), in
-// microseconds; -1 if it cannot be read.
-int64_t StatCpuMicros(const std::string& path) {
-  const std::string stat = ReadWhole(path);
-  // The fields after the ")" that ends the command name; utime and stime
-  // are the 14th and 15th fields of the whole line, in clock ticks.
-  const size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return -1;
-  std::istringstream rest(stat.substr(paren + 1));
-  std::string field;
-  int64_t ticks = 0;
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14 || i == 15) ticks += std::stoll(field);
-  }
-  return ticks * 1'000'000 / sysconf(_SC_CLK_TCK);
-}
-
-}  // namespace
-
 std::chrono::microseconds CpuTime(pid_t pid) {
   return std::chrono::microseconds(
       StatCpuMicros("/proc/" + std::to_string(pid) + "/stat"));
@@ -303,6 +299,7 @@ std::map<std::string, std::chrono::microseconds> ThreadCpuTimes(pid_t pid) {
     if (tid != std::to_string(pid)) {
       name = ReadWhole(entry.path().string() + "/comm");
       while (!name.empty() && name.back() == '\n') name.pop_back();
+      if (name.empty()) name = "unnamed";  // it ended after its stat
       // "ZMQbg/IO/0", "ZMQbg/IO/1": one group.
       const size_t digits = name.find_last_not_of("0123456789");
       if (digits != std::string::npos && digits + 1 < name.size() &&
