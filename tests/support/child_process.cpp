@@ -53,21 +53,34 @@ std::string ReadWhole(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
-// utime + stime of a /proc stat file (a process's or a thread's), in
-// microseconds; -1 if it cannot be read.
-int64_t StatCpuMicros(const std::string& path) {
+// Fields 3 to 17 of a /proc stat file (a process's or a thread's), those
+// after the ")" that ends the command name (which may hold spaces):
+// `fields[i - 3]` is the i-th. Empty if it cannot be read.
+std::vector<int64_t> StatFields(const std::string& path) {
   const std::string stat = ReadWhole(path);
-  // The fields after the ")" that ends the command name; utime and stime
-  // are the 14th and 15th fields of the whole line, in clock ticks.
   const size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return -1;
+  if (paren == std::string::npos) return {};
   std::istringstream rest(stat.substr(paren + 1));
+  std::vector<int64_t> fields;
   std::string field;
-  int64_t ticks = 0;
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14 || i == 15) ticks += std::stoll(field);
+  // Field 3 is the state, a letter: kept as 0.
+  for (int i = 3; i <= 17 && rest >> field; ++i) {
+    fields.push_back(i == 3 ? 0 : std::stoll(field));
   }
+  if (fields.size() != 15) return {};
+  return fields;
+}
+
+// Clock ticks to microseconds.
+int64_t TicksMicros(int64_t ticks) {
   return ticks * 1'000'000 / sysconf(_SC_CLK_TCK);
+}
+
+// utime + stime (fields 14 and 15) of a /proc stat file, in microseconds;
+// -1 if it cannot be read.
+int64_t StatCpuMicros(const std::string& path) {
+  const std::vector<int64_t> f = StatFields(path);
+  return f.empty() ? -1 : TicksMicros(f[14 - 3] + f[15 - 3]);
 }
 
 }  // namespace
@@ -317,18 +330,11 @@ namespace {
 // utime + stime (+ cutime + cstime with `children`) in clock ticks, and the
 // parent pid, of /proc/PID/stat; false if it cannot be read.
 bool StatTicks(pid_t pid, bool children, int64_t* ticks, pid_t* parent) {
-  const std::string stat = ReadWhole("/proc/" + std::to_string(pid) + "/stat");
-  const size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return false;
-  std::istringstream rest(stat.substr(paren + 1));
-  std::string field;
-  *ticks = 0;
-  for (int i = 3; i <= 17 && rest >> field; ++i) {
-    if (i == 4) *parent = static_cast<pid_t>(std::stoll(field));
-    if (i == 14 || i == 15 || (children && (i == 16 || i == 17))) {
-      *ticks += std::stoll(field);
-    }
-  }
+  const std::vector<int64_t> f =
+      StatFields("/proc/" + std::to_string(pid) + "/stat");
+  if (f.empty()) return false;
+  *parent = static_cast<pid_t>(f[4 - 3]);
+  *ticks = f[14 - 3] + f[15 - 3] + (children ? f[16 - 3] + f[17 - 3] : 0);
   return true;
 }
 
@@ -352,7 +358,7 @@ std::chrono::microseconds TreeCpuTime(pid_t pid) {
       total += ticks;
     }
   }
-  return std::chrono::microseconds(total * 1'000'000 / sysconf(_SC_CLK_TCK));
+  return std::chrono::microseconds(TicksMicros(total));
 }
 
 std::string SelfExe() {
